@@ -1,0 +1,1 @@
+"""streamflow benchmark harness (see bench/README.md)."""

@@ -1,0 +1,1 @@
+"""Benchmark implementations: one file per framework and scenario, each run as its own process."""

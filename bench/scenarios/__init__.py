@@ -1,0 +1,76 @@
+"""Benchmark scenarios: a seeded data set, the expected output, and one implementation per framework.
+
+A scenario is a small object (see :class:`Scenario`) registered in :data:`SCENARIOS`. To add
+one (say ``count_by_key``):
+
+1. write ``bench/scenarios/count_by_key.py`` with a ``Scenario`` whose ``records()`` yields the
+   seeded input and whose ``expectation()`` computes what the output must contain (count and a
+   content checker);
+2. write the implementations, e.g. ``bench/impls/count_by_key/{raw_confluent,quix_app,faust_app}.py``
+   and ``bench/impls/count_by_key/streamflow_topology.py`` (an ``__init__.py`` there too),
+   reading the same BENCH_* environment variables as the stateless ones;
+3. map framework name -> implementation in ``Scenario.impls`` and add it to ``SCENARIOS`` below.
+
+The harness (bench/run.py) does the rest: produce once, run each framework alternately in its
+own process and virtualenv, time until the output topic holds ``expected_count`` records,
+verify the content, tabulate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    """One seeded input record: bytes as produced, plus the decoded value for expectations."""
+
+    key: bytes
+    value: bytes
+    timestamp_ms: int
+    obj: Any
+
+
+class Checker(Protocol):
+    """Consumes the output topic's records (after a run) and reports what is wrong."""
+
+    def add_output(self, key: bytes | None, value: bytes | None) -> None: ...
+
+    def problems(self) -> list[str]: ...
+
+
+class Expectation(Protocol):
+    """Built while the input is generated; knows the exact expected output."""
+
+    def add_input(self, record: InputRecord) -> None: ...
+
+    @property
+    def expected_count(self) -> int:
+        """How many records the output topic must hold when the run is complete."""
+        ...
+
+    def checker(self) -> Checker: ...
+
+
+class Scenario(Protocol):
+    name: str
+    description: str
+    # framework name -> implementation, relative to bench/impls/: a file ("raw_confluent.py")
+    # for script frameworks, a module path ("streamflow_topology") for streamflow.
+    impls: Mapping[str, str]
+
+    def records(self, n: int, seed: int) -> Iterator[InputRecord]: ...
+
+    def expectation(self) -> Expectation: ...
+
+
+def _registry() -> dict[str, Scenario]:
+    from bench.scenarios.stateless import StatelessScenario
+
+    scenarios: list[Scenario] = [StatelessScenario()]
+    return {s.name: s for s in scenarios}
+
+
+SCENARIOS: dict[str, Scenario] = _registry()

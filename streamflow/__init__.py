@@ -1,0 +1,38 @@
+"""streamflow: Kafka-native stream processing for Python.
+
+Topologies of named processors that consume Kafka topics, transform records (stateless,
+stateful, windowed) and produce to other topics::
+
+    import streamflow as sf
+
+    topology = sf.Topology("shop")
+    orders = topology.topic("orders", key=sf.String(), value=sf.Json(), external=True)
+    big = topology.topic("big-orders", key=sf.String(), value=sf.Json())
+    topology.processor("big").stream(orders).filter(lambda o: o["total"] > 100).to(big)
+
+Run it with ``streamflow run mymodule``; test it with ``streamflow.testing.TopologyTestDriver``.
+"""
+
+from streamflow.dsl import Processor, Stream, Topic, Topology, TopologyError
+from streamflow.record import Record
+from streamflow.serde import Bytes, Double, Int, Json, Long, Serde, SerdeError, String
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bytes",
+    "Double",
+    "Int",
+    "Json",
+    "Long",
+    "Processor",
+    "Record",
+    "Serde",
+    "SerdeError",
+    "Stream",
+    "String",
+    "Topic",
+    "Topology",
+    "TopologyError",
+    "__version__",
+]

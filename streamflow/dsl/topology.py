@@ -1,0 +1,248 @@
+"""Topologies, topics and processors: the declared DAG of a streamflow application."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from streamflow.serde import Bytes, Serde
+
+if TYPE_CHECKING:
+    from streamflow.dsl.stream import Stream
+    from streamflow.dsl.nodes import Node
+
+Guarantee = Literal["at_least_once", "exactly_once"]
+OnError = Literal["fail", "skip", "dead_letter"]
+
+_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+class TopologyError(ValueError):
+    """The topology is not well formed; the message says what to change."""
+
+
+def _check_name(what: str, name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > 200:
+        raise TopologyError(
+            f"{what} name {name!r} is not valid: use letters, digits, '.', '_' and '-' only"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A declared Kafka topic: its name, key and value serdes, and how it should be created.
+
+    ``external=True`` marks a topic that no processor of this topology produces (an input
+    from elsewhere). ``partitions``/``replication``/``config`` are used when streamflow
+    creates the topic and checked against the cluster at start-up.
+    """
+
+    name: str
+    key: Serde = field(default_factory=Bytes)
+    value: Serde = field(default_factory=Bytes)
+    partitions: int | None = None
+    replication: int | None = None
+    config: tuple[tuple[str, str], ...] = ()
+    external: bool = False
+    internal: bool = False
+
+    @property
+    def config_dict(self) -> dict[str, str]:
+        """The topic configs as a dict (e.g. ``{"cleanup.policy": "compact"}``)."""
+        return dict(self.config)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Topology:
+    """A named set of topics and processors: the workflow DAG.
+
+    >>> import streamflow as sf
+    >>> t = sf.Topology("shop")
+    >>> orders = t.topic("orders", key=sf.String(), value=sf.Json(), external=True)
+    >>> big = t.topic("big-orders", key=sf.String(), value=sf.Json())
+    >>> _ = t.processor("filter").stream(orders).filter(lambda o: o["total"] > 100).to(big)
+    >>> sorted(t.processors)
+    ['filter']
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = _check_name("topology", name)
+        self.topics: dict[str, Topic] = {}
+        self.processors: dict[str, Processor] = {}
+
+    def topic(
+        self,
+        name: str,
+        *,
+        key: Serde | None = None,
+        value: Serde | None = None,
+        partitions: int | None = None,
+        replication: int | None = None,
+        config: dict[str, str] | None = None,
+        external: bool = False,
+    ) -> Topic:
+        """Declare a topic (or return the identical existing declaration)."""
+        _check_name("topic", name)
+        if partitions is not None and partitions < 1:
+            raise TopologyError(f"topic {name!r}: partitions must be >= 1, got {partitions}")
+        t = Topic(
+            name,
+            key if key is not None else Bytes(),
+            value if value is not None else Bytes(),
+            partitions,
+            replication,
+            tuple(sorted((config or {}).items())),
+            external,
+        )
+        old = self.topics.get(name)
+        if old is not None and old != t:
+            raise TopologyError(
+                f"topic {name!r} is declared twice with different settings; declare it once "
+                "and reuse the returned Topic"
+            )
+        self.topics[name] = t
+        return t
+
+    def _internal_topic(self, name: str, key: Serde, value: Serde, config: dict[str, str]) -> Topic:
+        t = Topic(name, key, value, None, None, tuple(sorted(config.items())), False, True)
+        self.topics[name] = t
+        return t
+
+    def processor(
+        self,
+        name: str,
+        *,
+        guarantee: Guarantee = "at_least_once",
+        on_error: OnError = "fail",
+        dead_letter_topic: str | None = None,
+        commit_interval_ms: int | None = None,
+        group_id: str | None = None,
+    ) -> Processor:
+        """Declare a processor: one consumer group, one unit of deployment and scaling."""
+        _check_name("processor", name)
+        if name in self.processors:
+            raise TopologyError(f"processor {name!r} is declared twice in topology {self.name!r}")
+        if guarantee not in ("at_least_once", "exactly_once"):
+            raise TopologyError(
+                f"processor {name!r}: guarantee must be 'at_least_once' or 'exactly_once', "
+                f"not {guarantee!r}"
+            )
+        if on_error not in ("fail", "skip", "dead_letter"):
+            raise TopologyError(
+                f"processor {name!r}: on_error must be 'fail', 'skip' or 'dead_letter', "
+                f"not {on_error!r}"
+            )
+        p = Processor(self, name, guarantee, on_error, dead_letter_topic, commit_interval_ms,
+                      group_id)
+        self.processors[name] = p
+        return p
+
+    def resolve_topic(self, topic: Topic | str) -> Topic:
+        """Return the declaration of ``topic`` (a Topic or a name) in this topology."""
+        name = topic.name if isinstance(topic, Topic) else topic
+        try:
+            found = self.topics[name]
+        except KeyError:
+            raise TopologyError(
+                f"topic {name!r} is not declared in topology {self.name!r}; declare it with "
+                f"topology.topic({name!r}, key=..., value=...)"
+            ) from None
+        if isinstance(topic, Topic) and topic != found:
+            raise TopologyError(f"topic {name!r} belongs to another topology")
+        return found
+
+    def describe(self) -> str:
+        """A readable text of topics, processors and their steps."""
+        from streamflow.plan.render import describe_text
+
+        return describe_text(self)
+
+    def __repr__(self) -> str:
+        return f"Topology({self.name!r}, processors={list(self.processors)})"
+
+
+class Processor:
+    """A named stream program inside a topology (one consumer group)."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        name: str,
+        guarantee: Guarantee,
+        on_error: OnError,
+        dead_letter_topic: str | None,
+        commit_interval_ms: int | None,
+        group_id: str | None,
+    ) -> None:
+        self.topology = topology
+        self.name = name
+        self.guarantee: Guarantee = guarantee
+        self.on_error: OnError = on_error
+        self.dead_letter_topic = dead_letter_topic or f"{topology.name}.{name}.dlq"
+        self.commit_interval_ms = commit_interval_ms
+        self.group_id = group_id or f"{topology.name}.{name}"
+        self.nodes: dict[str, Node] = {}
+        self._counters: dict[str, int] = {}
+
+    def stream(self, *topics: Topic | str, name: str | None = None) -> Stream:
+        """Start a stream reading from one or more declared topics."""
+        from streamflow.dsl.nodes import Source
+        from streamflow.dsl.stream import Stream
+
+        if not topics:
+            raise TopologyError(f"processor {self.name!r}: stream() needs at least one topic")
+        resolved = tuple(self.topology.resolve_topic(t).name for t in topics)
+        for other in self.nodes.values():
+            if isinstance(other, Source) and set(other.topics) & set(resolved):
+                raise TopologyError(
+                    f"processor {self.name!r} reads {sorted(set(other.topics) & set(resolved))} "
+                    "in two streams; read it once and branch with .split() or reuse the Stream"
+                )
+        node = self.add(Source(self.node_name("source", name), (), resolved))
+        return Stream(self, node.name)
+
+    def node_name(self, kind: str, explicit: str | None) -> str:
+        """Return a stable step name: the explicit one, or ``<kind>-<n>`` in declaration order."""
+        if explicit is not None:
+            return _check_name("step", explicit)
+        n = self._counters.get(kind, 0) + 1
+        self._counters[kind] = n
+        return f"{kind}-{n}"
+
+    def add(self, node: Node) -> Node:
+        """Register a new step (names are unique within a processor)."""
+        if node.name in self.nodes:
+            raise TopologyError(
+                f"processor {self.name!r} already has a step named {node.name!r}; "
+                "step names must be unique because state and internal topics are named after them"
+            )
+        self.nodes[node.name] = node
+        return node
+
+    def source_topics(self) -> list[str]:
+        """Topics this processor consumes (declared sources and internal ones)."""
+        from streamflow.dsl.nodes import Source
+
+        return [t for n in self.nodes.values() if isinstance(n, Source) for t in n.topics]
+
+    def sink_topics(self) -> list[str]:
+        """Topics this processor produces to by name (dynamic routes are not listed)."""
+        from streamflow.dsl.nodes import Sink
+
+        return [n.topic for n in self.nodes.values() if isinstance(n, Sink) and n.topic]
+
+    def options(self) -> dict[str, Any]:
+        """The processor's settings, for describe and tooling."""
+        return {
+            "guarantee": self.guarantee,
+            "on_error": self.on_error,
+            "dead_letter_topic": self.dead_letter_topic,
+            "group_id": self.group_id,
+        }
+
+    def __repr__(self) -> str:
+        return f"Processor({self.topology.name}/{self.name})"

@@ -1,0 +1,180 @@
+"""Thin wrappers over confluent-kafka's Consumer, Producer and AdminClient.
+
+This package is the only one in streamflow that imports ``confluent_kafka``. The runtime
+gets plain client objects from here and calls their methods; everything that needs a
+confluent type (``TopicPartition``, ``NewTopic``, ...) is built here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+log = logging.getLogger("streamflow.kafka")
+
+__all__ = [
+    "KafkaError",
+    "KafkaException",
+    "TopicState",
+    "Unreachable",
+    "commit",
+    "committed",
+    "describe_topics",
+    "make_admin",
+    "make_consumer",
+    "make_producer",
+    "create_topics",
+    "delete_topics",
+    "error_is_fatal",
+    "is_buffer_full",
+]
+
+
+class Unreachable(Exception):
+    """The Kafka cluster did not answer in time."""
+
+
+def make_consumer(conf: dict[str, Any]) -> Any:
+    """A Consumer; ``conf`` is librdkafka configuration."""
+    return Consumer(conf)
+
+
+def make_producer(conf: dict[str, Any]) -> Any:
+    """A Producer; ``conf`` is librdkafka configuration (may hold ``on_delivery``)."""
+    return Producer(conf)
+
+
+def make_admin(conf: dict[str, Any]) -> Any:
+    """An AdminClient built from the client settings that apply to it."""
+    return AdminClient(admin_conf(conf))
+
+
+_NOT_ADMIN_PREFIXES = ("group.", "enable.auto", "auto.", "isolation.", "partition.assignment",
+                       "session.timeout", "max.poll", "fetch.", "enable.idempotence", "acks",
+                       "linger", "batch.", "compression", "transactional", "queue.buffering",
+                       "partitioner", "delivery.report", "on_delivery", "message.timeout",
+                       "enable.partition.eof", "heartbeat", "enable.gapless")
+
+
+def admin_conf(conf: dict[str, Any]) -> dict[str, Any]:
+    """Drop consumer/producer-only settings from ``conf``."""
+    return {k: v for k, v in conf.items() if not k.startswith(_NOT_ADMIN_PREFIXES)}
+
+
+def error_is_fatal(err: Any) -> bool:
+    """True for errors a client cannot recover from."""
+    return bool(err.fatal()) if hasattr(err, "fatal") else False
+
+
+def is_buffer_full(exc: BaseException) -> bool:
+    """True when ``produce()`` refused because the local queue is full."""
+    return isinstance(exc, BufferError)
+
+
+def partition_eof(err: Any) -> bool:
+    """True for the end-of-partition pseudo error."""
+    return bool(err.code() == KafkaError._PARTITION_EOF)
+
+
+def commit(consumer: Any, offsets: Iterable[tuple[str, int, int]]) -> None:
+    """Synchronously commit ``(topic, partition, next_offset)`` triples."""
+    tps = [TopicPartition(t, p, o) for t, p, o in offsets]
+    if tps:
+        consumer.commit(offsets=tps, asynchronous=False)
+
+
+def committed(consumer: Any, partitions: Iterable[tuple[str, int]], timeout: float = 10.0
+              ) -> dict[tuple[str, int], int]:
+    """Committed offsets of the group for ``(topic, partition)`` pairs (-1001 when none)."""
+    tps = [TopicPartition(t, p) for t, p in partitions]
+    return {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=timeout)}
+
+
+def tp_pairs(partitions: Iterable[Any]) -> list[tuple[str, int]]:
+    """Turn confluent ``TopicPartition``s into ``(topic, partition)`` pairs."""
+    return [(tp.topic, tp.partition) for tp in partitions]
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """What the cluster says about a topic."""
+
+    name: str
+    partitions: int
+    replication: int
+    config: dict[str, str]
+
+
+def describe_topics(admin: Any, names: Iterable[str], timeout: float = 15.0,
+                    with_config: bool = True) -> dict[str, TopicState]:
+    """Partition count, replication and (optionally) configs of the topics that exist."""
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException as e:
+        raise Unreachable(str(e)) from e
+    wanted = [n for n in names if n in md.topics and md.topics[n].error is None]
+    configs: dict[str, dict[str, str]] = {n: {} for n in wanted}
+    if with_config and wanted:
+        futures = admin.describe_configs([ConfigResource("topic", n) for n in wanted])
+        for res, fut in futures.items():
+            entries = fut.result(timeout=timeout)
+            configs[res.name] = {k: str(e.value) for k, e in entries.items()}
+    out = {}
+    for n in wanted:
+        parts = md.topics[n].partitions
+        repl = len(next(iter(parts.values())).replicas) if parts else 0
+        out[n] = TopicState(n, len(parts), repl, configs[n])
+    return out
+
+
+def create_topics(admin: Any, specs: Iterable[tuple[str, int, int, dict[str, str]]],
+                  timeout: float = 30.0) -> list[str]:
+    """Create ``(name, partitions, replication, config)`` topics; return those created.
+    Topics that already exist are left alone."""
+    new = [NewTopic(n, num_partitions=p, replication_factor=r, config=c) for n, p, r, c in specs]
+    if not new:
+        return []
+    created = []
+    for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
+        try:
+            fut.result(timeout=timeout)
+            created.append(name)
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created
+
+
+def delete_topics(admin: Any, names: Iterable[str], timeout: float = 30.0) -> None:
+    """Delete topics (missing ones are ignored)."""
+    names = list(names)
+    if not names:
+        return
+    for _name, fut in admin.delete_topics(names, operation_timeout=timeout).items():
+        try:
+            fut.result(timeout=timeout)
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
+
+
+def ping(admin: Any, timeout: float) -> None:
+    """Raise ``Unreachable`` unless the cluster answers a metadata request in ``timeout``."""
+    try:
+        admin.list_topics(timeout=timeout)
+    except KafkaException as e:
+        raise Unreachable(str(e)) from e
+
+
+OnDelivery = Callable[[Any, Any], None]

@@ -1,0 +1,307 @@
+"""Compile one processor's graph into per-source chains of plain closures.
+
+The compiled form is what both the worker runtime and ``TopologyTestDriver`` execute:
+an ``entry`` per source topic taking raw ``(key_bytes, value_bytes, timestamp, headers)``,
+which deserializes once and calls a chain of closures, ending in ``emit`` calls that hand
+serialized records to the producer (or to the test driver's buffers).
+
+Per record there is no dispatch through node objects; user-function exceptions are wrapped
+in ``StepError`` naming the step, at no cost when nothing fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from streamflow.dsl.nodes import Apply, Branch, Merge, Node, Sink, Source, Split
+from streamflow.record import Headers, Record
+from streamflow.serde import SerdeContext
+
+if TYPE_CHECKING:
+    from streamflow.dsl.topology import Processor
+
+Step = Callable[[Any, Any, int, "Headers | None"], None]
+Entry = Callable[[bytes | None, bytes | None, int, "Headers | None"], None]
+Emit = Callable[[str, bytes | None, bytes | None, int, "Headers | None"], None]
+
+
+class StepError(Exception):
+    """A record failed in a named step (deserialize, a user function, serialize)."""
+
+    def __init__(self, step: str, cause: BaseException) -> None:
+        super().__init__(f"step {step!r} failed: {type(cause).__name__}: {cause}")
+        self.step = step
+        self.cause = cause
+
+
+class TaskContext:
+    """Explicit per-task context: which partition, and which source record is current.
+
+    The runtime sets ``topic`` and ``offset`` before calling an entry; steps that hand a
+    ``Record`` to user code read them from here (never from a global).
+    """
+
+    __slots__ = ("emit", "offset", "partition", "processor", "serde_ctx", "topic")
+
+    def __init__(self, processor: str, partition: int, emit: Emit, serde_ctx: SerdeContext) -> None:
+        self.processor = processor
+        self.partition = partition
+        self.emit = emit
+        self.serde_ctx = serde_ctx
+        self.topic: str | None = None
+        self.offset: int | None = None
+
+
+@dataclass
+class CompiledTask:
+    """The closures of one processor for one partition: ``entries[topic]`` per source."""
+
+    entries: dict[str, Entry]
+    context: TaskContext
+
+
+def _noop(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+    return None
+
+
+def _fanout(steps: list[Step]) -> Step:
+    if not steps:
+        return _noop
+    if len(steps) == 1:
+        return steps[0]
+    all_steps = tuple(steps)
+
+    def fanout(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        for s in all_steps:
+            s(k, v, ts, h)
+
+    return fanout
+
+
+class _Compiler:
+    def __init__(self, processor: Processor, ctx: TaskContext) -> None:
+        self.processor = processor
+        self.topology = processor.topology
+        self.ctx = ctx
+        self.children: dict[str, list[Node]] = {n: [] for n in processor.nodes}
+        for node in processor.nodes.values():
+            for p in node.parents:
+                self.children[p].append(node)
+        self.done: dict[str, Step] = {}
+        self.serializers: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
+
+    def downstream(self, node: Node) -> Step:
+        return _fanout([self.step(c) for c in self.children[node.name]])
+
+    def step(self, node: Node) -> Step:
+        if node.name not in self.done:
+            self.done[node.name] = self._build(node)
+        return self.done[node.name]
+
+    def serializers_for(self, topic: str) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+        if topic not in self.serializers:
+            t = self.topology.resolve_topic(topic)
+            sc = self.ctx.serde_ctx
+            self.serializers[topic] = (
+                t.key.serializer(topic, True, sc),
+                t.value.serializer(topic, False, sc),
+            )
+        return self.serializers[topic]
+
+    def _build(self, node: Node) -> Step:
+        if isinstance(node, Apply):
+            return _APPLY[node.op](node.name, node.fn, self.downstream(node), self.ctx)
+        if isinstance(node, Split):
+            return self._split(node)
+        if isinstance(node, (Branch, Merge)):
+            return self.downstream(node)
+        if isinstance(node, Sink):
+            return self._sink(node)
+        raise TypeError(f"cannot compile step {node.name!r} of kind {node.kind!r}")
+
+    def _split(self, node: Split) -> Step:
+        outs: list[Step] = [_noop] * (len(node.branches) + (1 if node.default else 0))
+        for child in self.children[node.name]:
+            if isinstance(child, Branch):
+                outs[child.index] = self.step(child)
+        preds = node.predicates
+        default = outs[len(preds)] if node.default else None
+        routes = tuple(zip(preds, outs, strict=False))
+        name = node.name
+
+        def split(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+            try:
+                for pred, out in routes:
+                    if pred(v):
+                        break
+                else:
+                    out = default  # type: ignore[assignment]
+            except Exception as e:
+                raise StepError(name, e) from e
+            if out is not None:
+                out(k, v, ts, h)
+
+        return split
+
+    def _sink(self, node: Sink) -> Step:
+        emit = self.ctx.emit
+        name = node.name
+        if node.topic is not None:
+            topic = node.topic
+            ks, vs = self.serializers_for(topic)
+
+            def sink(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+                try:
+                    kb = ks(k)
+                    vb = vs(v)
+                except Exception as e:
+                    raise StepError(name, e) from e
+                emit(topic, kb, vb, ts, h)
+
+            return sink
+
+        router = node.router
+        assert router is not None
+        ctx = self.ctx
+        serializers_for = self.serializers_for
+
+        def route(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+            try:
+                target = router(Record(k, v, ts, h, ctx.topic, ctx.partition, ctx.offset))
+                topic = target if isinstance(target, str) else target.name
+                ks, vs = serializers_for(topic)
+                kb = ks(k)
+                vb = vs(v)
+            except Exception as e:
+                raise StepError(name, e) from e
+            emit(topic, kb, vb, ts, h)
+
+        return route
+
+    def entry(self, source: Source, topic: str) -> Entry:
+        t = self.topology.resolve_topic(topic)
+        sc = self.ctx.serde_ctx
+        kd = t.key.deserializer(topic, True, sc)
+        vd = t.value.deserializer(topic, False, sc)
+        nxt = self.downstream(source)
+        name = f"{source.name}:deserialize"
+
+        def entry(kb: bytes | None, vb: bytes | None, ts: int, h: Headers | None) -> None:
+            try:
+                k = kd(kb)
+                v = vd(vb)
+            except Exception as e:
+                raise StepError(name, e) from e
+            nxt(k, v, ts, h)
+
+        return entry
+
+
+def _map(name: str, fn: Any, nxt: Step, ctx: TaskContext) -> Step:
+    def map_(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        try:
+            v = fn(v)
+        except Exception as e:
+            raise StepError(name, e) from e
+        nxt(k, v, ts, h)
+
+    return map_
+
+
+def _filter(name: str, fn: Any, nxt: Step, ctx: TaskContext) -> Step:
+    def filter_(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        try:
+            keep = fn(v)
+        except Exception as e:
+            raise StepError(name, e) from e
+        if keep:
+            nxt(k, v, ts, h)
+
+    return filter_
+
+
+def _flat_map(name: str, fn: Any, nxt: Step, ctx: TaskContext) -> Step:
+    def flat_map(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        try:
+            values = list(fn(v))
+        except Exception as e:
+            raise StepError(name, e) from e
+        for out in values:
+            nxt(k, out, ts, h)
+
+    return flat_map
+
+
+def _key_by(name: str, fn: Any, nxt: Step, ctx: TaskContext) -> Step:
+    def key_by(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        try:
+            k = fn(v)
+        except Exception as e:
+            raise StepError(name, e) from e
+        nxt(k, v, ts, h)
+
+    return key_by
+
+
+def _record(ctx: TaskContext, k: Any, v: Any, ts: int, h: Headers | None) -> Record:
+    return Record(k, v, ts, h, ctx.topic, ctx.partition, ctx.offset)
+
+
+def _map_record(name: str, fn: Any, nxt: Step, ctx: TaskContext) -> Step:
+    def map_record(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        try:
+            r = fn(_record(ctx, k, v, ts, h))
+            if not isinstance(r, Record):
+                raise TypeError(f"map_record function must return a Record, got {type(r).__name__}")
+        except Exception as e:
+            raise StepError(name, e) from e
+        nxt(r.key, r.value, r.timestamp, r.headers)
+
+    return map_record
+
+
+def _filter_record(name: str, fn: Any, nxt: Step, ctx: TaskContext) -> Step:
+    def filter_record(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        try:
+            keep = fn(_record(ctx, k, v, ts, h))
+        except Exception as e:
+            raise StepError(name, e) from e
+        if keep:
+            nxt(k, v, ts, h)
+
+    return filter_record
+
+
+def _peek(name: str, fn: Any, nxt: Step, ctx: TaskContext) -> Step:
+    def peek(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        try:
+            fn(_record(ctx, k, v, ts, h))
+        except Exception as e:
+            raise StepError(name, e) from e
+        nxt(k, v, ts, h)
+
+    return peek
+
+
+_APPLY: dict[str, Callable[[str, Any, Step, TaskContext], Step]] = {
+    "map": _map,
+    "filter": _filter,
+    "flat_map": _flat_map,
+    "key_by": _key_by,
+    "map_record": _map_record,
+    "filter_record": _filter_record,
+    "peek": _peek,
+}
+
+
+def compile_task(processor: Processor, ctx: TaskContext) -> CompiledTask:
+    """Compile ``processor`` for one task (partition); see the module docstring."""
+    c = _Compiler(processor, ctx)
+    entries: dict[str, Entry] = {}
+    for node in processor.nodes.values():
+        if isinstance(node, Source):
+            for topic in node.topics:
+                entries[topic] = c.entry(node, topic)
+    return CompiledTask(entries, ctx)

@@ -1,0 +1,109 @@
+"""Render a topology as readable text (and, for tooling, Mermaid or DOT)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from streamflow.dsl.nodes import Node
+
+if TYPE_CHECKING:
+    from streamflow.dsl.topology import Processor, Topic, Topology
+
+
+def _topic_line(t: Topic) -> str:
+    bits = [f"key={t.key.describe()}", f"value={t.value.describe()}"]
+    if t.partitions:
+        bits.append(f"partitions={t.partitions}")
+    if t.replication:
+        bits.append(f"replication={t.replication}")
+    if t.config:
+        bits.append(", ".join(f"{k}={v}" for k, v in t.config))
+    kind = " (external)" if t.external else " (internal)" if t.internal else ""
+    return f"  {t.name}{kind}: {', '.join(bits)}"
+
+
+def _steps(p: Processor) -> list[str]:
+    children: dict[str, list[Node]] = {n: [] for n in p.nodes}
+    for node in p.nodes.values():
+        for parent in node.parents:
+            children[parent].append(node)
+    lines: list[str] = []
+    seen: set[str] = set()
+
+    def walk(node: Node, depth: int) -> None:
+        pad = "    " + "  " * depth
+        if node.name in seen:
+            lines.append(f"{pad}-> {node.name} (see above)")
+            return
+        seen.add(node.name)
+        lines.append(f"{pad}{node.name}: {node.label()}")
+        for c in children[node.name]:
+            walk(c, depth + 1)
+
+    for node in p.nodes.values():
+        if not node.parents:
+            walk(node, 0)
+    return lines
+
+
+def describe_text(topology: Topology) -> str:
+    """Topics, then each processor with its settings and step tree."""
+    out = [f"Topology {topology.name}", "Topics:"]
+    out += [_topic_line(t) for t in topology.topics.values()]
+    for p in topology.processors.values():
+        out.append(f"Processor {p.name} (group {p.group_id}, {p.guarantee}, on_error={p.on_error})")
+        out.append(f"  reads: {', '.join(p.source_topics()) or '-'}")
+        out.append(f"  writes: {', '.join(p.sink_topics()) or '-'}")
+        out += _steps(p)
+    return "\n".join(out) + "\n"
+
+
+def _edges(topology: Topology) -> list[tuple[str, str, str]]:
+    """(from, to, kind) edges between topics and processors."""
+    edges = []
+    for p in topology.processors.values():
+        for t in dict.fromkeys(p.source_topics()):
+            edges.append((t, p.name, "reads"))
+        for t in dict.fromkeys(p.sink_topics()):
+            edges.append((p.name, t, "writes"))
+    return edges
+
+
+def _ident(name: str) -> str:
+    return "n_" + "".join(c if c.isalnum() else "_" for c in name)
+
+
+def describe_mermaid(topology: Topology) -> str:
+    """A Mermaid flowchart: topics as stadiums, processors as boxes."""
+    out = ["flowchart LR"]
+    for t in topology.topics.values():
+        out.append(f'  {_ident("t:" + t.name)}(["{t.name}"])')
+    for p in topology.processors.values():
+        out.append(f'  {_ident("p:" + p.name)}["{p.name}<br/>{p.guarantee}"]')
+    for a, b, kind in _edges(topology):
+        src = _ident(("t:" if kind == "reads" else "p:") + a)
+        dst = _ident(("p:" if kind == "reads" else "t:") + b)
+        out.append(f"  {src} --> {dst}")
+    return "\n".join(out) + "\n"
+
+
+def describe_dot(topology: Topology) -> str:
+    """A Graphviz DOT digraph: topics as ellipses, processors as boxes."""
+    out = [f'digraph "{topology.name}" {{', "  rankdir=LR;"]
+    for t in topology.topics.values():
+        style = ", style=dashed" if t.internal else ""
+        out.append(f'  "{_ident("t:" + t.name)}" [label="{t.name}", shape=ellipse{style}];')
+    for p in topology.processors.values():
+        out.append(
+            f'  "{_ident("p:" + p.name)}" [label="{p.name}\\n{p.guarantee}", shape=box, '
+            'style="rounded,filled", fillcolor="#dbe9ff"];'
+        )
+    for a, b, kind in _edges(topology):
+        src = _ident(("t:" if kind == "reads" else "p:") + a)
+        dst = _ident(("p:" if kind == "reads" else "t:") + b)
+        out.append(f'  "{src}" -> "{dst}";')
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+RENDERERS = {"text": describe_text, "mermaid": describe_mermaid, "dot": describe_dot}

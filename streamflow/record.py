@@ -1,0 +1,97 @@
+"""The immutable record that user functions see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Headers = list[tuple[str, bytes]]
+
+
+class Record:
+    """One Kafka record: key, value, event timestamp (ms), headers and where it came from.
+
+    Records are immutable; change one with ``with_value()`` and friends, which return a copy::
+
+        >>> r = Record("k", 1, 1000)
+        >>> r.with_value(2).value
+        2
+    """
+
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
+
+    key: Any
+    value: Any
+    timestamp: int
+    headers: Headers | None
+    topic: str | None
+    partition: int | None
+    offset: int | None
+
+    def __init__(
+        self,
+        key: Any,
+        value: Any,
+        timestamp: int = 0,
+        headers: Headers | None = None,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        s = object.__setattr__
+        s(self, "key", key)
+        s(self, "value", value)
+        s(self, "timestamp", timestamp)
+        s(self, "headers", headers)
+        s(self, "topic", topic)
+        s(self, "partition", partition)
+        s(self, "offset", offset)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Record is immutable; use with_{name}() to make a changed copy")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Record is immutable")
+
+    def _replace(self, **changes: Any) -> Record:
+        fields = {n: getattr(self, n) for n in _FIELDS}
+        fields.update(changes)
+        return Record(**fields)
+
+    def with_key(self, key: Any) -> Record:
+        """Return a copy with another key."""
+        return self._replace(key=key)
+
+    def with_value(self, value: Any) -> Record:
+        """Return a copy with another value."""
+        return self._replace(value=value)
+
+    def with_timestamp(self, timestamp: int) -> Record:
+        """Return a copy with another event timestamp (milliseconds since the epoch)."""
+        return self._replace(timestamp=timestamp)
+
+    def with_headers(self, headers: Headers | None) -> Record:
+        """Return a copy with other headers (a list of ``(name, bytes)`` pairs)."""
+        return self._replace(headers=headers)
+
+    def header(self, name: str) -> bytes | None:
+        """Return the last header called ``name``, or None."""
+        found = None
+        for k, v in self.headers or ():
+            if k == name:
+                found = v
+        return found
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in _FIELDS)
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.timestamp, self.topic, self.partition, self.offset))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in _FIELDS)
+        return f"Record({inner})"
+
+
+_FIELDS = ("key", "value", "timestamp", "headers", "topic", "partition", "offset")

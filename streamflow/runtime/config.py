@@ -1,0 +1,143 @@
+"""Configuration: defaults, then an optional TOML file, then ``STREAMFLOW_*`` variables.
+
+The file::
+
+    [streamflow]
+    bootstrap_servers = "broker:9092"
+    commit_interval_ms = 500
+
+    [kafka]                      # librdkafka settings for every client (SASL, TLS, ...)
+    "security.protocol" = "SASL_SSL"
+
+    [consumer]                   # librdkafka settings for the consumer only
+    [producer]                   # ... and the producer only
+
+    [schema_registry]
+    url = "https://registry:8081"
+
+Environment: ``STREAMFLOW_<SETTING>`` for the ``[streamflow]`` settings (e.g.
+``STREAMFLOW_BOOTSTRAP_SERVERS``), ``STREAMFLOW_KAFKA_<KEY>`` for librdkafka keys with dots
+as underscores (``STREAMFLOW_KAFKA_SASL_MECHANISM=SCRAM-SHA-512``), likewise
+``STREAMFLOW_CONSUMER_*``, ``STREAMFLOW_PRODUCER_*`` and ``STREAMFLOW_SCHEMA_REGISTRY_*``
+(``STREAMFLOW_SCHEMA_REGISTRY_URL``). ``STREAMFLOW_CONFIG`` names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of a streamflow worker."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    commit_interval_ms: int = 1000
+    eos_commit_interval_ms: int = 100
+    batch_size: int = 1000
+    poll_timeout_ms: int = 100
+    create_topics: bool = True
+    default_partitions: int = 1
+    default_replication: int = 1
+    state_dir: str = ".streamflow/state"
+    shutdown_timeout_s: float = 30.0
+    startup_timeout_s: float = 30.0
+    schemas_dir: str = "schemas"
+    health_port: int = 0
+    log_level: str = "INFO"
+    kafka: dict[str, Any] = field(default_factory=dict)
+    consumer: dict[str, Any] = field(default_factory=dict)
+    producer: dict[str, Any] = field(default_factory=dict)
+    schema_registry: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def registry_url(self) -> str | None:
+        """The schema registry URL, if configured."""
+        url = self.schema_registry.get("url")
+        return str(url) if url else None
+
+    def client_conf(self) -> dict[str, Any]:
+        """librdkafka settings shared by every client."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka}
+
+    def with_overrides(self, **changes: Any) -> Config:
+        """A copy with some settings changed."""
+        return replace(self, **changes)
+
+
+_TABLES = ("kafka", "consumer", "producer", "schema_registry")
+_SCALARS = {f.name: f for f in fields(Config) if f.name not in _TABLES}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    default = getattr(Config(), name)
+    try:
+        if isinstance(default, bool):
+            if isinstance(raw, bool):
+                return raw
+            low = str(raw).strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        return str(raw)
+    except ValueError:
+        raise ConfigError(
+            f"setting {name!r} must be a {type(default).__name__}, got {raw!r}"
+        ) from None
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration from defaults, the TOML file and the environment."""
+    env = os.environ if env is None else env
+    path = path or env.get("STREAMFLOW_CONFIG") or None
+    values: dict[str, Any] = {}
+    tables: dict[str, dict[str, Any]] = {t: {} for t in _TABLES}
+    if path:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(p)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+        for key, val in data.get("streamflow", {}).items():
+            if key not in _SCALARS:
+                raise ConfigError(
+                    f"unknown setting {key!r} in [streamflow] of {str(p)!r}; "
+                    f"known: {', '.join(sorted(_SCALARS))}"
+                )
+            values[key] = _coerce(key, val)
+        for t in _TABLES:
+            tables[t].update({str(k): v for k, v in data.get(t, {}).items()})
+        unknown = set(data) - {"streamflow", *_TABLES}
+        if unknown:
+            raise ConfigError(f"unknown section(s) {sorted(unknown)} in {str(p)!r}")
+    for var, val in env.items():
+        if not var.startswith("STREAMFLOW_") or var in ("STREAMFLOW_CONFIG",):
+            continue
+        rest = var[len("STREAMFLOW_"):]
+        for t in _TABLES:
+            prefix = t.upper() + "_"
+            if rest.startswith(prefix):
+                tables[t][rest[len(prefix):].lower().replace("_", ".")] = val
+                break
+        else:
+            key = rest.lower()
+            if key in _SCALARS:
+                values[key] = _coerce(key, val)
+    return Config(**values, **tables)

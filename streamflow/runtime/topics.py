@@ -1,0 +1,79 @@
+"""Start-up check of a processor's topics: create what is missing, refuse what differs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from streamflow.dsl.topology import Processor, Topic
+from streamflow.kafka import client
+from streamflow.runtime.config import Config
+
+log = logging.getLogger("streamflow.topics")
+
+
+class TopicMismatch(Exception):
+    """A topic is missing or differs from its declaration."""
+
+
+def processor_topics(processor: Processor) -> list[Topic]:
+    """The declared topics a processor touches (sources, sinks, dead letters)."""
+    topo = processor.topology
+    names = [*processor.source_topics(), *processor.sink_topics()]
+    topics = [topo.topics[n] for n in dict.fromkeys(names)]
+    if processor.on_error == "dead_letter":
+        dlq = processor.dead_letter_topic
+        topics.append(topo.topics.get(dlq) or Topic(dlq))
+    return topics
+
+
+def ensure_topics(admin: Any, topics: list[Topic], config: Config) -> None:
+    """Create missing non-external topics (if allowed) and validate the existing ones."""
+    names = [t.name for t in topics]
+    state = client.describe_topics(admin, names, timeout=config.startup_timeout_s)
+    problems: list[str] = []
+    missing = [t for t in topics if t.name not in state]
+    for t in missing:
+        if t.external:
+            problems.append(
+                f"topic {t.name!r} does not exist; it is declared external (produced outside "
+                "this topology), so create it first (streamflow topics create MODULE) or "
+                "check the name"
+            )
+        elif not config.create_topics:
+            problems.append(
+                f"topic {t.name!r} does not exist and create_topics is off; create it with "
+                "`streamflow topics create MODULE`"
+            )
+    if not problems and missing:
+        specs = [
+            (t.name, t.partitions or config.default_partitions,
+             t.replication or config.default_replication, t.config_dict)
+            for t in missing
+        ]
+        created = client.create_topics(admin, specs)
+        for name in created:
+            log.info("created topic %s", name)
+        state.update(client.describe_topics(admin, [t.name for t in missing],
+                                            timeout=config.startup_timeout_s))
+    for t in topics:
+        s = state.get(t.name)
+        if s is None:
+            continue
+        if t.partitions is not None and s.partitions != t.partitions:
+            problems.append(
+                f"topic {t.name!r} has {s.partitions} partitions but is declared with "
+                f"{t.partitions}; change the declaration or the topic"
+            )
+        for key, want in t.config:
+            have = s.config.get(key)
+            if key == "cleanup.policy" and have is not None and _policy(have) != _policy(want):
+                problems.append(
+                    f"topic {t.name!r} has cleanup.policy={have} but is declared with {want}"
+                )
+    if problems:
+        raise TopicMismatch("\n".join(problems))
+
+
+def _policy(v: str) -> set[str]:
+    return {p.strip() for p in v.split(",")}

@@ -1,0 +1,283 @@
+"""The worker loop for one processor: batch consume, run the compiled chains, produce, commit.
+
+At-least-once commit protocol (DESIGN.md): every ``commit_interval_ms`` flush the producer,
+check delivery errors, then commit the offsets of the records processed. A delivery failure
+stops the processor without committing, so nothing is lost: on restart the uncommitted
+records are processed again (duplicates are bounded by one commit interval).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+from streamflow.dsl.topology import Processor
+from streamflow.kafka import client
+from streamflow.plan.compile import StepError, TaskContext, compile_task
+from streamflow.record import Headers
+from streamflow.runtime.config import Config
+from streamflow.runtime.errors import ErrorPolicy, ProcessingFailed
+from streamflow.runtime.topics import ensure_topics, processor_topics
+from streamflow.serde import SerdeContext
+
+log = logging.getLogger("streamflow.worker")
+
+
+class DeliveryFailed(Exception):
+    """The broker did not acknowledge produced records; offsets were not committed."""
+
+
+class _Route:
+    """Where records of one (topic, partition) go, and how far they are processed."""
+
+    __slots__ = ("ctx", "entry", "position")
+
+    def __init__(self, entry: Any, ctx: TaskContext) -> None:
+        self.entry = entry
+        self.ctx = ctx
+        self.position = -1  # next offset to commit; -1 = nothing processed since assignment
+
+
+def serde_context(config: Config) -> SerdeContext:
+    """The serde context for a worker: a registry client built lazily from the config."""
+    from pathlib import Path
+
+    def registry() -> Any:
+        from streamflow.kafka.registry import make_registry_client
+
+        if not config.registry_url:
+            raise client.Unreachable(
+                "a topic uses a schema-registry serde but no registry is configured; set "
+                "STREAMFLOW_SCHEMA_REGISTRY_URL or [schema_registry] url"
+            )
+        return make_registry_client(dict(config.schema_registry))
+
+    return SerdeContext(registry_factory=registry, schemas_dir=Path(config.schemas_dir))
+
+
+class Worker:
+    """Runs one processor of a topology in this process until stopped."""
+
+    def __init__(self, processor: Processor, config: Config, *, worker_id: str = "0") -> None:
+        self.processor = processor
+        self.config = config
+        self.worker_id = worker_id
+        self.serde_ctx = serde_context(config)
+        self._stop = False
+        self._failed = False
+        self._delivery_errors: list[str] = []
+        self._routes: dict[tuple[str, int], _Route] = {}
+        self._tasks: dict[int, Any] = {}
+        self.processed = 0
+        self.assigned: list[tuple[str, int]] = []
+        self.ready = False
+        base = config.client_conf()
+        self._producer_conf = {
+            **base,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "partitioner": "murmur2_random",
+            "delivery.report.only.error": True,
+            "on_delivery": self._on_delivery,
+            **config.producer,
+        }
+        self._consumer_conf = {
+            **base,
+            "group.id": processor.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "isolation.level": "read_committed",
+            "client.id": f"{processor.topology.name}.{processor.name}.{worker_id}",
+            **config.consumer,
+        }
+        self.producer: Any = None
+        self.consumer: Any = None
+        self.policy = ErrorPolicy(processor.on_error, processor.name,
+                                  processor.dead_letter_topic, self._emit)
+
+    # -- producing ----------------------------------------------------------------------
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._delivery_errors.append(
+                f"{msg.topic()}[{msg.partition()}]: {err.str() if hasattr(err, 'str') else err}"
+            )
+
+    def _emit(self, topic: str, key: bytes | None, value: bytes | None, ts: int,
+              headers: Headers | None) -> None:
+        produce = self.producer.produce
+        while True:
+            try:
+                produce(topic, value, key, timestamp=ts, headers=headers)
+                return
+            except BufferError:
+                # backpressure: the local queue is full; serve deliveries and try again
+                self.producer.poll(0.05)
+
+    # -- partitions ---------------------------------------------------------------------
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        pairs = client.tp_pairs(partitions)
+        for topic, part in pairs:
+            task = self._tasks.get(part)
+            if task is None:
+                ctx = TaskContext(self.processor.name, part, self._emit, self.serde_ctx)
+                task = self._tasks[part] = compile_task(self.processor, ctx)
+            self._routes[(topic, part)] = _Route(task.entries[topic], task.context)
+        self.assigned = sorted(self._routes)
+        self.ready = True
+        log.info("assigned %s", _fmt(pairs))
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        pairs = client.tp_pairs(partitions)
+        log.info("revoking %s", _fmt(pairs))
+        try:
+            self.commit(only=set(pairs))
+        finally:
+            self._forget(pairs)
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        pairs = client.tp_pairs(partitions)
+        log.warning("lost %s (not committing)", _fmt(pairs))
+        self._forget(pairs)
+
+    def _forget(self, pairs: list[tuple[str, int]]) -> None:
+        for tp in pairs:
+            self._routes.pop(tp, None)
+        live = {p for _, p in self._routes}
+        for part in list(self._tasks):
+            if part not in live:
+                del self._tasks[part]
+        self.assigned = sorted(self._routes)
+
+    # -- committing ---------------------------------------------------------------------
+    def commit(self, only: set[tuple[str, int]] | None = None) -> None:
+        """Flush the producer, check deliveries, then commit processed offsets."""
+        if self.producer is None or self.consumer is None or self._failed:
+            return
+        deadline = time.monotonic() + self.config.shutdown_timeout_s
+        while self.producer.flush(1.0) > 0:
+            if time.monotonic() > deadline:
+                raise DeliveryFailed(
+                    f"records not acknowledged within {self.config.shutdown_timeout_s}s; "
+                    "offsets not committed (is the broker reachable?)"
+                )
+        if self._delivery_errors:
+            errors = "; ".join(self._delivery_errors[:5])
+            raise DeliveryFailed(f"delivery failed, offsets not committed: {errors}")
+        offsets = []
+        for tp, route in self._routes.items():
+            if route.position >= 0 and (only is None or tp in only):
+                offsets.append((tp[0], tp[1], route.position))
+                route.position = -1
+        client.commit(self.consumer, offsets)
+
+    # -- the loop -----------------------------------------------------------------------
+    def stop(self, *_: Any) -> None:
+        """Ask the loop to finish its batch, commit and exit."""
+        self._stop = True
+
+    def start(self) -> None:
+        """Connect, check topics and subscribe (before ``run_loop``)."""
+        admin = client.make_admin(self.config.client_conf())
+        client.ping(admin, self.config.startup_timeout_s)
+        ensure_topics(admin, processor_topics(self.processor), self.config)
+        self.producer = client.make_producer(self._producer_conf)
+        self.consumer = client.make_consumer(self._consumer_conf)
+        self.consumer.subscribe(
+            self.processor.source_topics(),
+            on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
+        )
+        log.info(
+            "processor %s started: reading %s as group %s (%s)",
+            self.processor.name, ", ".join(self.processor.source_topics()),
+            self.processor.group_id, self.processor.guarantee,
+        )
+
+    def run(self, install_signals: bool = True) -> None:
+        """Run until SIGTERM/SIGINT (or ``stop()``); then commit and close."""
+        if install_signals:
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        self.start()
+        try:
+            self.run_loop()
+            self.commit()
+        except BaseException:
+            self._failed = True  # never commit past a failure
+            raise
+        finally:
+            self.close()
+
+    def run_loop(self) -> None:
+        """Consume in batches and process until stopped."""
+        consumer = self.consumer
+        producer = self.producer
+        routes = self._routes
+        policy = self.policy
+        batch = self.config.batch_size
+        timeout = self.config.poll_timeout_ms / 1000.0
+        interval = (self.processor.commit_interval_ms or self.config.commit_interval_ms) / 1000.0
+        next_commit = time.monotonic() + interval
+        processed = 0
+        while not self._stop:
+            msgs = consumer.consume(batch, timeout)
+            for m in msgs:
+                if m.error() is not None:
+                    self._consumer_error(m.error())
+                    continue
+                topic = m.topic()
+                part = m.partition()
+                route = routes.get((topic, part))
+                if route is None:
+                    continue  # revoked in the meantime
+                off = m.offset()
+                ctx = route.ctx
+                ctx.topic = topic
+                ctx.offset = off
+                try:
+                    route.entry(m.key(), m.value(), m.timestamp()[1], m.headers())
+                except StepError as e:
+                    policy.handle(e, topic, part, off, m.key(), m.value(), m.timestamp()[1],
+                                  m.headers())
+                route.position = off + 1
+            processed += len(msgs)
+            producer.poll(0)
+            if self._delivery_errors:
+                raise DeliveryFailed(
+                    "delivery failed, offsets not committed: "
+                    + "; ".join(self._delivery_errors[:5])
+                )
+            now = time.monotonic()
+            if now >= next_commit:
+                self.processed = processed
+                self.commit()
+                next_commit = now + interval
+        self.processed = processed
+
+    def _consumer_error(self, err: Any) -> None:
+        if client.error_is_fatal(err):
+            raise client.KafkaException(err)
+        log.warning("consumer: %s", err)
+
+    def close(self) -> None:
+        """Close the consumer (leaving the group) and flush the producer."""
+        if self.consumer is not None:
+            try:
+                self.consumer.close()
+            except Exception as e:  # already closed or broker gone
+                log.warning("closing consumer: %s", e)
+            self.consumer = None
+        if self.producer is not None:
+            self.producer.flush(self.config.shutdown_timeout_s)
+            self.producer = None
+
+
+def _fmt(pairs: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{t}[{p}]" for t, p in sorted(pairs)) or "nothing"
+
+
+__all__ = ["DeliveryFailed", "ProcessingFailed", "Worker"]

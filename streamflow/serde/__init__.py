@@ -1,0 +1,18 @@
+"""Serdes: how topics turn bytes into values and back."""
+
+from streamflow.serde.base import Deserializer, Serde, SerdeContext, SerdeError, Serializer
+from streamflow.serde.simple import Bytes, Double, Int, Json, Long, String
+
+__all__ = [
+    "Bytes",
+    "Deserializer",
+    "Double",
+    "Int",
+    "Json",
+    "Long",
+    "Serde",
+    "SerdeContext",
+    "SerdeError",
+    "Serializer",
+    "String",
+]

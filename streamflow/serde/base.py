@@ -1,0 +1,63 @@
+"""The serde protocol: how declared topics turn bytes into Python values and back.
+
+A serde is a small, immutable description. The runtime asks it once per topic for a
+serializer and a deserializer (plain callables), so the per-record path is one call.
+``None`` (a tombstone) always passes through both ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+Serializer = Callable[[Any], bytes | None]
+Deserializer = Callable[[bytes | None], Any]
+
+
+class SerdeError(Exception):
+    """A value could not be serialized or bytes could not be deserialized."""
+
+
+@dataclass(frozen=True)
+class SerdeContext:
+    """What a serde may need from its environment when it binds to a topic.
+
+    ``registry`` is a schema-registry client (confluent-kafka's ``SchemaRegistryClient``
+    or its ``mock://`` variant), created lazily by ``registry_factory`` so topologies that
+    use no Avro never connect to a registry.
+    """
+
+    registry_factory: Callable[[], Any] | None = None
+    schemas_dir: Path = Path("schemas")
+    options: dict[str, Any] = field(default_factory=dict)
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def registry(self) -> Any:
+        """Return the (shared) schema-registry client, creating it on first use."""
+        if "registry" not in self._cache:
+            if self.registry_factory is None:
+                raise SerdeError(
+                    "this topic uses a schema-registry serde but no registry is configured; "
+                    "set STREAMFLOW_SCHEMA_REGISTRY_URL (or schema_registry.url in the config file)"
+                )
+            self._cache["registry"] = self.registry_factory()
+        return self._cache["registry"]
+
+
+@runtime_checkable
+class Serde(Protocol):
+    """Turns values into bytes and back for one side (key or value) of a topic."""
+
+    def serializer(self, topic: str, is_key: bool, ctx: SerdeContext) -> Serializer:
+        """Return a callable turning a value into bytes (None stays None)."""
+        ...
+
+    def deserializer(self, topic: str, is_key: bool, ctx: SerdeContext) -> Deserializer:
+        """Return a callable turning bytes into a value (None stays None)."""
+        ...
+
+    def describe(self) -> str:
+        """A short human-readable name, e.g. ``Json`` or ``Avro(payment)``."""
+        ...
