@@ -39,7 +39,8 @@ def load_topology(spec: str) -> Topology:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-        if e.name and module_name.startswith(e.name):
+        # only the module itself (or a parent package) missing; not one that it imports
+        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
             raise CliError(
                 f"cannot import module {module_name!r}: {e}. Run from the directory that holds "
                 "it, or give its dotted path (e.g. topologies.payments)"

@@ -47,10 +47,15 @@ class Record:
         s(self, "offset", offset)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"Record is immutable; use with_{name}() to make a changed copy")
+        hint = f"; use with_{name}() to make a changed copy" if name in _CHANGEABLE else ""
+        raise AttributeError(f"Record is immutable{hint}")
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError("Record is immutable")
+
+    def __reduce__(self) -> tuple[type[Record], tuple[Any, ...]]:
+        # copy, deepcopy and pickle rebuild through __init__ (the default sets slots one by one)
+        return (Record, tuple(getattr(self, n) for n in _FIELDS))
 
     def _replace(self, **changes: Any) -> Record:
         fields = {n: getattr(self, n) for n in _FIELDS}
@@ -95,3 +100,4 @@ class Record:
 
 
 _FIELDS = ("key", "value", "timestamp", "headers", "topic", "partition", "offset")
+_CHANGEABLE = frozenset(("key", "value", "timestamp", "headers"))

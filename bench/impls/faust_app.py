@@ -1,6 +1,6 @@
 """Stateless scenario on Faust (faust-streaming): one agent, its JSON codec (orjson-backed).
 
-Run with ``bench/.venvs/faust/bin/python bench/impls/faust_app.py worker -l warning``.
+Run with ``bench/.venvs/faust/bin/python bench/impls/faust_app.py worker -l warn``.
 The web server is disabled (no port needed); the leader-assignor topic is disabled so the
 app only touches the harness's topics. Stops on SIGTERM (mode's worker handles it).
 Environment: BENCH_BOOTSTRAP, BENCH_INPUT, BENCH_OUTPUT, BENCH_GROUP, BENCH_STATE_DIR,
@@ -23,6 +23,8 @@ app = faust.App(
     topic_disable_leader=True,
     topic_partitions=int(os.environ.get("BENCH_PARTITIONS", "12")),
     datadir=os.environ.get("BENCH_STATE_DIR", "faust-data"),
+    # librdkafka (raw, streamflow, quix) lingers 5 ms by default; aiokafka's default is 0.
+    producer_linger=float(os.environ.get("BENCH_FAUST_LINGER", "0.005")),
 )
 
 src = app.topic(os.environ["BENCH_INPUT"], key_serializer="raw", value_serializer="json")

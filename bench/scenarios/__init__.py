@@ -1,4 +1,4 @@
-"""Benchmark scenarios: a seeded data set, the expected output, and one implementation per framework.
+"""Benchmark scenarios: seeded input, expected output, one implementation per framework.
 
 A scenario is a small object (see :class:`Scenario`) registered in :data:`SCENARIOS`. To add
 one (say ``count_by_key``):
@@ -6,8 +6,8 @@ one (say ``count_by_key``):
 1. write ``bench/scenarios/count_by_key.py`` with a ``Scenario`` whose ``records()`` yields the
    seeded input and whose ``expectation()`` computes what the output must contain (count and a
    content checker);
-2. write the implementations, e.g. ``bench/impls/count_by_key/{raw_confluent,quix_app,faust_app}.py``
-   and ``bench/impls/count_by_key/streamflow_topology.py`` (an ``__init__.py`` there too),
+2. write the implementations, e.g. ``bench/impls/count_by_key/raw_confluent.py``,
+   ``quix_app.py``, ``faust_app.py`` and ``streamflow_topology.py`` (plus an ``__init__.py``),
    reading the same BENCH_* environment variables as the stateless ones;
 3. map framework name -> implementation in ``Scenario.impls`` and add it to ``SCENARIOS`` below.
 

@@ -1,4 +1,4 @@
-"""Stateless scenario: JSON decode -> filter amount > 10 (keeps ~90%) -> add amount_cents -> JSON encode.
+"""Stateless scenario: JSON decode -> amount > 10 (keeps ~90%) -> +amount_cents -> JSON encode.
 
 Input: ~200-byte JSON payments keyed by user, e.g.
 ``{"id": 17, "user": "u4821", "amount": 63.27, "currency": "EUR", "ts": 1704067200017,
@@ -107,7 +107,9 @@ class StatelessChecker:
         self.seen.add(i)
         want = self.kept.get(i)
         if want is None:
-            self._error(f"unexpected output id {i} (filtered out or unknown): {v}")
+            self._error(
+                f"unexpected output id {i} (amount {v.get('amount')!r}: filtered out or unknown)"
+            )
         elif v.get("amount_cents") != want:
             self._error(f"id {i}: amount_cents {v.get('amount_cents')!r}, expected {want}")
         if key is None or key.decode(errors="replace") != v.get("user"):

@@ -97,3 +97,83 @@ def _fn_name(fn: Callable[..., Any] | None) -> str:
     if fn is None:
         return "?"
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """A named per-partition store of a processor, made durable by a changelog topic."""
+
+    name: str
+    changelog: str
+    value_serde: Any = None  # a Serde; None = JSON
+    backend: str | None = None  # None = the processor's default
+    kind: str = "kv"
+
+
+@dataclass(frozen=True)
+class Aggregate(Node):
+    """A keyed aggregation into a store: count, reduce or aggregate.
+
+    ``initializer()`` gives the first aggregate; ``adder(aggregate, value)`` the next one.
+    For ``reduce`` the initializer is None and the first value is the aggregate."""
+
+    store: str = ""
+    initializer: Callable[[], Any] | None = None
+    adder: Callable[[Any, Any], Any] | None = None
+    op: str = "aggregate"
+    kind: ClassVar[str] = "aggregate"
+
+    def label(self) -> str:
+        return f"{self.op}(store={self.store})"
+
+
+@dataclass(frozen=True)
+class TableSource(Node):
+    """Materializes a (compacted) topic into a store and emits its updates."""
+
+    topic: str = ""
+    store: str = ""
+    kind: ClassVar[str] = "table"
+
+    def label(self) -> str:
+        return f"table({self.topic}, store={self.store})"
+
+
+@dataclass(frozen=True)
+class TableOp(Node):
+    """``Table.filter`` (non-matching updates become deletes) or ``Table.map_values``."""
+
+    op: str = "map_values"
+    fn: Callable[[Any], Any] | None = None
+    kind: ClassVar[str] = "table_op"
+
+    def label(self) -> str:
+        return f"table.{self.op}({_fn_name(self.fn)})"
+
+
+@dataclass(frozen=True)
+class Join(Node):
+    """Stream-table lookup join: ``joiner(stream_value, table_value)`` per stream record."""
+
+    store: str = ""
+    right_topic: str = ""
+    left_topics: tuple[str, ...] = ()
+    joiner: Callable[[Any, Any], Any] | None = None
+    left: bool = False
+    kind: ClassVar[str] = "join"
+
+    def label(self) -> str:
+        op = "left_join" if self.left else "join"
+        return f"{op}({self.right_topic}, {_fn_name(self.joiner)})"
+
+
+@dataclass(frozen=True)
+class Process(Node):
+    """A low-level stateful step: ``fn(record, ctx)`` with explicit store access."""
+
+    fn: Callable[..., Any] | None = None
+    stores: tuple[str, ...] = ()
+    kind: ClassVar[str] = "process"
+
+    def label(self) -> str:
+        return f"process({_fn_name(self.fn)}, stores={list(self.stores)})"

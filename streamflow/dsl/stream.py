@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from streamflow.dsl.nodes import Apply, Branch, Merge, Node, Sink, Split
+from streamflow.dsl.nodes import Apply, Branch, Join, Merge, Node, Process, Sink, Source, Split
+from streamflow.dsl.table import GroupedStream, Table, TableRef
 from streamflow.dsl.topology import Topic, TopologyError
 from streamflow.record import Record
 
@@ -118,6 +119,84 @@ class Stream:
                 )
         parents = (self._node, *(o._node for o in others))
         return self._then(lambda n: Merge(n, parents), "merge", name)
+
+    # -- stateful ---------------------------------------------------------------------
+    def _key_changed(self) -> bool:
+        """True when a step between the source and here may have changed the key."""
+        stack, seen = [self._node], set()
+        while stack:
+            n = self._processor.nodes[stack.pop()]
+            if n.name in seen:
+                continue
+            seen.add(n.name)
+            if isinstance(n, Apply) and n.op in ("key_by", "map_record"):
+                return True
+            if isinstance(n, Source):
+                continue
+            stack.extend(n.parents)
+        return False
+
+    def group_by(self, fn: Callable[[Any], Any], *, name: str | None = None,
+                 key_serde: Any = None, value_serde: Any = None) -> GroupedStream:
+        """Re-key by ``fn(value)`` and group; records are repartitioned through the internal
+        topic ``<topology>-<processor>-<name>-repartition`` (JSON unless serdes are given),
+        so each key's records meet in one task."""
+        step = self._processor.node_name("group-by", name)
+        keyed = self._then(lambda n: Apply(n, (self._node,), "key_by", fn), "key_by",
+                           f"{step}.key")
+        src = self._processor.repartition(keyed._node, step, key_serde, value_serde)
+        return GroupedStream(self._processor, src, step)
+
+    def group_by_key(self, *, name: str | None = None, key_serde: Any = None,
+                     value_serde: Any = None) -> GroupedStream:
+        """Group by the current key; repartitions only when a step upstream changed the key."""
+        step = self._processor.node_name("group-by-key", name)
+        if self._key_changed():
+            src = self._processor.repartition(self._node, step, key_serde, value_serde)
+            return GroupedStream(self._processor, src, step)
+        return GroupedStream(self._processor, self._node, step)
+
+    def _join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any],
+              name: str | None, left: bool) -> Stream:
+        if not callable(joiner):
+            raise TopologyError("join() needs a joiner function (stream_value, table_value)")
+        if isinstance(table, TableRef):
+            table = self._processor.materialize(table)
+        if not isinstance(table, Table) or table.processor is not self._processor:
+            raise TopologyError(
+                "join() needs topology.table(topic) or a Table of the same processor"
+            )
+        if table.store is None:
+            raise TopologyError("join() needs a materialized table (an aggregation or a topic)")
+        right = self._processor.upstream_sources(table.node.name)
+        lefts = tuple(self._processor.upstream_sources(self._node))
+        kind = "left_join" if left else "join"
+        return self._then(
+            lambda n: Join(n, (self._node,), table.store or "", right[0] if right else "",
+                           lefts, joiner, left),
+            kind, name,
+        )
+
+    def join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
+             name: str | None = None) -> Stream:
+        """Enrich each record with the table row of the same key:
+        ``joiner(value, table_value)``; records without a row are dropped."""
+        return self._join(table, joiner, name, False)
+
+    def left_join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
+                  name: str | None = None) -> Stream:
+        """Like ``join`` but records without a row pass with ``table_value=None``."""
+        return self._join(table, joiner, name, True)
+
+    def process(self, fn: Callable[..., Any], *, stores: list[str] | tuple[str, ...] = (),
+                name: str | None = None) -> Stream:
+        """A low-level stateful step: ``fn(record, ctx)``; ``ctx.store(name)`` gives
+        get/put/delete/range/prefix, ``ctx.forward(key, value)`` emits downstream."""
+        for s in stores:
+            if s not in self._processor.stores:
+                self._processor.add_store(s)
+        return self._then(lambda n: Process(n, (self._node,), fn, tuple(stores)), "process",
+                          name)
 
     def to(self, topic: Topic | str | Callable[[Record], Topic | str], *,
            name: str | None = None) -> None:

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from streamflow.serde import Bytes, Serde
 
 if TYPE_CHECKING:
+    from streamflow.dsl.nodes import Node, StoreSpec
     from streamflow.dsl.stream import Stream
-    from streamflow.dsl.nodes import Node
+    from streamflow.dsl.table import Table, TableRef
 
 Guarantee = Literal["at_least_once", "exactly_once"]
 OnError = Literal["fail", "skip", "dead_letter"]
@@ -27,6 +28,8 @@ def _check_name(what: str, name: str) -> str:
         raise TopologyError(
             f"{what} name {name!r} is not valid: use letters, digits, '.', '_' and '-' only"
         )
+    if name in (".", ".."):
+        raise TopologyError(f"{what} name {name!r} is not valid: Kafka reserves '.' and '..'")
     return name
 
 
@@ -69,8 +72,9 @@ class Topology:
     ['filter']
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, allow_cycles: bool = False) -> None:
         self.name = _check_name("topology", name)
+        self.allow_cycles = allow_cycles  # `streamflow check` accepts processor cycles
         self.topics: dict[str, Topic] = {}
         self.processors: dict[str, Processor] = {}
 
@@ -107,10 +111,26 @@ class Topology:
         self.topics[name] = t
         return t
 
-    def _internal_topic(self, name: str, key: Serde, value: Serde, config: dict[str, str]) -> Topic:
-        t = Topic(name, key, value, None, None, tuple(sorted(config.items())), False, True)
+    def internal_topic(self, name: str, key: Serde, value: Serde,
+                       config: dict[str, str] | None = None) -> Topic:
+        """Declare a topic streamflow manages itself (repartition, changelog); its partition
+        count follows the processor's source topics."""
+        _check_name("topic", name)
+        t = Topic(name, key, value, None, None, tuple(sorted((config or {}).items())), False, True)
+        old = self.topics.get(name)
+        if old is not None and old != t:
+            raise TopologyError(f"internal topic {name!r} collides with a declared topic")
         self.topics[name] = t
         return t
+
+    def table(self, topic: Topic | str, *, name: str | None = None) -> TableRef:
+        """Read a (compacted) topic as a table, to join streams against.
+
+        Each processor that joins with it materializes the table in a local store, so the
+        topic must be co-partitioned with the joining stream."""
+        from streamflow.dsl.table import TableRef
+
+        return TableRef(self.resolve_topic(topic), name)
 
     def processor(
         self,
@@ -121,9 +141,12 @@ class Topology:
         dead_letter_topic: str | None = None,
         commit_interval_ms: int | None = None,
         group_id: str | None = None,
+        store: str = "rocksdb",
     ) -> Processor:
         """Declare a processor: one consumer group, one unit of deployment and scaling."""
         _check_name("processor", name)
+        if dead_letter_topic is not None:
+            _check_name("dead-letter topic", dead_letter_topic)
         if name in self.processors:
             raise TopologyError(f"processor {name!r} is declared twice in topology {self.name!r}")
         if guarantee not in ("at_least_once", "exactly_once"):
@@ -136,8 +159,13 @@ class Topology:
                 f"processor {name!r}: on_error must be 'fail', 'skip' or 'dead_letter', "
                 f"not {on_error!r}"
             )
+        if store not in ("rocksdb", "memory"):
+            raise TopologyError(
+                f"processor {name!r}: store must be 'rocksdb' or 'memory', not {store!r}"
+            )
         p = Processor(self, name, guarantee, on_error, dead_letter_topic, commit_interval_ms,
                       group_id)
+        p.store_backend = store
         self.processors[name] = p
         return p
 
@@ -186,7 +214,10 @@ class Processor:
         self.commit_interval_ms = commit_interval_ms
         self.group_id = group_id or f"{topology.name}.{name}"
         self.nodes: dict[str, Node] = {}
+        self.stores: dict[str, StoreSpec] = {}
+        self.store_backend = "rocksdb"
         self._counters: dict[str, int] = {}
+        self._tables: dict[str, Table] = {}
 
     def stream(self, *topics: Topic | str, name: str | None = None) -> Stream:
         """Start a stream reading from one or more declared topics."""
@@ -209,7 +240,11 @@ class Processor:
         """Return a stable step name: the explicit one, or ``<kind>-<n>`` in declaration order."""
         if explicit is not None:
             return _check_name("step", explicit)
-        n = self._counters.get(kind, 0) + 1
+        n = self._counters.get(kind, 0)
+        while True:  # skip names the user has already given explicitly
+            n += 1
+            if f"{kind}-{n}" not in self.nodes:
+                break
         self._counters[kind] = n
         return f"{kind}-{n}"
 
@@ -223,11 +258,77 @@ class Processor:
         self.nodes[node.name] = node
         return node
 
+    def add_store(self, name: str, *, value_serde: Serde | None = None) -> str:
+        """Declare a key-value store (changelog ``<topology>-<processor>-<store>-changelog``)."""
+        from streamflow.dsl.nodes import StoreSpec
+        from streamflow.serde import Bytes
+
+        _check_name("store", name)
+        if name in self.stores:
+            raise TopologyError(f"processor {self.name!r} already has a store named {name!r}")
+        changelog = f"{self.topology.name}-{self.name}-{name}-changelog"
+        self.topology.internal_topic(changelog, Bytes(), Bytes(), {"cleanup.policy": "compact"})
+        self.stores[name] = StoreSpec(name, changelog, value_serde)
+        return name
+
+    def repartition(self, node: str, name: str, key: Serde | None, value: Serde | None
+                    ) -> str:
+        """Route the stream at ``node`` through an internal topic keyed by its current key;
+        return the name of the source step reading it back."""
+        from streamflow.dsl.nodes import Sink, Source
+        from streamflow.serde import Json
+
+        topic = f"{self.topology.name}-{self.name}-{name}-repartition"
+        self.topology.internal_topic(topic, key or Json(), value or Json())
+        self.add(Sink(f"{name}.to-repartition", (node,), topic, None))
+        src = self.add(Source(f"{name}.from-repartition", (), (topic,)))
+        return src.name
+
+    def materialize(self, ref: TableRef) -> Table:
+        """This processor's materialization of ``topology.table(topic)`` (made once)."""
+        from streamflow.dsl.nodes import TableSource
+        from streamflow.dsl.table import Table
+
+        if ref.name not in self._tables:
+            store = self.add_store(ref.name, value_serde=None)
+            node = self.add(TableSource(ref.name, (), ref.topic.name, store))
+            self._tables[ref.name] = Table(self, node.name, store)
+        return self._tables[ref.name]
+
+    def upstream_sources(self, node: str) -> list[str]:
+        """The topics whose records reach step ``node``."""
+        from streamflow.dsl.nodes import Source, TableSource
+
+        seen: set[str] = set()
+        out: list[str] = []
+        stack = [node]
+        while stack:
+            n = self.nodes[stack.pop()]
+            if n.name in seen:
+                continue
+            seen.add(n.name)
+            if isinstance(n, Source):
+                out += [t for t in n.topics if t not in out]
+            elif isinstance(n, TableSource) and n.topic not in out:
+                out.append(n.topic)
+            stack.extend(n.parents)
+        return out
+
     def source_topics(self) -> list[str]:
         """Topics this processor consumes (declared sources and internal ones)."""
-        from streamflow.dsl.nodes import Source
+        from streamflow.dsl.nodes import Source, TableSource
 
-        return [t for n in self.nodes.values() if isinstance(n, Source) for t in n.topics]
+        out: list[str] = []
+        for n in self.nodes.values():
+            if isinstance(n, Source):
+                out += n.topics
+            elif isinstance(n, TableSource):
+                out.append(n.topic)
+        return list(dict.fromkeys(out))
+
+    def is_stateful(self) -> bool:
+        """True when the processor has stores (tasks must keep co-partitioned inputs together)."""
+        return bool(self.stores)
 
     def sink_topics(self) -> list[str]:
         """Topics this processor produces to by name (dynamic routes are not listed)."""
@@ -242,6 +343,7 @@ class Processor:
             "on_error": self.on_error,
             "dead_letter_topic": self.dead_letter_topic,
             "group_id": self.group_id,
+            "store": self.store_backend,
         }
 
     def __repr__(self) -> str:

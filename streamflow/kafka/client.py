@@ -19,7 +19,11 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+)
 
 log = logging.getLogger("streamflow.kafka")
 
@@ -30,14 +34,14 @@ __all__ = [
     "Unreachable",
     "commit",
     "committed",
+    "create_topics",
+    "delete_topics",
     "describe_topics",
+    "error_is_fatal",
+    "is_buffer_full",
     "make_admin",
     "make_consumer",
     "make_producer",
-    "create_topics",
-    "delete_topics",
-    "error_is_fatal",
-    "is_buffer_full",
 ]
 
 
@@ -178,3 +182,16 @@ def ping(admin: Any, timeout: float) -> None:
 
 
 OnDelivery = Callable[[Any, Any], None]
+
+
+def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0
+               ) -> tuple[int, int]:
+    """Low and high watermark offsets of one partition."""
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                               timeout=timeout, cached=False)
+    return int(low), int(high)
+
+
+def assign(consumer: Any, partitions: Iterable[tuple[str, int, int]]) -> None:
+    """Assign ``(topic, partition, offset)`` to a consumer outside any group protocol."""
+    consumer.assign([TopicPartition(t, p, o) for t, p, o in partitions])

@@ -19,6 +19,7 @@ serdes and the CLI need on top of the confluent client:
 
 from __future__ import annotations
 
+import importlib
 import logging
 import random
 import threading
@@ -27,10 +28,29 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import httpx
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
 log = logging.getLogger("streamflow.registry")
+
+
+def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(transport errors, unsupported-protocol errors) of httpx2 and/or httpx.
+
+    confluent-kafka uses httpx2 when installed and httpx otherwise; accept both.
+    """
+    transport: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    unsupported: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        transport.append(mod.TransportError)
+        unsupported.append(mod.UnsupportedProtocol)
+    return tuple(transport), tuple(unsupported)
+
+
+_TRANSPORT_ERRORS, _UNSUPPORTED_PROTOCOL = _http_errors()
 
 __all__ = [
     "COMPATIBILITY_LEVELS",
@@ -485,9 +505,9 @@ class RegistryClient:
 
 def _is_transport_error(e: BaseException) -> bool:
     """Connection refused, DNS failure, timeout, reset, TLS handshake: worth retrying."""
-    if isinstance(e, httpx.UnsupportedProtocol):
+    if isinstance(e, _UNSUPPORTED_PROTOCOL):
         return False
-    return isinstance(e, (httpx.TransportError, ConnectionError, TimeoutError))
+    return isinstance(e, _TRANSPORT_ERRORS)
 
 
 def _quote(subject: str) -> str:

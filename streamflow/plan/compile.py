@@ -15,9 +15,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from streamflow.dsl.nodes import Apply, Branch, Merge, Node, Sink, Source, Split
+from streamflow.dsl.nodes import (
+    Aggregate,
+    Apply,
+    Branch,
+    Join,
+    Merge,
+    Node,
+    Process,
+    Sink,
+    Source,
+    Split,
+    TableOp,
+    TableSource,
+)
 from streamflow.record import Headers, Record
 from streamflow.serde import SerdeContext
+from streamflow.state.keys import encode_key
 
 if TYPE_CHECKING:
     from streamflow.dsl.topology import Processor
@@ -43,15 +57,27 @@ class TaskContext:
     ``Record`` to user code read them from here (never from a global).
     """
 
-    __slots__ = ("emit", "offset", "partition", "processor", "serde_ctx", "topic")
+    __slots__ = ("emit", "offset", "partition", "processor", "serde_ctx", "stores", "topic")
 
-    def __init__(self, processor: str, partition: int, emit: Emit, serde_ctx: SerdeContext) -> None:
+    def __init__(self, processor: str, partition: int, emit: Emit, serde_ctx: SerdeContext,
+                 stores: dict[str, Any] | None = None) -> None:
         self.processor = processor
         self.partition = partition
         self.emit = emit
         self.serde_ctx = serde_ctx
+        self.stores: dict[str, Any] = stores or {}
         self.topic: str | None = None
         self.offset: int | None = None
+
+    def store(self, name: str) -> Any:
+        """The task's store called ``name``."""
+        try:
+            return self.stores[name]
+        except KeyError:
+            raise KeyError(
+                f"processor {self.processor!r} has no store {name!r}; declare it in "
+                f"process(..., stores=[{name!r}])"
+            ) from None
 
 
 @dataclass
@@ -119,6 +145,14 @@ class _Compiler:
             return self.downstream(node)
         if isinstance(node, Sink):
             return self._sink(node)
+        if isinstance(node, Aggregate):
+            return _aggregate(node, self.ctx.store(node.store), self.downstream(node))
+        if isinstance(node, TableOp):
+            return _table_op(node, self.downstream(node))
+        if isinstance(node, Join):
+            return _join(node, self.ctx.store(node.store), self.downstream(node))
+        if isinstance(node, Process):
+            return _process(node, self.ctx, self.downstream(node))
         raise TypeError(f"cannot compile step {node.name!r} of kind {node.kind!r}")
 
     def _split(self, node: Split) -> Step:
@@ -132,16 +166,16 @@ class _Compiler:
         name = node.name
 
         def split(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+            target = default
             try:
                 for pred, out in routes:
                     if pred(v):
+                        target = out
                         break
-                else:
-                    out = default  # type: ignore[assignment]
             except Exception as e:
                 raise StepError(name, e) from e
-            if out is not None:
-                out(k, v, ts, h)
+            if target is not None:
+                target(k, v, ts, h)
 
         return split
 
@@ -180,12 +214,14 @@ class _Compiler:
 
         return route
 
-    def entry(self, source: Source, topic: str) -> Entry:
+    def entry(self, source: Source | TableSource, topic: str) -> Entry:
         t = self.topology.resolve_topic(topic)
         sc = self.ctx.serde_ctx
         kd = t.key.deserializer(topic, True, sc)
         vd = t.value.deserializer(topic, False, sc)
         nxt = self.downstream(source)
+        if isinstance(source, TableSource):
+            nxt = _materialize(self.ctx.store(source.store), nxt)
         name = f"{source.name}:deserialize"
 
         def entry(kb: bytes | None, vb: bytes | None, ts: int, h: Headers | None) -> None:
@@ -304,4 +340,126 @@ def compile_task(processor: Processor, ctx: TaskContext) -> CompiledTask:
         if isinstance(node, Source):
             for topic in node.topics:
                 entries[topic] = c.entry(node, topic)
+        elif isinstance(node, TableSource):
+            entries[node.topic] = c.entry(node, node.topic)
     return CompiledTask(entries, ctx)
+
+
+# -- stateful steps --------------------------------------------------------------------
+def _aggregate(node: Aggregate, store: Any, nxt: Step) -> Step:
+    get = store.get_raw_key
+    put = store.put_raw_key
+    init = node.initializer
+    adder = node.adder
+    name = node.name
+
+    def aggregate(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        if k is None or v is None:
+            return  # as Kafka Streams: null keys and values do not aggregate
+        kb = encode_key(k)
+        current = get(kb)
+        try:
+            if current is None:
+                new = v if init is None else adder(init(), v)  # type: ignore[misc]
+            else:
+                new = adder(current, v)  # type: ignore[misc]
+        except Exception as e:
+            raise StepError(name, e) from e
+        put(kb, new)
+        nxt(k, new, ts, h)
+
+    return aggregate
+
+
+def _materialize(store: Any, nxt: Step) -> Step:
+    put = store.put_raw_key
+
+    def materialize(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        if k is None:
+            return
+        put(encode_key(k), v)  # None deletes
+        nxt(k, v, ts, h)
+
+    return materialize
+
+
+def _table_op(node: TableOp, nxt: Step) -> Step:
+    fn = node.fn
+    name = node.name
+    is_filter = node.op == "filter"
+
+    def table_op(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        if v is not None:
+            try:
+                out = (v if fn(v) else None) if is_filter else fn(v)  # type: ignore[misc]
+            except Exception as e:
+                raise StepError(name, e) from e
+        else:
+            out = None
+        nxt(k, out, ts, h)
+
+    return table_op
+
+
+def _join(node: Join, store: Any, nxt: Step) -> Step:
+    get = store.get_raw_key
+    joiner = node.joiner
+    left = node.left
+    name = node.name
+
+    def join(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        right = None if k is None else get(encode_key(k))
+        if right is None and not left:
+            return
+        try:
+            out = joiner(v, right)  # type: ignore[misc]
+        except Exception as e:
+            raise StepError(name, e) from e
+        nxt(k, out, ts, h)
+
+    return join
+
+
+class ProcessContext:
+    """What a ``process()`` function gets besides the record: its stores and ``forward``."""
+
+    __slots__ = ("_h", "_nxt", "_task", "_ts")
+
+    def __init__(self, task: TaskContext, nxt: Step) -> None:
+        self._task = task
+        self._nxt = nxt
+        self._ts = 0
+        self._h: Headers | None = None
+
+    @property
+    def partition(self) -> int:
+        """The task's partition."""
+        return self._task.partition
+
+    def store(self, name: str) -> Any:
+        """A store declared in ``process(..., stores=[...])``."""
+        return self._task.store(name)
+
+    def forward(self, key: Any, value: Any, *, timestamp: int | None = None,
+                headers: Headers | None = None) -> None:
+        """Send a record downstream (timestamp and headers default to the input's)."""
+        self._nxt(key, value, self._ts if timestamp is None else timestamp,
+                  self._h if headers is None else headers)
+
+
+def _process(node: Process, ctx: TaskContext, nxt: Step) -> Step:
+    fn = node.fn
+    name = node.name
+    pctx = ProcessContext(ctx, nxt)
+
+    def process(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        pctx._ts = ts
+        pctx._h = h
+        try:
+            fn(_record(ctx, k, v, ts, h), pctx)  # type: ignore[misc]
+        except StepError:
+            raise
+        except Exception as e:
+            raise StepError(name, e) from e
+
+    return process

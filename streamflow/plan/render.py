@@ -69,20 +69,22 @@ def _edges(topology: Topology) -> list[tuple[str, str, str]]:
     return edges
 
 
-def _ident(name: str) -> str:
-    return "n_" + "".join(c if c.isalnum() else "_" for c in name)
+def _ident(kind: str, name: str) -> str:
+    # injective, so 'a.b' and 'a-b' stay two nodes: other characters become _<hex code>
+    safe = (c if c.isascii() and c.isalnum() else f"_{ord(c):02x}" for c in name)
+    return f"{kind}_" + "".join(safe)
 
 
 def describe_mermaid(topology: Topology) -> str:
     """A Mermaid flowchart: topics as stadiums, processors as boxes."""
     out = ["flowchart LR"]
     for t in topology.topics.values():
-        out.append(f'  {_ident("t:" + t.name)}(["{t.name}"])')
+        out.append(f'  {_ident("t", t.name)}(["{t.name}"])')
     for p in topology.processors.values():
-        out.append(f'  {_ident("p:" + p.name)}["{p.name}<br/>{p.guarantee}"]')
+        out.append(f'  {_ident("p", p.name)}["{p.name}<br/>{p.guarantee}"]')
     for a, b, kind in _edges(topology):
-        src = _ident(("t:" if kind == "reads" else "p:") + a)
-        dst = _ident(("p:" if kind == "reads" else "t:") + b)
+        src = _ident("t" if kind == "reads" else "p", a)
+        dst = _ident("p" if kind == "reads" else "t", b)
         out.append(f"  {src} --> {dst}")
     return "\n".join(out) + "\n"
 
@@ -92,15 +94,15 @@ def describe_dot(topology: Topology) -> str:
     out = [f'digraph "{topology.name}" {{', "  rankdir=LR;"]
     for t in topology.topics.values():
         style = ", style=dashed" if t.internal else ""
-        out.append(f'  "{_ident("t:" + t.name)}" [label="{t.name}", shape=ellipse{style}];')
+        out.append(f'  "{_ident("t", t.name)}" [label="{t.name}", shape=ellipse{style}];')
     for p in topology.processors.values():
         out.append(
-            f'  "{_ident("p:" + p.name)}" [label="{p.name}\\n{p.guarantee}", shape=box, '
+            f'  "{_ident("p", p.name)}" [label="{p.name}\\n{p.guarantee}", shape=box, '
             'style="rounded,filled", fillcolor="#dbe9ff"];'
         )
     for a, b, kind in _edges(topology):
-        src = _ident(("t:" if kind == "reads" else "p:") + a)
-        dst = _ident(("p:" if kind == "reads" else "t:") + b)
+        src = _ident("t" if kind == "reads" else "p", a)
+        dst = _ident("p" if kind == "reads" else "t", b)
         out.append(f'  "{src}" -> "{dst}";')
     out.append("}")
     return "\n".join(out) + "\n"

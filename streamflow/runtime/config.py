@@ -78,10 +78,14 @@ _TABLES = ("kafka", "consumer", "producer", "schema_registry")
 _SCALARS = {f.name: f for f in fields(Config) if f.name not in _TABLES}
 
 
-def _coerce(name: str, raw: Any) -> Any:
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _coerce(name: str, raw: Any, source: str) -> Any:
     default = getattr(Config(), name)
+    kind = type(default)
     try:
-        if isinstance(default, bool):
+        if kind is bool:
             if isinstance(raw, bool):
                 return raw
             low = str(raw).strip().lower()
@@ -89,16 +93,21 @@ def _coerce(name: str, raw: Any) -> Any:
                 return True
             if low in ("0", "false", "no", "off"):
                 return False
-            raise ValueError(raw)
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-        return str(raw)
+        elif isinstance(raw, bool):
+            pass  # TOML true/false is not a number or a string
+        elif kind is int:
+            if isinstance(raw, float) and raw.is_integer():
+                return int(raw)
+            if isinstance(raw, int | str):
+                return int(raw)
+        elif kind is float:
+            if isinstance(raw, int | float | str):
+                return float(raw)
+        elif isinstance(raw, str):
+            return raw
     except ValueError:
-        raise ConfigError(
-            f"setting {name!r} must be a {type(default).__name__}, got {raw!r}"
-        ) from None
+        pass
+    raise ConfigError(f"setting {name!r} ({source}) must be {_KINDS[kind]}, got {raw!r}")
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -115,18 +124,26 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raise ConfigError(f"config file {str(p)!r} does not exist") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+        unknown = set(data) - {"streamflow", *_TABLES}
+        if unknown:
+            raise ConfigError(
+                f"unknown section(s) {sorted(unknown)} in {str(p)!r}; known: "
+                f"[streamflow], {', '.join(f'[{t}]' for t in _TABLES)}"
+            )
+        for section in ("streamflow", *_TABLES):
+            if not isinstance(data.get(section, {}), dict):
+                raise ConfigError(
+                    f"{section!r} in {str(p)!r} must be a [{section}] table of settings"
+                )
         for key, val in data.get("streamflow", {}).items():
             if key not in _SCALARS:
                 raise ConfigError(
                     f"unknown setting {key!r} in [streamflow] of {str(p)!r}; "
                     f"known: {', '.join(sorted(_SCALARS))}"
                 )
-            values[key] = _coerce(key, val)
+            values[key] = _coerce(key, val, f"[streamflow] of {str(p)!r}")
         for t in _TABLES:
             tables[t].update({str(k): v for k, v in data.get(t, {}).items()})
-        unknown = set(data) - {"streamflow", *_TABLES}
-        if unknown:
-            raise ConfigError(f"unknown section(s) {sorted(unknown)} in {str(p)!r}")
     for var, val in env.items():
         if not var.startswith("STREAMFLOW_") or var in ("STREAMFLOW_CONFIG",):
             continue
@@ -139,5 +156,5 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         else:
             key = rest.lower()
             if key in _SCALARS:
-                values[key] = _coerce(key, val)
-    return Config(**values, **tables)
+                values[key] = _coerce(key, val, f"${var}")
+    return Config(**values, **tables)  # type: ignore[arg-type]

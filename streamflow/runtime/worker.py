@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from streamflow.dsl.topology import Processor
@@ -21,6 +22,8 @@ from streamflow.runtime.config import Config
 from streamflow.runtime.errors import ErrorPolicy, ProcessingFailed
 from streamflow.runtime.topics import ensure_topics, processor_topics
 from streamflow.serde import SerdeContext
+from streamflow.state.changelog import restore_store
+from streamflow.state.task_state import TaskState
 
 log = logging.getLogger("streamflow.worker")
 
@@ -32,17 +35,28 @@ class DeliveryFailed(Exception):
 class _Route:
     """Where records of one (topic, partition) go, and how far they are processed."""
 
-    __slots__ = ("ctx", "entry", "position")
+    __slots__ = ("committed", "ctx", "entry", "position")
 
     def __init__(self, entry: Any, ctx: TaskContext) -> None:
         self.entry = entry
         self.ctx = ctx
-        self.position = -1  # next offset to commit; -1 = nothing processed since assignment
+        self.position = -1  # next offset to process; -1 = nothing processed since assignment
+        self.committed = -1
+
+
+class _Task:
+    """One partition of the processor: its compiled chains and its stores."""
+
+    __slots__ = ("compiled", "partition", "state")
+
+    def __init__(self, partition: int, compiled: Any, state: TaskState) -> None:
+        self.partition = partition
+        self.compiled = compiled
+        self.state = state
 
 
 def serde_context(config: Config) -> SerdeContext:
     """The serde context for a worker: a registry client built lazily from the config."""
-    from pathlib import Path
 
     def registry() -> Any:
         from streamflow.kafka.registry import make_registry_client
@@ -69,7 +83,8 @@ class Worker:
         self._failed = False
         self._delivery_errors: list[str] = []
         self._routes: dict[tuple[str, int], _Route] = {}
-        self._tasks: dict[int, Any] = {}
+        self._tasks: dict[int, _Task] = {}
+        self.state_dir = Path(config.state_dir)
         self.processed = 0
         self.assigned: list[tuple[str, int]] = []
         self.ready = False
@@ -90,7 +105,11 @@ class Worker:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
+            # stateful processors keep partition N of every input in one task: the range
+            # assignor gives one member the same partition numbers of co-partitioned topics
+            "partition.assignment.strategy": (
+                "range" if processor.is_stateful() else "cooperative-sticky"
+            ),
             "isolation.level": "read_committed",
             "client.id": f"{processor.topology.name}.{processor.name}.{worker_id}",
             **config.consumer,
@@ -121,15 +140,29 @@ class Worker:
     # -- partitions ---------------------------------------------------------------------
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         pairs = client.tp_pairs(partitions)
+        self.ready = False
+        log.info("assigned %s", _fmt(pairs))
+        new_parts = sorted({p for _, p in pairs} - set(self._tasks))
+        for part in new_parts:
+            self._tasks[part] = self._open_task(part)
         for topic, part in pairs:
-            task = self._tasks.get(part)
-            if task is None:
-                ctx = TaskContext(self.processor.name, part, self._emit, self.serde_ctx)
-                task = self._tasks[part] = compile_task(self.processor, ctx)
-            self._routes[(topic, part)] = _Route(task.entries[topic], task.context)
+            task = self._tasks[part]
+            self._routes[(topic, part)] = _Route(task.compiled.entries[topic],
+                                                 task.compiled.context)
         self.assigned = sorted(self._routes)
         self.ready = True
-        log.info("assigned %s", _fmt(pairs))
+
+    def _open_task(self, part: int) -> _Task:
+        state = TaskState(self.processor, part, self.state_dir, self.processor.store_backend,
+                          self.serde_ctx)
+        if state.stores:
+            sources = self.processor.source_topics()
+            committed = {t: o for (t, _), o in
+                         client.committed(self.consumer, [(t, part) for t in sources]).items()}
+            for store in state.stores:
+                restore_store(state, store, self.config.client_conf(), committed)
+        ctx = TaskContext(self.processor.name, part, self._emit, self.serde_ctx, state.stores)
+        return _Task(part, compile_task(self.processor, ctx), state)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         pairs = client.tp_pairs(partitions)
@@ -150,14 +183,43 @@ class Worker:
         live = {p for _, p in self._routes}
         for part in list(self._tasks):
             if part not in live:
-                del self._tasks[part]
+                self._close_task(self._tasks.pop(part))
         self.assigned = sorted(self._routes)
 
+    def _close_task(self, task: _Task) -> None:
+        if task.state.stores and not self._failed and self.consumer is not None:
+            self._checkpoint(task)
+        task.state.close()
+
+    def _checkpoint(self, task: _Task) -> None:
+        for store, topic in task.state.changelogs.items():
+            try:
+                _, high = client.watermarks(self.consumer, topic, task.partition)
+            except Exception as e:  # a checkpoint is an optimisation; never fail on it
+                log.warning("no checkpoint for %s[%d]: %s", topic, task.partition, e)
+                continue
+            task.state.write_checkpoint(store, high)
+
     # -- committing ---------------------------------------------------------------------
+    def _produce_to(self, topic: str, partition: int, key: bytes, value: bytes | None,
+                    headers: Headers) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key, partition=partition, headers=headers)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
     def commit(self, only: set[tuple[str, int]] | None = None) -> None:
-        """Flush the producer, check deliveries, then commit processed offsets."""
+        """Flush stores to their changelogs and the producer, check deliveries, commit the
+        processed offsets, then write the stores' batches to the local databases."""
         if self.producer is None or self.consumer is None or self._failed:
             return
+        for task in self._tasks.values():
+            if task.state.stores:
+                positions = {t: r.position for (t, p), r in self._routes.items()
+                             if p == task.partition and r.position >= 0}
+                task.state.flush(self._produce_to, positions)
         deadline = time.monotonic() + self.config.shutdown_timeout_s
         while self.producer.flush(1.0) > 0:
             if time.monotonic() > deadline:
@@ -170,10 +232,14 @@ class Worker:
             raise DeliveryFailed(f"delivery failed, offsets not committed: {errors}")
         offsets = []
         for tp, route in self._routes.items():
-            if route.position >= 0 and (only is None or tp in only):
+            if route.position > route.committed and (only is None or tp in only):
                 offsets.append((tp[0], tp[1], route.position))
-                route.position = -1
+                route.committed = route.position
         client.commit(self.consumer, offsets)
+        for task in self._tasks.values():
+            task.state.write_pending()
+            if task.state.stores and task.state.checkpoint_due(30.0):
+                self._checkpoint(task)
 
     # -- the loop -----------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
@@ -264,7 +330,9 @@ class Worker:
         log.warning("consumer: %s", err)
 
     def close(self) -> None:
-        """Close the consumer (leaving the group) and flush the producer."""
+        """Close the consumer (leaving the group), the stores and the producer."""
+        for part in list(self._tasks):
+            self._close_task(self._tasks.pop(part))
         if self.consumer is not None:
             try:
                 self.consumer.close()

@@ -17,7 +17,10 @@ def _codec(
     def serialize(value: Any) -> bytes | None:
         if value is None:
             return None
-        if encode_types is not None and not isinstance(value, encode_types):
+        # bool is an int subclass, but True in an Int/Long/Double topic is a bug, not a 1
+        if encode_types is not None and (
+            type(value) is bool or not isinstance(value, encode_types)
+        ):
             raise SerdeError(f"{name} cannot serialize {type(value).__name__}: {value!r:.80}")
         try:
             return enc(value)  # type: ignore[no-any-return]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from streamflow.dsl.topology import Processor, Topic, Topology, TopologyError
@@ -28,10 +29,13 @@ from streamflow.plan.compile import CompiledTask, StepError, TaskContext, compil
 from streamflow.record import Headers, Record
 from streamflow.runtime.errors import ErrorPolicy
 from streamflow.serde import SerdeContext
+from streamflow.state.store import TaskStore
+from streamflow.state.task_state import TaskState
 
 _ids = itertools.count()
 
 _Raw = tuple[bytes | None, bytes | None, int, "Headers | None", int]
+_Queued = tuple[str, bytes | None, bytes | None, int, "Headers | None", int]
 
 
 class TestInput:
@@ -72,8 +76,9 @@ class TestInput:
         are used) or a bare value."""
         for item in items:
             if isinstance(item, Record):
-                self.send(item.value, key=item.key, timestamp=item.timestamp or None,
-                          headers=item.headers)
+                self.send(
+                    item.value, key=item.key, timestamp=item.timestamp or None, headers=item.headers
+                )
             else:
                 self.send(item)
 
@@ -125,26 +130,43 @@ class TopologyTestDriver:
         self.topology = topology
         cfg = dict(config or {})
         url = cfg.get("schema_registry.url") or f"mock://streamflow-driver-{next(_ids)}"
-        from pathlib import Path
 
         self.serde_context = SerdeContext(
-            registry_factory=lambda: _registry(url), schemas_dir=Path(cfg.get("schemas_dir", "schemas"))
+            registry_factory=lambda: _registry(url),
+            schemas_dir=Path(cfg.get("schemas_dir", "schemas")),
         )
         if processor is not None and processor not in topology.processors:
             raise TopologyError(
                 f"topology {topology.name!r} has no processor {processor!r}; "
                 f"it has {sorted(topology.processors)}"
             )
-        chosen = [topology.processors[processor]] if processor else list(topology.processors.values())
+        chosen = (
+            [topology.processors[processor]] if processor else list(topology.processors.values())
+        )
         self.wall_clock_ms: int = int(cfg.get("wall_clock_ms", 0))
         self._outputs: dict[str, list[_Raw]] = {}
         self._offsets: dict[str, int] = {}
-        self._queue: deque[tuple[str, bytes | None, bytes | None, int, Headers | None, int]] = deque()
+        self._queue: deque[tuple[str, bytes | None, bytes | None, int, Headers | None, int]] = (
+            deque()
+        )
         self._readers: dict[str, list[tuple[Processor, CompiledTask, ErrorPolicy]]] = {}
         self._busy = False
         self._closed = False
+        self._tmp_state: str | None = None
+        backend = cfg.get("store")
+        state_dir = cfg.get("state_dir")
+        if state_dir is None and any(
+            p.stores and (backend or p.store_backend) == "rocksdb" for p in chosen
+        ):
+            import tempfile
+
+            state_dir = self._tmp_state = tempfile.mkdtemp(prefix="streamflow-driver-")
+        self._states: dict[str, TaskState] = {}
         for p in chosen:
-            ctx = TaskContext(p.name, 0, self._emit, self.serde_context)
+            state = TaskState(p, 0, Path(state_dir or "."), backend or p.store_backend,
+                              self.serde_context)
+            self._states[p.name] = state
+            ctx = TaskContext(p.name, 0, self._emit, self.serde_context, state.stores)
             task = compile_task(p, ctx)
             policy = ErrorPolicy(p.on_error, p.name, p.dead_letter_topic, self._emit)
             for topic in task.entries:
@@ -182,15 +204,17 @@ class TopologyTestDriver:
         self._offsets[topic] = off + 1
         return off
 
-    def _emit(self, topic: str, k: bytes | None, v: bytes | None, ts: int,
-              h: Headers | None) -> None:
+    def _emit(
+        self, topic: str, k: bytes | None, v: bytes | None, ts: int, h: Headers | None
+    ) -> None:
         off = self._next_offset(topic)
         self._outputs.setdefault(topic, []).append((k, v, ts, list(h) if h else None, off))
         if topic in self._readers:
             self._queue.append((topic, k, v, ts, h, off))
 
-    def _deliver(self, topic: str, k: bytes | None, v: bytes | None, ts: int,
-                 h: Headers | None) -> None:
+    def _deliver(
+        self, topic: str, k: bytes | None, v: bytes | None, ts: int, h: Headers | None
+    ) -> None:
         if self._closed:
             raise RuntimeError("the TopologyTestDriver is closed")
         self._queue.append((topic, k, v, ts, h, self._next_offset(topic)))
@@ -200,12 +224,35 @@ class TopologyTestDriver:
         try:
             while self._queue:
                 self._process(*self._queue.popleft())
+            self._commit()
         finally:
             self._busy = False
             self._queue.clear()
 
-    def _process(self, topic: str, k: bytes | None, v: bytes | None, ts: int,
-                 h: Headers | None, off: int) -> None:
+    def _commit(self) -> None:
+        """As the runtime does at commit: stores to changelogs, then to the local databases."""
+        for state in self._states.values():
+            state.flush(self._emit_to, dict(self._offsets))
+            state.write_pending()
+
+    def _emit_to(self, topic: str, partition: int, k: bytes, v: bytes | None,
+                 h: Headers) -> None:
+        self._emit(topic, k, v, self.wall_clock_ms, h)
+
+    def store(self, name: str, *, processor: str | None = None) -> TaskStore:
+        """A processor's store (partition 0), to inspect state in tests."""
+        owners = [s for p, s in self._states.items()
+                  if name in s.stores and (processor is None or p == processor)]
+        if len(owners) != 1:
+            raise KeyError(
+                f"no single driven processor has a store {name!r}"
+                + (" (several do: name the processor)" if owners else "")
+            )
+        return owners[0].stores[name]
+
+    def _process(
+        self, topic: str, k: bytes | None, v: bytes | None, ts: int, h: Headers | None, off: int
+    ) -> None:
         for _p, task, policy in self._readers.get(topic, ()):
             ctx = task.context
             ctx.topic = topic
@@ -219,8 +266,16 @@ class TopologyTestDriver:
         return self._outputs.pop(topic, [])
 
     def close(self) -> None:
-        """Release the driver's resources."""
+        """Release the driver's resources (stores, temporary state directory)."""
+        if self._closed:
+            return
         self._closed = True
+        for state in self._states.values():
+            state.close()
+        if self._tmp_state:
+            import shutil
+
+            shutil.rmtree(self._tmp_state, ignore_errors=True)
 
     def __enter__(self) -> TopologyTestDriver:
         return self

@@ -1,0 +1,60 @@
+# streamflow — developer entry points. `make test` is what CI runs (via .ci/run).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STACK := deploy/local/stack
+STACK_ENV := deploy/local/.run/stack.env
+# set STREAMFLOW_TEST_BOOTSTRAP_SERVERS (and ..._SCHEMA_REGISTRY_URL) to use an existing cluster
+EXTERNAL := $(STREAMFLOW_TEST_BOOTSTRAP_SERVERS)
+
+.PHONY: help venv test unit integration lint demo bench stack-up stack-down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/.installed ## create .venv and install streamflow with its test extras
+
+stack-up: ## start the local Kafka + schema registry (deploy/local)
+	$(STACK) up
+
+stack-down: ## stop the local stack
+	$(STACK) down
+
+test: venv ## run the whole suite (unit + integration) against a real broker and registry
+	@set -euo pipefail; \
+	started=0; \
+	if [ -z "$(EXTERNAL)" ]; then \
+	  if ! $(STACK) status >/dev/null 2>&1; then $(STACK) up; started=1; fi; \
+	  set -a; . $(STACK_ENV); set +a; \
+	  export STREAMFLOW_TEST_BOOTSTRAP_SERVERS=$$STREAMFLOW_BOOTSTRAP_SERVERS; \
+	  export STREAMFLOW_TEST_SCHEMA_REGISTRY_URL=$$STREAMFLOW_SCHEMA_REGISTRY_URL; \
+	fi; \
+	rc=0; STREAMFLOW_REQUIRE_INTEGRATION=1 $(BIN)/python -m pytest tests -q $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$started = 1 ]; then $(STACK) down; fi; \
+	exit $$rc
+
+unit: venv ## run the unit tests only (no broker)
+	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
+
+lint: venv ## ruff and mypy --strict on streamflow/
+	$(BIN)/ruff check streamflow
+	$(BIN)/mypy --strict streamflow
+
+demo: venv ## run the example topology on generated data (Ctrl-C stops it)
+	@$(STACK) up
+	@set -a; . $(STACK_ENV); set +a; $(BIN)/python deploy/local/demo.py $(DEMO_ARGS)
+
+bench: venv ## benchmark against raw confluent-kafka, Quix Streams and Faust
+	@$(STACK) up
+	bash bench/setup_peers.sh
+	@set -a; . $(STACK_ENV); set +a; $(BIN)/python bench/run.py $(BENCH_ARGS)
+
+clean: ## remove the virtualenv and caches (not the stack's data)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Observability: health endpoints, metrics and lineage."""

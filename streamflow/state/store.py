@@ -1,0 +1,156 @@
+"""A task's view of one store: a write-back cache in front of a backend.
+
+Reads hit the cache, then the backend. Writes only touch the cache; at commit ``flush()``
+turns the dirty keys into one batch (one entry per key, last value wins, None = deleted)
+which the runtime sends to the changelog and, once the commit is done, writes to the
+backend as a single WriteBatch (``write_pending()``). Not one RocksDB write per record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from streamflow.state.backends import Backend
+from streamflow.state.keys import decode_key, encode_key, prefix_end
+
+_DELETED = object()
+
+Batch = list[tuple[bytes, bytes | None]]
+
+
+class TaskStore:
+    """Key-value state of one store for one partition.
+
+    >>> from streamflow.state.backends import MemoryBackend
+    >>> import orjson
+    >>> s = TaskStore("counts", MemoryBackend(), orjson.dumps, orjson.loads)
+    >>> s.put("a", 1); s.get("a"), s.get("b", 0)
+    (1, 0)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        backend: Backend,
+        dumps: Callable[[Any], bytes],
+        loads: Callable[[bytes], Any],
+        *,
+        cache_size: int = 100_000,
+    ) -> None:
+        self.name = name
+        self.backend = backend
+        self._dumps = dumps
+        self._loads = loads
+        self._dirty: dict[bytes, Any] = {}
+        self._cache: dict[bytes, Any] = {}
+        self._cache_size = cache_size
+        self._pending: Batch = []
+
+    # -- key-level API (what processors see) ------------------------------------------
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default``."""
+        return self.get_raw_key(encode_key(key), default)
+
+    def put(self, key: Any, value: Any) -> None:
+        """Store ``value`` under ``key`` (``None`` deletes)."""
+        self.put_raw_key(encode_key(key), value)
+
+    def delete(self, key: Any) -> None:
+        """Delete ``key``."""
+        self.put_raw_key(encode_key(key), None)
+
+    def range(self, start: Any = None, end: Any = None) -> Iterator[tuple[Any, Any]]:
+        """``(key, value)`` with ``start <= key < end`` in key order (keys of one type)."""
+        lo = None if start is None else encode_key(start)
+        hi = None if end is None else encode_key(end)
+        if hi is None and lo is not None:
+            hi = prefix_end(lo[:1])
+        for kb, v in self.scan_raw(lo, hi):
+            yield decode_key(kb), v
+
+    def prefix(self, prefix: str | bytes) -> Iterator[tuple[Any, Any]]:
+        """``(key, value)`` whose str/bytes key starts with ``prefix``, in key order."""
+        lo = encode_key(prefix)
+        for kb, v in self.scan_raw(lo, prefix_end(lo)):
+            yield decode_key(kb), v
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """Every ``(key, value)`` in key order."""
+        for kb, v in self.scan_raw(None, None):
+            yield decode_key(kb), v
+
+    def __contains__(self, key: Any) -> bool:
+        return self.get(key, _DELETED) is not _DELETED
+
+    # -- byte-key API (window stores and the runtime) ---------------------------------
+    def get_raw_key(self, kb: bytes, default: Any = None) -> Any:
+        """Like ``get`` with an already-encoded key."""
+        v = self._dirty.get(kb, _DELETED)
+        if v is _DELETED:
+            if kb in self._dirty:  # dirty delete
+                return default
+            v = self._cache.get(kb, _DELETED)
+            if v is _DELETED:
+                raw = self.backend.get(kb)
+                if raw is None:
+                    return default
+                v = self._loads(raw)
+                self._remember(kb, v)
+        return default if v is None else v
+
+    def put_raw_key(self, kb: bytes, value: Any) -> None:
+        """Like ``put`` with an already-encoded key."""
+        self._dirty[kb] = value
+
+    def scan_raw(self, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[bytes, Any]]:
+        """Decoded values of keys in ``[lo, hi)``, merging unflushed changes over the backend."""
+        merged: dict[bytes, Any] = {kb: self._loads(raw) for kb, raw in self.backend.scan(lo, hi)}
+        for kb, v in self._dirty.items():
+            if (lo is None or kb >= lo) and (hi is None or kb < hi):
+                merged[kb] = v
+        for kb in sorted(merged):
+            v = merged[kb]
+            if v is not None:
+                yield kb, v
+
+    def _remember(self, kb: bytes, v: Any) -> None:
+        if len(self._cache) >= self._cache_size:
+            # drop the older half (dicts keep insertion order)
+            for old in list(self._cache)[: self._cache_size // 2]:
+                del self._cache[old]
+        self._cache[kb] = v
+
+    # -- commit protocol ----------------------------------------------------------------
+    @property
+    def dirty_count(self) -> int:
+        """Keys changed since the last flush."""
+        return len(self._dirty)
+
+    def flush(self) -> Batch:
+        """Serialize the dirty keys into a batch (kept pending until ``write_pending``)."""
+        if not self._dirty:
+            return []
+        dumps = self._dumps
+        batch: Batch = [(kb, None if v is None else dumps(v)) for kb, v in self._dirty.items()]
+        for kb, v in self._dirty.items():
+            self._remember(kb, v)
+        self._dirty.clear()
+        self._pending.extend(batch)
+        return batch
+
+    def write_pending(self) -> None:
+        """Write the flushed batches to the backend (after the commit succeeded)."""
+        if self._pending:
+            self.backend.write(self._pending)
+            self._pending = []
+
+    def discard_uncommitted(self) -> None:
+        """Forget changes that were not committed (after an aborted transaction)."""
+        self._dirty.clear()
+        self._pending = []
+        self._cache.clear()
+
+    def close(self) -> None:
+        """Close the backend (unflushed changes are lost; flush and commit first)."""
+        self.backend.close()

@@ -1,0 +1,132 @@
+"""All stores of one processor for one task (partition), and their commit protocol."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from streamflow.serde import Json, SerdeContext
+from streamflow.state.backends import open_backend
+from streamflow.state.store import TaskStore
+
+if TYPE_CHECKING:
+    from streamflow.dsl.topology import Processor
+
+log = logging.getLogger("streamflow.state")
+
+SOURCE_HEADER = "streamflow.source"
+
+Dumps = Callable[[Any], bytes]
+ProduceTo = Callable[[str, int, bytes, "bytes | None", "list[tuple[str, bytes]]"], None]
+
+
+def store_path(state_dir: Path, processor: Processor, store: str, partition: int) -> Path:
+    """``<state_dir>/<topology>/<processor>/<store>/<partition>``."""
+    return state_dir / processor.topology.name / processor.name / store / str(partition)
+
+
+def encode_positions(positions: dict[str, int]) -> bytes:
+    """The source positions a changelog record reflects, as a header value."""
+    return ";".join(f"{t}:{o}" for t, o in sorted(positions.items())).encode()
+
+
+def decode_positions(raw: bytes | None) -> dict[str, int]:
+    """Inverse of ``encode_positions``."""
+    out: dict[str, int] = {}
+    if raw:
+        for part in raw.decode().split(";"):
+            topic, _, off = part.rpartition(":")
+            out[topic] = int(off)
+    return out
+
+
+class TaskState:
+    """The stores of a processor for one partition, with their changelog topics."""
+
+    def __init__(self, processor: Processor, partition: int, state_dir: Path,
+                 backend: str, serde_ctx: SerdeContext) -> None:
+        self.processor = processor
+        self.partition = partition
+        self.stores: dict[str, TaskStore] = {}
+        self.changelogs: dict[str, str] = {}
+        self.paths: dict[str, Path] = {}
+        self._last_checkpoint = 0.0
+        for name, spec in processor.stores.items():
+            serde = spec.value_serde or Json()
+            dumps = serde.serializer(spec.changelog, False, serde_ctx)
+            loads = serde.deserializer(spec.changelog, False, serde_ctx)
+            path = store_path(state_dir, processor, name, partition)
+            self.paths[name] = path
+            self.stores[name] = TaskStore(name, open_backend(spec.backend or backend, path),
+                                          cast(Dumps, dumps), loads)
+            self.changelogs[name] = spec.changelog
+
+    def flush(self, produce_to: ProduceTo, positions: dict[str, int]) -> int:
+        """Send every dirty key of every store to its changelog; return how many."""
+        n = 0
+        headers = [(SOURCE_HEADER, encode_positions(positions))]
+        for name, store in self.stores.items():
+            topic = self.changelogs[name]
+            for kb, vb in store.flush():
+                produce_to(topic, self.partition, kb, vb, headers)
+                n += 1
+        return n
+
+    def write_pending(self) -> None:
+        """Write flushed changes to the local databases (after the commit succeeded)."""
+        for store in self.stores.values():
+            store.write_pending()
+
+    def discard_uncommitted(self) -> None:
+        """Drop changes not yet committed (after an aborted transaction)."""
+        for store in self.stores.values():
+            store.discard_uncommitted()
+
+    # -- checkpoints: the changelog offset the local database reflects ------------------
+    def read_checkpoint(self, store: str) -> int | None:
+        """The next changelog offset to replay into ``store``, if a checkpoint exists."""
+        try:
+            data = json.loads(self._checkpoint_file(store).read_text())
+            return int(data["offset"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def write_checkpoint(self, store: str, offset: int) -> None:
+        """Record that the local database of ``store`` reflects the changelog below ``offset``."""
+        path = self._checkpoint_file(store)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"offset": offset, "written_at": time.time()}))
+        os.replace(tmp, path)
+
+    def _checkpoint_file(self, store: str) -> Path:
+        p = self.paths[store]
+        return p.parent / f"{p.name}.checkpoint"
+
+    def checkpoint_due(self, every_s: float) -> bool:
+        """True at most once per ``every_s`` seconds."""
+        now = time.monotonic()
+        if now - self._last_checkpoint >= every_s:
+            self._last_checkpoint = now
+            return True
+        return False
+
+    def wipe(self, store: str) -> None:
+        """Delete the local data (and checkpoint) of ``store``; the changelog rebuilds it."""
+        self.stores[store].backend.wipe()
+        self._checkpoint_file(store).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Close every store."""
+        for store in self.stores.values():
+            store.close()
+
+
+def store_value_serde(spec: Any) -> Any:
+    """The serde of a store's values (JSON unless the store declares one)."""
+    return spec.value_serde or Json()

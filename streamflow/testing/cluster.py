@@ -1,0 +1,524 @@
+"""A real Kafka broker and schema registry for integration tests.
+
+Used by the ``streamflow`` pytest plugin (:mod:`streamflow.testing.plugin`), usable on its own.
+:func:`acquire_cluster` picks, in this order:
+
+1. an external cluster named in the environment: ``STREAMFLOW_TEST_BOOTSTRAP_SERVERS`` and
+   ``STREAMFLOW_TEST_SCHEMA_REGISTRY_URL``;
+2. testcontainers (a KRaft Kafka and an Apicurio Registry container) when a Docker engine
+   answers;
+3. the JVM stack in ``deploy/local`` (``deploy/local/stack``): reused when already up and
+   healthy (and left running), otherwise started now and stopped by the returned teardown.
+
+``STREAMFLOW_TEST_CLUSTER`` = ``auto`` (default) | ``docker`` | ``local`` restricts steps 2-3,
+``STREAMFLOW_LOCAL_STACK`` points at the ``deploy/local`` directory (or its ``stack`` script),
+``STREAMFLOW_TEST_KEEP_STACK=1`` leaves a stack started by the tests running.
+
+Nothing here imports ``confluent_kafka``, ``docker`` or ``testcontainers`` at module level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ENV_BOOTSTRAP",
+    "ENV_CLUSTER",
+    "ENV_KEEP_STACK",
+    "ENV_LOCAL_STACK",
+    "ENV_REGISTRY",
+    "Cluster",
+    "ClusterUnavailable",
+    "LocalStack",
+    "TopicAdmin",
+    "acquire_cluster",
+    "docker_engine_available",
+    "find_local_stack",
+    "read_env_file",
+    "registry_ready",
+    "unique_topic_name",
+]
+
+ENV_BOOTSTRAP = "STREAMFLOW_TEST_BOOTSTRAP_SERVERS"
+ENV_REGISTRY = "STREAMFLOW_TEST_SCHEMA_REGISTRY_URL"
+ENV_CLUSTER = "STREAMFLOW_TEST_CLUSTER"
+ENV_LOCAL_STACK = "STREAMFLOW_LOCAL_STACK"
+ENV_KEEP_STACK = "STREAMFLOW_TEST_KEEP_STACK"
+ENV_KAFKA_IMAGE = "STREAMFLOW_TEST_KAFKA_IMAGE"
+ENV_REGISTRY_IMAGE = "STREAMFLOW_TEST_REGISTRY_IMAGE"
+
+DEFAULT_KAFKA_IMAGE = "confluentinc/cp-kafka:7.9.0"
+DEFAULT_REGISTRY_IMAGE = "apicurio/apicurio-registry:3.3.3"
+
+STACK_ENV_BOOTSTRAP = "STREAMFLOW_BOOTSTRAP_SERVERS"
+STACK_ENV_REGISTRY = "STREAMFLOW_SCHEMA_REGISTRY_URL"
+
+# a cold `stack up` downloads ~220 MB from Maven Central before the JVMs start
+STACK_UP_TIMEOUT_S = 900.0
+STACK_DOWN_TIMEOUT_S = 120.0
+
+Teardown = Callable[[], None]
+
+
+class ClusterUnavailable(RuntimeError):
+    """No Kafka / schema registry could be found or started; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where the integration tests' Kafka and schema registry are."""
+
+    bootstrap_servers: str
+    schema_registry_url: str | None
+    source: str
+    """``env``, ``testcontainers``, ``local-stack (reused)`` or ``local-stack (started)``."""
+    detail: str = ""
+
+    def describe(self) -> str:
+        registry = self.schema_registry_url or "(no schema registry)"
+        extra = f" [{self.detail}]" if self.detail else ""
+        return f"{self.source}: kafka {self.bootstrap_servers}, registry {registry}{extra}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Kafka admin helper (lazy confluent_kafka import)
+# ----------------------------------------------------------------------------------------------
+
+_TOPIC_CHARS = re.compile(r"[^a-zA-Z0-9._-]+")
+
+
+def unique_topic_name(hint: str = "topic", prefix: str = "sf-test") -> str:
+    """A legal, unique topic name such as ``sf-test-test_roundtrip-3f9c1a2b``."""
+    base = _TOPIC_CHARS.sub("-", hint).strip("-._") or "topic"
+    return f"{prefix}-{base[:180]}-{uuid.uuid4().hex[:8]}"
+
+
+class TopicAdmin:
+    """A thin AdminClient wrapper for tests: create topics and wait for them, delete them."""
+
+    def __init__(self, bootstrap_servers: str, *, conf: Mapping[str, Any] | None = None) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        self.bootstrap_servers = bootstrap_servers
+        config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "log_level": 3}
+        config.update(conf or {})
+        self._admin: Any = AdminClient(config)
+
+    def ping(self, timeout: float = 10.0) -> int:
+        """Number of brokers in the cluster; raises :class:`ClusterUnavailable` if unreachable."""
+        try:
+            metadata = self._admin.list_topics(timeout=timeout)
+        except Exception as exc:
+            raise ClusterUnavailable(
+                f"Kafka at {self.bootstrap_servers} does not answer metadata requests: {exc}"
+            ) from exc
+        if not metadata.brokers:
+            raise ClusterUnavailable(f"Kafka at {self.bootstrap_servers} reports no brokers")
+        return len(metadata.brokers)
+
+    def topics(self, timeout: float = 10.0) -> set[str]:
+        return set(self._admin.list_topics(timeout=timeout).topics)
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        config: Mapping[str, str] | None = None,
+        *,
+        replication_factor: int = -1,
+        timeout: float = 30.0,
+    ) -> str:
+        """Create ``name`` and wait until every partition has a leader.
+
+        ``replication_factor=-1`` uses the broker's ``default.replication.factor``.
+        """
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined,unused-ignore]
+
+        spec = NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            config={k: str(v) for k, v in (config or {}).items()},
+        )
+        futures = self._admin.create_topics(
+            [spec], operation_timeout=timeout, request_timeout=timeout
+        )
+        try:
+            futures[name].result(timeout=timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+        self.wait_for_topic(name, partitions, timeout=timeout)
+        return name
+
+    def wait_for_topic(
+        self, name: str, partitions: int | None = None, timeout: float = 30.0
+    ) -> None:
+        """Wait until ``name`` is in the metadata with ``partitions`` partitions, all led."""
+        deadline = time.monotonic() + timeout
+        last = "not in the metadata"
+        while True:
+            metadata = self._admin.list_topics(topic=name, timeout=max(1.0, min(5.0, timeout)))
+            topic = metadata.topics.get(name)
+            if topic is not None and topic.error is None:
+                parts = topic.partitions
+                led = all(p.leader >= 0 and p.error is None for p in parts.values())
+                if parts and led and (partitions is None or len(parts) == partitions):
+                    return
+                last = f"{len(parts)} partition(s), all led: {led}"
+            elif topic is not None:
+                last = str(topic.error)
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"topic {name!r} not ready after {timeout:.0f}s ({last})")
+            time.sleep(0.1)
+
+    def delete_topics(self, names: Iterable[str], timeout: float = 30.0) -> None:
+        """Delete topics; topics that do not exist are ignored."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        names = list(names)
+        if not names:
+            return
+        futures = self._admin.delete_topics(
+            names, operation_timeout=timeout, request_timeout=timeout
+        )
+        for future in futures.values():
+            try:
+                future.result(timeout=timeout)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise
+
+
+# ----------------------------------------------------------------------------------------------
+# schema registry (plain HTTP, no client library needed)
+# ----------------------------------------------------------------------------------------------
+
+
+def _http(
+    method: str, url: str, body: Mapping[str, Any] | None = None, timeout: float = 5.0
+) -> tuple[int, str]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode("utf-8", "replace")
+
+
+def registry_ready(url: str, timeout: float = 3.0) -> bool:
+    """True when ``GET <url>/subjects`` answers 200 (``url`` is the ccompat base URL)."""
+    try:
+        return _http("GET", url.rstrip("/") + "/subjects", timeout=timeout)[0] == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def wait_for_registry(url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not registry_ready(url):
+        if time.monotonic() >= deadline:
+            raise ClusterUnavailable(f"schema registry at {url} not ready after {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def ensure_global_compatibility(url: str, level: str = "BACKWARD") -> None:
+    """Make the registry's global compatibility ``level`` (Apicurio enforces none by default)."""
+    base = url.rstrip("/")
+    status, body = _http("GET", base + "/config")
+    if status == 200 and level in body:
+        return
+    status, body = _http("PUT", base + "/config", {"compatibility": level})
+    if status != 200:
+        raise ClusterUnavailable(f"could not set compatibility {level} on {url}: {status} {body}")
+
+
+# ----------------------------------------------------------------------------------------------
+# the deploy/local stack
+# ----------------------------------------------------------------------------------------------
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines (optionally prefixed with ``export``); comments ignored."""
+    values: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def find_local_stack(start: Path | None = None) -> Path | None:
+    """The ``stack`` script: from ``STREAMFLOW_LOCAL_STACK`` or by walking up from ``start``."""
+    named = os.environ.get(ENV_LOCAL_STACK)
+    if named:
+        path = Path(named).expanduser().resolve()
+        script = path / "stack" if path.is_dir() else path
+        if not script.is_file():
+            raise ClusterUnavailable(f"{ENV_LOCAL_STACK}={named}: no stack script at {script}")
+        return script
+    starts = [start] if start is not None else []
+    starts.append(Path.cwd())
+    for origin in starts:
+        for directory in (origin.resolve(), *origin.resolve().parents):
+            script = directory / "deploy" / "local" / "stack"
+            if script.is_file():
+                return script
+    return None
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    """``deploy/local/stack`` driven from Python."""
+
+    script: Path
+
+    @property
+    def directory(self) -> Path:
+        return self.script.parent
+
+    @property
+    def run_dir(self) -> Path:
+        run_dir = os.environ.get("STREAMFLOW_STACK_RUN_DIR")
+        return Path(run_dir) if run_dir else self.directory / ".run"
+
+    @property
+    def env_file(self) -> Path:
+        return self.run_dir / "stack.env"
+
+    def _run(self, command: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                ["bash", str(self.script), command],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ClusterUnavailable(
+                f"`{self.script} {command}` did not finish within {timeout:.0f}s"
+            ) from exc
+
+    def healthy(self) -> bool:
+        return self._run("status", timeout=60.0).returncode == 0
+
+    def up(self, timeout: float = STACK_UP_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+        result = self._run("up", timeout=timeout)
+        if result.returncode != 0:
+            tail = "\n".join((result.stderr or result.stdout).splitlines()[-40:])
+            raise ClusterUnavailable(
+                f"`{self.script} up` failed (exit {result.returncode}):\n{tail}\n"
+                f"Logs: {self.run_dir / 'logs'}; try it by hand: {self.script} up"
+            )
+        return result
+
+    def down(self, timeout: float = STACK_DOWN_TIMEOUT_S) -> None:
+        self._run("down", timeout=timeout)
+
+    def endpoints(self) -> tuple[str, str]:
+        values = read_env_file(self.env_file)
+        try:
+            return values[STACK_ENV_BOOTSTRAP], values[STACK_ENV_REGISTRY]
+        except KeyError as exc:
+            raise ClusterUnavailable(f"{self.env_file} lacks {exc.args[0]}") from exc
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _local_stack_cluster(start: Path | None) -> tuple[Cluster, Teardown]:
+    script = find_local_stack(start)
+    if script is None:
+        raise ClusterUnavailable(
+            "no deploy/local/stack found (walked up from "
+            f"{start or Path.cwd()}); set {ENV_LOCAL_STACK}=/path/to/streamflow/deploy/local"
+        )
+    missing = [tool for tool in ("bash", "java") if shutil.which(tool) is None]
+    if missing:
+        raise ClusterUnavailable(
+            f"the local stack ({script}) needs {', '.join(missing)} on PATH: install a JDK 17+ "
+            "(Kafka), a JDK 21+ (Apicurio Registry) and Maven, or point "
+            f"{ENV_BOOTSTRAP}/{ENV_REGISTRY} at an existing cluster"
+        )
+    stack = LocalStack(script)
+    if stack.env_file.is_file() and stack.healthy():
+        bootstrap, registry = stack.endpoints()
+        return Cluster(bootstrap, registry, "local-stack (reused)", str(script)), lambda: None
+    started = time.monotonic()
+    stack.up()
+    bootstrap, registry = stack.endpoints()
+    detail = f"{script}, started in {time.monotonic() - started:.1f}s"
+
+    def teardown() -> None:
+        if not _truthy(ENV_KEEP_STACK):
+            stack.down()
+
+    return Cluster(bootstrap, registry, "local-stack (started)", detail), teardown
+
+
+# ----------------------------------------------------------------------------------------------
+# testcontainers
+# ----------------------------------------------------------------------------------------------
+
+
+def docker_engine_available(timeout: float = 3.0) -> bool:
+    """True when a Docker engine answers a ping within ``timeout`` (the CLI alone is not enough)."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if not host and not Path("/var/run/docker.sock").exists():
+        return False
+    try:
+        import docker  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        return False
+    try:
+        client = docker.from_env(timeout=max(1, int(timeout)))
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def _testcontainers_cluster() -> tuple[Cluster, Teardown]:
+    try:
+        from testcontainers.core.container import DockerContainer
+    except ImportError as exc:
+        raise ClusterUnavailable(f"testcontainers is not installed: {exc}") from exc
+    try:  # newer testcontainers releases moved it here; the old path warns
+        from testcontainers.community.kafka import KafkaContainer
+    except ImportError:
+        try:
+            from testcontainers.kafka import KafkaContainer
+        except ImportError as exc:
+            raise ClusterUnavailable(f"testcontainers has no Kafka module: {exc}") from exc
+
+    kafka_image = os.environ.get(ENV_KAFKA_IMAGE, DEFAULT_KAFKA_IMAGE)
+    registry_image = os.environ.get(ENV_REGISTRY_IMAGE, DEFAULT_REGISTRY_IMAGE)
+    kafka: Any = (
+        KafkaContainer(kafka_image)
+        .with_kraft()
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_NUM_PARTITIONS", "1")
+        .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "true")
+        .with_env("KAFKA_NUM_PARTITIONS", "1")
+    )
+    registry: Any = (
+        DockerContainer(registry_image)
+        .with_exposed_ports(8080)
+        .with_env("APICURIO_RULES_GLOBAL_COMPATIBILITY", "BACKWARD")
+    )
+    started: list[Any] = []
+
+    def teardown() -> None:
+        for container in reversed(started):
+            with contextlib.suppress(Exception):  # best effort: Ryuk reaps leftovers anyway
+                container.stop()
+
+    try:
+        kafka.start(timeout=120)
+        started.append(kafka)
+        registry.start()
+        started.append(registry)
+        host = registry.get_container_host_ip()
+        url = f"http://{host}:{registry.get_exposed_port(8080)}/apis/ccompat/v7"
+        wait_for_registry(url, timeout=120.0)
+        ensure_global_compatibility(url)
+        cluster = Cluster(
+            kafka.get_bootstrap_server(), url, "testcontainers", f"{kafka_image}, {registry_image}"
+        )
+    except BaseException:
+        teardown()
+        raise
+    return cluster, teardown
+
+
+# ----------------------------------------------------------------------------------------------
+# choosing
+# ----------------------------------------------------------------------------------------------
+
+
+def acquire_cluster(start: Path | None = None) -> tuple[Cluster, Teardown]:
+    """Find or start a Kafka + schema registry; returns it and a teardown to call at the end.
+
+    Raises :class:`ClusterUnavailable` (with a message saying what was tried) when nothing works.
+    """
+    bootstrap = os.environ.get(ENV_BOOTSTRAP, "").strip()
+    registry = os.environ.get(ENV_REGISTRY, "").strip()
+    if bootstrap:
+        cluster = Cluster(bootstrap, registry or None, "env", f"{ENV_BOOTSTRAP}")
+        TopicAdmin(bootstrap).ping(timeout=15.0)
+        if registry and not registry_ready(registry, timeout=10.0):
+            raise ClusterUnavailable(f"{ENV_REGISTRY}={registry} does not answer GET /subjects")
+        return cluster, lambda: None
+    if registry:
+        raise ClusterUnavailable(f"{ENV_REGISTRY} is set but {ENV_BOOTSTRAP} is not; set both")
+
+    mode = os.environ.get(ENV_CLUSTER, "auto").strip().lower() or "auto"
+    if mode not in {"auto", "docker", "local"}:
+        raise ClusterUnavailable(f"{ENV_CLUSTER}={mode}: expected auto, docker or local")
+    tried: list[str] = []
+    if mode in {"auto", "docker"}:
+        if docker_engine_available():
+            try:
+                cluster, teardown = _testcontainers_cluster()
+            except Exception as exc:
+                if mode == "docker":
+                    raise ClusterUnavailable(f"testcontainers failed: {exc}") from exc
+                tried.append(f"testcontainers failed ({type(exc).__name__}: {exc})")
+            else:
+                _check_kafka(cluster, teardown)
+                return cluster, teardown
+        else:
+            tried.append("no Docker engine answers (docker info / ping)")
+            if mode == "docker":
+                raise ClusterUnavailable(f"{ENV_CLUSTER}=docker but no Docker engine answers")
+    try:
+        cluster, teardown = _local_stack_cluster(start)
+    except ClusterUnavailable as exc:
+        tried.append(f"local stack: {exc}")
+        raise ClusterUnavailable(
+            "no Kafka / schema registry for integration tests. Tried:\n  - "
+            + "\n  - ".join(tried)
+            + f"\nFix one of: set {ENV_BOOTSTRAP} and {ENV_REGISTRY}; start a Docker engine; or "
+            "make deploy/local/stack work (Java 17+, Java 21+, Maven; see deploy/local/README.md)."
+        ) from exc
+    if tried:
+        cluster = Cluster(
+            cluster.bootstrap_servers,
+            cluster.schema_registry_url,
+            cluster.source,
+            f"{cluster.detail}; {'; '.join(tried)}",
+        )
+    _check_kafka(cluster, teardown)
+    return cluster, teardown
+
+
+def _check_kafka(cluster: Cluster, teardown: Teardown) -> None:
+    try:
+        TopicAdmin(cluster.bootstrap_servers).ping(timeout=30.0)
+    except BaseException:
+        teardown()
+        raise

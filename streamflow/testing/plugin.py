@@ -1,0 +1,150 @@
+"""The ``streamflow`` pytest plugin: a real Kafka and schema registry for integration tests.
+
+Registered through the ``pytest11`` entry point ``streamflow``; without the installed package use
+``pytest -p streamflow.testing.plugin``. Fixtures:
+
+``kafka_bootstrap`` (session, ``str``)
+    bootstrap servers of the test cluster.
+``schema_registry_url`` (session, ``str``)
+    Confluent-compatible schema registry URL (``.../apis/ccompat/v7`` for Apicurio).
+``streamflow_cluster`` (session, :class:`~streamflow.testing.cluster.Cluster`)
+    both, plus where they came from.
+``kafka_admin`` (session, :class:`~streamflow.testing.cluster.TopicAdmin`)
+    a small AdminClient wrapper.
+``new_topic`` (function)
+    factory ``new_topic(partitions=1, config=None, compacted=False) -> str`` creating uniquely
+    named topics for one test (waits until they exist, deletes them afterwards).
+
+Where the cluster comes from (see :func:`streamflow.testing.cluster.acquire_cluster`):
+``STREAMFLOW_TEST_BOOTSTRAP_SERVERS`` / ``STREAMFLOW_TEST_SCHEMA_REGISTRY_URL``, else
+testcontainers when a Docker engine answers, else ``deploy/local/stack`` (reused if already up,
+otherwise started for the session and stopped at its end). If none works, every test using
+these fixtures fails (never skips) with a message saying what was tried.
+
+With pytest-xdist, start the stack first (``deploy/local/stack up``) so that the workers share
+one stack instead of racing to start and stop it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import pytest
+
+if TYPE_CHECKING:
+    from streamflow.testing.cluster import Cluster, TopicAdmin
+
+__all__ = [
+    "NewTopic",
+    "kafka_admin",
+    "kafka_bootstrap",
+    "new_topic",
+    "schema_registry_url",
+    "streamflow_cluster",
+]
+
+_CLUSTER_KEY = pytest.StashKey["Cluster"]()
+
+
+class NewTopic(Protocol):
+    """Type of the ``new_topic`` fixture."""
+
+    def __call__(
+        self,
+        partitions: int = 1,
+        config: Mapping[str, str] | None = None,
+        compacted: bool = False,
+    ) -> str: ...
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "integration: needs a real Kafka broker and schema registry "
+        "(streamflow fixtures: kafka_bootstrap, schema_registry_url, new_topic)",
+    )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    cluster = terminalreporter.config.stash.get(_CLUSTER_KEY, None)
+    if cluster is not None:
+        terminalreporter.write_line(f"streamflow integration cluster: {cluster.describe()}")
+
+
+@pytest.fixture(scope="session")
+def streamflow_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The Kafka + schema registry for this session (found, reused or started)."""
+    from streamflow.testing.cluster import ClusterUnavailable, acquire_cluster
+
+    rootdir = Path(str(request.config.rootpath))
+    problem = ""
+    try:
+        cluster, teardown = acquire_cluster(rootdir)
+    except ClusterUnavailable as exc:
+        problem = str(exc)
+    if problem:  # outside the except block: no chained traceback in the report
+        pytest.fail(f"streamflow integration cluster unavailable:\n{problem}", pytrace=False)
+    request.config.stash[_CLUSTER_KEY] = cluster
+    try:
+        yield cluster
+    finally:
+        teardown()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(streamflow_cluster: Cluster) -> str:
+    """Bootstrap servers (``host:port,...``) of the integration-test Kafka."""
+    return streamflow_cluster.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url(streamflow_cluster: Cluster) -> str:
+    """URL of the Confluent-compatible schema registry of the integration-test cluster."""
+    if streamflow_cluster.schema_registry_url is None:
+        from streamflow.testing.cluster import ENV_BOOTSTRAP, ENV_REGISTRY
+
+        pytest.fail(
+            f"no schema registry: {ENV_BOOTSTRAP} is set but {ENV_REGISTRY} is not",
+            pytrace=False,
+        )
+    return streamflow_cluster.schema_registry_url
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str) -> TopicAdmin:
+    """An AdminClient helper bound to the test cluster."""
+    from streamflow.testing.cluster import TopicAdmin
+
+    return TopicAdmin(kafka_bootstrap)
+
+
+@pytest.fixture
+def new_topic(kafka_admin: TopicAdmin, request: pytest.FixtureRequest) -> Iterator[NewTopic]:
+    """Factory creating uniquely named topics for one test; they are deleted afterwards."""
+    from streamflow.testing.cluster import unique_topic_name
+
+    created: list[str] = []
+
+    def factory(
+        partitions: int = 1,
+        config: Mapping[str, str] | None = None,
+        compacted: bool = False,
+    ) -> str:
+        settings = dict(config or {})
+        if compacted:
+            settings.setdefault("cleanup.policy", "compact")
+        name = unique_topic_name(request.node.name)
+        created.append(name)
+        kafka_admin.create_topic(name, partitions, settings)
+        return name
+
+    yield factory
+    if created:
+        try:
+            kafka_admin.delete_topics(created)
+        except Exception as exc:  # never mask the test's own outcome with a cleanup error
+            import warnings
+
+            warnings.warn(f"could not delete test topics {created}: {exc}", stacklevel=1)

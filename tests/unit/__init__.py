@@ -1,0 +1,1 @@
+"""Unit tests: no broker, fast. (A package, so module names never clash with tests/integration.)"""

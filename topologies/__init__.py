@@ -1,0 +1,1 @@
+"""Example topologies: one module each, exposing ``topology``."""
