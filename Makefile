@@ -8,7 +8,7 @@ STACK_ENV := deploy/local/.run/stack.env
 # set STREAMFLOW_TEST_BOOTSTRAP_SERVERS (and ..._SCHEMA_REGISTRY_URL) to use an existing cluster
 EXTERNAL := $(STREAMFLOW_TEST_BOOTSTRAP_SERVERS)
 
-.PHONY: help venv test unit integration lint demo bench stack-up stack-down clean
+.PHONY: help venv graphviz test unit integration lint demo bench stack-up stack-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -21,13 +21,18 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed ## create .venv and install streamflow with its test extras
 
+graphviz: ## install Graphviz (for describe --format png|svg) when missing and we are root
+	@command -v dot >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null) || \
+	  echo "note: Graphviz not installed; describe --format png|svg needs it (apt-get install graphviz)"; }
+
 stack-up: ## start the local Kafka + schema registry (deploy/local)
 	$(STACK) up
 
 stack-down: ## stop the local stack
 	$(STACK) down
 
-test: venv ## run the whole suite (unit + integration) against a real broker and registry
+test: venv graphviz ## run the whole suite (unit + integration) against a real broker and registry
 	@set -euo pipefail; \
 	started=0; \
 	if [ -z "$(EXTERNAL)" ]; then \

@@ -9,8 +9,8 @@ Measures, for the same records and schema (``schemas/payment.avsc`` by default):
   only touched once, before timing).
 
 Prints per-record times and the ratio serde / bare for write, read and the round trip.
-Each figure is the best of ``--repeat`` runs (min is the least noisy estimator for
-micro-benchmarks). Run from the repository root::
+Each figure is the best of ``--repeat`` interleaved runs (min is the least noisy
+estimator for micro-benchmarks). Run from the repository root::
 
     .venv/bin/python bench/avro_serde_overhead.py [--records 20000] [--repeat 7]
 """
@@ -50,14 +50,18 @@ def make_records(n: int) -> list[dict[str, Any]]:
     ]
 
 
-def best(fn: Callable[[], None], repeat: int) -> float:
-    """Best wall time of ``repeat`` calls of ``fn``."""
-    times = []
+def best(fns: list[Callable[[], None]], repeat: int) -> list[float]:
+    """Best wall time of each of ``fns`` over ``repeat`` interleaved rounds.
+
+    Interleaving (a, b, c, d, a, b, ...) keeps machine-load drift from favouring one side.
+    """
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for fn, acc in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - t0)
+    return [min(t) for t in times]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         for f, b in zip(framed[:100], raw[:100], strict=True)
     )
     n = len(records)
-    bw, br = best(bare_write, args.repeat), best(bare_read, args.repeat)
-    sw, sr = best(serde_write, args.repeat), best(serde_read, args.repeat)
+    bw, sw, br, sr = best([bare_write, serde_write, bare_read, serde_read], args.repeat)
     us = 1e6 / n
     print(f"schema {args.schema}, {n} records, best of {args.repeat}")
     print(f"{'':10}{'bare fastavro':>16}{'streamflow Avro':>18}{'ratio':>8}")

@@ -12,7 +12,7 @@ Every framework runs the same scenario against the same real broker and the same
    (SIGTERM, then SIGKILL after a grace period);
 4. it records wall time from process start and from the first output record, CPU seconds in
    the processing window (from /proc, process tree) and in total (wait4 rusage), peak RSS
-   (wait4 ru_maxrss), and checks the output (count, and the content unless --verify count);
+   (VmHWM of the process tree), and checks the output (count, and content unless --verify count);
 5. medians over runs go to a markdown table in bench/results/<scenario>-<timestamp>.md
    (plus a .json with every run), which is also printed.
 
@@ -188,7 +188,8 @@ FRAMEWORKS: dict[str, Framework] = {
 class Kafka:
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        # log_level 4: no "partition count changed" notices when our topics get deleted.
+        self.admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -347,7 +348,7 @@ class RunResult:
     records_per_s_wall: float | None = None  # records_in / wall_s
     cpu_s: float | None = None  # user+sys of the process tree during process_s
     cpu_total_s: float | None = None  # user+sys over the whole process life (wait4)
-    peak_rss_mb: float | None = None  # ru_maxrss (wait4)
+    peak_rss_mb: float | None = None  # VmHWM of the process tree just before the stop
     busy_before: float | None = None  # machine CPU busy fraction just before the run (noise)
     exit: str = ""
     problems: list[str] = field(default_factory=list)
@@ -378,8 +379,8 @@ def wait_quiet(threshold: float, max_wait: float) -> float:
     return busy
 
 
-def proc_tree_cpu(root_pid: int) -> float:
-    """user+sys seconds of root_pid and its live descendants, from /proc/*/stat."""
+def proc_tree(root_pid: int) -> list[tuple[int, float]]:
+    """(pid, user+sys seconds) of root_pid and its live descendants, from /proc/*/stat."""
     stats: dict[int, tuple[int, float]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -392,16 +393,40 @@ def proc_tree_cpu(root_pid: int) -> float:
         rest = raw[raw.rfind(b")") + 2 :].split()
         # fields after "(comm)": state(3) ppid(4) ... utime(14) stime(15)
         stats[int(entry)] = (int(rest[1]), (int(rest[11]) + int(rest[12])) / CLK_TCK)
-    total, frontier = 0.0, [root_pid]
-    seen: set[int] = set()
+    out: list[tuple[int, float]] = []
+    frontier, seen = [root_pid], set()
     while frontier:
         pid = frontier.pop()
         if pid in seen or pid not in stats:
             continue
         seen.add(pid)
-        total += stats[pid][1]
+        out.append((pid, stats[pid][1]))
         frontier.extend(c for c, (ppid, _) in stats.items() if ppid == pid)
-    return total
+    return out
+
+
+def proc_tree_cpu(root_pid: int) -> float:
+    return sum(cpu for _, cpu in proc_tree(root_pid))
+
+
+def proc_tree_hwm_mb(root_pid: int) -> float | None:
+    """Sum of VmHWM (peak RSS since exec) over the live process tree, in MiB.
+
+    Not wait4's ru_maxrss: on Linux that also counts the harness's own RSS copied at fork,
+    before exec.
+    """
+    total, found = 0, False
+    for pid, _ in proc_tree(root_pid):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])  # kB
+                        found = True
+                        break
+        except OSError:
+            continue
+    return total / 1024 if found else None
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float) -> tuple[str, Any]:
@@ -510,6 +535,7 @@ def run_once(
                     t_first, cpu_first = now, proc_tree_cpu(proc.pid)
                 if count >= expected:
                     t_done, cpu_done = now, proc_tree_cpu(proc.pid)
+                    res.peak_rss_mb = proc_tree_hwm_mb(proc.pid)
                     break
             if now - t_start > args.timeout:
                 res.problems.append(f"timeout after {args.timeout}s ({last_count}/{expected})")
@@ -523,7 +549,6 @@ def run_once(
     finally:
         res.exit, rusage = stop_process(proc, args.stop_grace)
     res.cpu_total_s = rusage.ru_utime + rusage.ru_stime
-    res.peak_rss_mb = rusage.ru_maxrss / 1024  # KiB on Linux
     if t_first is not None:
         res.startup_s = t_first - t_start
     if t_done is not None and t_first is not None:
@@ -579,6 +604,18 @@ def machine_info() -> str:
     )
 
 
+def git_state() -> str:
+    """Commit of the checkout plus "+dirty" when streamflow/ has uncommitted changes."""
+
+    def git(*a: str) -> str:
+        proc = subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    sha = git("rev-parse", "--short", "HEAD") or "no commit"
+    dirty = git("status", "--porcelain", "--", "streamflow")
+    return sha + ("+dirty" if dirty else "")
+
+
 def version_label(name: str, versions: dict[str, str] | None) -> str:
     if not versions:
         return ""
@@ -629,6 +666,7 @@ def render(
         f"{meta['expected']:,} records",
         f"- {args.runs} run(s) per implementation, alternating; medians of successful runs",
         f"- broker: {args.bootstrap}; machine: {meta['machine']}",
+        f"- streamflow checkout: {meta.get('git', '?')}",
         "",
         "| impl | records/s | vs raw | CPU s | CPU µs/rec | total CPU s | peak RSS MB "
         "| startup s | wall s | ok runs |",
@@ -672,8 +710,9 @@ def render(
         "How to read: *records/s* = input records / (time from the first output record "
         "visible to the output topic holding the expected count); *CPU s* = user+sys of the "
         "implementation's process tree over that same window (so CPU µs/rec is the cost per "
-        "input record); *total CPU s* and *peak RSS* cover the whole process life (startup "
-        "and shutdown included); *startup s* = process start to first output record; "
+        "input record); *total CPU s* covers the whole process life (startup and shutdown "
+        "included); *peak RSS* = VmHWM of the process tree; *startup s* = process start to "
+        "first output record; "
         "*wall s* = process start to done; *busy %* = machine-wide CPU use in the second before "
         "the run (other work on the machine skews a run; see --quiet).",
         "",
@@ -824,6 +863,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "command": shlex.join([".venv/bin/python", "bench/run.py", *(argv or sys.argv[1:])]),
         "machine": machine_info(),
+        "git": git_state(),
     }
     results: list[RunResult] = []
     try:

@@ -15,11 +15,12 @@ Run it with ``streamflow run mymodule``; test it with ``streamflow.testing.Topol
 
 from streamflow.dsl import Processor, Stream, Topic, Topology, TopologyError
 from streamflow.record import Record
-from streamflow.serde import Bytes, Double, Int, Json, Long, Serde, SerdeError, String
+from streamflow.serde import Avro, Bytes, Double, Int, Json, Long, Serde, SerdeError, String
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Avro",
     "Bytes",
     "Double",
     "Int",

@@ -87,7 +87,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from streamflow.runtime.supervisor import Supervisor
 
     _setup_logging(config.log_level, f"{topology.name} supervisor")
-    sup = Supervisor(args.module, names, args.workers, args.config, config.shutdown_timeout_s)
+    sup = Supervisor(args.module, names, args.workers, args.config, config.shutdown_timeout_s,
+                     config.health_port)
     return sup.run()
 
 
@@ -118,6 +119,10 @@ def _run_worker(topology: Topology, name: str, config: object, worker_id: str) -
 
 def _cmd_describe(args: argparse.Namespace) -> int:
     topology = load_topology(args.module)
+    if args.format in ("png", "svg"):
+        from streamflow.ops.commands import describe_image
+
+        return describe_image(topology, args.format, args.output)
     if args.format == "text":
         sys.stdout.write(topology.describe())
     else:
@@ -152,8 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     desc = sub.add_parser("describe", help="print a topology's topics, processors and steps",
                           description="Print a topology's topics, processors and steps.")
     desc.add_argument("module", metavar="MODULE[:ATTR]")
-    desc.add_argument("--format", "-f", choices=["text", "mermaid", "dot"], default="text")
+    desc.add_argument("--format", "-f", choices=["text", "mermaid", "dot", "png", "svg"],
+                      default="text", help="png and svg need Graphviz's `dot` installed")
+    desc.add_argument("--output", "-o", help="file for png/svg (default: stdout)")
     desc.set_defaults(func=_cmd_describe)
+
+    from streamflow.ops.commands import add_commands  # check, topics, deploy
+
+    add_commands(sub)
     return parser
 
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["HealthServer", "Probe", "worker_probe"]
+__all__ = ["HealthServer", "Probe", "serve_worker_health", "worker_probe"]
 
 log = logging.getLogger("streamflow.health")
 
@@ -131,6 +131,28 @@ class HealthServer:
         return Handler
 
 
+def serve_worker_health(worker: Any) -> HealthServer | None:
+    """Start the health server of a worker on its ``health_port`` setting (None when 0).
+
+    Liveness tolerates a loop turn as slow as twice the shutdown timeout (a commit may
+    wait that long for the broker), and at least a minute.
+    """
+    config = worker.config
+    port = int(config.health_port)
+    if not port:
+        return None
+    stale_after = max(60.0, 2 * float(config.shutdown_timeout_s))
+    try:
+        return HealthServer(port, worker_probe(worker, stale_after_s=stale_after)).start()
+    except OSError as e:
+        from streamflow.runtime.config import ConfigError
+
+        raise ConfigError(
+            f"health_port {port}: cannot listen for health probes: {e}; choose a free port "
+            "(STREAMFLOW_HEALTH_PORT) or 0 to disable"
+        ) from e
+
+
 def worker_probe(
     worker: Any,
     *,
@@ -142,8 +164,11 @@ def worker_probe(
     - alive: ``worker.last_loop`` (a ``time.monotonic()`` stamp set each loop turn) is at
       most ``stale_after_s`` old; before the first turn, alive for ``stale_after_s`` after
       the probe was made (start-up: connecting, checking topics); always alive while
-      ``worker.restoring`` is true (restoring state can block the loop for long);
-    - ready: alive, ``worker.assigned`` non-empty, and not ``worker.restoring``;
+      restoring state, which blocks the loop inside the assignment callback: while
+      ``worker.restoring`` is true, or, without that attribute, while ``worker.ready`` is
+      false after the loop has started;
+    - ready: alive, ``worker.assigned`` non-empty, ``worker.ready`` true (when the
+      attribute exists) and not restoring;
     - also reports ``processor``, ``worker_id``, ``assigned``, ``processed`` and the loop's age.
     """
     made = clock()
@@ -153,12 +178,14 @@ def worker_probe(
         last = getattr(worker, "last_loop", None)
         age = now - (last if last is not None else made)
         assigned = list(getattr(worker, "assigned", ()) or ())
-        restoring = bool(getattr(worker, "restoring", False))
+        ready_flag = bool(getattr(worker, "ready", True))
+        flag = getattr(worker, "restoring", None)
+        restoring = bool(flag) if flag is not None else (last is not None and not ready_flag)
         alive = restoring or age <= stale_after_s
         processor = getattr(worker, "processor", None)
         return {
             "alive": alive,
-            "ready": alive and bool(assigned) and not restoring,
+            "ready": alive and bool(assigned) and ready_flag and not restoring,
             "processor": getattr(processor, "name", None),
             "worker_id": getattr(worker, "worker_id", None),
             "assigned": len(assigned),

@@ -18,7 +18,7 @@ beyond the partition count sits idle.
 >>> r = render(t, "topologies.shop", K8sOptions(replicas=5))
 >>> [d["kind"] for d in r.documents]
 ['ConfigMap', 'StatefulSet', 'Service']
->>> r.documents[1]["spec"]["replicas"], r.warnings[0][:40]
+>>> r.documents[1]["spec"]["replicas"], r.warnings[-1][:41]
 (2, "processor 'count': --replicas 5 capped to")
 """
 
@@ -327,6 +327,7 @@ def write(rendered: Rendered, directory: str | Path) -> list[Path]:
 # -- a small YAML emitter (block style; every string double-quoted, so JSON-safe) -------------
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
+_RESERVED = frozenset({"true", "false", "null", "yes", "no", "on", "off", "y", "n"})
 
 
 def _scalar(v: Any) -> str:
@@ -336,13 +337,22 @@ def _scalar(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return json.dumps(v)
-    return json.dumps(str(v), ensure_ascii=False)
+    return _NOT_PRINTABLE.sub(_escape, json.dumps(str(v), ensure_ascii=False))
+
+
+# characters YAML does not allow unescaped or reads as line breaks (json.dumps already
+# escapes those below 0x20)
+_NOT_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    return f"\\u{ord(m.group()):04x}"
 
 
 def _key(k: Any) -> str:
     k = str(k)
-    return k if _PLAIN_KEY.match(k) and k not in ("true", "false", "null", "yes", "no",
-                                                  "on", "off", "y", "n") else json.dumps(k)
+    plain = _PLAIN_KEY.match(k) and k.lower() not in _RESERVED
+    return k if plain else _scalar(k)
 
 
 def _emit(v: Any, indent: int, lines: list[str]) -> None:
@@ -384,6 +394,8 @@ def _inline(v: Any) -> str:
 
 def to_yaml(doc: Any) -> str:
     """``doc`` (dicts, lists, strings, numbers, booleans, None) as block-style YAML."""
+    if isinstance(doc, (Mapping, list, tuple)) and not doc:
+        return _inline(doc) + "\n"
     lines: list[str] = []
     _emit(doc, 0, lines)
     return "\n".join(lines) + "\n"

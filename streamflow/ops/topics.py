@@ -17,10 +17,11 @@ Everything talks to Kafka through :mod:`streamflow.kafka.client`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from streamflow.dsl.topology import Topic, Topology
+from streamflow.dsl.topology import Processor, Topic, Topology
 from streamflow.kafka import client
 from streamflow.runtime.config import Config
 
@@ -68,20 +69,52 @@ class CreateSpec:
     config: dict[str, str]
 
 
-def create_specs(topology: Topology, config: Config) -> list[CreateSpec]:
-    """What ``topics create`` asks for, defaults filled in from ``config``."""
-    return [
+def _internal_owners(topology: Topology) -> dict[str, Processor]:
+    """Internal topic -> the processor that owns it (changelogs, repartition topics)."""
+    owners: dict[str, Processor] = {}
+    for p in topology.processors.values():
+        changelogs = [spec.changelog for spec in getattr(p, "stores", {}).values()]
+        for name in [*p.source_topics(), *p.sink_topics(), *changelogs]:
+            t = topology.topics.get(name)
+            if t is not None and t.internal:
+                owners.setdefault(name, p)
+    return owners
+
+
+def create_specs(topology: Topology, config: Config,
+                 actual: Mapping[str, int] | None = None) -> list[CreateSpec]:
+    """What ``topics create`` asks for, defaults filled in from ``config``.
+
+    Internal topics get as many partitions as their processor's widest input (``actual``
+    partition counts of existing topics, else what will be created), as the runtime
+    expects when it starts (``streamflow.runtime.topics.ensure_topics``).
+    """
+    actual = actual or {}
+    specs = [
         CreateSpec(t.name, t.partitions or config.default_partitions,
                    t.replication or config.default_replication, t.config_dict)
         for t in topology_topics(topology)
     ]
+    effective = {s.name: actual.get(s.name, s.partitions) for s in specs}
+    owners = _internal_owners(topology)
+    out = []
+    for s in specs:
+        owner = owners.get(s.name)
+        if owner is not None:
+            widths = [effective.get(t, 0) for t in owner.source_topics()
+                      if not topology.topics[t].internal]
+            width = max(widths or [config.default_partitions]) or config.default_partitions
+            s = CreateSpec(s.name, width, s.replication, s.config)
+        out.append(s)
+    return out
 
 
 def create(admin: Any, topology: Topology, config: Config) -> tuple[list[CreateSpec], list[str]]:
     """Create the missing topics (external ones too); return ``(created, already_there)``."""
-    specs = create_specs(topology, config)
-    existing = client.describe_topics(admin, [s.name for s in specs],
-                                      timeout=config.startup_timeout_s, with_config=False)
+    names = [t.name for t in topology_topics(topology)]
+    existing = client.describe_topics(admin, names, timeout=config.startup_timeout_s,
+                                      with_config=False)
+    specs = create_specs(topology, config, {n: s.partitions for n, s in existing.items()})
     missing = [s for s in specs if s.name not in existing]
     made = set(client.create_topics(
         admin, [(s.name, s.partitions, s.replication, s.config) for s in missing],
@@ -138,9 +171,13 @@ def describe(admin: Any, topology: Topology, config: Config) -> list[TopicRow]:
     topics = topology_topics(topology)
     state = client.describe_topics(admin, [t.name for t in topics],
                                    timeout=config.startup_timeout_s)
+    expected = {s.name: s.partitions for s in
+                create_specs(topology, config, {n: s.partitions for n, s in state.items()})}
     rows = []
     for t in topics:
         kind = _kind(topology, t)
+        if t.internal:  # its partition count follows the processor's inputs
+            t = replace(t, partitions=expected[t.name])
         s = state.get(t.name)
         if s is None:
             rows.append(TopicRow(t.name, kind, t.partitions, t.replication, t.config_dict, False))

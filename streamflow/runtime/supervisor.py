@@ -34,8 +34,10 @@ class Supervisor:
     """Runs and supervises worker processes for one or more processors."""
 
     def __init__(self, module: str, processors: list[str], workers: int,
-                 config_file: str | None, shutdown_timeout_s: float = 30.0) -> None:
+                 config_file: str | None, shutdown_timeout_s: float = 30.0,
+                 health_port: int = 0) -> None:
         self.children: list[_Child] = []
+        self.health_port = health_port
         self.shutdown_timeout_s = shutdown_timeout_s
         self._stopping = False
         for p in processors:
@@ -47,7 +49,11 @@ class Supervisor:
                 self.children.append(_Child(p, i, argv))
 
     def _start(self, c: _Child) -> None:
-        c.proc = subprocess.Popen(c.argv, env=os.environ.copy())
+        env = os.environ.copy()
+        if self.health_port:
+            # one port per child: base, base+1, ... in the order the children were declared
+            env["STREAMFLOW_HEALTH_PORT"] = str(self.health_port + self.children.index(c))
+        c.proc = subprocess.Popen(c.argv, env=env)
         c.started_at = time.monotonic()
         log.info("started %s#%d (pid %d)", c.processor, c.worker_id, c.proc.pid)
 

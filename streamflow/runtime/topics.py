@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from streamflow.dsl.topology import Processor, Topic
@@ -19,7 +20,8 @@ class TopicMismatch(Exception):
 def processor_topics(processor: Processor) -> list[Topic]:
     """The declared topics a processor touches (sources, sinks, dead letters)."""
     topo = processor.topology
-    names = [*processor.source_topics(), *processor.sink_topics()]
+    names = [*processor.source_topics(), *processor.sink_topics(),
+             *(spec.changelog for spec in processor.stores.values())]
     topics = [topo.topics[n] for n in dict.fromkeys(names)]
     if processor.on_error == "dead_letter":
         dlq = processor.dead_letter_topic
@@ -27,10 +29,20 @@ def processor_topics(processor: Processor) -> list[Topic]:
     return topics
 
 
-def ensure_topics(admin: Any, topics: list[Topic], config: Config) -> None:
-    """Create missing non-external topics (if allowed) and validate the existing ones."""
+def ensure_topics(admin: Any, topics: list[Topic], config: Config,
+                  sources: list[str] | None = None) -> None:
+    """Create missing non-external topics (if allowed) and validate the existing ones.
+
+    Internal topics (repartition, changelog) get as many partitions as the processor's
+    widest declared input, so task N always finds partition N of each."""
     names = [t.name for t in topics]
     state = client.describe_topics(admin, names, timeout=config.startup_timeout_s)
+    width = max(
+        [state[t.name].partitions if t.name in state else (t.partitions or 0)
+         for t in topics if not t.internal and (sources is None or t.name in sources)]
+        or [config.default_partitions]
+    ) or config.default_partitions
+    topics = [replace(t, partitions=width) if t.internal else t for t in topics]
     problems: list[str] = []
     missing = [t for t in topics if t.name not in state]
     for t in missing:

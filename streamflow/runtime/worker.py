@@ -16,6 +16,7 @@ from typing import Any
 
 from streamflow.dsl.topology import Processor
 from streamflow.kafka import client
+from streamflow.observability.health import serve_worker_health
 from streamflow.plan.compile import StepError, TaskContext, compile_task
 from streamflow.record import Headers
 from streamflow.runtime.config import Config
@@ -88,6 +89,9 @@ class Worker:
         self.processed = 0
         self.assigned: list[tuple[str, int]] = []
         self.ready = False
+        self.restoring = False
+        self.last_loop = time.monotonic()
+        self.health: Any = None
         base = config.client_conf()
         self._producer_conf = {
             **base,
@@ -112,6 +116,9 @@ class Worker:
             ),
             "isolation.level": "read_committed",
             "client.id": f"{processor.topology.name}.{processor.name}.{worker_id}",
+            # a crashed worker's partitions move on after 10 s, not the 45 s default
+            "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 2000,
             **config.consumer,
         }
         self.producer: Any = None
@@ -156,11 +163,13 @@ class Worker:
         state = TaskState(self.processor, part, self.state_dir, self.processor.store_backend,
                           self.serde_ctx)
         if state.stores:
+            self.restoring = True
             sources = self.processor.source_topics()
             committed = {t: o for (t, _), o in
                          client.committed(self.consumer, [(t, part) for t in sources]).items()}
             for store in state.stores:
                 restore_store(state, store, self.config.client_conf(), committed)
+            self.restoring = False
         ctx = TaskContext(self.processor.name, part, self._emit, self.serde_ctx, state.stores)
         return _Task(part, compile_task(self.processor, ctx), state)
 
@@ -248,9 +257,11 @@ class Worker:
 
     def start(self) -> None:
         """Connect, check topics and subscribe (before ``run_loop``)."""
+        self.health = serve_worker_health(self)  # probes answer while we connect
         admin = client.make_admin(self.config.client_conf())
         client.ping(admin, self.config.startup_timeout_s)
-        ensure_topics(admin, processor_topics(self.processor), self.config)
+        ensure_topics(admin, processor_topics(self.processor), self.config,
+                      self.processor.source_topics())
         self.producer = client.make_producer(self._producer_conf)
         self.consumer = client.make_consumer(self._consumer_conf)
         self.consumer.subscribe(
@@ -290,6 +301,7 @@ class Worker:
         next_commit = time.monotonic() + interval
         processed = 0
         while not self._stop:
+            self.last_loop = time.monotonic()
             msgs = consumer.consume(batch, timeout)
             for m in msgs:
                 if m.error() is not None:
@@ -331,6 +343,9 @@ class Worker:
 
     def close(self) -> None:
         """Close the consumer (leaving the group), the stores and the producer."""
+        if self.health is not None:
+            self.health.stop()
+            self.health = None
         for part in list(self._tasks):
             self._close_task(self._tasks.pop(part))
         if self.consumer is not None:

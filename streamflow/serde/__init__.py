@@ -1,9 +1,11 @@
 """Serdes: how topics turn bytes into values and back."""
 
+from streamflow.serde.avro import Avro
 from streamflow.serde.base import Deserializer, Serde, SerdeContext, SerdeError, Serializer
 from streamflow.serde.simple import Bytes, Double, Int, Json, Long, String
 
 __all__ = [
+    "Avro",
     "Bytes",
     "Deserializer",
     "Double",

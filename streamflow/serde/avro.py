@@ -192,11 +192,12 @@ class Avro:
         """
         loaded = self._load(ctx)
         subject = self.subject(topic, is_key, ctx)
-        registry = as_registry_client(ctx.registry())
+        raw = ctx.registry()
         key = ("id", subject)
         hit = self._cache.get(key)
-        if hit is not None and hit[0] is registry:
+        if hit is not None and hit[0] is raw:
             return int(hit[1])
+        registry = as_registry_client(raw)
         what = loaded.fullname or loaded.canonical
         try:
             found = registry.lookup(subject, loaded.schema_str)
@@ -215,7 +216,7 @@ class Avro:
             raise
         except RegistryError as e:
             raise SerdeError(f"cannot register schema {what} under subject {subject!r}: {e}") from e
-        self._cache[key] = (registry, found.schema_id)
+        self._cache[key] = (raw, found.schema_id)
         return found.schema_id
 
     def serializer(self, topic: str, is_key: bool, ctx: SerdeContext) -> Serializer:
@@ -267,13 +268,13 @@ class Avro:
                 raise SerdeError(_header_problem(name, topic, side, data)) from None
             if magic != MAGIC_BYTE:
                 raise SerdeError(_header_problem(name, topic, side, data))
-            entry = entries.get(schema_id) or resolve(schema_id)
+            writer, reader, guard = entries.get(schema_id) or resolve(schema_id)
             buf = BytesIO(data)
             buf.seek(5)
             try:
-                if entry[2] is not None:
-                    entry[2](data)
-                value = read(buf, entry[0], entry[1])
+                if guard is not None:
+                    guard(data)
+                value = read(buf, writer, reader)
             except SerdeError:
                 raise
             except Exception as e:  # fastavro raises many types on corrupt input

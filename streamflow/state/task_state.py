@@ -55,7 +55,7 @@ class TaskState:
         self.stores: dict[str, TaskStore] = {}
         self.changelogs: dict[str, str] = {}
         self.paths: dict[str, Path] = {}
-        self._last_checkpoint = 0.0
+        self._last_checkpoint = time.monotonic()
         for name, spec in processor.stores.items():
             serde = spec.value_serde or Json()
             dumps = serde.serializer(spec.changelog, False, serde_ctx)

@@ -1,7 +1,9 @@
 """The ``streamflow`` pytest plugin: a real Kafka and schema registry for integration tests.
 
-Registered through the ``pytest11`` entry point ``streamflow``; without the installed package use
-``pytest -p streamflow.testing.plugin``. Fixtures:
+Registered through the ``pytest11`` entry point ``streamflow`` (``pip install -e .``). Without the
+installed package use ``PYTHONPATH=. pytest -p streamflow.testing.plugin``; with it installed, do
+not add that ``-p`` (pytest refuses the same module under two names) or block the entry point
+first: ``-p no:streamflow -p streamflow.testing.plugin``. Fixtures:
 
 ``kafka_bootstrap`` (session, ``str``)
     bootstrap servers of the test cluster.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streamflow.cli import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, load_topology, main
+from streamflow.cli import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, build_parser, load_topology, main
 
 TOPOLOGY_SOURCE = """
 import streamflow as sf
@@ -32,6 +33,14 @@ def make():
 """
 
 _counter = itertools.count()
+
+
+def _subcommands() -> list[str]:
+    actions = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(actions[0].choices)
+
+
+HELP_ARGVS = [["--help"], *([cmd, "--help"] for cmd in _subcommands())]
 
 
 @pytest.fixture
@@ -68,8 +77,7 @@ def subprocess_env() -> dict[str, str]:
 
 # -- help ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["describe", "--help"]],
-                         ids=" ".join)
+@pytest.mark.parametrize("argv", HELP_ARGVS, ids=" ".join)
 def test_help_exits_zero_and_prints_usage(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -85,12 +93,13 @@ def test_top_level_help_lists_subcommands_and_exit_codes(
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    assert "run" in out and "describe" in out
+    assert {"run", "describe"} <= set(_subcommands())
+    for cmd in _subcommands():
+        assert cmd in out
     assert "Exit codes" in out
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["describe", "--help"]],
-                         ids=" ".join)
+@pytest.mark.parametrize("argv", HELP_ARGVS, ids=" ".join)
 def test_python_dash_m_streamflow_help_exits_zero(argv: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-m", "streamflow", *argv], capture_output=True,
                           text=True, timeout=60, env=subprocess_env())
@@ -118,9 +127,9 @@ def test_no_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_unknown_describe_format_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
-        main(["describe", "x", "--format", "svg"])
+        main(["describe", "x", "--format", "nonsense"])
     assert e.value.code == EXIT_USAGE
-    assert "invalid choice: 'svg'" in capsys.readouterr().err
+    assert "invalid choice: 'nonsense'" in capsys.readouterr().err
 
 
 def test_zero_workers_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,10 +151,13 @@ def test_unknown_module_exits_3_with_a_hint(
 
 
 def test_unknown_submodule_of_a_package_exits_3(
-    module_in: Callable[[str], str], capsys: pytest.CaptureFixture[str]
+    module_in: Callable[[str], str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["describe", "topologies.no_such_thing"]) == EXIT_CONFIG
-    assert "cannot import module 'topologies.no_such_thing'" in capsys.readouterr().err
+    package = module_in("")  # an empty module, made a package below
+    (tmp_path / package).mkdir()
+    (tmp_path / f"{package}.py").rename(tmp_path / package / "__init__.py")
+    assert main(["describe", f"{package}.no_such_thing"]) == EXIT_CONFIG
+    assert f"cannot import module '{package}.no_such_thing'" in capsys.readouterr().err
 
 
 def test_module_with_a_missing_dependency_shows_the_real_import_error(

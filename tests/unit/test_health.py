@@ -1,0 +1,173 @@
+"""Health endpoints: /healthz, /readyz and /metrics over real HTTP on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from streamflow.observability.health import HealthServer, worker_probe
+
+
+def _get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, Any] | None]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            body = resp.read()
+            return resp.status, json.loads(body) if body else None
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        return e.code, json.loads(body) if body else None
+
+
+@pytest.fixture
+def state() -> dict[str, Any]:
+    return {"alive": True, "ready": False, "assigned": 0}
+
+
+@pytest.fixture
+def server(state: dict[str, Any]) -> Iterator[HealthServer]:
+    srv = HealthServer(0, lambda: state, host="127.0.0.1",
+                       metrics=lambda: {"processed": 42, "lag": 3}).start()
+    yield srv
+    srv.stop()
+
+
+def test_healthz_is_200_while_alive_and_503_when_not(
+    server: HealthServer, state: dict[str, Any]
+) -> None:
+    code, body = _get(server.port, "/healthz")
+    assert code == 200 and body is not None and body["status"] == "ok"
+    state["alive"] = False
+    code, body = _get(server.port, "/healthz")
+    assert code == 503 and body is not None and body["status"] == "unavailable"
+
+
+def test_readyz_is_503_until_ready_and_says_why(
+    server: HealthServer, state: dict[str, Any]
+) -> None:
+    code, body = _get(server.port, "/readyz")
+    assert code == 503 and body is not None and body["assigned"] == 0
+    state.update(ready=True, assigned=2)
+    code, body = _get(server.port, "/readyz/")
+    assert code == 200 and body is not None and body["assigned"] == 2
+
+
+def test_metrics_returns_the_counters_as_json(server: HealthServer) -> None:
+    assert _get(server.port, "/metrics") == (200, {"processed": 42, "lag": 3})
+
+
+def test_unknown_paths_are_404_and_head_has_no_body(server: HealthServer) -> None:
+    code, body = _get(server.port, "/nope")
+    assert code == 404 and body is not None and "/healthz" in body["endpoints"]
+    assert _get(server.port, "/healthz", method="HEAD") == (200, None)
+
+
+def test_a_failing_probe_answers_503_and_the_server_keeps_serving() -> None:
+    calls = {"n": 0}
+
+    def probe() -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return {"alive": True, "ready": True}
+
+    with HealthServer(0, probe, host="127.0.0.1") as srv:
+        code, body = _get(srv.port, "/healthz")
+        assert code == 503 and body is not None and "boom" in body["error"]
+        assert _get(srv.port, "/healthz")[0] == 200
+        assert _get(srv.port, "/metrics") == (200, {"alive": True, "ready": True})
+
+
+def test_stop_releases_the_port() -> None:
+    srv = HealthServer(0, lambda: {"alive": True}, host="127.0.0.1").start()
+    port = srv.port
+    srv.stop()
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))  # free again
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _worker(**attrs: Any) -> SimpleNamespace:
+    base: dict[str, Any] = {"processor": SimpleNamespace(name="enrich"), "worker_id": "0",
+                            "processed": 0, "assigned": []}
+    return SimpleNamespace(**{**base, **attrs})
+
+
+def test_worker_probe_is_alive_during_startup_grace_then_needs_loop_turns() -> None:
+    clock = _Clock()
+    worker = _worker()
+    probe = worker_probe(worker, stale_after_s=30, clock=clock)
+    assert probe()["alive"] is True and probe()["ready"] is False
+    clock.now += 31
+    assert probe()["alive"] is False  # never turned the loop
+    worker.last_loop = clock.now - 1
+    assert probe()["alive"] is True
+    clock.now += 30.5
+    assert probe()["alive"] is False  # the loop stalled
+
+
+def test_worker_probe_is_ready_with_assigned_partitions_and_restored_state() -> None:
+    clock = _Clock()
+    worker = _worker(last_loop=clock.now, assigned=[("orders", 0)], restoring=True,
+                     processed=7)
+    probe = worker_probe(worker, stale_after_s=30, clock=clock)
+    assert probe()["ready"] is False
+    clock.now += 300  # a long restore does not make the worker look dead
+    assert probe()["alive"] is True
+    worker.restoring = False
+    worker.last_loop = clock.now
+    state = probe()
+    assert state["ready"] is True
+    assert state["processor"] == "enrich" and state["processed"] == 7 and state["assigned"] == 1
+    worker.assigned = []
+    assert probe()["ready"] is False
+
+
+def test_worker_probe_infers_a_restore_from_ready_false_after_the_loop_started() -> None:
+    """The worker sets ``ready = False`` while ``_on_assign`` restores stores (inside
+    ``consume()``, so the loop does not turn): that is not a dead worker."""
+    clock = _Clock()
+    worker = _worker(last_loop=clock.now, assigned=[("orders", 0)], ready=True)
+    probe = worker_probe(worker, stale_after_s=30, clock=clock)
+    assert probe()["ready"] is True
+    worker.ready = False
+    clock.now += 600
+    state = probe()
+    assert state["alive"] is True and state["ready"] is False and state["restoring"] is True
+    worker.ready = True
+    assert probe()["alive"] is False  # ready again but the loop no longer turns
+
+
+def test_serve_worker_health_follows_the_health_port_setting() -> None:
+    from streamflow.observability.health import serve_worker_health
+    from streamflow.runtime.config import Config, ConfigError
+
+    assert serve_worker_health(_worker(config=Config(health_port=0))) is None
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"health_port {port}"):
+            serve_worker_health(_worker(config=Config(health_port=port)))
+    srv = serve_worker_health(_worker(config=Config(health_port=port), last_loop=None))
+    assert srv is not None
+    try:
+        assert _get(port, "/healthz")[0] == 200
+        assert _get(port, "/readyz")[0] == 503
+    finally:
+        srv.stop()
