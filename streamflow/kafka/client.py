@@ -195,3 +195,64 @@ def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0
 def assign(consumer: Any, partitions: Iterable[tuple[str, int, int]]) -> None:
     """Assign ``(topic, partition, offset)`` to a consumer outside any group protocol."""
     consumer.assign([TopicPartition(t, p, o) for t, p, o in partitions])
+
+
+def seek(consumer: Any, topic: str, partition: int, offset: int) -> None:
+    """Move a consumer's position (negative offsets: -2 beginning, -1 end)."""
+    consumer.seek(TopicPartition(topic, partition, offset))
+
+
+OFFSET_BEGINNING = -2
+
+
+class TxnError(Exception):
+    """A transaction failed. ``abortable``: abort and retry with the same producer;
+    otherwise (fatal, fenced or ambiguous) the producer must be recreated."""
+
+    def __init__(self, message: str, abortable: bool) -> None:
+        super().__init__(message)
+        self.abortable = abortable
+
+
+def _txn_error(e: KafkaException, what: str) -> TxnError:
+    err = e.args[0] if e.args else None
+    abortable = bool(err is not None and hasattr(err, "txn_requires_abort")
+                     and err.txn_requires_abort())
+    return TxnError(f"{what}: {err}", abortable)
+
+
+def init_transactions(producer: Any, timeout: float) -> None:
+    """Register the transactional id (fencing older producers with the same id)."""
+    try:
+        producer.init_transactions(timeout)
+    except KafkaException as e:
+        raise _txn_error(e, "init_transactions") from e
+
+
+def begin_transaction(producer: Any) -> None:
+    """Start a transaction."""
+    try:
+        producer.begin_transaction()
+    except KafkaException as e:
+        raise _txn_error(e, "begin_transaction") from e
+
+
+def commit_transaction(producer: Any, consumer: Any, offsets: Iterable[tuple[str, int, int]],
+                       timeout: float) -> None:
+    """Add the input offsets to the transaction and commit it (KIP-447)."""
+    try:
+        tps = [TopicPartition(t, p, o) for t, p, o in offsets]
+        if tps:
+            producer.send_offsets_to_transaction(tps, consumer.consumer_group_metadata(),
+                                                 timeout)
+        producer.commit_transaction(timeout)
+    except KafkaException as e:
+        raise _txn_error(e, "commit_transaction") from e
+
+
+def abort_transaction(producer: Any, timeout: float) -> None:
+    """Abort the open transaction."""
+    try:
+        producer.abort_transaction(timeout)
+    except KafkaException as e:
+        raise _txn_error(e, "abort_transaction") from e

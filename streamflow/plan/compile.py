@@ -57,7 +57,8 @@ class TaskContext:
     ``Record`` to user code read them from here (never from a global).
     """
 
-    __slots__ = ("emit", "offset", "partition", "processor", "serde_ctx", "stores", "topic")
+    __slots__ = ("emit", "offset", "partition", "processor", "punctuators", "serde_ctx",
+                 "stores", "topic")
 
     def __init__(self, processor: str, partition: int, emit: Emit, serde_ctx: SerdeContext,
                  stores: dict[str, Any] | None = None) -> None:
@@ -68,6 +69,14 @@ class TaskContext:
         self.stores: dict[str, Any] = stores or {}
         self.topic: str | None = None
         self.offset: int | None = None
+        # called with the wall-clock time (ms) by the runtime's loop and by the test
+        # driver's advance_wall_clock(); steps that act on time (windows) register here
+        self.punctuators: list[Callable[[int], None]] = []
+
+    def punctuate(self, wall_clock_ms: int) -> None:
+        """Run every registered punctuator."""
+        for p in self.punctuators:
+            p(wall_clock_ms)
 
     def store(self, name: str) -> Any:
         """The task's store called ``name``."""

@@ -22,6 +22,7 @@ from streamflow.record import Headers
 from streamflow.runtime.config import Config
 from streamflow.runtime.errors import ErrorPolicy, ProcessingFailed
 from streamflow.runtime.topics import ensure_topics, processor_topics
+from streamflow.runtime.transactions import Transactions
 from streamflow.serde import SerdeContext
 from streamflow.state.changelog import restore_store
 from streamflow.state.task_state import TaskState
@@ -121,6 +122,12 @@ class Worker:
             "heartbeat.interval.ms": 2000,
             **config.consumer,
         }
+        self.eos = processor.guarantee == "exactly_once"
+        if self.eos:
+            self._producer_conf["transactional.id"] = f"{processor.group_id}-{worker_id}"
+            self._producer_conf.setdefault("transaction.timeout.ms", 30000)
+        self._txn = Transactions(lambda: client.make_producer(self._producer_conf),
+                                 config.shutdown_timeout_s)
         self.producer: Any = None
         self.consumer: Any = None
         self.policy = ErrorPolicy(processor.on_error, processor.name,
@@ -220,15 +227,38 @@ class Worker:
                 self.producer.poll(0.05)
 
     def commit(self, only: set[tuple[str, int]] | None = None) -> None:
-        """Flush stores to their changelogs and the producer, check deliveries, commit the
-        processed offsets, then write the stores' batches to the local databases."""
+        """Commit what was processed: at-least-once flushes stores to their changelogs and
+        the producer, checks deliveries, then commits offsets; exactly-once does the same
+        inside one transaction. Afterwards the stores' batches go to the local databases."""
         if self.producer is None or self.consumer is None or self._failed:
             return
+        if self.eos:
+            self._txn.ensure_begun()
         for task in self._tasks.values():
             if task.state.stores:
                 positions = {t: r.position for (t, p), r in self._routes.items()
                              if p == task.partition and r.position >= 0}
                 task.state.flush(self._produce_to, positions)
+        offsets = [(tp[0], tp[1], r.position) for tp, r in self._routes.items()
+                   if r.position > r.committed and (only is None or tp in only)]
+        if self.eos:
+            try:
+                self._txn.commit(self.consumer, offsets)
+            except client.TxnError as e:
+                self.producer = self._txn.recover(e)
+                self._rewind()
+                return
+        else:
+            self._flush_producer()
+            client.commit(self.consumer, offsets)
+        for t, p, off in offsets:
+            self._routes[(t, p)].committed = off
+        for task in self._tasks.values():
+            task.state.write_pending()
+            if task.state.stores and task.state.checkpoint_due(30.0):
+                self._checkpoint(task)
+
+    def _flush_producer(self) -> None:
         deadline = time.monotonic() + self.config.shutdown_timeout_s
         while self.producer.flush(1.0) > 0:
             if time.monotonic() > deadline:
@@ -239,16 +269,27 @@ class Worker:
         if self._delivery_errors:
             errors = "; ".join(self._delivery_errors[:5])
             raise DeliveryFailed(f"delivery failed, offsets not committed: {errors}")
-        offsets = []
-        for tp, route in self._routes.items():
-            if route.position > route.committed and (only is None or tp in only):
-                offsets.append((tp[0], tp[1], route.position))
-                route.committed = route.position
-        client.commit(self.consumer, offsets)
-        for task in self._tasks.values():
-            task.state.write_pending()
-            if task.state.stores and task.state.checkpoint_due(30.0):
-                self._checkpoint(task)
+
+    def _rewind(self) -> None:
+        """After a failed transaction: drop uncommitted state, reopen every task from its
+        store and changelog, and seek every input back to its committed offset."""
+        self._delivery_errors.clear()
+        parts = list(self._tasks)
+        for part in parts:
+            task = self._tasks.pop(part)
+            task.state.discard_uncommitted()
+            task.state.close()
+        committed = client.committed(self.consumer, list(self._routes))
+        for part in parts:
+            self._tasks[part] = self._open_task(part)
+        for (topic, part), _old in list(self._routes.items()):
+            task = self._tasks[part]
+            route = _Route(task.compiled.entries[topic], task.compiled.context)
+            off = committed.get((topic, part), -1)
+            route.position = route.committed = off if off >= 0 else -1
+            self._routes[(topic, part)] = route
+            client.seek(self.consumer, topic, part, off if off >= 0 else client.OFFSET_BEGINNING)
+        log.warning("rewound %d tasks to their committed offsets", len(parts))
 
     # -- the loop -----------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
@@ -262,7 +303,8 @@ class Worker:
         client.ping(admin, self.config.startup_timeout_s)
         ensure_topics(admin, processor_topics(self.processor), self.config,
                       self.processor.source_topics())
-        self.producer = client.make_producer(self._producer_conf)
+        self.producer = (self._txn.start() if self.eos
+                         else client.make_producer(self._producer_conf))
         self.consumer = client.make_consumer(self._consumer_conf)
         self.consumer.subscribe(
             self.processor.source_topics(),
@@ -292,17 +334,21 @@ class Worker:
     def run_loop(self) -> None:
         """Consume in batches and process until stopped."""
         consumer = self.consumer
-        producer = self.producer
         routes = self._routes
+        eos = self.eos
         policy = self.policy
         batch = self.config.batch_size
         timeout = self.config.poll_timeout_ms / 1000.0
-        interval = (self.processor.commit_interval_ms or self.config.commit_interval_ms) / 1000.0
+        default_ms = self.config.eos_commit_interval_ms if eos else self.config.commit_interval_ms
+        interval = (self.processor.commit_interval_ms or default_ms) / 1000.0
         next_commit = time.monotonic() + interval
+        next_punctuate = 0.0
         processed = 0
         while not self._stop:
             self.last_loop = time.monotonic()
             msgs = consumer.consume(batch, timeout)
+            if eos and msgs:
+                self._txn.ensure_begun()
             for m in msgs:
                 if m.error() is not None:
                     self._consumer_error(m.error())
@@ -323,18 +369,39 @@ class Worker:
                                   m.headers())
                 route.position = off + 1
             processed += len(msgs)
-            producer.poll(0)
-            if self._delivery_errors:
+            self.producer.poll(0)
+            if self._delivery_errors and not eos:  # under EOS the commit fails and rewinds
                 raise DeliveryFailed(
                     "delivery failed, offsets not committed: "
                     + "; ".join(self._delivery_errors[:5])
                 )
             now = time.monotonic()
+            if now >= next_punctuate:
+                self._punctuate()
+                next_punctuate = now + 0.1
             if now >= next_commit:
                 self.processed = processed
                 self.commit()
                 next_commit = now + interval
         self.processed = processed
+
+    def _punctuate(self) -> None:
+        """Let time-driven steps (windows closing on idleness) act on the wall clock."""
+        wall_ms = int(time.time() * 1000)
+        for task in self._tasks.values():
+            ctx = task.compiled.context
+            if ctx.punctuators:
+                if self.eos:
+                    self._txn.ensure_begun()
+                ctx.topic = None
+                ctx.offset = None
+                try:
+                    ctx.punctuate(wall_ms)
+                except StepError as e:
+                    raise ProcessingFailed(
+                        f"processor {self.processor.name!r}: step {e.step!r} failed while "
+                        f"acting on the wall clock: {e.cause}"
+                    ) from e.cause
 
     def _consumer_error(self, err: Any) -> None:
         if client.error_is_fatal(err):
@@ -355,7 +422,10 @@ class Worker:
                 log.warning("closing consumer: %s", e)
             self.consumer = None
         if self.producer is not None:
-            self.producer.flush(self.config.shutdown_timeout_s)
+            if self.eos:
+                self._txn.close()  # aborts a transaction left open by a failure
+            else:
+                self.producer.flush(self.config.shutdown_timeout_s)
             self.producer = None
 
 

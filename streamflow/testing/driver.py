@@ -193,10 +193,22 @@ class TopologyTestDriver:
         return TestOutput(self, Topic(name, Bytes(), Bytes()))
 
     def advance_wall_clock(self, ms: int) -> None:
-        """Move the driver's wall clock forward by ``ms`` milliseconds."""
+        """Move the driver's wall clock forward by ``ms`` milliseconds and run what is due
+        (e.g. windows closed on idleness)."""
         if ms < 0:
             raise ValueError("the wall clock only moves forward")
         self.wall_clock_ms += int(ms)
+        self._busy = True
+        try:
+            tasks = {id(t): t for rs in self._readers.values() for _, t, _ in rs}
+            for task in tasks.values():
+                task.context.punctuate(self.wall_clock_ms)
+            while self._queue:
+                self._process(*self._queue.popleft())
+            self._commit()
+        finally:
+            self._busy = False
+            self._queue.clear()
 
     # -- internals ----------------------------------------------------------------------
     def _next_offset(self, topic: str) -> int:
