@@ -78,9 +78,32 @@ class String(_Simple):
     _name = "String"
 
     def _pair(self) -> tuple[Serializer, Deserializer]:
+        # hand-written rather than through _codec: keys go through here twice per record
         enc = self.encoding
-        return _codec("String", lambda v: v.encode(enc), lambda b: bytes(b).decode(enc),
-                      encode_types=(str,))
+
+        def serialize(value: Any) -> bytes | None:
+            if value is None:
+                return None
+            if value.__class__ is str:
+                try:
+                    return value.encode(enc)
+                except UnicodeError as e:
+                    raise SerdeError(f"String cannot serialize {value!r:.80}: {e}") from e
+            if isinstance(value, str):
+                return str(value).encode(enc)
+            raise SerdeError(f"String cannot serialize {type(value).__name__}: {value!r:.80}")
+
+        def deserialize(data: bytes | None) -> Any:
+            if data is None:
+                return None
+            try:
+                return str(data, enc)
+            except (UnicodeError, TypeError) as e:
+                raise SerdeError(
+                    f"String cannot deserialize {bytes(data[:40])!r}: {e}"
+                ) from e
+
+        return serialize, deserialize
 
 
 @dataclass(frozen=True, eq=False, repr=False)
