@@ -36,7 +36,8 @@ def pace(v):
 
 s = p.stream(src).filter(pace, name="pace")
 s.map(lambda v: {**v, "copied": True}, name="copy").to(copies)
-s.group_by(lambda v: v["user"], name="by-user", key_serde=sf.String()).count(name="n").to_stream().to(counts)
+by_user = s.group_by(lambda v: v["user"], name="by-user", key_serde=sf.String())
+by_user.count(name="n").to_stream().to(counts)
 """
 
 KEYS = 300
