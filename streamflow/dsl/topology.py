@@ -326,6 +326,16 @@ class Processor:
                 out.append(n.topic)
         return list(dict.fromkeys(out))
 
+    def joined_topics(self) -> list[str]:
+        """Topics on either side of this processor's joins (they must be co-partitioned)."""
+        from streamflow.dsl.nodes import Join
+
+        out: list[str] = []
+        for n in self.nodes.values():
+            if isinstance(n, Join):
+                out += [t for t in (*n.left_topics, n.right_topic) if t and t not in out]
+        return out
+
     def is_stateful(self) -> bool:
         """True when the processor has stores (tasks must keep co-partitioned inputs together)."""
         return bool(self.stores)

@@ -30,7 +30,8 @@ def processor_topics(processor: Processor) -> list[Topic]:
 
 
 def ensure_topics(admin: Any, topics: list[Topic], config: Config,
-                  sources: list[str] | None = None) -> None:
+                  sources: list[str] | None = None, *,
+                  copartitioned: list[str] | None = None) -> None:
     """Create missing non-external topics (if allowed) and validate the existing ones.
 
     Internal topics (repartition, changelog) get as many partitions as the processor's
@@ -83,8 +84,27 @@ def ensure_topics(admin: Any, topics: list[Topic], config: Config,
                 problems.append(
                     f"topic {t.name!r} has cleanup.policy={have} but is declared with {want}"
                 )
+    if copartitioned:
+        problems += _copartitioning(topics, state, copartitioned)
     if problems:
         raise TopicMismatch("\n".join(problems))
+
+
+def _copartitioning(topics: list[Topic], state: dict[str, client.TopicState],
+                    joined: list[str]) -> list[str]:
+    """A join reads partition N of the stream and of the table in one task: both sides
+    must have the same partition count, or keys would meet the wrong rows."""
+    counts = {t.name: state[t.name].partitions for t in topics
+              if t.name in joined and not t.internal and t.name in state}
+    if len(set(counts.values())) <= 1:
+        return []
+    widest = max(counts, key=lambda n: counts[n])
+    return [
+        f"topic {name!r} has {n} partitions but {widest!r} has {counts[widest]}; joins and "
+        f"tables need co-partitioned topics: give {name!r} {counts[widest]} partitions or "
+        "repartition the stream with .group_by(...) first"
+        for name, n in sorted(counts.items()) if n != counts[widest]
+    ]
 
 
 def _policy(v: str) -> set[str]:

@@ -302,7 +302,8 @@ class Worker:
         admin = client.make_admin(self.config.client_conf())
         client.ping(admin, self.config.startup_timeout_s)
         ensure_topics(admin, processor_topics(self.processor), self.config,
-                      self.processor.source_topics())
+                      self.processor.source_topics(),
+                      copartitioned=self.processor.joined_topics())
         self.producer = (self._txn.start() if self.eos
                          else client.make_producer(self._producer_conf))
         self.consumer = client.make_consumer(self._consumer_conf)

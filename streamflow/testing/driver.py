@@ -244,7 +244,8 @@ class TopologyTestDriver:
     def _commit(self) -> None:
         """As the runtime does at commit: stores to changelogs, then to the local databases."""
         for state in self._states.values():
-            state.flush(self._emit_to, dict(self._offsets))
+            sources = state.processor.source_topics()
+            state.flush(self._emit_to, {t: o for t, o in self._offsets.items() if t in sources})
             state.write_pending()
 
     def _emit_to(self, topic: str, partition: int, k: bytes, v: bytes | None,
