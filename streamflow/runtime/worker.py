@@ -20,6 +20,7 @@ from streamflow.observability.health import serve_worker_health
 from streamflow.plan.compile import StepError, TaskContext, compile_task
 from streamflow.record import Headers
 from streamflow.runtime.config import Config
+from streamflow.runtime.contracts import check_processor as check_contracts
 from streamflow.runtime.errors import ErrorPolicy, ProcessingFailed
 from streamflow.runtime.topics import ensure_topics, processor_topics
 from streamflow.runtime.transactions import Transactions
@@ -63,14 +64,11 @@ def serde_context(config: Config) -> SerdeContext:
     def registry() -> Any:
         from streamflow.kafka.registry import make_registry_client
 
-        if not config.registry_url:
-            raise client.Unreachable(
-                "a topic uses a schema-registry serde but no registry is configured; set "
-                "STREAMFLOW_SCHEMA_REGISTRY_URL or [schema_registry] url"
-            )
         return make_registry_client(dict(config.schema_registry))
 
-    return SerdeContext(registry_factory=registry, schemas_dir=Path(config.schemas_dir))
+    # without a URL, SerdeContext.registry() raises a SerdeError saying what to set
+    return SerdeContext(registry_factory=registry if config.registry_url else None,
+                        schemas_dir=Path(config.schemas_dir))
 
 
 class Worker:
@@ -238,7 +236,8 @@ class Worker:
             if task.state.stores:
                 positions = {t: r.position for (t, p), r in self._routes.items()
                              if p == task.partition and r.position >= 0}
-                task.state.flush(self._produce_to, positions)
+                n = task.state.flush(self._produce_to, positions)
+                log.debug("task %d: %d changelog records", task.partition, n)
         offsets = [(tp[0], tp[1], r.position) for tp, r in self._routes.items()
                    if r.position > r.committed and (only is None or tp in only)]
         if self.eos:
@@ -251,6 +250,7 @@ class Worker:
         else:
             self._flush_producer()
             client.commit(self.consumer, offsets)
+        log.debug("committed %d offsets: %s", len(offsets), offsets)
         for t, p, off in offsets:
             self._routes[(t, p)].committed = off
         for task in self._tasks.values():
@@ -304,6 +304,7 @@ class Worker:
         ensure_topics(admin, processor_topics(self.processor), self.config,
                       self.processor.source_topics(),
                       copartitioned=self.processor.joined_topics())
+        check_contracts(self.processor, self.serde_ctx)  # Avro vs registry; may refuse
         self.producer = (self._txn.start() if self.eos
                          else client.make_producer(self._producer_conf))
         self.consumer = client.make_consumer(self._consumer_conf)

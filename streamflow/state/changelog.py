@@ -61,7 +61,7 @@ def restore_store(state: TaskState, store: str, consumer_conf: dict[str, Any],
     })
     try:
         low, high = client.watermarks(consumer, topic, part)
-        start = state.read_checkpoint(store)
+        start = checkpoint = state.read_checkpoint(store)
         if start is None or start < low or start > high:
             if start is not None:
                 log.warning("checkpoint of %s[%d] (%d) is outside the changelog [%d, %d]; "
@@ -105,9 +105,9 @@ def restore_store(state: TaskState, store: str, consumer_conf: dict[str, Any],
         state.write_checkpoint(store, end)
         result = RestoreResult(store, part, start, end, applied, skipped,
                                time.monotonic() - started)
-        if applied or skipped:
-            log.info("restored %s[%d]: %d changes applied, %d uncommitted skipped, in %.2fs",
-                     topic, part, applied, skipped, result.seconds)
+        log.info("restored %s[%d]: %d changes applied, %d uncommitted skipped (offsets %d..%d, "
+                 "checkpoint %s) in %.2fs", topic, part, applied, skipped, start, end,
+                 checkpoint, result.seconds)
         return result
     finally:
         consumer.close()
