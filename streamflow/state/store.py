@@ -36,7 +36,7 @@ class TaskStore:
         dumps: Callable[[Any], bytes],
         loads: Callable[[bytes], Any],
         *,
-        cache_size: int = 100_000,
+        cache_size: int = 500_000,
     ) -> None:
         self.name = name
         self.backend = backend
