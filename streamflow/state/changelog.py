@@ -74,6 +74,7 @@ def restore_store(state: TaskState, store: str, consumer_conf: dict[str, Any],
             client.assign(consumer, [(topic, part, start)])
             backend = state.stores[store].backend
             batch: list[tuple[bytes, bytes | None]] = []
+            verdicts: dict[bytes | None, bool] = {}  # a commit's records share one header
             deadline = time.monotonic() + timeout_s
             done = False
             while not done:
@@ -93,7 +94,10 @@ def restore_store(state: TaskState, store: str, consumer_conf: dict[str, Any],
                         for k, v in headers:
                             if k == SOURCE_HEADER:
                                 src = v
-                    if _beyond(src, committed):
+                    beyond = verdicts.get(src)
+                    if beyond is None:
+                        beyond = verdicts[src] = _beyond(src, committed)
+                    if beyond:
                         skipped += 1
                         continue
                     batch.append((m.key(), m.value()))
