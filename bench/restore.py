@@ -24,8 +24,8 @@ import streamflow as sf
 from streamflow.kafka import client
 from streamflow.serde import SerdeContext
 from streamflow.state.changelog import restore_store
-from streamflow.state.task_state import SOURCE_HEADER, TaskState, encode_positions
 from streamflow.state.keys import encode_key
+from streamflow.state.task_state import SOURCE_HEADER, TaskState, encode_positions
 
 
 def _bootstrap() -> str:
@@ -74,7 +74,7 @@ def main() -> None:
         again = restore_store(state, "counts", conf, {"in": 1})
         rows = sum(1 for _ in state.stores["counts"].backend.scan(None, None))
         state.close()
-        print(f"| records | keys | produce s | restore s | records/s | rows | from checkpoint s |")
+        print("| records | keys | produce s | restore s | records/s | rows | from checkpoint s |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
         print(f"| {args.records:,} | {args.keys:,} | {produce_s:.1f} | {res.seconds:.2f} | "
               f"{res.applied / res.seconds:,.0f} | {rows:,} | {again.seconds:.3f} |")
