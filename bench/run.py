@@ -228,8 +228,9 @@ class Kafka:
         return None if offs is None else sum(offs)
 
     def delete_prefixed(self, prefix: str) -> list[str]:
-        """Delete every topic and consumer group whose name starts with prefix."""
-        topics = [t for t in self.admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        """Delete every topic and consumer group whose name starts with prefix, and every
+        topic that contains it (Quix names its internal topics ``changelog__<group>--...``)."""
+        topics = [t for t in self.admin.list_topics(timeout=10).topics if prefix in t]
         if topics:
             for fut in self.admin.delete_topics(topics, operation_timeout=30).values():
                 try:
@@ -348,6 +349,7 @@ class RunResult:
     records_per_s_wall: float | None = None  # records_in / wall_s
     cpu_s: float | None = None  # user+sys of the process tree during process_s
     cpu_total_s: float | None = None  # user+sys over the whole process life (wait4)
+    broker_cpu_s: float | None = None  # broker's user+sys during process_s (local stack only)
     peak_rss_mb: float | None = None  # VmHWM of the process tree just before the stop
     busy_before: float | None = None  # machine CPU busy fraction just before the run (noise)
     exit: str = ""
@@ -403,6 +405,30 @@ def proc_tree(root_pid: int) -> list[tuple[int, float]]:
         out.append((pid, stats[pid][1]))
         frontier.extend(c for c, (ppid, _) in stats.items() if ppid == pid)
     return out
+
+
+def pid_cpu(pid: int | None) -> float | None:
+    """user+sys seconds of one process (all its threads), None if unknown or gone."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            rest = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK  # utime, stime
+
+
+def local_broker_pid(bootstrap: str) -> int | None:
+    """PID of the deploy/local broker when `bootstrap` points at it (for broker CPU)."""
+    pid_file = STACK_ENV.parent / "kafka.pid"
+    if not pid_file.exists() or stack_bootstrap() != bootstrap:
+        return None
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if pid_cpu(pid) is not None else None
 
 
 def proc_tree_cpu(root_pid: int) -> float:
@@ -496,6 +522,7 @@ def run_once(
         "BENCH_PARTITIONS": str(args.partitions),
         "BENCH_STATE_DIR": state_dir,
         "BENCH_SCENARIO": scenario.name,
+        **getattr(scenario, "env", dict)(),  # optional: e.g. the avro scenario's registry URL
     }
     for k in ("VIRTUAL_ENV", "PYTHONHOME"):
         env.pop(k, None)
@@ -516,6 +543,7 @@ def run_once(
         )
     t_first = t_done = None
     cpu_first = cpu_done = 0.0
+    broker_first = broker_done = None
     last_count, last_change = 0, t_start
     try:
         while True:
@@ -533,8 +561,10 @@ def run_once(
                     last_count, last_change = count, now
                 if count > 0 and t_first is None:
                     t_first, cpu_first = now, proc_tree_cpu(proc.pid)
+                    broker_first = pid_cpu(args.broker_pid)
                 if count >= expected:
                     t_done, cpu_done = now, proc_tree_cpu(proc.pid)
+                    broker_done = pid_cpu(args.broker_pid)
                     res.peak_rss_mb = proc_tree_hwm_mb(proc.pid)
                     break
             if now - t_start > args.timeout:
@@ -557,6 +587,8 @@ def run_once(
         res.records_per_s = args.records / res.process_s if res.process_s > 0 else None
         res.records_per_s_wall = args.records / res.wall_s
         res.cpu_s = cpu_done - cpu_first
+        if broker_first is not None and broker_done is not None:
+            res.broker_cpu_s = broker_done - broker_first
     # After the stop: nothing more may arrive (duplicates would show here).
     res.output_count = kafka.count(output_topic, args.partitions)
     if t_done is not None and res.output_count != expected:
@@ -648,6 +680,7 @@ def render(
                 "records_per_s_wall",
                 "cpu_s",
                 "cpu_total_s",
+                "broker_cpu_s",
                 "peak_rss_mb",
                 "startup_s",
                 "process_s",
@@ -669,12 +702,12 @@ def render(
         f"- streamflow checkout: {meta.get('git', '?')}",
         "",
         "| impl | records/s | vs raw | CPU s | CPU µs/rec | total CPU s | peak RSS MB "
-        "| startup s | wall s | ok runs |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| startup s | wall s | broker CPU s | ok runs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in order:
         if n in unavailable:
-            lines.append(f"| {n} | not available | | | | | | | | |")
+            lines.append(f"| {n} | not available | | | | | | | | | |")
             continue
         m, rs = med[n], by_impl[n]
         rps, cpu = m["records_per_s"], m["cpu_s"]
@@ -684,7 +717,7 @@ def render(
             f"| {n} | {fmt(rps, ',.0f')} | {ratio} | {fmt(cpu, '.2f')} | {fmt(us, '.1f')} "
             f"| {fmt(m['cpu_total_s'], '.2f')} | {fmt(m['peak_rss_mb'], '.0f')} "
             f"| {fmt(m['startup_s'], '.1f')} | {fmt(m['wall_s'], '.1f')} "
-            f"| {sum(r.ok for r in rs)}/{len(rs)} |"
+            f"| {fmt(m['broker_cpu_s'], '.2f')} | {sum(r.ok for r in rs)}/{len(rs)} |"
         )
     sf = med.get("streamflow", {}).get("records_per_s")
     lines.append("")
@@ -693,7 +726,13 @@ def render(
             for n in order:
                 peer = med.get(n, {}).get("records_per_s")
                 if n != "streamflow" and peer:
-                    lines.append(f"- streamflow vs {n}: **{sf / peer:.2f}x** records/s")
+                    sf_cpu, peer_cpu = med["streamflow"]["cpu_s"], med[n]["cpu_s"]
+                    cpu_ratio = (
+                        f", {sf_cpu / peer_cpu:.2f}x the CPU per record"
+                        if sf_cpu and peer_cpu
+                        else ""
+                    )
+                    lines.append(f"- streamflow vs {n}: **{sf / peer:.2f}x** records/s{cpu_ratio}")
         else:
             why = unavailable.get("streamflow", "no successful run")
             lines.append(f"- streamflow: pending ({why})")
@@ -713,14 +752,15 @@ def render(
         "input record); *total CPU s* covers the whole process life (startup and shutdown "
         "included); *peak RSS* = VmHWM of the process tree; *startup s* = process start to "
         "first output record; "
-        "*wall s* = process start to done; *busy %* = machine-wide CPU use in the second before "
-        "the run (other work on the machine skews a run; see --quiet).",
+        "*wall s* = process start to done; *broker CPU s* = the local broker's user+sys over "
+        "the *CPU s* window (the broker shares the machine); *busy %* = machine-wide CPU use "
+        "in the second before the run (other work on the machine skews a run; see --quiet).",
         "",
         "## Runs",
         "",
         "| impl | run | ok | records/s | CPU s | total CPU s | RSS MB | startup s | "
-        "process s | out | busy % | stop | problems |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "process s | broker CPU s | out | busy % | stop | problems |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
         busy = None if r.busy_before is None else 100 * r.busy_before
@@ -729,7 +769,8 @@ def render(
             f"| {r.impl} | {r.run} | {'yes' if r.ok else 'NO'} | {fmt(r.records_per_s, ',.0f')} "
             f"| {fmt(r.cpu_s, '.2f')} | {fmt(r.cpu_total_s, '.2f')} "
             f"| {fmt(r.peak_rss_mb, '.0f')} | {fmt(r.startup_s, '.1f')} "
-            f"| {fmt(r.process_s, '.2f')} | {'-' if r.output_count is None else r.output_count} "
+            f"| {fmt(r.process_s, '.2f')} | {fmt(r.broker_cpu_s, '.2f')} "
+            f"| {'-' if r.output_count is None else r.output_count} "
             f"| {fmt(busy, '.0f')} | {r.exit} | {problems} |"
         )
     return "\n".join(lines) + "\n"
@@ -740,16 +781,18 @@ def render(
 # --------------------------------------------------------------------------------------------
 
 
-def default_bootstrap() -> str | None:
-    env = os.environ.get("STREAMFLOW_BOOTSTRAP_SERVERS")
-    if env:
-        return env
+def stack_bootstrap() -> str | None:
+    """STREAMFLOW_BOOTSTRAP_SERVERS from deploy/local/.run/stack.env, if the stack is up."""
     if STACK_ENV.exists():
         for line in STACK_ENV.read_text().splitlines():
             key, sep, value = line.strip().partition("=")
             if sep and key.strip() == "STREAMFLOW_BOOTSTRAP_SERVERS":
                 return value.strip().strip("'\"")
     return None
+
+
+def default_bootstrap() -> str | None:
+    return os.environ.get("STREAMFLOW_BOOTSTRAP_SERVERS") or stack_bootstrap()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -839,6 +882,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "stack (`deploy/local/stack up` writes deploy/local/.run/stack.env)"
         )
     kafka = Kafka(args.bootstrap)
+    args.broker_pid = local_broker_pid(args.bootstrap)
     kafka.wait_ready(max(10.0, deadline - time.monotonic()))
 
     versions: dict[str, dict[str, str] | None] = {}

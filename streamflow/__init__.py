@@ -15,7 +15,31 @@ Run it with ``streamflow run mymodule``; test it with ``streamflow.testing.Topol
 
 from streamflow.dsl import Processor, Stream, Topic, Topology, TopologyError
 from streamflow.record import Record
-from streamflow.serde import Avro, Bytes, Double, Int, Json, Long, Serde, SerdeError, String
+from streamflow.serde import (
+    Avro,
+    Bytes,
+    Double,
+    Int,
+    Json,
+    Long,
+    Serde,
+    SerdeError,
+    SerdeUnavailable,
+    String,
+)
+from streamflow.serde.windowed import SessionWindowedSerde, TimeWindowedSerde
+from streamflow.windows import (
+    Hopping,
+    Session,
+    Sliding,
+    Tumbling,
+    Windowed,
+    hours,
+    minutes,
+    plain_key,
+    seconds,
+    with_window_in_value,
+)
 
 __version__ = "0.1.0"
 
@@ -23,6 +47,7 @@ __all__ = [
     "Avro",
     "Bytes",
     "Double",
+    "Hopping",
     "Int",
     "Json",
     "Long",
@@ -30,10 +55,22 @@ __all__ = [
     "Record",
     "Serde",
     "SerdeError",
+    "SerdeUnavailable",
+    "Session",
+    "SessionWindowedSerde",
+    "Sliding",
     "Stream",
     "String",
+    "TimeWindowedSerde",
     "Topic",
     "Topology",
     "TopologyError",
+    "Tumbling",
+    "Windowed",
     "__version__",
+    "hours",
+    "minutes",
+    "plain_key",
+    "seconds",
+    "with_window_in_value",
 ]

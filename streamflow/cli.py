@@ -67,6 +67,8 @@ def _setup_logging(level: str, prefix: str) -> None:
         stream=sys.stderr,
         force=True,
     )
+    for noisy in ("httpx", "httpx2", "httpcore"):  # one INFO line per registry request
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -95,9 +97,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _run_worker(topology: Topology, name: str, config: object, worker_id: str) -> int:
     from streamflow.kafka.client import KafkaException, Unreachable
     from streamflow.runtime.config import Config
+    from streamflow.runtime.contracts import ContractError
     from streamflow.runtime.errors import ProcessingFailed
     from streamflow.runtime.topics import TopicMismatch
     from streamflow.runtime.worker import DeliveryFailed, Worker
+    from streamflow.serde import SerdeUnavailable
 
     assert isinstance(config, Config)
     _setup_logging(config.log_level, f"{topology.name}/{name}#{worker_id}")
@@ -107,8 +111,16 @@ def _run_worker(topology: Topology, name: str, config: object, worker_id: str) -
     except Unreachable as e:
         log.error("cannot reach Kafka at %s: %s", config.bootstrap_servers, e)
         return EXIT_UNREACHABLE
+    except SerdeUnavailable as e:
+        log.error("schema registry at %s unreachable; stopped without committing (records are "
+                  "not skipped: they are processed after a restart): %s",
+                  e.url or config.registry_url, e)
+        return EXIT_UNREACHABLE
     except TopicMismatch as e:
         log.error("topics do not match the topology:\n%s", e)
+        return EXIT_CONFIG
+    except ContractError as e:
+        log.error("%s", e)
         return EXIT_CONFIG
     except (ProcessingFailed, DeliveryFailed, KafkaException) as e:
         log.error("%s", e)

@@ -2,8 +2,8 @@
 
 json decode -> keep amount > 10 -> add amount_cents -> json encode -> produce, in batches:
 ``consume(num_messages=N)``, orjson, ``produce()`` per record, ``poll(0)`` per batch, a final
-flush on SIGTERM. Offsets are auto-committed (at-least-once-ish, no delivery checks): this is
-what a careful hand-written loop costs, not a framework.
+flush on SIGTERM, ``fetch.queue.backoff.ms`` lowered (see below). Offsets are auto-committed
+(at-least-once-ish, no delivery checks): what a careful hand-written loop costs, not a framework.
 
 Environment: BENCH_BOOTSTRAP, BENCH_INPUT, BENCH_OUTPUT, BENCH_GROUP, BENCH_BATCH (default 1000).
 """
@@ -31,6 +31,11 @@ def main() -> int:
             "auto.offset.reset": "earliest",
             "enable.auto.commit": True,
             "enable.partition.eof": False,
+            # librdkafka >= 2.4 waits fetch.queue.backoff.ms (default 1000 ms) before fetching
+            # again once its prefetch queue is over queued.min.messages/kbytes; a loop that
+            # drains faster than that idles for up to a second at a time (1M records: 135k/s
+            # at the default, ~370k/s at 10 ms on the dev box).
+            "fetch.queue.backoff.ms": 10,
         }
     )
     producer = Producer(

@@ -65,11 +65,23 @@ class Scenario(Protocol):
 
     def expectation(self) -> Expectation: ...
 
+    # Optional: ``env() -> dict[str, str]``, extra environment for the implementations'
+    # processes (the avro scenario passes the schema registry URL this way).
+
 
 def _registry() -> dict[str, Scenario]:
+    from bench.scenarios.avro import AvroScenario
+    from bench.scenarios.count_by_key import CountByKeyScenario
     from bench.scenarios.stateless import StatelessScenario
+    from bench.scenarios.windows import WindowScenario
 
-    scenarios: list[Scenario] = [StatelessScenario()]
+    scenarios: list[Scenario] = [
+        StatelessScenario(),
+        AvroScenario(),
+        CountByKeyScenario("count_by_key", 100_000),
+        CountByKeyScenario("count_distinct", None),
+        *(WindowScenario(kind) for kind in ("tumbling", "hopping", "sliding", "session")),
+    ]
     return {s.name: s for s in scenarios}
 
 

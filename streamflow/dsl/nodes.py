@@ -177,3 +177,39 @@ class Process(Node):
 
     def label(self) -> str:
         return f"process({_fn_name(self.fn)}, stores={list(self.stores)})"
+
+
+@dataclass(frozen=True)
+class WindowAggregate(Node):
+    """A windowed aggregation (count, reduce or aggregate) into a window store.
+
+    ``spec`` is a ``streamflow.windows`` spec; ``merger(agg1, agg2)`` combines sessions;
+    ``timestamp(value)`` extracts event time (else the record timestamp); ``late_sink`` names
+    the ``Sink`` child that receives late records, if any. Its ``WindowEmit`` children say how
+    results leave it (``final`` or ``updates``)."""
+
+    spec: Any = None
+    store: str = ""
+    initializer: Callable[[], Any] | None = None
+    adder: Callable[[Any, Any], Any] | None = None
+    merger: Callable[[Any, Any], Any] | None = None
+    op: str = "aggregate"
+    timestamp: Callable[[Any], int] | None = None
+    late_sink: str | None = None
+    kind: ClassVar[str] = "window_aggregate"
+
+    def label(self) -> str:
+        extra = f", timestamp={_fn_name(self.timestamp)}" if self.timestamp else ""
+        return f"window.{self.op}({self.spec.describe()}{extra}, store={self.store})"
+
+
+@dataclass(frozen=True)
+class WindowEmit(Node):
+    """How a windowed aggregation's results leave it: ``final`` (once per window, when it
+    closes) or ``updates`` (every change)."""
+
+    mode: str = "final"
+    kind: ClassVar[str] = "window_emit"
+
+    def label(self) -> str:
+        return "final (once per window, on close)" if self.mode == "final" else "updates"

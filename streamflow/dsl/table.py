@@ -10,6 +10,7 @@ from streamflow.dsl.nodes import Aggregate, Node, TableOp
 if TYPE_CHECKING:
     from streamflow.dsl.stream import Stream
     from streamflow.dsl.topology import Processor, Topic
+    from streamflow.dsl.windowed import WindowedStream
 
 
 class GroupedStream:
@@ -45,9 +46,19 @@ class GroupedStream:
         """Fold the values of each key: ``initializer()`` then ``adder(aggregate, value)``."""
         return self._aggregate("aggregate", initializer, adder, name, value_serde)
 
-    def window(self, spec: Any) -> Any:
-        """Window the grouped stream by event time (see ``streamflow.windows``)."""
-        raise NotImplementedError("windowed aggregations are not available yet")
+    def window(self, spec: Any, *, timestamp: Callable[[Any], int] | None = None,
+               late_topic: Topic | str | None = None) -> WindowedStream:
+        """Window the grouped stream by event time: ``spec`` is ``sf.Tumbling``,
+        ``sf.Hopping``, ``sf.Sliding`` or ``sf.Session``; ``timestamp(value) -> ms`` extracts
+        event time (default: the record timestamp); records too late for every window go to
+        the declared ``late_topic`` (serialized with its serdes), if given. See
+        ``streamflow.windows`` for the rules::
+
+            grouped.window(sf.Tumbling(sf.minutes(1), grace=sf.seconds(10))).count().final()
+        """
+        from streamflow.dsl.windowed import window
+
+        return window(self._processor, self._node, spec, timestamp, late_topic)
 
 
 def _count(aggregate: int, _value: Any) -> int:

@@ -33,10 +33,18 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from streamflow.dsl.nodes import Node, Sink, Source
 from streamflow.dsl.topology import Processor, Topic, Topology
+from streamflow.runtime.contracts import (
+    READER_FIX,
+    WRITER_FIX,
+    RegistryReader,
+    avro_sides,
+    evaluate,
+)
+from streamflow.serde.base import SerdeError
 
 __all__ = ["CheckResult", "Problem", "RegistryReader", "check_topology"]
 
@@ -69,19 +77,6 @@ class CheckResult:
         return not self.problems
 
 
-class RegistryReader(Protocol):
-    """What the schema check needs from a registry client
-    (:class:`streamflow.kafka.registry.RegistryClient` fits)."""
-
-    def versions(self, subject: str) -> list[Any]:
-        """Registered versions of ``subject``, oldest first (each with ``schema_str``)."""
-        ...
-
-    def compatibility(self, subject: str | None = None) -> str:
-        """The subject's compatibility level (BACKWARD, FULL_TRANSITIVE, ...)."""
-        ...
-
-
 def check_topology(
     topology: Topology,
     registry: RegistryReader | None = None,
@@ -102,7 +97,7 @@ def check_topology(
         *_check_joins(topology, notes),
     ]
     if registry is None:
-        if any(_avro_sides(t) for t in topology.topics.values()):
+        if avro_sides(topology):
             notes.append(
                 "schema compatibility not checked: no schema registry configured (set "
                 "STREAMFLOW_SCHEMA_REGISTRY_URL or [schema_registry] url)"
@@ -449,67 +444,50 @@ def _check_joins(topology: Topology, notes: list[str]) -> list[Problem]:
 # -- Avro schemas against the registry -------------------------------------------------------
 
 
-def _avro_sides(topic: Topic) -> list[tuple[bool, Any]]:
-    """``(is_key, serde)`` for the key/value serdes of ``topic`` that carry an Avro schema."""
-    return [(is_key, s) for is_key, s in ((True, topic.key), (False, topic.value))
-            if callable(getattr(s, "schema_dict", None))]
-
-
 def _check_schemas(topology: Topology, registry: RegistryReader, notes: list[str],
                    schemas_dir: Path) -> list[Problem]:
     from streamflow.serde import SerdeContext, compat
 
     ctx = SerdeContext(schemas_dir=schemas_dir)
-
-    readers, writers = _readers(topology), _writers(topology)
     out: list[Problem] = []
-    for topic in topology.topics.values():
-        for is_key, serde in _avro_sides(topic):
-            side = "key" if is_key else "value"
-            try:
-                declared = serde.schema_dict(ctx)
-                subject = str(serde.subject(topic.name, is_key, ctx))
-            except Exception as e:
-                out.append(Problem(
-                    "schema",
-                    f"topic {topic.name!r}: cannot load its {side} schema: {e}",
-                    "fix the schema file or the Avro(...) declaration",
-                ))
-                continue
-            versions = registry.versions(subject)
-            if not versions:
-                notes.append(f"subject {subject!r} has no registered version yet "
-                             "(it is registered when first written)")
-                continue
-            history = [str(v.schema_str) for v in versions]
-            latest = versions[-1]
-            label = f"v{latest.version}" if getattr(latest, "version", None) else "latest"
-            try:
-                if topic.external or topic.name not in writers:
-                    issues = compat.can_read(reader=declared, writer=history[-1])
-                    who = _names(readers.get(topic.name, [])) or "the topology"
-                    out += [Problem(
-                        "schema",
-                        f"topic {topic.name!r} ({side}, subject {subject!r}): {who} read with "
-                        f"the declared schema, which cannot read data written with the "
-                        f"registered {label}: {i}",
-                        "make the declared schema a compatible reader (add defaults, keep "
-                        "field names or add aliases), or align it with the producer's schema",
-                    ) for i in issues]
-                else:
-                    level = registry.compatibility(subject)
-                    issues = compat.check(declared, history, level)
-                    out += [Problem(
-                        "schema",
-                        f"topic {topic.name!r} ({side}, subject {subject!r}): processor(s) "
-                        f"{_names(writers[topic.name])} would write a schema the registry "
-                        f"rejects under {level} against {label}: {i}",
-                        "change the schema compatibly (new fields need defaults; do not "
-                        "remove or retype fields readers use), or evolve through a new topic",
-                    ) for i in issues]
-            except compat.InvalidSchema as e:
-                out.append(Problem(
-                    "schema", f"topic {topic.name!r} ({side}): invalid Avro schema: {e}",
-                    "fix the schema so it is valid Avro",
-                ))
+    for side in avro_sides(topology):
+        topic, what = side.topic, side.side
+        # topics written here: would the registry accept the declared schema (its level)?
+        # topics read here or from outside: can the declared schema read the latest version?
+        written = bool(side.writers) and not side.external
+        try:
+            verdict = evaluate(side, registry, ctx, registration=written,
+                               reading=not written or bool(side.readers))
+        except compat.InvalidSchema as e:
+            out.append(Problem(
+                "schema", f"topic {topic!r} ({what}): invalid Avro schema: {e}",
+                "fix the schema so it is valid Avro",
+            ))
+            continue
+        except SerdeError as e:
+            out.append(Problem(
+                "schema",
+                f"topic {topic!r}: cannot load its {what} schema: {e}",
+                "fix the schema file or the Avro(...) declaration",
+            ))
+            continue
+        subject, label = verdict.subject, verdict.latest_label
+        if verdict.new:
+            notes.append(f"subject {subject!r} has no registered version yet "
+                         "(it is registered when first written)")
+            continue
+        out += [Problem(
+            "schema",
+            f"topic {topic!r} ({what}, subject {subject!r}): processor(s) "
+            f"{_names(side.writers)} would write a schema the registry rejects under "
+            f"{verdict.level} against {label}: {i}",
+            WRITER_FIX,
+        ) for i in verdict.registration]
+        who = _names(side.readers) or "the topology"
+        out += [Problem(
+            "schema",
+            f"topic {topic!r} ({what}, subject {subject!r}): {who} read with the declared "
+            f"schema, which cannot read data written with the registered {label}: {i}",
+            READER_FIX,
+        ) for i in verdict.extra_reading]
     return out

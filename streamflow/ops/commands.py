@@ -256,3 +256,7 @@ def add_commands(sub: Any) -> None:
                    help="directory to write one file per processor into, or - for stdout")
     k.add_argument("--config", "-c", help=_CONFIG_HELP)
     k.set_defaults(func=cmd_deploy_k8s)
+
+    from streamflow.ops.schemas import add_schemas_command  # schemas check|register
+
+    add_schemas_command(sub)

@@ -6,11 +6,14 @@ which deserializes once and calls a chain of closures, ending in ``emit`` calls 
 serialized records to the producer (or to the test driver's buffers).
 
 Per record there is no dispatch through node objects; user-function exceptions are wrapped
-in ``StepError`` naming the step, at no cost when nothing fails.
+in ``StepError`` naming the step, at no cost when nothing fails. ``SerdeUnavailable`` (the
+schema registry is unreachable) is never wrapped: it is an outage, not a bad record, so it
+must stop the worker rather than reach the ``on_error`` policy.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,9 +31,11 @@ from streamflow.dsl.nodes import (
     Split,
     TableOp,
     TableSource,
+    WindowAggregate,
+    WindowEmit,
 )
 from streamflow.record import Headers, Record
-from streamflow.serde import SerdeContext
+from streamflow.serde import SerdeContext, SerdeUnavailable
 from streamflow.state.keys import encode_key
 
 if TYPE_CHECKING:
@@ -57,8 +62,8 @@ class TaskContext:
     ``Record`` to user code read them from here (never from a global).
     """
 
-    __slots__ = ("emit", "offset", "partition", "processor", "punctuators", "serde_ctx",
-                 "stores", "topic")
+    __slots__ = ("clock", "emit", "metrics", "offset", "partition", "processor", "punctuators",
+                 "serde_ctx", "stores", "topic")
 
     def __init__(self, processor: str, partition: int, emit: Emit, serde_ctx: SerdeContext,
                  stores: dict[str, Any] | None = None) -> None:
@@ -72,6 +77,10 @@ class TaskContext:
         # called with the wall-clock time (ms) by the runtime's loop and by the test
         # driver's advance_wall_clock(); steps that act on time (windows) register here
         self.punctuators: list[Callable[[int], None]] = []
+        # the wall clock in ms (the test driver substitutes its own) and task counters
+        # such as "<step>.late_records"
+        self.clock: Callable[[], int] = _wall_clock_ms
+        self.metrics: dict[str, int] = {}
 
     def punctuate(self, wall_clock_ms: int) -> None:
         """Run every registered punctuator."""
@@ -87,6 +96,10 @@ class TaskContext:
                 f"processor {self.processor!r} has no store {name!r}; declare it in "
                 f"process(..., stores=[{name!r}])"
             ) from None
+
+
+def _wall_clock_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @dataclass
@@ -162,6 +175,10 @@ class _Compiler:
             return _join(node, self.ctx.store(node.store), self.downstream(node))
         if isinstance(node, Process):
             return _process(node, self.ctx, self.downstream(node))
+        if isinstance(node, (WindowAggregate, WindowEmit)):
+            from streamflow.plan.windowing import build_window
+
+            return build_window(self, node)
         raise TypeError(f"cannot compile step {node.name!r} of kind {node.kind!r}")
 
     def _split(self, node: Split) -> Step:
@@ -199,6 +216,8 @@ class _Compiler:
                 try:
                     kb = ks(k)
                     vb = vs(v)
+                except SerdeUnavailable:
+                    raise  # an outage, not a bad record: never skipped or dead-lettered
                 except Exception as e:
                     raise StepError(name, e) from e
                 emit(topic, kb, vb, ts, h)
@@ -217,6 +236,8 @@ class _Compiler:
                 ks, vs = serializers_for(topic)
                 kb = ks(k)
                 vb = vs(v)
+            except SerdeUnavailable:
+                raise
             except Exception as e:
                 raise StepError(name, e) from e
             emit(topic, kb, vb, ts, h)
@@ -237,6 +258,8 @@ class _Compiler:
             try:
                 k = kd(kb)
                 v = vd(vb)
+            except SerdeUnavailable:
+                raise  # an outage, not a bad record: never skipped or dead-lettered
             except Exception as e:
                 raise StepError(name, e) from e
             nxt(k, v, ts, h)
@@ -466,7 +489,7 @@ def _process(node: Process, ctx: TaskContext, nxt: Step) -> Step:
         pctx._h = h
         try:
             fn(_record(ctx, k, v, ts, h), pctx)  # type: ignore[misc]
-        except StepError:
+        except (StepError, SerdeUnavailable):  # from steps downstream of forward()
             raise
         except Exception as e:
             raise StepError(name, e) from e

@@ -1,7 +1,14 @@
 """Serdes: how topics turn bytes into values and back."""
 
 from streamflow.serde.avro import Avro
-from streamflow.serde.base import Deserializer, Serde, SerdeContext, SerdeError, Serializer
+from streamflow.serde.base import (
+    Deserializer,
+    Serde,
+    SerdeContext,
+    SerdeError,
+    SerdeUnavailable,
+    Serializer,
+)
 from streamflow.serde.simple import Bytes, Double, Int, Json, Long, String
 
 __all__ = [
@@ -15,6 +22,7 @@ __all__ = [
     "Serde",
     "SerdeContext",
     "SerdeError",
+    "SerdeUnavailable",
     "Serializer",
     "String",
 ]

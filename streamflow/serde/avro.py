@@ -15,8 +15,9 @@ values (``datetime``, ``date``, ``Decimal``, ``UUID``) and may be passed back in
 Errors: undecodable bytes (wrong magic byte, unknown schema id, truncated or corrupt
 payloads) raise :class:`~streamflow.serde.base.SerdeError` with a readable message, as do
 values that don't fit the schema and refused registrations. A registry that cannot be
-reached raises :class:`~streamflow.kafka.registry.RegistryUnavailable` after its retries:
-that is an outage, not a bad record, so callers must not skip the record.
+reached raises :class:`~streamflow.serde.base.SerdeUnavailable` after its retries (caused
+by the client's :class:`~streamflow.kafka.registry.RegistryUnavailable`): that is an
+outage, not a bad record, so callers must not skip the record.
 
 >>> from streamflow.kafka.registry import make_registry_client
 >>> ctx = SerdeContext(registry_factory=lambda: make_registry_client({"url": "mock://avro-doc"}))
@@ -44,6 +45,7 @@ from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import validate as _fastavro_validate
 
 from streamflow.kafka.registry import (
+    RegisteredSchema,
     RegistryClient,
     RegistryError,
     RegistryUnavailable,
@@ -52,7 +54,13 @@ from streamflow.kafka.registry import (
     as_registry_client,
 )
 from streamflow.serde import compat
-from streamflow.serde.base import Deserializer, SerdeContext, SerdeError, Serializer
+from streamflow.serde.base import (
+    Deserializer,
+    SerdeContext,
+    SerdeError,
+    SerdeUnavailable,
+    Serializer,
+)
 
 __all__ = ["MAGIC_BYTE", "MAX_NESTING", "SUBJECT_STRATEGIES", "Avro"]
 
@@ -190,19 +198,37 @@ class Avro:
         registry, so calling it again is free. :meth:`serializer` calls it, so creating the
         serializers at start-up verifies every produced topic's contract.
         """
-        loaded = self._load(ctx)
         subject = self.subject(topic, is_key, ctx)
-        raw = ctx.registry()
-        key = ("id", subject)
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] is raw:
+        hit = self._cache.get(("id", subject))
+        if hit is not None and hit[0] is ctx.registry():
             return int(hit[1])
+        return self._ensure(subject, ctx, register=self.auto_register)[0].schema_id
+
+    def register(
+        self, topic: str, is_key: bool, ctx: SerdeContext
+    ) -> tuple[RegisteredSchema, bool]:
+        """Register the schema under its subject, whatever ``auto_register`` says.
+
+        Returns the registration and whether it is new (False when the subject already
+        held this schema). A refusal raises :class:`SerdeError` with the registry's message
+        and streamflow's explanation (as :meth:`prepare`); an unreachable registry raises
+        :class:`SerdeUnavailable`. This is what ``streamflow schemas register`` does.
+        """
+        return self._ensure(self.subject(topic, is_key, ctx), ctx, register=True)
+
+    def _ensure(
+        self, subject: str, ctx: SerdeContext, *, register: bool
+    ) -> tuple[RegisteredSchema, bool]:
+        """Look the schema up under ``subject``, registering it if allowed; cache its id."""
+        loaded = self._load(ctx)
+        raw = ctx.registry()
         registry = as_registry_client(raw)
         what = loaded.fullname or loaded.canonical
+        created = False
         try:
             found = registry.lookup(subject, loaded.schema_str)
             if found is None:
-                if not self.auto_register:
+                if not register:
                     raise SerdeError(
                         f"schema {what} (from {loaded.source}) is not registered under subject "
                         f"{subject!r} in the schema registry at {registry.url}, and "
@@ -210,14 +236,15 @@ class Avro:
                         "(or use Avro(..., auto_register=True))"
                     )
                 found = registry.register(subject, loaded.schema_str)
+                created = True
         except SchemaRejected as e:
             raise SerdeError(self._refusal(registry, subject, loaded, e)) from e
-        except RegistryUnavailable:
-            raise
+        except RegistryUnavailable as e:
+            raise SerdeUnavailable(str(e), url=registry.url) from e
         except RegistryError as e:
             raise SerdeError(f"cannot register schema {what} under subject {subject!r}: {e}") from e
-        self._cache[key] = (raw, found.schema_id)
-        return found.schema_id
+        self._cache[("id", subject)] = (raw, found.schema_id)
+        return found, created
 
     def serializer(self, topic: str, is_key: bool, ctx: SerdeContext) -> Serializer:
         """Return the serializer; registers/verifies the schema now (see :meth:`prepare`)."""
@@ -441,8 +468,11 @@ def _writer_entry(
             "no schema with that id (written against another registry, or not Avro in "
             "Confluent wire format?)"
         ) from e
-    except RegistryUnavailable:
-        raise
+    except RegistryUnavailable as e:
+        raise SerdeUnavailable(
+            f"{who} yet: its writer schema (id {schema_id}) must be fetched, and {e}",
+            url=registry.url,
+        ) from e
     except RegistryError as e:
         raise SerdeError(f"{who}: cannot fetch writer schema id {schema_id}: {e}") from e
     try:

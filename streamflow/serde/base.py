@@ -20,6 +20,22 @@ class SerdeError(Exception):
     """A value could not be serialized or bytes could not be deserialized."""
 
 
+class SerdeUnavailable(Exception):
+    """A transient infrastructure failure: the record may be fine, the registry is not reachable.
+
+    Raised by serdes that depend on a service (the schema registry) when it cannot be
+    reached after retries. It is deliberately *not* a :class:`SerdeError`: the compiled plan
+    re-raises it unwrapped, so the processor's ``on_error`` policy never skips or
+    dead-letters a record because of an outage. The worker stops without committing and
+    exits with code 4; restarted (the supervisor backs off), it processes the record again.
+    ``url`` names the service that was unreachable, when known.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
 @dataclass(frozen=True)
 class SerdeContext:
     """What a serde may need from its environment when it binds to a topic.

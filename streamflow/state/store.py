@@ -45,6 +45,9 @@ class TaskStore:
         self._dirty: dict[bytes, Any] = {}
         self._cache: dict[bytes, Any] = {}
         self._cache_size = cache_size
+        # +1 at every flush (and discard): a caller that mutates a value it already put
+        # need not put it again while the generation is unchanged (it is in the batch)
+        self.generation = 0
         self._pending: Batch = []
 
     # -- key-level API (what processors see) ------------------------------------------
@@ -129,6 +132,7 @@ class TaskStore:
 
     def flush(self) -> Batch:
         """Serialize the dirty keys into a batch (kept pending until ``write_pending``)."""
+        self.generation += 1
         if not self._dirty:
             return []
         dumps = self._dumps
@@ -147,6 +151,7 @@ class TaskStore:
 
     def discard_uncommitted(self) -> None:
         """Forget changes that were not committed (after an aborted transaction)."""
+        self.generation += 1
         self._dirty.clear()
         self._pending = []
         self._cache.clear()

@@ -167,6 +167,7 @@ class TopologyTestDriver:
                               self.serde_context)
             self._states[p.name] = state
             ctx = TaskContext(p.name, 0, self._emit, self.serde_context, state.stores)
+            ctx.clock = self._wall_clock
             task = compile_task(p, ctx)
             policy = ErrorPolicy(p.on_error, p.name, p.dead_letter_topic, self._emit)
             for topic in task.entries:
@@ -210,7 +211,24 @@ class TopologyTestDriver:
             self._busy = False
             self._queue.clear()
 
+    def metrics(self, processor: str | None = None) -> dict[str, int]:
+        """Task counters of the driven processors, e.g. ``"<window step>.late_records"``
+        (summed over processors unless ``processor`` names one)."""
+        out: dict[str, int] = {}
+        seen: set[int] = set()
+        for rs in self._readers.values():
+            for p, task, _ in rs:
+                if id(task) in seen or (processor is not None and p.name != processor):
+                    continue
+                seen.add(id(task))
+                for name, n in task.context.metrics.items():
+                    out[name] = out.get(name, 0) + n
+        return out
+
     # -- internals ----------------------------------------------------------------------
+    def _wall_clock(self) -> int:
+        return self.wall_clock_ms
+
     def _next_offset(self, topic: str) -> int:
         off = self._offsets.get(topic, 0)
         self._offsets[topic] = off + 1

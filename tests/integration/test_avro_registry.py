@@ -28,7 +28,7 @@ from streamflow.kafka.registry import (
 )
 from streamflow.serde import compat
 from streamflow.serde.avro import Avro
-from streamflow.serde.base import SerdeContext, SerdeError
+from streamflow.serde.base import SerdeContext, SerdeError, SerdeUnavailable
 
 pytestmark = pytest.mark.integration
 
@@ -195,10 +195,11 @@ def test_unreachable_registry_fails_clearly_after_short_retries() -> None:
                                                     max_backoff_s=0.5))
     ctx = SerdeContext(registry_factory=lambda: client, schemas_dir=SCHEMAS)
     start = time.monotonic()
-    with pytest.raises(RegistryUnavailable) as e:
+    with pytest.raises(SerdeUnavailable) as e:
         Avro("payment").serializer("payments", False, ctx)
     elapsed = time.monotonic() - start
     assert elapsed < 5, elapsed
     msg = str(e.value)
     assert "http://127.0.0.1:1" in msg and "after 4 attempt(s)" in msg
     assert "reachable" in msg
+    assert isinstance(e.value.__cause__, RegistryUnavailable)

@@ -25,7 +25,7 @@ from streamflow.kafka.registry import (
     make_registry_client,
 )
 from streamflow.serde.avro import MAX_NESTING, Avro
-from streamflow.serde.base import Serde, SerdeContext, SerdeError
+from streamflow.serde.base import Serde, SerdeContext, SerdeError, SerdeUnavailable
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "schemas"
@@ -493,8 +493,14 @@ def test_registry_outage_while_decoding_is_not_a_serde_error(framed: bytes) -> N
     client = RegistryClient(_Down(), url="http://r:1", retry=RetryPolicy(attempts=2),
                             sleep=lambda s: None)
     down_ctx = SerdeContext(registry_factory=lambda: client, schemas_dir=SCHEMAS)
-    with pytest.raises(RegistryUnavailable):
+    with pytest.raises(SerdeUnavailable) as e:
         Avro("payment").deserializer("payments", False, down_ctx)(framed)
+    assert not isinstance(e.value, SerdeError)
+    assert isinstance(e.value.__cause__, RegistryUnavailable)
+    assert e.value.url == "http://r:1" and "http://r:1 is unavailable" in str(e.value)
+    assert "topic 'payments'" in str(e.value)
+    with pytest.raises(SerdeUnavailable):  # producing side: looking the schema up
+        Avro("payment").serializer("payments", False, down_ctx)
 
 
 def test_make_registry_client_reads_settings() -> None:

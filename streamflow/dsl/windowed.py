@@ -1,0 +1,155 @@
+"""Windowed streams and tables: ``GroupedStream.window(spec)`` and what follows it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from streamflow.dsl.nodes import Sink, WindowAggregate, WindowEmit
+from streamflow.dsl.topology import Topic, TopologyError
+from streamflow.serde.windowed import WindowValueSerde
+from streamflow.windows import Hopping, Session, Sliding, Tumbling, WindowSpec
+
+if TYPE_CHECKING:
+    from streamflow.dsl.stream import Stream
+    from streamflow.dsl.topology import Processor
+
+_SPECS = (Tumbling, Hopping, Sliding, Session)
+
+
+class WindowedStream:
+    """A grouped stream cut into event-time windows; aggregate it with ``count``,
+    ``reduce`` or ``aggregate`` into a ``WindowedTable``::
+
+        grouped.window(sf.Tumbling(sf.minutes(1))).count().final().to(per_minute)
+
+    See ``streamflow.windows`` for time, lateness and closing rules.
+    """
+
+    def __init__(self, processor: Processor, node: str, spec: WindowSpec, *,
+                 timestamp: Callable[[Any], int] | None, late_topic: str | None) -> None:
+        self._processor = processor
+        self._node = node
+        self.spec = spec
+        self._timestamp = timestamp
+        self._late_topic = late_topic
+
+    def _aggregate(self, op: str, initializer: Callable[[], Any] | None,
+                   adder: Callable[[Any, Any], Any], merger: Callable[[Any, Any], Any] | None,
+                   name: str | None, value_serde: Any) -> WindowedTable:
+        if not callable(adder):
+            raise TopologyError(f"window {op}() needs a function, got {type(adder).__name__}")
+        if isinstance(self.spec, Session) and merger is None:
+            raise TopologyError(
+                "session windows merge when a record bridges two sessions: give "
+                "aggregate(initializer, adder, merger=lambda agg1, agg2: ...) a merger that "
+                "combines two aggregates"
+            )
+        p = self._processor
+        step = p.node_name(f"window-{op}", name)
+        store = p.add_store(step, value_serde=WindowValueSerde(value_serde))
+        late_sink = None
+        if self._late_topic is not None:
+            late_sink = f"{step}.late"
+        p.add(WindowAggregate(step, (self._node,), self.spec, store, initializer, adder, merger,
+                              op, self._timestamp, late_sink))
+        if late_sink is not None:
+            p.add(Sink(late_sink, (step,), self._late_topic, None))
+        return WindowedTable(p, step, self.spec)
+
+    def count(self, *, name: str | None = None) -> WindowedTable:
+        """Count the records of each key in each window."""
+        return self._aggregate("count", _zero, _count, _add, name, None)
+
+    def reduce(self, fn: Callable[[Any, Any], Any], *, name: str | None = None,
+               value_serde: Any = None) -> WindowedTable:
+        """Combine the values of each key and window with ``fn(aggregate, value)``; the
+        first value is the first aggregate. Sessions merge with ``fn`` too."""
+        return self._aggregate("reduce", None, fn, fn, name, value_serde)
+
+    def aggregate(self, initializer: Callable[[], Any], adder: Callable[[Any, Any], Any], *,
+                  merger: Callable[[Any, Any], Any] | None = None, name: str | None = None,
+                  value_serde: Any = None) -> WindowedTable:
+        """Fold each key's values per window: ``initializer()``, then
+        ``adder(aggregate, value)``. Session windows also need ``merger(agg1, agg2)``
+        (ignored by other windows). ``value_serde`` stores the aggregates (JSON by default).
+
+        Keep ``adder`` free of side effects on its input where it can be: sliding windows
+        start new windows from a (deep) copy of an existing window's aggregate."""
+        if not callable(initializer):
+            raise TopologyError("window aggregate() needs an initializer function, e.g. dict")
+        if merger is not None and not callable(merger):
+            raise TopologyError("window aggregate() merger must be a function (agg1, agg2)")
+        return self._aggregate("aggregate", initializer, adder, merger, name, value_serde)
+
+    def __repr__(self) -> str:
+        return f"WindowedStream({self._processor.name}/{self._node}, {self.spec.describe()})"
+
+
+class WindowedTable:
+    """The per-window aggregates of a ``WindowedStream``. Turn it into a stream keyed by
+    ``Windowed(key, start, end)`` with ``final()`` (each window once, when it closes) or
+    ``updates()`` (every change)."""
+
+    def __init__(self, processor: Processor, node: str, spec: WindowSpec) -> None:
+        self._processor = processor
+        self._node = node
+        self.spec = spec
+
+    @property
+    def store(self) -> str:
+        """The window store's name (``TopologyTestDriver.store(name)`` shows it)."""
+        node = self._processor.nodes[self._node]
+        assert isinstance(node, WindowAggregate)
+        return node.store
+
+    def _emit(self, mode: str, name: str | None) -> Stream:
+        from streamflow.dsl.stream import Stream
+
+        p = self._processor
+        node = p.add(WindowEmit(p.node_name(mode, name), (self._node,), mode))
+        return Stream(p, node.name)
+
+    def final(self, *, name: str | None = None) -> Stream:
+        """One record per window, emitted when it closes (stream time passes its end plus
+        grace, or ``close_after_idle`` elapses): the window's final aggregate."""
+        return self._emit("final", name)
+
+    def updates(self, *, name: str | None = None) -> Stream:
+        """One record per change of an open window (a merged-away session emits ``None``)."""
+        return self._emit("updates", name)
+
+    def to_stream(self, *, name: str | None = None) -> Stream:
+        """Same as ``updates()``."""
+        return self._emit("updates", name)
+
+    def __repr__(self) -> str:
+        return f"WindowedTable({self._processor.name}/{self._node}, {self.spec.describe()})"
+
+
+def window(processor: Processor, node: str, spec: Any, timestamp: Any,
+           late_topic: Topic | str | None) -> WindowedStream:
+    """Validate ``GroupedStream.window`` arguments and make the ``WindowedStream``."""
+    if not isinstance(spec, _SPECS):
+        raise TopologyError(
+            f"window() needs a window spec (sf.Tumbling, sf.Hopping, sf.Sliding or "
+            f"sf.Session), got {type(spec).__name__}"
+        )
+    if timestamp is not None and not callable(timestamp):
+        raise TopologyError("window(timestamp=...) must be a function value -> milliseconds")
+    late = None
+    if late_topic is not None:
+        late = processor.topology.resolve_topic(late_topic).name
+    return WindowedStream(processor, node, spec, timestamp=timestamp, late_topic=late)
+
+
+def _zero() -> int:
+    return 0
+
+
+def _count(aggregate: int, _value: Any) -> int:
+    return aggregate + 1
+
+
+def _add(a: int, b: int) -> int:
+    return a + b
