@@ -1,35 +1,27 @@
-"""Payments: score card payments into fraud-alert candidates, with Avro contracts.
+"""Payments: detect suspicious card activity per minute, with Avro contracts.
 
     payments (external; Avro com.example.Payment, key = card id)
-        -> [score] -> fraud-alerts (Avro com.example.FraudAlert, key = card id)
+    cards    (external; compacted JSON card profiles, key = card id)
+        -> [detect]  positive payments, per card, in 1-minute tumbling windows (event time
+                     from the payment's ``ts``), final results only, rated LOW / MEDIUM /
+                     HIGH                                   -> fraud-alerts (Avro FraudAlert)
+        -> [flag]    every payment joined with its card's profile; payments of blocked cards
+                     and payments abroad                    -> payments.flagged (JSON)
 
 The contracts are ``schemas/payment.avsc`` and ``schemas/fraud_alert.avsc``, held in the
-schema registry under ``payments-value`` and ``fraud-alerts-value``. ``score`` keeps
-payments with a positive amount and turns each into a fraud-alert *candidate*: a summary of
-the card's activity over a "window" of that one payment, rated LOW / MEDIUM / HIGH by
-:func:`severity`. Records that cannot be decoded go to ``payments.score.dlq`` with their
-original bytes; a registry outage stops the worker instead (nothing is skipped).
-
-The building blocks are the pieces of a windowed detector, so per-card windows slot in
-without changing them::
-
-    (detect.stream(payments)
-        .filter(is_positive)
-        .group_by(lambda p: p["card_id"])
-        .window(sf.Tumbling(minutes=1, grace=sf.seconds(10)))
-        .aggregate(new_summary, add_payment)
-        .final()
-        .filter(is_suspicious)
-        .map(...to_alert(card_id, summary, window start, window end)...)
-        .to(alerts))
+schema registry under ``payments-value`` and ``fraud-alerts-value``. ``detect`` runs
+exactly-once: an alert is written once per card and minute, even across crashes. Records
+that cannot be decoded go to ``payments.detect.dlq`` with their original bytes; a registry
+outage stops the worker instead (nothing is skipped).
 
 Run: ``streamflow run topologies.payments``; contracts: ``streamflow schemas check
-topologies.payments`` (``schemas register`` registers ``fraud-alerts-value``).
+topologies.payments``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +38,12 @@ payments = topology.topic(
 alerts = topology.topic(
     "fraud-alerts", key=sf.String(), value=sf.Avro(SCHEMAS / "fraud_alert.avsc"), partitions=3,
 )
+cards = topology.topic("cards", key=sf.String(), value=sf.Json(), partitions=3,
+                       config={"cleanup.policy": "compact"}, external=True)
+flagged = topology.topic("payments.flagged", key=sf.String(), value=sf.Json(), partitions=3)
+
+#: wall-clock idleness after which a quiet partition closes its windows
+IDLE_MS = int(os.environ.get("PAYMENTS_IDLE_MS", sf.seconds(30)))
 
 #: totals (in major currency units) from which a card's activity is rated
 MEDIUM_TOTAL = 1_000.0
@@ -117,16 +115,54 @@ def to_alert(
     }
 
 
-def candidate(payment: dict[str, Any]) -> dict[str, Any]:
-    """The alert candidate for one payment: a window holding just that payment."""
-    summary = add_payment(new_summary(), payment)
-    return to_alert(payment["card_id"], summary, payment["ts"], payment["ts"])
+def event_time(payment: dict[str, Any]) -> int:
+    """The payment's own timestamp in epoch milliseconds."""
+    ts = payment["ts"]
+    return int(ts.timestamp() * 1000) if isinstance(ts, dt.datetime) else int(ts)
 
 
-score = topology.processor("score", on_error="dead_letter")
+def window_alert(record: sf.Record) -> sf.Record:
+    """A closed window's summary as a ``FraudAlert`` keyed by the card id."""
+    w = record.key
+    start = dt.datetime.fromtimestamp(w.start / 1000, dt.UTC)
+    end = dt.datetime.fromtimestamp(w.end / 1000, dt.UTC)
+    return record.with_key(w.key).with_value(to_alert(w.key, record.value, start, end))
+
+
+def flag(payment: dict[str, Any], card: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Why a payment deserves a look given its card's profile (None when it does not)."""
+    reasons = []
+    if card is None:
+        reasons.append("unknown card")
+    else:
+        if card.get("blocked"):
+            reasons.append("card blocked")
+        if card.get("currency") and card["currency"] != payment["currency"]:
+            reasons.append(f"paid in {payment['currency']}, card in {card['currency']}")
+    if not reasons:
+        return None
+    return {"payment_id": payment["id"], "card_id": payment["card_id"],
+            "amount": payment["amount"], "ts": event_time(payment), "reasons": reasons}
+
+
+detect = topology.processor("detect", guarantee="exactly_once", on_error="dead_letter")
 (
-    score.stream(payments)
+    detect.stream(payments)
     .filter(is_positive, name="positive")
-    .map(candidate, name="candidate")
+    .group_by_key(name="by-card")
+    .window(sf.Tumbling(sf.minutes(1), grace=sf.seconds(10), close_after_idle=IDLE_MS),
+            timestamp=event_time)
+    .aggregate(new_summary, add_payment, name="per-minute")
+    .final(name="closed")
+    .filter(is_suspicious, name="suspicious")
+    .map_record(window_alert, name="to-alert")
     .to(alerts)
+)
+
+check = topology.processor("flag", on_error="dead_letter")
+(
+    check.stream(payments)
+    .left_join(topology.table(cards), flag, name="with-card")
+    .filter(lambda f: f is not None, name="flagged-only")
+    .to(flagged)
 )
