@@ -75,13 +75,26 @@ def _ident(kind: str, name: str) -> str:
     return f"{kind}_" + "".join(safe)
 
 
+def _drawn_topics(topology: Topology) -> list[Topic]:
+    """Topics that are edges of the DAG (changelogs are drawn as their processor's stores)."""
+    linked = {t for a, b, kind in _edges(topology) for t in ((a,) if kind == "reads" else (b,))}
+    return [t for t in topology.topics.values() if t.name in linked or not t.internal]
+
+
+def _processor_lines(p: Processor) -> list[str]:
+    lines = [p.name, p.guarantee]
+    if p.stores:
+        lines.append("stores: " + ", ".join(p.stores))
+    return lines
+
+
 def describe_mermaid(topology: Topology) -> str:
-    """A Mermaid flowchart: topics as stadiums, processors as boxes."""
+    """A Mermaid flowchart: topics as stadiums, processors as boxes (with their stores)."""
     out = ["flowchart LR"]
-    for t in topology.topics.values():
+    for t in _drawn_topics(topology):
         out.append(f'  {_ident("t", t.name)}(["{t.name}"])')
     for p in topology.processors.values():
-        out.append(f'  {_ident("p", p.name)}["{p.name}<br/>{p.guarantee}"]')
+        out.append(f'  {_ident("p", p.name)}["{"<br/>".join(_processor_lines(p))}"]')
     for a, b, kind in _edges(topology):
         src = _ident("t" if kind == "reads" else "p", a)
         dst = _ident("p" if kind == "reads" else "t", b)
@@ -92,12 +105,13 @@ def describe_mermaid(topology: Topology) -> str:
 def describe_dot(topology: Topology) -> str:
     """A Graphviz DOT digraph: topics as ellipses, processors as boxes."""
     out = [f'digraph "{topology.name}" {{', "  rankdir=LR;"]
-    for t in topology.topics.values():
+    for t in _drawn_topics(topology):
         style = ", style=dashed" if t.internal else ""
         out.append(f'  "{_ident("t", t.name)}" [label="{t.name}", shape=ellipse{style}];')
     for p in topology.processors.values():
+        label = "\\n".join(_processor_lines(p))
         out.append(
-            f'  "{_ident("p", p.name)}" [label="{p.name}\\n{p.guarantee}", shape=box, '
+            f'  "{_ident("p", p.name)}" [label="{label}", shape=box, '
             'style="rounded,filled", fillcolor="#dbe9ff"];'
         )
     for a, b, kind in _edges(topology):
