@@ -9,11 +9,11 @@ changelog produce is a no-op). Outputs go to a no-op emit after serialization.
     .venv/bin/python bench/windows_micro.py                # all scenarios
     .venv/bin/python bench/windows_micro.py --records 200000 --only tumbling,hopping
 
-Scenarios (10k keys, event time advancing ~1 ms per record, 5 % of records out of order by up
-to 2 s, grace 5 s): ``baseline`` (the same pipeline with a plain ``count()``, no window),
-``tumbling`` (1 min), ``hopping`` (10 min advancing 1 min: 10 windows per record),
-``sliding`` (1 min), ``session`` (gap 30 s), each with ``final()``; ``tumbling-updates``
-emits every change.
+Scenarios (10k keys, event time advancing ~1 ms per record (``--ms-per-record``), 5 % of
+records out of order by up to 2 s, grace 5 s): ``baseline`` (the same pipeline with a plain
+``count()``, no window), ``tumbling`` (1 min), ``hopping`` (10 min advancing 1 min: 10
+windows per record), ``sliding`` (1 min), ``session`` (gap 30 s), each with ``final()``;
+``tumbling-updates`` emits every change.
 """
 
 from __future__ import annotations
@@ -51,12 +51,13 @@ SCENARIOS: dict[str, tuple[Build, str]] = {
 }
 
 
-def make_records(n: int, keys: int, seed: int = 42) -> list[tuple[bytes, bytes, int]]:
+def make_records(n: int, keys: int, seed: int = 42, ms_per_record: int = 1
+                 ) -> list[tuple[bytes, bytes, int]]:
     rng = random.Random(seed)
     out = []
     t = 1_700_000_000_000
     for i in range(n):
-        t += rng.randint(0, 2)
+        t += rng.randint(0, 2 * ms_per_record)
         ts = t - rng.randint(0, 2000) if rng.random() < 0.05 else t
         user = f"u{rng.randrange(keys)}"
         out.append((user.encode(), orjson.dumps({"user": user, "amount": i % 100, "n": i}), ts))
@@ -114,9 +115,13 @@ def main() -> None:
                     help="records between store flushes (a commit interval)")
     ap.add_argument("--only", default=",".join(SCENARIOS))
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--ms-per-record", type=int, default=1,
+                    help="average event-time step between records (60: sparse, as a catch-up "
+                         "over an hour of 60k records)")
     args = ap.parse_args()
-    records = make_records(args.records, args.keys)
-    print(f"{args.records:,} records, {args.keys:,} keys, flush every {args.commit_every:,}")
+    records = make_records(args.records, args.keys, ms_per_record=args.ms_per_record)
+    print(f"{args.records:,} records, {args.keys:,} keys, ~{args.ms_per_record} ms of event "
+          f"time per record, flush every {args.commit_every:,}")
     for name in args.only.split(","):
         best = max(run(name, records, args.commit_every) for _ in range(args.runs))
         if args.runs > 1:

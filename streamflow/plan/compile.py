@@ -244,15 +244,71 @@ class _Compiler:
 
         return route
 
+    def _fused_entry(self, source: Source, name: str, kd: Any, vd: Any) -> Entry | None:
+        """The hot path of the common case, as one function: deserialize, a straight run of
+        map / filter / key_by steps, then serialize and emit (or hand over to the next
+        step). The same semantics as the chained closures (each user function's errors are
+        wrapped with its step name), one Python frame instead of one per step."""
+        chain: list[Apply] = []
+        node: Node = source
+        while len(self.children[node.name]) == 1:
+            child = self.children[node.name][0]
+            if not (isinstance(child, Apply) and child.op in _FUSABLE):
+                break
+            chain.append(child)
+            node = child
+        if not chain:
+            return None
+        tail = self.children[node.name]
+        sink = tail[0] if len(tail) == 1 else None
+        ns: dict[str, Any] = {"StepError": StepError, "SerdeUnavailable": SerdeUnavailable,
+                              "kd": kd, "vd": vd, "n_src": name}
+        body = [
+            "def entry(kb, vb, ts, h):",
+            "    try:",
+            "        k = kd(kb)",
+            "        v = vd(vb)",
+            "    except SerdeUnavailable:",
+            "        raise",
+            "    except Exception as e:",
+            "        raise StepError(n_src, e) from e",
+        ]
+        for i, step in enumerate(chain):
+            ns[f"f{i}"] = step.fn
+            ns[f"n{i}"] = step.name
+            call = {"map": f"v = f{i}(v)", "filter": f"keep = f{i}(v)",
+                    "key_by": f"k = f{i}(v)"}[step.op]
+            body += ["    try:", f"        {call}", "    except Exception as e:",
+                     f"        raise StepError(n{i}, e) from e"]
+            if step.op == "filter":
+                body.append("    if not keep:\n        return")
+        if isinstance(sink, Sink) and sink.topic is not None and not self.children[sink.name]:
+            ns["ks"], ns["vs"] = self.serializers_for(sink.topic)
+            ns.update(emit=self.ctx.emit, topic=sink.topic, n_sink=sink.name)
+            self.done[sink.name] = self._build(sink)  # describe/other paths still see it
+            body += ["    try:", "        kb = ks(k)", "        vb = vs(v)",
+                     "    except SerdeUnavailable:", "        raise",
+                     "    except Exception as e:", "        raise StepError(n_sink, e) from e",
+                     "    emit(topic, kb, vb, ts, h)"]
+        else:
+            ns["nxt"] = self.downstream(node)
+            body.append("    nxt(k, v, ts, h)")
+        exec(compile("\n".join(body), f"<streamflow fused {source.name}>", "exec"), ns)
+        return ns["entry"]  # type: ignore[no-any-return]
+
     def entry(self, source: Source | TableSource, topic: str) -> Entry:
         t = self.topology.resolve_topic(topic)
         sc = self.ctx.serde_ctx
         kd = t.key.deserializer(topic, True, sc)
         vd = t.value.deserializer(topic, False, sc)
+        name = f"{source.name}:deserialize"
+        if isinstance(source, Source):
+            fused = self._fused_entry(source, name, kd, vd)
+            if fused is not None:
+                return fused
         nxt = self.downstream(source)
         if isinstance(source, TableSource):
             nxt = _materialize(self.ctx.store(source.store), nxt)
-        name = f"{source.name}:deserialize"
 
         def entry(kb: bytes | None, vb: bytes | None, ts: int, h: Headers | None) -> None:
             try:
@@ -352,6 +408,8 @@ def _peek(name: str, fn: Any, nxt: Step, ctx: TaskContext) -> Step:
 
     return peek
 
+
+_FUSABLE = frozenset({"map", "filter", "key_by"})
 
 _APPLY: dict[str, Callable[[str, Any, Step, TaskContext], Step]] = {
     "map": _map,

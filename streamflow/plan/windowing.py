@@ -167,7 +167,10 @@ def _with_idle_close(env: _Env, step: Step, close_all: Callable[[], bool], idle:
 # -- tumbling and hopping ----------------------------------------------------------------
 class _Key:
     """One key's open windows: cells ``[aggregate, max_ts, generation, Windowed or None]`` by
-    start (the ``Windowed`` key is kept only when updates are emitted)."""
+    start. ``generation`` is the store generation of the cell's last put, or ``-g - 1`` when
+    the window was opened in generation ``g`` (then, closed before the next flush, it is
+    dropped from the write-back cache instead of deleted: it never reaches the changelog).
+    The ``Windowed`` key is kept only when updates are emitted."""
 
     __slots__ = ("key", "prefix", "wins")
 
@@ -187,6 +190,7 @@ def _time_windows(env: _Env, size: int, adv: int, grace: int
                   ) -> tuple[Step, Callable[[], bool]]:
     store = env.store
     put = env.put
+    drop_unflushed = store.drop_unflushed
     first = env.first
     adder = env.adder
     emit_final = env.emit_final
@@ -218,7 +222,7 @@ def _time_windows(env: _Env, size: int, adv: int, grace: int
         kc = keys.get(dk)
         if kc is None:
             kc = keys[dk] = _Key(key, prefix)
-        kc.wins[start] = [cell[0], cell[1], -1, None]
+        kc.wins[start] = [cell[0], cell[1], None, None]  # stored: never "fresh"
         track(start + size + grace, (dk, start))
 
     def close_due(now: int) -> None:
@@ -226,10 +230,14 @@ def _time_windows(env: _Env, size: int, adv: int, grace: int
             due = buckets.pop(heapq.heappop(closes))
             if len(due) > 1:  # in store-key order: the same after a restart
                 due.sort(key=lambda e: keys[e[0]].prefix)
+            fresh = -store.generation - 1
             for dk, start in due:
                 kc = keys[dk]
                 cell = kc.wins.pop(start)
-                put(kc.prefix + pack_start(start), None)
+                if cell[2] == fresh:  # opened since the last flush: never stored
+                    drop_unflushed(kc.prefix + pack_start(start))
+                else:
+                    put(kc.prefix + pack_start(start), None)
                 if not kc.wins:
                     del keys[dk]
                 if emit_final is not None:
@@ -260,7 +268,7 @@ def _time_windows(env: _Env, size: int, adv: int, grace: int
             return
         try:
             if extractor is not None:
-                ts = extractor(v)
+                ts = int(extractor(v))
             if ts > stream_time:
                 set_time(ts)
                 if closes and closes[0] <= ts:
@@ -278,7 +286,7 @@ def _time_windows(env: _Env, size: int, adv: int, grace: int
             if tumbling:
                 cell = wins.get(last)
                 if cell is None:
-                    wins[last] = cell = [first(v), ts, gen, None]
+                    wins[last] = cell = [first(v), ts, -gen - 1, None]
                     put(kc.prefix + pack_start(last), cell)
                     track(last + size + grace, (k if type(k) is str else encode_key(k), last))
                 else:
@@ -288,7 +296,7 @@ def _time_windows(env: _Env, size: int, adv: int, grace: int
                         cell[0] = adder(cell[0], v)
                     if ts > cell[1]:
                         cell[1] = ts
-                    if cell[2] != gen:
+                    if cell[2] != gen and cell[2] != -gen - 1:
                         cell[2] = gen
                         put(kc.prefix + pack_start(last), cell)
                 if emit_update is not None:
@@ -302,7 +310,7 @@ def _time_windows(env: _Env, size: int, adv: int, grace: int
             while s <= last:
                 cell = wins.get(s)
                 if cell is None:
-                    wins[s] = cell = [first(v), ts, gen, None]
+                    wins[s] = cell = [first(v), ts, -gen - 1, None]
                     put(kc.prefix + pack_start(s), cell)
                     track(s + size + grace, (k if type(k) is str else encode_key(k), s))
                 else:
@@ -312,7 +320,7 @@ def _time_windows(env: _Env, size: int, adv: int, grace: int
                         cell[0] = adder(cell[0], v)
                     if ts > cell[1]:
                         cell[1] = ts
-                    if cell[2] != gen:
+                    if cell[2] != gen and cell[2] != -gen - 1:
                         cell[2] = gen
                         put(kc.prefix + pack_start(s), cell)
                 if emit_update is not None:
@@ -452,7 +460,7 @@ def _sliding(env: _Env, size: int, grace: int) -> tuple[Step, Callable[[], bool]
             return
         try:
             if extractor is not None:
-                ts = extractor(v)
+                ts = int(extractor(v))
             if ts > stream_time:
                 set_time(ts)
                 if (closing and closing[0][0] <= ts) or (expiring and expiring[0][0] <= ts):
@@ -612,7 +620,7 @@ def _sessions(env: _Env, gap: int, grace: int) -> tuple[Step, Callable[[], bool]
             return
         try:
             if extractor is not None:
-                ts = extractor(v)
+                ts = int(extractor(v))
             if ts > stream_time:
                 set_time(ts)
                 if closing and closing[0][0] <= ts:

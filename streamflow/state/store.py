@@ -106,6 +106,12 @@ class TaskStore:
         """Like ``put`` with an already-encoded key."""
         self._dirty[kb] = value
 
+    def drop_unflushed(self, kb: bytes) -> None:
+        """Forget the unflushed changes of a key that did not exist before them (e.g. a
+        window opened and closed between two commits): neither the changelog nor the
+        backend hears of it. Only for keys never flushed, or they would reappear."""
+        self._dirty.pop(kb, None)
+
     def scan_raw(self, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[bytes, Any]]:
         """Decoded values of keys in ``[lo, hi)``, merging unflushed changes over the backend."""
         merged: dict[bytes, Any] = {kb: self._loads(raw) for kb, raw in self.backend.scan(lo, hi)}

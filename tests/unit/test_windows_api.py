@@ -154,3 +154,10 @@ def test_describe_renders_the_window_steps() -> None:
     assert "updates-1: updates" in text
     assert "out: key=TimeWindowed(String, size=60000ms), value=Long" in text
     assert "dsl-p-window-count-1-changelog (internal)" in text
+
+
+def test_windowed_keys_are_json_objects_under_the_json_serde() -> None:
+    from streamflow.serde import SerdeContext
+
+    ser = sf.Json().serializer("t", True, SerdeContext())
+    assert ser(sf.Windowed("a", 0, 10)) == b'{"key":"a","start":0,"end":10}'
