@@ -212,21 +212,31 @@ class Worker:
             self._forget(pairs)
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        """Partitions taken away without a revocation (this worker missed its session
+        timeout): another worker owns them now, so nothing of them may be committed or
+        checkpointed here."""
         pairs = client.tp_pairs(partitions)
         log.warning("lost %s (not committing)", _fmt(pairs))
-        self._forget(pairs)
+        aborted = False
+        if self.eos and self._txn.open:
+            # the open transaction holds outputs of the lost partitions too: abort it
+            self.producer = self._txn.recover(client.TxnError("partitions lost", True))
+            aborted = True
+        self._forget(pairs, checkpoint=False)
+        if aborted:
+            self._rewind()  # the partitions still owned go back to their committed offsets
 
-    def _forget(self, pairs: list[tuple[str, int]]) -> None:
+    def _forget(self, pairs: list[tuple[str, int]], *, checkpoint: bool = True) -> None:
         for tp in pairs:
             self._routes.pop(tp, None)
         live = {p for _, p in self._routes}
         for part in list(self._tasks):
             if part not in live:
-                self._close_task(self._tasks.pop(part))
+                self._close_task(self._tasks.pop(part), checkpoint=checkpoint)
         self.assigned = sorted(self._routes)
 
-    def _close_task(self, task: _Task) -> None:
-        if task.state.stores and not self._failed and self.consumer is not None:
+    def _close_task(self, task: _Task, *, checkpoint: bool = True) -> None:
+        if checkpoint and task.state.stores and not self._failed and self.consumer is not None:
             self._checkpoint(task)
         task.state.close()
 
