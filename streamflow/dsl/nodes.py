@@ -108,6 +108,7 @@ class StoreSpec:
     value_serde: Any = None  # a Serde; None = JSON
     backend: str | None = None  # None = the processor's default
     kind: str = "kv"
+    ttl_ms: int | None = None  # entries expire this long (event time) after their last write
 
 
 @dataclass(frozen=True)

@@ -24,27 +24,28 @@ class GroupedStream:
 
     def _aggregate(self, op: str, initializer: Callable[[], Any] | None,
                    adder: Callable[[Any, Any], Any], name: str | None,
-                   value_serde: Any) -> Table:
+                   value_serde: Any, ttl: Any = None) -> Table:
         p = self._processor
         step = p.node_name(op, name)
-        store = p.add_store(step, value_serde=value_serde)
+        store = p.add_store(step, value_serde=value_serde, ttl=ttl)
         p.add(Aggregate(step, (self._node,), store, initializer, adder, op))
         return Table(p, step, store)
 
-    def count(self, *, name: str | None = None) -> Table:
-        """Count records per key."""
-        return self._aggregate("count", lambda: 0, _count, name, None)
+    def count(self, *, name: str | None = None, ttl: Any = None) -> Table:
+        """Count records per key (``ttl``: forget keys not seen for that long, see
+        ``Processor.add_store``)."""
+        return self._aggregate("count", lambda: 0, _count, name, None, ttl)
 
     def reduce(self, fn: Callable[[Any, Any], Any], *, name: str | None = None,
-               value_serde: Any = None) -> Table:
+               value_serde: Any = None, ttl: Any = None) -> Table:
         """Combine the values of each key with ``fn(aggregate, value)``; the first value
         of a key is its first aggregate."""
-        return self._aggregate("reduce", None, fn, name, value_serde)
+        return self._aggregate("reduce", None, fn, name, value_serde, ttl)
 
     def aggregate(self, initializer: Callable[[], Any], adder: Callable[[Any, Any], Any], *,
-                  name: str | None = None, value_serde: Any = None) -> Table:
+                  name: str | None = None, value_serde: Any = None, ttl: Any = None) -> Table:
         """Fold the values of each key: ``initializer()`` then ``adder(aggregate, value)``."""
-        return self._aggregate("aggregate", initializer, adder, name, value_serde)
+        return self._aggregate("aggregate", initializer, adder, name, value_serde, ttl)
 
     def window(self, spec: Any, *, timestamp: Callable[[Any], int] | None = None,
                late_topic: Topic | str | None = None) -> WindowedStream:

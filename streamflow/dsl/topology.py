@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from streamflow.serde import Bytes, Serde
@@ -258,8 +259,13 @@ class Processor:
         self.nodes[node.name] = node
         return node
 
-    def add_store(self, name: str, *, value_serde: Serde | None = None) -> str:
-        """Declare a key-value store (changelog ``<topology>-<processor>-<store>-changelog``)."""
+    def add_store(self, name: str, *, value_serde: Serde | None = None,
+                  ttl: int | timedelta | None = None) -> str:
+        """Declare a key-value store (changelog ``<topology>-<processor>-<store>-changelog``).
+
+        ``ttl`` (milliseconds or a timedelta): an entry not written for that long in event
+        time (the store's largest record timestamp) reads as missing and is deleted, so
+        state for keys that went quiet does not grow forever."""
         from streamflow.dsl.nodes import StoreSpec
         from streamflow.serde import Bytes
 
@@ -268,7 +274,12 @@ class Processor:
             raise TopologyError(f"processor {self.name!r} already has a store named {name!r}")
         changelog = f"{self.topology.name}-{self.name}-{name}-changelog"
         self.topology.internal_topic(changelog, Bytes(), Bytes(), {"cleanup.policy": "compact"})
-        self.stores[name] = StoreSpec(name, changelog, value_serde)
+        ttl_ms = None
+        if ttl is not None:
+            ttl_ms = int(ttl.total_seconds() * 1000) if isinstance(ttl, timedelta) else int(ttl)
+            if ttl_ms <= 0:
+                raise TopologyError(f"store {name!r}: ttl must be positive, got {ttl!r}")
+        self.stores[name] = StoreSpec(name, changelog, value_serde, ttl_ms=ttl_ms)
         return name
 
     def repartition(self, node: str, name: str, key: Serde | None, value: Serde | None

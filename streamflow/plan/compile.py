@@ -37,6 +37,7 @@ from streamflow.dsl.nodes import (
 from streamflow.record import Headers, Record
 from streamflow.serde import SerdeContext, SerdeUnavailable
 from streamflow.state.keys import encode_key
+from streamflow.state.store import TtlStore
 
 if TYPE_CHECKING:
     from streamflow.dsl.topology import Processor
@@ -168,13 +169,15 @@ class _Compiler:
         if isinstance(node, Sink):
             return self._sink(node)
         if isinstance(node, Aggregate):
-            return _aggregate(node, self.ctx.store(node.store), self.downstream(node))
+            store = self.ctx.store(node.store)
+            return _observing([store], _aggregate(node, store, self.downstream(node)))
         if isinstance(node, TableOp):
             return _table_op(node, self.downstream(node))
         if isinstance(node, Join):
             return _join(node, self.ctx.store(node.store), self.downstream(node))
         if isinstance(node, Process):
-            return _process(node, self.ctx, self.downstream(node))
+            return _observing([self.ctx.store(n) for n in node.stores],
+                              _process(node, self.ctx, self.downstream(node)))
         if isinstance(node, (WindowAggregate, WindowEmit)):
             from streamflow.plan.windowing import build_window
 
@@ -308,7 +311,8 @@ class _Compiler:
                 return fused
         nxt = self.downstream(source)
         if isinstance(source, TableSource):
-            nxt = _materialize(self.ctx.store(source.store), nxt)
+            store = self.ctx.store(source.store)
+            nxt = _observing([store], _materialize(store, nxt))
 
         def entry(kb: bytes | None, vb: bytes | None, ts: int, h: Headers | None) -> None:
             try:
@@ -459,6 +463,21 @@ def _aggregate(node: Aggregate, store: Any, nxt: Step) -> Step:
         nxt(k, new, ts, h)
 
     return aggregate
+
+
+def _observing(stores: list[Any], step: Step) -> Step:
+    """``step``, telling the TTL stores among ``stores`` each record's event time first (no
+    wrapper at all when none has a TTL)."""
+    observers = tuple(s.observe for s in stores if isinstance(s, TtlStore))
+    if not observers:
+        return step
+
+    def observed(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        for observe in observers:
+            observe(ts)
+        step(k, v, ts, h)
+
+    return observed
 
 
 def _materialize(store: Any, nxt: Step) -> Step:

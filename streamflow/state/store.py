@@ -165,3 +165,70 @@ class TaskStore:
     def close(self) -> None:
         """Close the backend (unflushed changes are lost; flush and commit first)."""
         self.backend.close()
+
+
+class TtlStore(TaskStore):
+    """A key-value store whose entries expire ``ttl_ms`` of event time after their last
+    write. Event time is the largest record timestamp the store has seen (``observe``);
+    expired entries read as missing, are deleted when read, and are swept (deleted, with a
+    changelog tombstone) once per ``ttl_ms`` of event time at commit.
+
+    Values are kept as ``(written_at, value)``; on disk and in the changelog the value bytes
+    are prefixed with the 8-byte timestamp.
+    """
+
+    def __init__(self, name: str, backend: Backend, dumps: Callable[[Any], bytes],
+                 loads: Callable[[bytes], Any], ttl_ms: int, **kw: Any) -> None:
+        def dumps_pair(pair: tuple[int, Any]) -> bytes:
+            return pair[0].to_bytes(8, "big", signed=True) + dumps(pair[1])
+
+        def loads_pair(data: bytes) -> tuple[int, Any]:
+            return int.from_bytes(data[:8], "big", signed=True), loads(data[8:])
+
+        super().__init__(name, backend, dumps_pair, loads_pair, **kw)
+        self.ttl_ms = ttl_ms
+        self.stream_time = -(2**63)
+        self.current_ts: int | None = None
+        self._swept_at = -(2**63)
+
+    def observe(self, ts: int) -> None:
+        """The record being processed has event time ``ts`` (writes are stamped with it)."""
+        self.current_ts = ts
+        if ts > self.stream_time:
+            self.stream_time = ts
+
+    def _expired(self, written_at: int) -> bool:
+        return self.stream_time - written_at > self.ttl_ms
+
+    def get_raw_key(self, kb: bytes, default: Any = None) -> Any:
+        """The live value of ``kb`` (expired entries are deleted and read as missing)."""
+        pair = super().get_raw_key(kb, None)
+        if pair is None:
+            return default
+        if self._expired(pair[0]):
+            super().put_raw_key(kb, None)
+            return default
+        return pair[1]
+
+    def put_raw_key(self, kb: bytes, value: Any) -> None:
+        """Store ``value`` stamped with the current record's event time."""
+        if value is None:
+            super().put_raw_key(kb, None)
+            return
+        ts = self.current_ts if self.current_ts is not None else max(self.stream_time, 0)
+        super().put_raw_key(kb, (ts, value))
+
+    def scan_raw(self, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[bytes, Any]]:
+        """Live entries in ``[lo, hi)``."""
+        for kb, pair in super().scan_raw(lo, hi):
+            if not self._expired(pair[0]):
+                yield kb, pair[1]
+
+    def flush(self) -> Batch:
+        """Sweep expired entries (once per ``ttl_ms`` of event time), then flush."""
+        if self.stream_time - self._swept_at >= self.ttl_ms:
+            self._swept_at = self.stream_time
+            expired = [kb for kb, pair in super().scan_raw(None, None) if self._expired(pair[0])]
+            for kb in expired:
+                super().put_raw_key(kb, None)
+        return super().flush()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from streamflow.serde import Json, SerdeContext
 from streamflow.state.backends import open_backend
-from streamflow.state.store import TaskStore
+from streamflow.state.store import TaskStore, TtlStore
 
 if TYPE_CHECKING:
     from streamflow.dsl.topology import Processor
@@ -62,8 +62,11 @@ class TaskState:
             loads = serde.deserializer(spec.changelog, False, serde_ctx)
             path = store_path(state_dir, processor, name, partition)
             self.paths[name] = path
-            self.stores[name] = TaskStore(name, open_backend(spec.backend or backend, path),
-                                          cast(Dumps, dumps), loads)
+            be = open_backend(spec.backend or backend, path)
+            self.stores[name] = (
+                TaskStore(name, be, cast(Dumps, dumps), loads) if spec.ttl_ms is None
+                else TtlStore(name, be, cast(Dumps, dumps), loads, spec.ttl_ms)
+            )
             self.changelogs[name] = spec.changelog
 
     def flush(self, produce_to: ProduceTo, positions: dict[str, int]) -> int:

@@ -243,3 +243,52 @@ def test_source_positions_header_round_trips() -> None:
     pos = {"orders": 17, "shop-p-g-repartition": 3}
     assert decode_positions(encode_positions(pos)) == pos
     assert decode_positions(None) == {}
+
+
+# -- event-time TTL ---------------------------------------------------------------------
+def test_count_with_ttl_forgets_keys_quiet_for_longer_than_the_ttl(backend: str) -> None:
+    t, p = _clicks()
+    p.stream("clicks").group_by_key().count(name="n", ttl=1000).to_stream().to("out")
+    with _driver(t, backend) as d:
+        d.input("clicks").send({}, key="a", timestamp=0)
+        d.input("clicks").send({}, key="a", timestamp=900)  # within the TTL: 2
+        d.input("clicks").send({}, key="b", timestamp=2500)  # a has been quiet for 1600 ms
+        d.input("clicks").send({}, key="a", timestamp=2600)  # so it starts again
+        assert d.output("out").read_key_values() == [("a", 1), ("a", 2), ("b", 1), ("a", 1)]
+
+
+def test_ttl_sweep_deletes_expired_entries_with_changelog_tombstones(backend: str) -> None:
+    t, p = _clicks()
+    p.stream("clicks").group_by_key().count(name="n", ttl=1000)
+    with _driver(t, backend) as d:
+        d.input("clicks").send({}, key="old", timestamp=0)
+        d.output("shop-p-n-changelog").read_records()
+        d.input("clicks").send({}, key="new", timestamp=5000)  # the commit sweeps "old"
+        changes = dict(d.output("shop-p-n-changelog").read_key_values())
+        assert changes[b"sold"] is None
+        assert [k for k, _ in d.store("n").items()] == ["new"]
+
+
+def test_ttl_entries_keep_their_write_time_through_the_changelog_bytes(tmp_path: Any) -> None:
+    import orjson
+
+    from streamflow.state.store import TtlStore
+
+    s = TtlStore("s", MemoryBackend(), orjson.dumps, orjson.loads, ttl_ms=100)
+    s.observe(50)
+    s.put("k", {"v": 1})
+    (kb, vb), = s.flush()
+    s.write_pending()
+    assert vb is not None and int.from_bytes(vb[:8], "big") == 50 and vb[8:] == b'{"v":1}'
+    restored = TtlStore("s", MemoryBackend(), orjson.dumps, orjson.loads, ttl_ms=100)
+    restored.backend.write([(kb, vb)])
+    restored.observe(140)
+    assert restored.get("k") == {"v": 1}
+    restored.observe(151)
+    assert restored.get("k") is None
+
+
+def test_ttl_must_be_positive() -> None:
+    _t, p = _clicks()
+    with pytest.raises(sf.TopologyError, match="ttl must be positive"):
+        p.add_store("s", ttl=0)
