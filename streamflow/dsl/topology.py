@@ -25,7 +25,7 @@ class TopologyError(ValueError):
 
 
 def _check_name(what: str, name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name) or len(name) > 200:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > 200:
         raise TopologyError(
             f"{what} name {name!r} is not valid: use letters, digits, '.', '_' and '-' only"
         )

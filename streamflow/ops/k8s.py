@@ -351,7 +351,7 @@ def _escape(m: re.Match[str]) -> str:
 
 def _key(k: Any) -> str:
     k = str(k)
-    plain = _PLAIN_KEY.match(k) and k.lower() not in _RESERVED
+    plain = _PLAIN_KEY.fullmatch(k) and k.lower() not in _RESERVED
     return k if plain else _scalar(k)
 
 

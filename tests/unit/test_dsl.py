@@ -337,3 +337,8 @@ def test_driver_refuses_input_to_a_topic_no_driven_processor_reads() -> None:
         sf.TopologyError, match="no driven processor reads topic 'out'"
     ):
         driver.input("out")
+
+
+def test_a_name_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(sf.TopologyError, match="not valid"):
+        sf.Topology("shop").topic("orders\n")
