@@ -15,9 +15,20 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.chaos.harness import app_topics, delete_group, delete_topics
 from tests.integration.kafka_helpers import StreamflowProcess, produce, read_all, write_module
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def app(kafka_bootstrap: str) -> Any:
+    """A unique topology name; its internal topics and consumer groups go afterwards."""
+    name = f"fence-{uuid.uuid4().hex[:8]}"
+    yield name
+    delete_topics(kafka_bootstrap, app_topics(kafka_bootstrap, name, []))
+    for processor in ("copy", "count"):
+        delete_group(kafka_bootstrap, f"{name}.{processor}")
 
 
 # -- a targeted scenario: a cooperative revocation under exactly-once -----------------------
@@ -36,14 +47,14 @@ p.stream(src).map(lambda v: v, name="same").to(out)
 
 
 def test_exactly_once_revocation_commit_carries_the_offsets_of_what_it_commits(
-        tmp_path: Path, kafka_bootstrap: str, new_topic: Any) -> None:
+        tmp_path: Path, kafka_bootstrap: str, new_topic: Any, app: str) -> None:
     """Worker 0 processes everything, worker 1 joins (worker 0 gives up some partitions and
     commits its transaction), then worker 0 is SIGKILLed. Every output that transaction
     committed must have its input offset committed with it, or the partitions worker 0 kept
     are processed again after the kill: duplicates under exactly-once."""
     total = 4000
     module = write_module(tmp_path, "stateless_eos", STATELESS_EOS)
-    env = {"T_APP": f"coop-{uuid.uuid4().hex[:8]}", "T_IN": new_topic(partitions=4),
+    env = {"T_APP": app, "T_IN": new_topic(partitions=4),
            "T_OUT": new_topic(partitions=4), "STREAMFLOW_BOOTSTRAP_SERVERS": kafka_bootstrap,
            "STREAMFLOW_STATE_DIR": str(tmp_path / "state")}
     produce(kafka_bootstrap, env["T_IN"],
@@ -92,13 +103,23 @@ p = topology.processor("count", guarantee="exactly_once")
 """
 
 
+@pytest.mark.parametrize("checkpoint_due_at_resume", [
+    False,
+    pytest.param(True, marks=pytest.mark.xfail(
+        strict=False, reason="open bug (fails about 2 runs in 3): a zombie whose periodic "
+        "checkpoint is due commits an empty transaction before it notices the lost partition, "
+        "then checkpoints at the changelog's end, past the new owner's changes")),
+])
 def test_exactly_once_state_survives_a_paused_worker_getting_its_partition_back(
-        tmp_path: Path, kafka_bootstrap: str, new_topic: Any) -> None:
+        tmp_path: Path, kafka_bootstrap: str, new_topic: Any, app: str,
+        checkpoint_due_at_resume: bool) -> None:
     """Worker 0 counts 50 records, then is paused (SIGSTOP) past its session timeout; worker 1
     takes the partition over and counts 50 more; worker 0 resumes (its partitions are lost),
-    worker 1 stops, worker 0 gets the partition back and counts one more record: 101."""
+    worker 1 stops, worker 0 gets the partition back and counts one more record: 101.
+    With ``checkpoint_due_at_resume`` worker 0 idles first so that its 30-second periodic
+    checkpoint falls due while it is paused."""
     module = write_module(tmp_path, "counter_eos", COUNTER_EOS)
-    env = {"T_APP": f"zombie-{uuid.uuid4().hex[:8]}", "T_IN": new_topic(partitions=1),
+    env = {"T_APP": app, "T_IN": new_topic(partitions=1),
            "T_COUNTS": new_topic(partitions=1), "STREAMFLOW_BOOTSTRAP_SERVERS": kafka_bootstrap}
     args = ["run", module, "--processor", "count", "--worker-id"]
 
@@ -121,14 +142,21 @@ def test_exactly_once_state_survives_a_paused_worker_getting_its_partition_back(
                              str(tmp_path / "state-0")}, tmp_path / "w0.log")
     one = None
     try:
+        wait_for(zero, "restored")
+        opened = time.monotonic()  # the task's checkpoint clock starts about here
         batch(0, 50)
         assert last_count(50) == 50
+        if checkpoint_due_at_resume:  # pause 15 s after the periodic checkpoint at 30 s
+            time.sleep(max(0.0, opened + 45 - time.monotonic()))
+        paused = time.monotonic()
         zero.proc.send_signal(signal.SIGSTOP)
         one = StreamflowProcess([*args, "1"], tmp_path, {**env, "STREAMFLOW_STATE_DIR":
                                 str(tmp_path / "state-1")}, tmp_path / "w1.log")
         wait_for(one, "restored")  # after worker 0's session timed out
         batch(50, 50)
         assert last_count(100) == 100
+        if checkpoint_due_at_resume:  # 30 s since that checkpoint at resume
+            time.sleep(max(0.0, paused + 17 - time.monotonic()))
         mark = len(zero.output())
         zero.proc.send_signal(signal.SIGCONT)
         wait_for(zero, "lost", mark)
@@ -163,7 +191,7 @@ p.stream(src).map(lambda v: v, name="same").to(out)
 
 
 def test_exactly_once_zombie_does_not_commit_outputs_of_partitions_it_lost(
-        tmp_path: Path, kafka_bootstrap: str, new_topic: Any) -> None:
+        tmp_path: Path, kafka_bootstrap: str, new_topic: Any, app: str) -> None:
     """The owner of the only partition is paused (SIGSTOP) for 16 s, past its 10 s session
     timeout, in the middle of a transaction; the other worker takes over from the committed
     offset. When the zombie resumes, its partition is lost (``on_lost``) and its transaction
@@ -175,7 +203,7 @@ def test_exactly_once_zombie_does_not_commit_outputs_of_partitions_it_lost(
     from confluent_kafka import Producer
 
     module = write_module(tmp_path, "paced_copy", PACED_COPY)
-    env = {"T_APP": f"zdup-{uuid.uuid4().hex[:8]}", "T_IN": new_topic(partitions=1),
+    env = {"T_APP": app, "T_IN": new_topic(partitions=1),
            "T_OUT": new_topic(partitions=1), "STREAMFLOW_BOOTSTRAP_SERVERS": kafka_bootstrap}
     stop = threading.Event()
     produced = 0
