@@ -8,6 +8,7 @@ confluent type (``TopicPartition``, ``NewTopic``, ...) is built here.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -187,9 +188,16 @@ OnDelivery = Callable[[Any, Any], None]
 def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0
                ) -> tuple[int, int]:
     """Low and high watermark offsets of one partition."""
-    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition),
-                                               timeout=timeout, cached=False)
-    return int(low), int(high)
+    for attempt in range(5):  # a topic created a moment ago may not have a leader yet
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                                       timeout=timeout, cached=False)
+            return int(low), int(high)
+        except KafkaException as e:
+            if attempt == 4 or not e.args[0].retriable():
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def assign(consumer: Any, partitions: Iterable[tuple[str, int, int]]) -> None:

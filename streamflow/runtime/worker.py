@@ -195,8 +195,9 @@ class Worker:
         if state.stores:
             self.restoring = True
             sources = self.processor.source_topics()
-            committed = {t: o for (t, _), o in
-                         client.committed(self.consumer, [(t, part) for t in sources]).items()}
+            # read_committed: waits for stable offsets, up to the transaction timeout
+            committed = {t: o for (t, _), o in client.committed(
+                self.consumer, [(t, part) for t in sources], timeout=60.0).items()}
             for store in state.stores:
                 restore_store(state, store, self.config.client_conf(), committed)
             self.restoring = False
@@ -291,9 +292,13 @@ class Worker:
         log.debug("committed %d offsets: %s", len(offsets), offsets)
         for t, p, off in offsets:
             self._routes[(t, p)].committed = off
+        # a commit that carried a task's offsets proves this worker still owns it, so the
+        # changelog's end is this worker's own writes: only then may it be checkpointed
+        proven = {p for _, p, _ in offsets}
         for task in self._tasks.values():
             task.state.write_pending()
-            if task.state.stores and task.state.checkpoint_due(30.0):
+            if (task.state.stores and task.partition in proven
+                    and task.state.checkpoint_due(30.0)):
                 self._checkpoint(task)
 
     def _flush_producer(self) -> None:
@@ -317,7 +322,7 @@ class Worker:
             task = self._tasks.pop(part)
             task.state.discard_uncommitted()
             task.state.close()
-        committed = client.committed(self.consumer, list(self._routes))
+        committed = client.committed(self.consumer, list(self._routes), timeout=60.0)
         for part in parts:
             self._tasks[part] = self._open_task(part)
         for (topic, part), _old in list(self._routes.items()):

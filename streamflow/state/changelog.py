@@ -58,6 +58,7 @@ def restore_store(state: TaskState, store: str, consumer_conf: dict[str, Any],
         "enable.partition.eof": True,
         "isolation.level": "read_committed",
         "fetch.max.bytes": 64 * 1024 * 1024,
+        "fetch.wait.max.ms": 10,  # a short tail must not wait out the default 500 ms
     })
     try:
         low, high = client.watermarks(consumer, topic, part)
@@ -80,7 +81,7 @@ def restore_store(state: TaskState, store: str, consumer_conf: dict[str, Any],
             while not done:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"restoring {topic}[{part}] took over {timeout_s}s")
-                for m in consumer.consume(BATCH, 1.0):
+                for m in consumer.consume(BATCH, 0.05):
                     err = m.error()
                     if err is not None:
                         if client.partition_eof(err):

@@ -105,10 +105,7 @@ p = topology.processor("count", guarantee="exactly_once")
 
 @pytest.mark.parametrize("checkpoint_due_at_resume", [
     False,
-    pytest.param(True, marks=pytest.mark.xfail(
-        strict=False, reason="open bug (fails about 2 runs in 3): a zombie whose periodic "
-        "checkpoint is due commits an empty transaction before it notices the lost partition, "
-        "then checkpoints at the changelog's end, past the new owner's changes")),
+    True,
 ])
 def test_exactly_once_state_survives_a_paused_worker_getting_its_partition_back(
         tmp_path: Path, kafka_bootstrap: str, new_topic: Any, app: str,
