@@ -572,6 +572,10 @@ class Fleet:
     def rolling(self, event: Event) -> None:
         self.log(f"[{self.elapsed():6.1f}s] rolling restart of {len(self.workers)} workers")
         for w, pause in zip(self.workers, event.pauses, strict=False):
+            # a worker just killed (restart pending) or paused gets its turn once it is back
+            deadline = time.monotonic() + 15
+            while not (w.alive() and w.resume_at is None) and time.monotonic() < deadline:
+                self.wait(0.2)
             if w.alive() and w.resume_at is None:  # a stopped worker would not hear SIGTERM
                 self.terminate(w, "rolling restart")
                 self.sigterms += 1
