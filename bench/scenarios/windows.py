@@ -1,6 +1,6 @@
 """Windowed aggregations: count and sum per key and event-time window, final results only.
 
-Four registered scenarios, one per window type, sharing the data set and the implementations
+Five registered scenarios, one per window type, sharing the data set and the implementations
 (``bench/impls/windows/``; the window type and its parameters reach them through
 ``BENCH_WINDOW*`` environment variables from :meth:`WindowScenario.env`):
 
@@ -10,6 +10,7 @@ scenario   streamflow                                    Quix Streams
 tumbling   ``Tumbling(60 s, grace=5 s)``                 ``tumbling_window(60 s, 5 s)``
 hopping    ``Hopping(10 min, 1 min, grace=5 s)``         ``hopping_window(10 min, 1 min, 5 s)``
 sliding    ``Sliding(60 s, grace=5 s)``                  ``sliding_window(60 s, 5 s)``
+sliding_ks ``Sliding(60 s, grace=5 s)``, all windows     (none)
 session    ``Session(30.001 s, grace=5 s)``              ``session_window(30.001 s, 5 s)``
 =========  ============================================  ====================================
 
@@ -27,9 +28,16 @@ the data in every framework whatever its closing rule (stream time per partition
 streamflow, per key in Quix's default), and their own windows never close. So completion is
 well defined: the output must hold exactly one final record per (key, window) of the data,
 counted while the input is produced (a brute-force computation from the records; for sliding
-windows Kafka Streams' rule: a window ``[t - size, t]`` per record and ``[t + 1, t + 1 + size]``
-per record with a later one within ``size``; sessions split where a key is silent for a gap
+windows a window ``[t - size, t]`` per record, and for ``sliding_ks`` also
+``[t + 1, t + 1 + size]`` per record with a later one within ``size``; sessions split where a key is silent for a gap
 or more), and the checker compares every (key, start) -> count, sum, end.
+
+Sliding windows: Quix's ``.final()`` emits only the windows that end at a record
+(``[t - size, t]``, one per record; it keeps the right windows ``[t + 1, t + 1 + size]`` as
+internal state), while streamflow emits every Kafka Streams window. ``sliding`` compares like
+with like: the output is the windows ending at a record, and the streamflow topology keeps
+those (``filter_record``: output timestamp, the window's largest event time, == window end).
+``sliding_ks`` (streamflow only) emits every Kafka Streams window, right windows included.
 
 Session windows: streamflow reports ``end`` = the last record's timestamp (inclusive, as
 Kafka Streams), Quix the last timestamp + 1 (half-open); the checker accepts both.
@@ -57,12 +65,14 @@ PARAMS: dict[str, tuple[int, int, int]] = {
     "tumbling": (60_000, 60_000, 5_000),
     "hopping": (600_000, 60_000, 5_000),
     "sliding": (60_000, 0, 5_000),
+    "sliding_ks": (60_000, 0, 5_000),
     "session": (30_001, 0, 5_000),
 }
 DESCRIPTIONS = {
     "tumbling": "tumbling 1 min windows (grace 5 s)",
     "hopping": "hopping 10 min windows advancing by 1 min (grace 5 s)",
-    "sliding": "sliding 1 min windows (grace 5 s)",
+    "sliding": "sliding 1 min windows (grace 5 s), the windows ending at a record (Quix's output)",
+    "sliding_ks": "sliding 1 min windows (grace 5 s), every Kafka Streams window",
     "session": "session windows, gap 30.001 s (grace 5 s)",
 }
 
@@ -70,7 +80,8 @@ DESCRIPTIONS = {
 class WindowScenario:
     def __init__(self, kind: str) -> None:
         self.name = kind
-        self.kind = kind
+        self.kind = "sliding" if kind == "sliding_ks" else kind
+        self.all_sliding = kind == "sliding_ks"  # also the right windows (Kafka Streams)
         self.size, self.advance, self.grace = PARAMS[kind]
         self.description = (
             f"json decode -> {DESCRIPTIONS[kind]}, count and sum per user (10k keys) -> one "
@@ -81,12 +92,15 @@ class WindowScenario:
             "streamflow": "windows/streamflow_topology",
             "quix": "windows/quix_app.py",
         }
-        if kind == "sliding":
+        if kind.startswith("sliding"):
             del self.impls["raw"]  # no hand-written sliding loop
+        if kind == "sliding_ks":
+            del self.impls["quix"]  # Quix emits only the windows that end at a record
 
     def env(self) -> dict[str, str]:
         return {
             "BENCH_WINDOW": self.kind,
+            "BENCH_WINDOW_EMIT": "all" if self.all_sliding else "record-ended",
             "BENCH_WINDOW_SIZE": str(self.size),
             "BENCH_WINDOW_ADVANCE": str(self.advance),
             "BENCH_WINDOW_GRACE": str(self.grace),
@@ -160,9 +174,10 @@ class WindowExpectation:
                 for _, amount in recs:
                     prefix.append(prefix[-1] + amount)
                 bounds = {(t - size, t) for t in tss}
-                for j, t in enumerate(tss[:-1]):
-                    if tss[j + 1] - t <= size:
-                        bounds.add((t + 1, t + 1 + size))
+                if self.s.all_sliding:
+                    for j, t in enumerate(tss[:-1]):
+                        if tss[j + 1] - t <= size:
+                            bounds.add((t + 1, t + 1 + size))
                 for lo, hi in bounds:
                     a, b = bisect_left(tss, lo), bisect_right(tss, hi)
                     if b > a:
