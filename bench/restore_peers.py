@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,10 +89,10 @@ class Child:
 
 
 def measure(kafka: Kafka, name: str, records: int, prefix: str, src: str,
-            log_dir: Path) -> dict[str, object]:
+            log_dir: Path, run_no: int = 1) -> dict[str, object]:
     fw = FRAMEWORKS[name]
     scenario = SCENARIOS["count_by_key"]  # only its implementations
-    run = f"{prefix}-{name}"
+    run = f"{prefix}-{name}-{run_no}"
     out = f"{run}-out"
     kafka.create_topic(out, 1)
     work = tempfile.mkdtemp(prefix=f"restore-{name}-")
@@ -117,7 +118,7 @@ def measure(kafka: Kafka, name: str, records: int, prefix: str, src: str,
     if versions is None:
         raise SystemExit(f"{name} not available: {why}")
     cmd = fw.command(scenario, versions)
-    log = log_dir / f"{name}.log"
+    log = log_dir / f"{name}-{run_no}.log"
     res: dict[str, object] = {"impl": name}
     try:
         # 1. build the state
@@ -184,9 +185,9 @@ def main() -> int:
         kafka.create_topic(src, 1)
         exp = SCENARIOS["count_distinct"].expectation()
         kafka.produce_dataset(src, SCENARIOS["count_distinct"], args.records, 42, exp)
-        for _ in range(args.runs):
+        for run_no in range(1, args.runs + 1):
             for name in args.only.split(","):
-                r = measure(kafka, name, args.records, prefix, src, log_dir)
+                r = measure(kafka, name, args.records, prefix, src, log_dir, run_no)
                 print(r, file=sys.stderr)
                 results.append(r)
     finally:
@@ -205,6 +206,15 @@ def main() -> int:
         lines.append(f"| {r['impl']} | {f('changelog_records', ',')} | {f('build_s')} "
                      f"| {f('restart_to_recovered_s')} | {f('recovery_s')} "
                      f"| {f('reported_restore_s', '.2f')} |")
+    for impl in dict.fromkeys(r["impl"] for r in results):
+        rs = [r for r in results if r["impl"] == impl]
+        if len(rs) > 1:
+            def med(k: str, rs: list = rs) -> str:
+                vals = [r[k] for r in rs if r.get(k) is not None]
+                return f"{statistics.median(vals):.1f}" if vals else "-"
+            lines.append(f"| **{impl} (median of {len(rs)})** | | {med('build_s')} "
+                         f"| **{med('restart_to_recovered_s')}** | **{med('recovery_s')}** "
+                         f"| {med('reported_restore_s')} |")
     table = "\n".join(lines) + "\n"
     print(table)
     (ROOT / "bench" / "results" / f"restore-{stamp}.md").write_text(table)

@@ -80,7 +80,10 @@ def _registry() -> dict[str, Scenario]:
         AvroScenario(),
         CountByKeyScenario("count_by_key", 100_000),
         CountByKeyScenario("count_distinct", None),
-        *(WindowScenario(kind) for kind in ("tumbling", "hopping", "sliding", "sliding_ks", "session")),
+        *(
+            WindowScenario(kind)
+            for kind in ("tumbling", "hopping", "sliding", "sliding_ks", "session")
+        ),
     ]
     return {s.name: s for s in scenarios}
 

@@ -4,15 +4,15 @@ Five registered scenarios, one per window type, sharing the data set and the imp
 (``bench/impls/windows/``; the window type and its parameters reach them through
 ``BENCH_WINDOW*`` environment variables from :meth:`WindowScenario.env`):
 
-=========  ============================================  ====================================
-scenario   streamflow                                    Quix Streams
-=========  ============================================  ====================================
-tumbling   ``Tumbling(60 s, grace=5 s)``                 ``tumbling_window(60 s, 5 s)``
-hopping    ``Hopping(10 min, 1 min, grace=5 s)``         ``hopping_window(10 min, 1 min, 5 s)``
-sliding    ``Sliding(60 s, grace=5 s)``                  ``sliding_window(60 s, 5 s)``
-sliding_ks ``Sliding(60 s, grace=5 s)``, all windows     (none)
-session    ``Session(30.001 s, grace=5 s)``              ``session_window(30.001 s, 5 s)``
-=========  ============================================  ====================================
+==========  ============================================  ====================================
+scenario    streamflow                                    Quix Streams
+==========  ============================================  ====================================
+tumbling    ``Tumbling(60 s, grace=5 s)``                 ``tumbling_window(60 s, 5 s)``
+hopping     ``Hopping(10 min, 1 min, grace=5 s)``         ``hopping_window(10 min, 1 min, 5 s)``
+sliding     ``Sliding(60 s, grace=5 s)``                  ``sliding_window(60 s, 5 s)``
+sliding_ks  ``Sliding(60 s, grace=5 s)``, all windows     (none)
+session     ``Session(30.001 s, grace=5 s)``              ``session_window(30.001 s, 5 s)``
+==========  ============================================  ====================================
 
 streamflow: ``group_by_key().window(spec).aggregate(init, adder, merger=).final()``;
 Quix: ``.agg(count=Count(), sum=Sum("amount")).final()`` (its default closing strategy, per
@@ -29,8 +29,9 @@ streamflow, per key in Quix's default), and their own windows never close. So co
 well defined: the output must hold exactly one final record per (key, window) of the data,
 counted while the input is produced (a brute-force computation from the records; for sliding
 windows a window ``[t - size, t]`` per record, and for ``sliding_ks`` also
-``[t + 1, t + 1 + size]`` per record with a later one within ``size``; sessions split where a key is silent for a gap
-or more), and the checker compares every (key, start) -> count, sum, end.
+``[t + 1, t + 1 + size]`` per record with a later one within ``size``; sessions split where
+a key is silent for a gap or more), and the checker compares every (key, start) -> count,
+sum, end.
 
 Sliding windows: Quix's ``.final()`` emits only the windows that end at a record
 (``[t - size, t]``, one per record; it keeps the right windows ``[t + 1, t + 1 + size]`` as
