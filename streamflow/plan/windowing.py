@@ -259,7 +259,6 @@ def _time_windows(env: _Env, size: int, adv: int, grace: int
         close_due(stream_time)
         return True
 
-    tumbling = adv == size
     counting = env.counting
 
     def step(k: Any, v: Any, ts: int, h: Headers | None) -> None:
@@ -283,27 +282,6 @@ def _time_windows(env: _Env, size: int, adv: int, grace: int
                 kc = keys[_dict_key(k, kb)] = _Key(k, pack_len(len(kb)) + kb)
             wins = kc.wins
             gen = store.generation
-            if tumbling:
-                cell = wins.get(last)
-                if cell is None:
-                    wins[last] = cell = [first(v), ts, -gen - 1, None]
-                    put(kc.prefix + pack_start(last), cell)
-                    track(last + size + grace, (k if type(k) is str else encode_key(k), last))
-                else:
-                    if counting:
-                        cell[0] += 1
-                    else:
-                        cell[0] = adder(cell[0], v)
-                    if ts > cell[1]:
-                        cell[1] = ts
-                    if cell[2] != gen and cell[2] != -gen - 1:
-                        cell[2] = gen
-                        put(kc.prefix + pack_start(last), cell)
-                if emit_update is not None:
-                    if cell[3] is None:
-                        cell[3] = Windowed(k, last, last + size)
-                    emit_update(cell[3], cell[0], cell[1], h)
-                return
             s = last - ((last - ts + size - 1) // adv) * adv
             if s + size + grace <= stream_time:  # skip the windows already closed
                 s = last - ((last + size + grace - stream_time - 1) // adv) * adv
