@@ -43,6 +43,9 @@ class Config:
     bootstrap_servers: str = "127.0.0.1:9092"
     commit_interval_ms: int = 1000
     eos_commit_interval_ms: int = 100
+    # exactly-once also commits as soon as its input is drained, once the transaction is
+    # this old: at moderate rates outputs then wait ~one commit, not a whole interval
+    eos_min_commit_interval_ms: int = 10
     batch_size: int = 1000
     poll_timeout_ms: int = 100
     create_topics: bool = True

@@ -15,6 +15,7 @@ worker rewinds its tasks to the committed offsets.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ class Transactions:
         self.timeout_s = timeout_s
         self.producer: Any = None
         self.open = False
+        self.begun_at = 0.0  # time.monotonic() of the open transaction's begin
         self.commits = 0
         self.aborts = 0
         self.recreated = 0
@@ -47,6 +49,7 @@ class Transactions:
         if not self.open:
             client.begin_transaction(self.producer)
             self.open = True
+            self.begun_at = time.monotonic()
 
     def commit(self, consumer: Any, offsets: list[tuple[str, int, int]]) -> None:
         """Commit the open transaction with ``offsets``; raises ``client.TxnError``."""

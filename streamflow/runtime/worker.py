@@ -92,7 +92,9 @@ class Worker:
         self.restoring = False
         self.last_loop = time.monotonic()
         self.health: Any = None
-        base = config.client_conf()
+        # Kafka's Java clients always set TCP_NODELAY; librdkafka leaves Nagle on, which holds
+        # back small pipelined requests (the per-partition produces of a transaction) ~40 ms
+        base = {"socket.nagle.disable": True, **config.client_conf()}
         self._producer_conf = {
             **base,
             "enable.idempotence": True,
@@ -128,6 +130,11 @@ class Worker:
         if self.eos:
             self._producer_conf["transactional.id"] = f"{processor.group_id}-{worker_id}"
             self._producer_conf.setdefault("transaction.timeout.ms", 30000)
+            # a transaction begun while the previous one's markers are still being written
+            # is refused with CONCURRENT_TRANSACTIONS until they are; retry soon (as the Java
+            # client does, 20 ms) rather than librdkafka's 100 ms doubling up to 1 s
+            self._producer_conf.setdefault("retry.backoff.ms", 20)
+            self._producer_conf.setdefault("retry.backoff.max.ms", 200)
         self._txn = Transactions(lambda: client.make_producer(self._producer_conf),
                                  config.shutdown_timeout_s)
         self.producer: Any = None
@@ -391,12 +398,18 @@ class Worker:
         timeout = self.config.poll_timeout_ms / 1000.0
         default_ms = self.config.eos_commit_interval_ms if eos else self.config.commit_interval_ms
         interval = (self.processor.commit_interval_ms or default_ms) / 1000.0
+        # exactly-once: commit early once the input is drained (see Config)
+        early = min(interval, self.config.eos_min_commit_interval_ms / 1000.0) if eos else None
+        txn = self._txn
         next_commit = time.monotonic() + interval
         next_punctuate = 0.0
         processed = 0
         while not self._stop:
             self.last_loop = time.monotonic()
-            msgs = consumer.consume(batch, timeout)
+            # take what has arrived without waiting; when nothing has, wait for the first
+            # record only: consume(n, t) would hold early records back until n arrive or t
+            # passes, adding up to the poll timeout to every record's latency
+            msgs = consumer.consume(batch, 0) or consumer.consume(1, timeout)
             if eos and msgs:
                 self._txn.ensure_begun()
             route: Any = None
@@ -437,7 +450,10 @@ class Worker:
             if now >= next_punctuate:
                 self._punctuate()
                 next_punctuate = now + 0.1
-            if now >= next_commit:
+            if now >= next_commit or (
+                early is not None and txn.open and len(msgs) < batch
+                and now - txn.begun_at >= early
+            ):
                 self.processed = processed
                 self.commit()
                 next_commit = now + interval

@@ -105,3 +105,43 @@ def test_exactly_once_survives_repeated_sigkill(app: dict[str, Any]) -> None:
             int.from_bytes(m.value(), "big", signed=True))
     for key, values in per_key.items():
         assert values == list(range(1, truth[key] + 1)), key
+
+
+LATENCY_MODULE = """
+import os
+import streamflow as sf
+
+topology = sf.Topology(os.environ["T_APP"])
+src = topology.topic(os.environ["T_IN"], key=sf.String(), value=sf.Json(), external=True)
+out = topology.topic(os.environ["T_OUT"], key=sf.String(), value=sf.Json())
+p = topology.processor("relay", guarantee="exactly_once", commit_interval_ms=60_000)
+p.stream(src).map(lambda v: {**v, "seen": True}, name="mark").to(out)
+"""
+
+
+@pytest.mark.parametrize("early", [True, False], ids=["drained-commits", "interval-only"])
+def test_exactly_once_commits_when_its_input_is_drained(
+        tmp_path: Path, kafka_bootstrap: str, new_topic: Any, early: bool) -> None:
+    """With a 60 s commit interval, an output still becomes visible (read_committed) within
+    seconds: the worker commits once it has drained its input. Setting the minimum to the
+    interval turns that off, and the output then waits for the interval."""
+    name = write_module(tmp_path, "eos_latency", LATENCY_MODULE)
+    env = {"T_APP": f"eosl-{uuid.uuid4().hex[:8]}", "T_IN": new_topic(partitions=2),
+           "T_OUT": new_topic(partitions=2), "STREAMFLOW_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "STREAMFLOW_STATE_DIR": str(tmp_path / "state")}
+    if not early:
+        env["STREAMFLOW_EOS_MIN_COMMIT_INTERVAL_MS"] = "60000"
+    proc = StreamflowProcess(["run", name], tmp_path, env, tmp_path / "run.log")
+    try:
+        time.sleep(5)  # joined and assigned
+        produce(kafka_bootstrap, env["T_IN"], [(b"k", orjson.dumps({"n": 1}))])
+        got = read_all(kafka_bootstrap, env["T_OUT"], expect=1, timeout=8, settle=0)
+    finally:
+        assert proc.terminate() == 0, proc.output()
+    if early:
+        assert len(got) == 1, proc.output()
+        assert orjson.loads(got[0].value()) == {"n": 1, "seen": True}
+    else:
+        assert got == [], "committed before the interval although early commits are off"
+        # the graceful stop committed it
+        assert len(read_all(kafka_bootstrap, env["T_OUT"], expect=1, timeout=20, settle=0)) == 1
