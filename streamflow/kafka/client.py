@@ -222,7 +222,8 @@ class TxnError(Exception):
         self.abortable = abortable
 
 
-def _txn_error(e: KafkaException, what: str) -> TxnError:
+def txn_error(e: KafkaException, what: str) -> TxnError:
+    """The ``TxnError`` for a client error raised while a transaction was open."""
     err = e.args[0] if e.args else None
     abortable = bool(err is not None and hasattr(err, "txn_requires_abort")
                      and err.txn_requires_abort())
@@ -234,7 +235,7 @@ def init_transactions(producer: Any, timeout: float) -> None:
     try:
         producer.init_transactions(timeout)
     except KafkaException as e:
-        raise _txn_error(e, "init_transactions") from e
+        raise txn_error(e, "init_transactions") from e
 
 
 def begin_transaction(producer: Any) -> None:
@@ -242,7 +243,7 @@ def begin_transaction(producer: Any) -> None:
     try:
         producer.begin_transaction()
     except KafkaException as e:
-        raise _txn_error(e, "begin_transaction") from e
+        raise txn_error(e, "begin_transaction") from e
 
 
 def commit_transaction(producer: Any, consumer: Any, offsets: Iterable[tuple[str, int, int]],
@@ -255,7 +256,7 @@ def commit_transaction(producer: Any, consumer: Any, offsets: Iterable[tuple[str
                                                  timeout)
         producer.commit_transaction(timeout)
     except KafkaException as e:
-        raise _txn_error(e, "commit_transaction") from e
+        raise txn_error(e, "commit_transaction") from e
 
 
 def abort_transaction(producer: Any, timeout: float) -> None:
@@ -263,4 +264,4 @@ def abort_transaction(producer: Any, timeout: float) -> None:
     try:
         producer.abort_transaction(timeout)
     except KafkaException as e:
-        raise _txn_error(e, "abort_transaction") from e
+        raise txn_error(e, "abort_transaction") from e

@@ -274,26 +274,20 @@ class Worker:
         inside one transaction. Afterwards the stores' batches go to the local databases."""
         if self.producer is None or self.consumer is None or self._failed:
             return
-        if self.eos:
-            self._txn.ensure_begun()
-        for task in self._tasks.values():
-            if task.state.stores:
-                positions = {t: r.position for (t, p), r in self._routes.items()
-                             if p == task.partition and r.position >= 0}
-                n = task.state.flush(self._produce_to, positions)
-                log.debug("task %d: %d changelog records", task.partition, n)
         # exactly-once: the transaction holds the outputs of every partition processed since
         # the last commit, so it must hold all their offsets too, not only the revoked ones
         offsets = [(tp[0], tp[1], r.position) for tp, r in self._routes.items()
                    if r.position > r.committed and (only is None or self.eos or tp in only)]
         if self.eos:
             try:
+                self._txn.ensure_begun()
+                self._flush_stores()
                 self._txn.commit(self.consumer, offsets)
-            except client.TxnError as e:
-                self.producer = self._txn.recover(e)
-                self._rewind()
+            except (client.TxnError, client.KafkaException) as e:
+                self._restart_transaction(e, "commit")
                 return
         else:
+            self._flush_stores()
             self._flush_producer()
             client.commit(self.consumer, offsets)
         log.debug("committed %d offsets: %s", len(offsets), offsets)
@@ -307,6 +301,25 @@ class Worker:
             if (task.state.stores and task.partition in proven
                     and task.state.checkpoint_due(30.0)):
                 self._checkpoint(task)
+
+    def _flush_stores(self) -> None:
+        """Every store's changes since the last commit to its changelog, each record with
+        the source positions it reflects."""
+        for task in self._tasks.values():
+            if task.state.stores:
+                positions = {t: r.position for (t, p), r in self._routes.items()
+                             if p == task.partition and r.position >= 0}
+                n = task.state.flush(self._produce_to, positions)
+                log.debug("task %d: %d changelog records", task.partition, n)
+
+    def _restart_transaction(self, error: BaseException, what: str) -> None:
+        """Exactly-once: the open transaction failed; abort it (or replace the producer)
+        and rewind every task to its committed offsets and state."""
+        err = (error if isinstance(error, client.TxnError)
+               else client.txn_error(error, what) if isinstance(error, client.KafkaException)
+               else client.TxnError(f"{what}: {error}", False))
+        self.producer = self._txn.recover(err)
+        self._rewind()
 
     def _flush_producer(self) -> None:
         deadline = time.monotonic() + self.config.shutdown_timeout_s
@@ -410,46 +423,55 @@ class Worker:
             # record only: consume(n, t) would hold early records back until n arrive or t
             # passes, adding up to the poll timeout to every record's latency
             msgs = consumer.consume(batch, 0) or consumer.consume(1, timeout)
-            if eos and msgs:
-                self._txn.ensure_begun()
-            route: Any = None
-            last_part = -1
-            last_topic = ""
-            for m in msgs:
-                if m.error() is not None:
-                    self._consumer_error(m.error())
-                    continue
-                part = m.partition()
-                topic = m.topic()
-                if part != last_part or topic != last_topic:  # batches come in partition runs
-                    route = routes.get((topic, part))
-                    last_part, last_topic = part, topic
-                    if route is None:
-                        continue  # revoked in the meantime
-                    entry = route.entry
-                    ctx = route.ctx
-                    ctx.topic = topic
-                elif route is None:
-                    continue
-                off = m.offset()
-                ctx.offset = off
-                try:
-                    entry(m.key(), m.value(), m.timestamp()[1], m.headers())
-                except StepError as e:
-                    policy.handle(e, topic, part, off, m.key(), m.value(), m.timestamp()[1],
-                                  m.headers())
-                route.position = off + 1
-            processed += len(msgs)
-            self.producer.poll(0)
+            try:
+                if eos and msgs:
+                    txn.ensure_begun()
+                route: Any = None
+                last_part = -1
+                last_topic = ""
+                for m in msgs:
+                    if m.error() is not None:
+                        self._consumer_error(m.error())
+                        continue
+                    part = m.partition()
+                    topic = m.topic()
+                    if part != last_part or topic != last_topic:  # partition runs
+                        route = routes.get((topic, part))
+                        last_part, last_topic = part, topic
+                        if route is None:
+                            continue  # revoked in the meantime
+                        entry = route.entry
+                        ctx = route.ctx
+                        ctx.topic = topic
+                    elif route is None:
+                        continue
+                    off = m.offset()
+                    ctx.offset = off
+                    try:
+                        entry(m.key(), m.value(), m.timestamp()[1], m.headers())
+                    except StepError as e:
+                        policy.handle(e, topic, part, off, m.key(), m.value(),
+                                      m.timestamp()[1], m.headers())
+                    route.position = off + 1
+                processed += len(msgs)
+                self.producer.poll(0)
+                now = time.monotonic()
+                if now >= next_punctuate:
+                    self._punctuate()
+                    next_punctuate = now + 0.1
+            except (client.KafkaException, client.TxnError) as e:
+                if not eos:
+                    raise
+                # the transaction broke under us (e.g. aborted by the coordinator after a
+                # long pause): produce() now refuses; start over from the committed state
+                self._restart_transaction(e, "produce")
+                next_commit = time.monotonic() + interval
+                continue
             if self._delivery_errors and not eos:  # under EOS the commit fails and rewinds
                 raise DeliveryFailed(
                     "delivery failed, offsets not committed: "
                     + "; ".join(self._delivery_errors[:5])
                 )
-            now = time.monotonic()
-            if now >= next_punctuate:
-                self._punctuate()
-                next_punctuate = now + 0.1
             if now >= next_commit or (
                 early is not None and txn.open and len(msgs) < batch
                 and now - txn.begun_at >= early

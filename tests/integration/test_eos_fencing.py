@@ -31,6 +31,11 @@ def app(kafka_bootstrap: str) -> Any:
         delete_group(kafka_bootstrap, f"{name}.{processor}")
 
 
+# these scenarios need a transaction that stays open for the whole commit interval: no
+# early commit when the worker has drained its input
+INTERVAL_ONLY = {"STREAMFLOW_EOS_MIN_COMMIT_INTERVAL_MS": "60000"}
+
+
 # -- a targeted scenario: a cooperative revocation under exactly-once -----------------------
 STATELESS_EOS = """
 import os
@@ -56,7 +61,7 @@ def test_exactly_once_revocation_commit_carries_the_offsets_of_what_it_commits(
     module = write_module(tmp_path, "stateless_eos", STATELESS_EOS)
     env = {"T_APP": app, "T_IN": new_topic(partitions=4),
            "T_OUT": new_topic(partitions=4), "STREAMFLOW_BOOTSTRAP_SERVERS": kafka_bootstrap,
-           "STREAMFLOW_STATE_DIR": str(tmp_path / "state")}
+           "STREAMFLOW_STATE_DIR": str(tmp_path / "state"), **INTERVAL_ONLY}
     produce(kafka_bootstrap, env["T_IN"],
             [(f"k{i}".encode(), orjson.dumps({"n": i})) for i in range(total)])
     args = ["run", module, "--processor", "copy", "--worker-id"]
@@ -201,7 +206,8 @@ def test_exactly_once_zombie_does_not_commit_outputs_of_partitions_it_lost(
 
     module = write_module(tmp_path, "paced_copy", PACED_COPY)
     env = {"T_APP": app, "T_IN": new_topic(partitions=1),
-           "T_OUT": new_topic(partitions=1), "STREAMFLOW_BOOTSTRAP_SERVERS": kafka_bootstrap}
+           "T_OUT": new_topic(partitions=1), "STREAMFLOW_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           **INTERVAL_ONLY}
     stop = threading.Event()
     produced = 0
 
@@ -249,3 +255,72 @@ def test_exactly_once_zombie_does_not_commit_outputs_of_partitions_it_lost(
           f"{produced - len(seen)} missing")
     assert produced == len(seen)
     assert dupes == 0, owner.output()[-3000:]
+
+
+# -- a transaction the coordinator aborted while its worker was paused ----------------------
+def test_exactly_once_worker_recovers_from_a_transaction_aborted_while_it_was_paused(
+        tmp_path: Path, kafka_bootstrap: str, new_topic: Any, app: str) -> None:
+    """The only worker is paused (SIGSTOP) mid-transaction for 16 s: past its 3 s transaction
+    timeout and the coordinator's 10 s abort sweep, but within its 45 s session. The
+    coordinator aborts the transaction and bumps the producer epoch; when the worker resumes,
+    its producer is refused. The worker must abort or replace its producer, rewind, and carry
+    on (not exit), and every input must still be copied exactly once."""
+    import threading
+
+    from confluent_kafka import Producer
+
+    module = write_module(tmp_path, "paced_copy_short", PACED_COPY.replace(
+        ", commit_interval_ms=25000", ""))
+    env = {"T_APP": app, "T_IN": new_topic(partitions=1),
+           "T_OUT": new_topic(partitions=1), "STREAMFLOW_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "STREAMFLOW_PRODUCER_TRANSACTION_TIMEOUT_MS": "3000",
+           "STREAMFLOW_CONSUMER_SESSION_TIMEOUT_MS": "45000",
+           # commits every 100 ms, each transaction open for the whole interval
+           "STREAMFLOW_EOS_COMMIT_INTERVAL_MS": "100", **INTERVAL_ONLY}
+    stop = threading.Event()
+    produced = 0
+
+    def pace() -> None:
+        nonlocal produced
+        p = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+        while not stop.is_set():
+            p.produce(env["T_IN"], orjson.dumps({"n": produced}), f"r{produced}".encode())
+            produced += 1
+            p.poll(0)
+            time.sleep(0.002)
+        assert p.flush(30) == 0
+
+    worker = StreamflowProcess(["run", module], tmp_path, env, tmp_path / "w.log")
+    feeder = threading.Thread(target=pace)
+    try:
+        deadline = time.monotonic() + 60
+        while "assigned" not in worker.output():
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.2)
+        feeder.start()
+        time.sleep(3)
+        worker.proc.send_signal(signal.SIGSTOP)
+        time.sleep(16)
+        worker.proc.send_signal(signal.SIGCONT)
+        time.sleep(6)
+        assert worker.proc.poll() is None, worker.output()[-3000:]
+        stop.set()
+        feeder.join()
+        # the worker, still running, catches up with everything produced
+        copies = read_all(kafka_bootstrap, env["T_OUT"], expect=produced, timeout=60, settle=2)
+    finally:
+        stop.set()
+        if feeder.is_alive():
+            feeder.join()
+        worker.proc.send_signal(signal.SIGCONT)
+        rc = worker.terminate()
+    log = worker.output()
+    assert rc == 0, log[-3000:]
+    assert "transaction aborted" in log or "recreating the transactional producer" in log, (
+        log[-3000:])
+    seen = Counter(orjson.loads(m.value())["n"] for m in copies)
+    dupes = sum(c - 1 for c in seen.values() if c > 1)
+    print(f"aborted while paused: {produced} inputs, {len(copies)} committed copies, "
+          f"{dupes} duplicates, {produced - len(seen)} missing")
+    assert produced == len(seen)
+    assert dupes == 0
