@@ -48,8 +48,8 @@ test: venv graphviz ## run the whole suite (unit + integration) against a real b
 unit: venv ## run the unit tests only (no broker)
 	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
 
-lint: venv ## ruff and mypy --strict on streamflow/
-	$(BIN)/ruff check streamflow
+lint: venv ## ruff on the whole tree, mypy --strict on streamflow/
+	$(BIN)/ruff check streamflow tests bench deploy topologies
 	$(BIN)/mypy --strict streamflow
 
 demo: venv ## run the example topology on generated data (Ctrl-C stops it)

@@ -43,7 +43,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=0, help="stop after N seconds (0: Ctrl-C)")
     args = ap.parse_args()
     if not args.bootstrap:
-        ap.error("set STREAMFLOW_BOOTSTRAP_SERVERS or --bootstrap (deploy/local/stack up prints it)")
+        ap.error("set STREAMFLOW_BOOTSTRAP_SERVERS or --bootstrap "
+                 "(deploy/local/stack up prints it)")
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
     admin.create_topics([NewTopic("orders", 3, 1)])
     time.sleep(1)
