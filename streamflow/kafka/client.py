@@ -24,6 +24,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     ConfigResource,
     NewTopic,
+    OffsetSpec,
 )
 
 log = logging.getLogger("streamflow.kafka")
@@ -198,6 +199,18 @@ def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def end_offsets(admin: Any, partitions: Iterable[tuple[str, int]], timeout: float = 10.0
+                ) -> dict[tuple[str, int], int]:
+    """The end (high watermark) of many partitions in one ListOffsets round, through an
+    admin client: a group consumer's own connection is busy with its long-poll fetch."""
+    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    request = {TopicPartition(t, p): latest for t, p in partitions}
+    if not request:
+        return {}
+    futures = admin.list_offsets(request, request_timeout=timeout)
+    return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
 
 
 def assign(consumer: Any, partitions: Iterable[tuple[str, int, int]]) -> None:

@@ -139,6 +139,7 @@ class Worker:
                                  config.shutdown_timeout_s)
         self.producer: Any = None
         self.consumer: Any = None
+        self._admin: Any = None  # for checkpoints: one ListOffsets for many partitions
         self.policy = ErrorPolicy(processor.on_error, processor.name,
                                   processor.dead_letter_topic, self._emit)
 
@@ -239,24 +240,31 @@ class Worker:
         for tp in pairs:
             self._routes.pop(tp, None)
         live = {p for _, p in self._routes}
-        for part in list(self._tasks):
-            if part not in live:
-                self._close_task(self._tasks.pop(part), checkpoint=checkpoint)
+        self._close_tasks([self._tasks.pop(p) for p in list(self._tasks) if p not in live],
+                          checkpoint=checkpoint)
         self.assigned = sorted(self._routes)
 
-    def _close_task(self, task: _Task, *, checkpoint: bool = True) -> None:
-        if checkpoint and task.state.stores and not self._failed and self.consumer is not None:
-            self._checkpoint(task)
-        task.state.close()
+    def _close_tasks(self, tasks: list[_Task], *, checkpoint: bool = True) -> None:
+        if checkpoint and not self._failed and self.consumer is not None:
+            self._checkpoint(tasks)
+        for task in tasks:
+            task.state.close()
 
-    def _checkpoint(self, task: _Task) -> None:
-        for store, topic in task.state.changelogs.items():
-            try:
-                _, high = client.watermarks(self.consumer, topic, task.partition)
-            except Exception as e:  # a checkpoint is an optimisation; never fail on it
-                log.warning("no checkpoint for %s[%d]: %s", topic, task.partition, e)
-                continue
-            task.state.write_checkpoint(store, high)
+    def _checkpoint(self, tasks: list[_Task]) -> None:
+        """Record each store's changelog end as restored-up-to, for all ``tasks`` at once."""
+        wanted = [(topic, t.partition) for t in tasks for topic in t.state.changelogs.values()]
+        if not wanted:
+            return
+        try:
+            if self._admin is None:
+                self._admin = client.make_admin(self.config.client_conf())
+            ends = client.end_offsets(self._admin, wanted)
+        except Exception as e:  # a checkpoint is an optimisation; never fail on it
+            log.warning("no checkpoint for %d changelog partitions: %s", len(wanted), e)
+            return
+        for task in tasks:
+            for store, topic in task.state.changelogs.items():
+                task.state.write_checkpoint(store, ends[(topic, task.partition)])
 
     # -- committing ---------------------------------------------------------------------
     def _produce_to(self, topic: str, partition: int, key: bytes, value: bytes | None,
@@ -298,9 +306,8 @@ class Worker:
         proven = {p for _, p, _ in offsets}
         for task in self._tasks.values():
             task.state.write_pending()
-            if (task.state.stores and task.partition in proven
-                    and task.state.checkpoint_due(30.0)):
-                self._checkpoint(task)
+        self._checkpoint([t for t in self._tasks.values() if t.state.stores
+                          and t.partition in proven and t.state.checkpoint_due(30.0)])
 
     def _flush_stores(self) -> None:
         """Every store's changes since the last commit to its changelog, each record with
@@ -362,7 +369,7 @@ class Worker:
     def start(self) -> None:
         """Connect, check topics and subscribe (before ``run_loop``)."""
         self.health = serve_worker_health(self)  # probes answer while we connect
-        admin = client.make_admin(self.config.client_conf())
+        admin = self._admin = client.make_admin(self.config.client_conf())
         client.ping(admin, self.config.startup_timeout_s)
         ensure_topics(admin, processor_topics(self.processor), self.config,
                       self.processor.source_topics(),
@@ -509,8 +516,7 @@ class Worker:
         if self.health is not None:
             self.health.stop()
             self.health = None
-        for part in list(self._tasks):
-            self._close_task(self._tasks.pop(part))
+        self._close_tasks([self._tasks.pop(p) for p in list(self._tasks)])
         if self.consumer is not None:
             try:
                 self.consumer.close()
