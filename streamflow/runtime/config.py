@@ -47,6 +47,9 @@ class Config:
     # this old: at moderate rates outputs then wait ~one commit, not a whole interval
     eos_min_commit_interval_ms: int = 10
     batch_size: int = 1000
+    # decoded store values kept in memory per worker, shared by all its tasks' stores (the
+    # data itself lives in RocksDB; this only saves decoding on reads)
+    store_cache_entries: int = 1_000_000
     poll_timeout_ms: int = 100
     create_topics: bool = True
     default_partitions: int = 1

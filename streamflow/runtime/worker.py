@@ -195,6 +195,7 @@ class Worker:
             self._routes[(topic, part)] = _Route(task.compiled.entries[topic],
                                                  task.compiled.context)
         self.assigned = sorted(self._routes)
+        self._share_cache()
         self.ready = True
 
     def _open_task(self, part: int) -> _Task:
@@ -243,6 +244,13 @@ class Worker:
         self._close_tasks([self._tasks.pop(p) for p in list(self._tasks) if p not in live],
                           checkpoint=checkpoint)
         self.assigned = sorted(self._routes)
+        self._share_cache()
+
+    def _share_cache(self) -> None:
+        """Split the worker's store cache budget evenly over the stores of its tasks."""
+        stores = [s for t in self._tasks.values() for s in t.state.stores.values()]
+        for store in stores:
+            store.resize_cache(self.config.store_cache_entries // len(stores))
 
     def _close_tasks(self, tasks: list[_Task], *, checkpoint: bool = True) -> None:
         if checkpoint and not self._failed and self.consumer is not None:
@@ -359,6 +367,7 @@ class Worker:
             route.position = route.committed = off if off >= 0 else -1
             self._routes[(topic, part)] = route
             client.seek(self.consumer, topic, part, off if off >= 0 else client.OFFSET_BEGINNING)
+        self._share_cache()
         log.warning("rewound %d tasks to their committed offsets", len(parts))
 
     # -- the loop -----------------------------------------------------------------------

@@ -9,6 +9,7 @@ backend as a single WriteBatch (``write_pending()``). Not one RocksDB write per 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import Any
 
 from streamflow.state.backends import Backend
@@ -123,6 +124,14 @@ class TaskStore:
             if v is not None:
                 yield kb, v
 
+    def resize_cache(self, entries: int) -> None:
+        """Keep at most ``entries`` decoded values (the oldest go first)."""
+        self._cache_size = max(1, entries)
+        excess = len(self._cache) - self._cache_size
+        if excess > 0:
+            for old in list(islice(self._cache, excess)):
+                del self._cache[old]
+
     def _remember(self, kb: bytes, v: Any) -> None:
         if len(self._cache) >= self._cache_size:
             # drop the older half (dicts keep insertion order)
@@ -142,7 +151,10 @@ class TaskStore:
         if not self._dirty:
             return []
         dumps = self._dumps
-        batch: Batch = [(kb, None if v is None else dumps(v)) for kb, v in self._dirty.items()]
+        # copied to their exact size: orjson backs every result with >= 4 KiB, and these are
+        # held until the commit (and for good by the memory backend): 4 KiB per dirty key
+        batch: Batch = [(kb, None if v is None else bytes(memoryview(dumps(v))))
+                        for kb, v in self._dirty.items()]
         for kb, v in self._dirty.items():
             self._remember(kb, v)
         self._dirty.clear()

@@ -228,6 +228,18 @@ def test_store_flush_batches_last_value_per_key_and_deletes(store: TaskStore) ->
     assert store.backend.get(b"sa") == b"2"
 
 
+def test_store_resize_cache_keeps_the_newest_values_and_reads_the_rest_from_the_backend(
+        store: TaskStore) -> None:
+    for i in range(10):
+        store.put(f"k{i}", i)
+    store.flush()
+    store.write_pending()
+    store.resize_cache(3)
+    assert list(store._cache) == [b"sk7", b"sk8", b"sk9"]
+    assert [store.get(f"k{i}") for i in range(10)] == list(range(10))
+    assert len(store._cache) <= 3
+
+
 def test_store_discard_uncommitted_forgets_pending_changes(store: TaskStore) -> None:
     store.put("a", 1)
     store.flush()
