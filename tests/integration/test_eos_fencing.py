@@ -6,6 +6,7 @@ failed before its fix."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
 import uuid
 from collections import Counter
@@ -192,6 +193,38 @@ p.stream(src).map(lambda v: v, name="same").to(out)
 """
 
 
+class PacedFeeder:
+    """A thread producing ``{"n": i}`` records to ``topic`` every ``gap`` seconds until
+    ``stop()``; ``produced`` counts them (all acknowledged once ``stop()`` returns)."""
+
+    def __init__(self, bootstrap: str, topic: str, gap: float) -> None:
+        self.produced = 0
+        self._args = (bootstrap, topic, gap)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        from confluent_kafka import Producer
+
+        bootstrap, topic, gap = self._args
+        p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+        while not self._stop.is_set():
+            n = self.produced
+            p.produce(topic, orjson.dumps({"n": n}), f"r{n}".encode())
+            self.produced = n + 1
+            p.poll(0)
+            time.sleep(gap)
+        assert p.flush(30) == 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 def test_exactly_once_zombie_does_not_commit_outputs_of_partitions_it_lost(
         tmp_path: Path, kafka_bootstrap: str, new_topic: Any, app: str) -> None:
     """The owner of the only partition is paused (SIGSTOP) for 16 s, past its 10 s session
@@ -200,26 +233,11 @@ def test_exactly_once_zombie_does_not_commit_outputs_of_partitions_it_lost(
     must not commit: the other worker has processed those inputs again. (A commit that comes
     before the zombie notices is fenced by the group generation; after ``on_lost`` the worker
     commits the transaction with no offsets, so nothing fences it.)"""
-    import threading
-
-    from confluent_kafka import Producer
-
     module = write_module(tmp_path, "paced_copy", PACED_COPY)
     env = {"T_APP": app, "T_IN": new_topic(partitions=1),
            "T_OUT": new_topic(partitions=1), "STREAMFLOW_BOOTSTRAP_SERVERS": kafka_bootstrap,
            **INTERVAL_ONLY}
-    stop = threading.Event()
-    produced = 0
-
-    def pace() -> None:
-        nonlocal produced
-        p = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
-        while not stop.is_set():
-            p.produce(env["T_IN"], orjson.dumps({"n": produced}), f"r{produced}".encode())
-            produced += 1
-            p.poll(0)
-            time.sleep(0.01)
-        assert p.flush(30) == 0
+    feeder = PacedFeeder(kafka_bootstrap, env["T_IN"], 0.01)
 
     def owns(w: StreamflowProcess) -> bool:
         lines = [ln for ln in w.output().splitlines()
@@ -228,7 +246,6 @@ def test_exactly_once_zombie_does_not_commit_outputs_of_partitions_it_lost(
         return bool(lines) and "assigned" in lines[-1]
 
     args = ["run", module, "--processor", "copy", "--worker-id"]
-    feeder = threading.Thread(target=pace)
     feeder.start()
     workers = [StreamflowProcess([*args, "0"], tmp_path, env, tmp_path / "w0.log")]
     try:
@@ -241,13 +258,13 @@ def test_exactly_once_zombie_does_not_commit_outputs_of_partitions_it_lost(
         owner.proc.send_signal(signal.SIGCONT)
         time.sleep(8)
     finally:
-        stop.set()
-        feeder.join()
+        feeder.stop()
         time.sleep(12)  # the zombie's commit is due 25 s after its start
         for w in workers:
             if w.proc.poll() is None:
                 w.proc.send_signal(signal.SIGCONT)
                 w.terminate()
+    produced = feeder.produced
     copies = read_all(kafka_bootstrap, env["T_OUT"], expect=produced, timeout=60, settle=2)
     seen = Counter(orjson.loads(m.value())["n"] for m in copies)
     dupes = sum(c - 1 for c in seen.values() if c > 1)
@@ -265,10 +282,6 @@ def test_exactly_once_worker_recovers_from_a_transaction_aborted_while_it_was_pa
     coordinator aborts the transaction and bumps the producer epoch; when the worker resumes,
     its producer is refused. The worker must abort or replace its producer, rewind, and carry
     on (not exit), and every input must still be copied exactly once."""
-    import threading
-
-    from confluent_kafka import Producer
-
     module = write_module(tmp_path, "paced_copy_short", PACED_COPY.replace(
         ", commit_interval_ms=25000", ""))
     env = {"T_APP": app, "T_IN": new_topic(partitions=1),
@@ -277,21 +290,8 @@ def test_exactly_once_worker_recovers_from_a_transaction_aborted_while_it_was_pa
            "STREAMFLOW_CONSUMER_SESSION_TIMEOUT_MS": "45000",
            # commits every 100 ms, each transaction open for the whole interval
            "STREAMFLOW_EOS_COMMIT_INTERVAL_MS": "100", **INTERVAL_ONLY}
-    stop = threading.Event()
-    produced = 0
-
-    def pace() -> None:
-        nonlocal produced
-        p = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
-        while not stop.is_set():
-            p.produce(env["T_IN"], orjson.dumps({"n": produced}), f"r{produced}".encode())
-            produced += 1
-            p.poll(0)
-            time.sleep(0.002)
-        assert p.flush(30) == 0
-
+    feeder = PacedFeeder(kafka_bootstrap, env["T_IN"], 0.002)
     worker = StreamflowProcess(["run", module], tmp_path, env, tmp_path / "w.log")
-    feeder = threading.Thread(target=pace)
     try:
         deadline = time.monotonic() + 60
         while "assigned" not in worker.output():
@@ -304,14 +304,12 @@ def test_exactly_once_worker_recovers_from_a_transaction_aborted_while_it_was_pa
         worker.proc.send_signal(signal.SIGCONT)
         time.sleep(6)
         assert worker.proc.poll() is None, worker.output()[-3000:]
-        stop.set()
-        feeder.join()
+        feeder.stop()
         # the worker, still running, catches up with everything produced
-        copies = read_all(kafka_bootstrap, env["T_OUT"], expect=produced, timeout=60, settle=2)
+        copies = read_all(kafka_bootstrap, env["T_OUT"], expect=feeder.produced, timeout=60,
+                          settle=2)
     finally:
-        stop.set()
-        if feeder.is_alive():
-            feeder.join()
+        feeder.stop()
         worker.proc.send_signal(signal.SIGCONT)
         rc = worker.terminate()
     log = worker.output()
@@ -320,6 +318,7 @@ def test_exactly_once_worker_recovers_from_a_transaction_aborted_while_it_was_pa
         log[-3000:])
     seen = Counter(orjson.loads(m.value())["n"] for m in copies)
     dupes = sum(c - 1 for c in seen.values() if c > 1)
+    produced = feeder.produced
     print(f"aborted while paused: {produced} inputs, {len(copies)} committed copies, "
           f"{dupes} duplicates, {produced - len(seen)} missing")
     assert produced == len(seen)

@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import os
 
-from quixstreams import Application, State
+from quixstreams import Application
 
-
-def count(_value: dict, state: State) -> int:
-    n = state.get("count", 0) + 1
-    state.set("count", n)
-    return n
+from bench.impls.count_by_key.quix_app import count
 
 
 def main() -> None:
