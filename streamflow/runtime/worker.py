@@ -36,6 +36,11 @@ class DeliveryFailed(Exception):
     """The broker did not acknowledge produced records; offsets were not committed."""
 
 
+class ConsumerFatal(client.KafkaException):
+    """A fatal error of the group consumer: the worker stops (never retried as a broken
+    transaction would be)."""
+
+
 class _Route:
     """Where records of one (topic, partition) go, and how far they are processed."""
 
@@ -476,7 +481,7 @@ class Worker:
                     self._punctuate()
                     next_punctuate = now + 0.1
             except (client.KafkaException, client.TxnError) as e:
-                if not eos:
+                if not eos or isinstance(e, ConsumerFatal):
                     raise
                 # the transaction broke under us (e.g. aborted by the coordinator after a
                 # long pause): produce() now refuses; start over from the committed state
@@ -517,7 +522,7 @@ class Worker:
 
     def _consumer_error(self, err: Any) -> None:
         if client.error_is_fatal(err):
-            raise client.KafkaException(err)
+            raise ConsumerFatal(err)
         log.warning("consumer: %s", err)
 
     def close(self) -> None:
