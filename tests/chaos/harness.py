@@ -410,6 +410,16 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def ready(self) -> bool:
+        """Running and past start-up: it logged "processor ... started", so its SIGTERM
+        handler is installed. (A SIGTERM a moment after the spawn lands while Python is
+        still importing and kills it with the default handler: exit -15, not a clean stop.)"""
+        if not self.alive():
+            return False
+        text = self.log_path.read_bytes()
+        since = text.rfind(f"===== chaos: start #{self.starts} ".encode())
+        return since >= 0 and b"streamflow.worker: processor " in text[since:]
+
     def send(self, sig: int) -> None:
         assert self.proc is not None
         self.expected_exit = True
@@ -572,11 +582,12 @@ class Fleet:
     def rolling(self, event: Event) -> None:
         self.log(f"[{self.elapsed():6.1f}s] rolling restart of {len(self.workers)} workers")
         for w, pause in zip(self.workers, event.pauses, strict=False):
-            # a worker just killed (restart pending) or paused gets its turn once it is back
-            deadline = time.monotonic() + 15
-            while not (w.alive() and w.resume_at is None) and time.monotonic() < deadline:
+            # a worker just killed (restart pending), still starting, or paused gets its
+            # turn once it is back and running
+            deadline = time.monotonic() + 30
+            while not (w.ready() and w.resume_at is None) and time.monotonic() < deadline:
                 self.wait(0.2)
-            if w.alive() and w.resume_at is None:  # a stopped worker would not hear SIGTERM
+            if w.ready() and w.resume_at is None:  # a stopped worker would not hear SIGTERM
                 self.terminate(w, "rolling restart")
                 self.sigterms += 1
                 w.start("rolling restart")

@@ -133,7 +133,10 @@ def test_exactly_once_commits_when_its_input_is_drained(
         env["STREAMFLOW_EOS_MIN_COMMIT_INTERVAL_MS"] = "60000"
     proc = StreamflowProcess(["run", name], tmp_path, env, tmp_path / "run.log")
     try:
-        time.sleep(5)  # joined and assigned
+        deadline = time.monotonic() + 60
+        while "assigned" not in proc.output():  # joined its group, owns the partitions
+            assert time.monotonic() < deadline and proc.proc.poll() is None, proc.output()
+            time.sleep(0.2)
         produce(kafka_bootstrap, env["T_IN"], [(b"k", orjson.dumps({"n": 1}))])
         got = read_all(kafka_bootstrap, env["T_OUT"], expect=1, timeout=8, settle=0)
     finally:
