@@ -332,12 +332,11 @@ class Worker:
                 n = task.state.flush(self._produce_to, positions)
                 log.debug("task %d: %d changelog records", task.partition, n)
 
-    def _restart_transaction(self, error: BaseException, what: str) -> None:
+    def _restart_transaction(self, error: client.TxnError | client.KafkaException,
+                             what: str) -> None:
         """Exactly-once: the open transaction failed; abort it (or replace the producer)
         and rewind every task to its committed offsets and state."""
-        err = (error if isinstance(error, client.TxnError)
-               else client.txn_error(error, what) if isinstance(error, client.KafkaException)
-               else client.TxnError(f"{what}: {error}", False))
+        err = error if isinstance(error, client.TxnError) else client.txn_error(error, what)
         self.producer = self._txn.recover(err)
         self._rewind()
 
