@@ -93,6 +93,7 @@ def run(name: str, records: list[tuple[bytes, bytes, int]], commit_every: int) -
             flushed += 1
 
         started = time.perf_counter()
+        cpu_started = time.process_time()
         for i, (kb, vb, ts) in enumerate(records, 1):
             entry(kb, vb, ts, None)
             if i % commit_every == 0:
@@ -101,8 +102,10 @@ def run(name: str, records: list[tuple[bytes, bytes, int]], commit_every: int) -
         state.flush(changelog, {})
         state.write_pending()
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
     rate = len(records) / elapsed
     print(f"{name:17s} {rate:>11,.0f} rec/s  {elapsed / len(records) * 1e6:6.2f} us/rec  "
+          f"{cpu / len(records) * 1e6:6.2f} us CPU/rec  "
           f"emitted {emitted:>8,}  changelog {flushed:>9,}  ({SCENARIOS[name][1]})")
     return rate
 

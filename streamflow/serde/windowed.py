@@ -136,53 +136,161 @@ class SessionWindowedSerde:
         return f"SessionWindowed({self.inner.describe()})"
 
 
+class WindowCell:
+    """One open window in memory and in a window store entry: its aggregate and the largest
+    event time in it (the end, for sessions). ``windowed`` caches the window's ``Windowed``
+    key while updates are emitted (never stored)."""
+
+    __slots__ = ("agg", "max_ts", "windowed")
+
+    def __init__(self, agg: Any, max_ts: int, windowed: Windowed | None = None) -> None:
+        self.agg = agg
+        self.max_ts = max_ts
+        self.windowed = windowed
+
+    def __repr__(self) -> str:
+        return f"WindowCell({self.agg!r}, max_ts={self.max_ts})"
+
+
+class StreamTime:
+    """The stream time of a window step, held in its store (a mutable box: the step updates
+    ``time`` in place and puts the box once per commit)."""
+
+    __slots__ = ("time",)
+
+    def __init__(self, time: int | None) -> None:
+        self.time = time
+
+
+WINDOW_FORMAT = 2  # 0 and 1 were the tags of the one-entry-per-window format
+_STREAM_TIME, _WINDOWS_JSON, _WINDOWS_FRAMED = 0, 1, 2
+_FRAME = struct.Struct(">qqI")  # start, max_ts, length of the aggregate (0xFFFFFFFF: None)
+_NONE_LEN = 0xFFFFFFFF
+
+
 @dataclass(frozen=True)
 class WindowValueSerde:
-    """The values of window stores (internal): a cell ``[aggregate, max_ts]`` as 1 tag byte
-    (1 = an aggregate follows, 0 = it is None), ``max_ts`` (8 bytes, big-endian) and
-    ``inner(aggregate)`` (JSON unless the aggregation names a ``value_serde``)."""
+    """The values of window stores (internal; the layout is in
+    ``streamflow.state.window_store``). Every value starts with the format version
+    (``WINDOW_FORMAT``) and a kind byte:
+
+    * 0, stream time: 8 bytes, big-endian, signed;
+    * 1, a key's windows with JSON aggregates: ``orjson([start, max_ts, agg, start, ...])``;
+    * 2, a key's windows with ``inner`` aggregates: per window ``start``, ``max_ts`` (8 bytes
+      each, signed), the aggregate's length (4 bytes, 0xFFFFFFFF = None) and its bytes.
+
+    In memory a key's windows are a ``dict`` of ``WindowCell`` by start, in start order when
+    read back; the stream time is a ``StreamTime``.
+
+    >>> from streamflow.serde import SerdeContext
+    >>> serde = WindowValueSerde()
+    >>> ser = serde.serializer("c", False, SerdeContext())
+    >>> de = serde.deserializer("c", False, SerdeContext())
+    >>> ser({0: WindowCell({"n": 1}, 7)})
+    b'\\x02\\x01[0,7,{"n":1}]'
+    >>> de(ser({0: WindowCell({"n": 1}, 7)}))
+    {0: WindowCell({'n': 1}, max_ts=7)}
+    """
 
     inner: Serde | None = None
 
     def serializer(self, topic: str, is_key: bool, ctx: SerdeContext) -> Serializer:
-        """``[aggregate, max_ts]`` -> tag + max_ts + inner(aggregate)."""
+        """A key's ``{start: WindowCell}`` or a ``StreamTime`` -> bytes."""
         inner_serde = self.inner or Json()
-        inner = orjson.dumps if type(inner_serde) is Json else inner_serde.serializer(
-            topic, is_key, ctx)
-        pack = _TS.pack
+        head = bytes((WINDOW_FORMAT, _WINDOWS_JSON))
+        stream_time = bytes((WINDOW_FORMAT, _STREAM_TIME))
+        pack_ts = _TS.pack
+        dumps = orjson.dumps
 
-        def serialize(cell: Any) -> bytes | None:
-            if cell is None:
+        def serialize_json(value: Any) -> bytes | None:
+            if value is None:
                 return None
-            agg = cell[0]
-            ts = cell[1]
-            if agg is None:
-                return b"\x00" + pack(ts)
+            if type(value) is StreamTime:
+                return stream_time + pack_ts(value.time)
+            flat: list[Any] = []
+            for start, cell in value.items():
+                flat += (start, cell.max_ts, cell.agg)
             try:
-                return b"\x01" + pack(ts) + (inner(agg) or b"")
+                return head + dumps(flat)
             except orjson.JSONEncodeError as e:
                 raise SerdeError(
-                    f"window aggregate {agg!r:.80} is not JSON-serializable ({e}); give the "
-                    "aggregation a value_serde="
+                    f"a window aggregate in {flat[2::3]!r:.80} is not JSON-serializable ({e}); "
+                    "give the aggregation a value_serde="
                 ) from e
 
-        return serialize
+        if type(inner_serde) is Json:
+            return serialize_json
+        inner = inner_serde.serializer(topic, is_key, ctx)
+        framed = bytes((WINDOW_FORMAT, _WINDOWS_FRAMED))
+        pack = _FRAME.pack
+
+        def serialize_framed(value: Any) -> bytes | None:
+            if value is None:
+                return None
+            if type(value) is StreamTime:
+                return stream_time + pack_ts(value.time)
+            parts = [framed]
+            for start, cell in value.items():
+                agg = None if cell.agg is None else inner(cell.agg)
+                if agg is None:
+                    parts.append(pack(start, cell.max_ts, _NONE_LEN))
+                else:
+                    parts += (pack(start, cell.max_ts, len(agg)), agg)
+            return b"".join(parts)
+
+        return serialize_framed
 
     def deserializer(self, topic: str, is_key: bool, ctx: SerdeContext) -> Deserializer:
-        """tag + max_ts + inner(aggregate) -> ``[aggregate, max_ts]``."""
+        """Bytes -> ``{start: WindowCell}`` (in start order) or a ``StreamTime``."""
         inner = (self.inner or Json()).deserializer(topic, is_key, ctx)
-        unpack = _TS.unpack_from
+        loads = orjson.loads
+        unpack_ts = _TS.unpack_from
+        unpack = _FRAME.unpack_from
+        frame = _FRAME.size
 
         def deserialize(data: bytes | None) -> Any:
             if data is None:
                 return None
-            if len(data) < 9 or data[0] not in (0, 1):
-                raise SerdeError(f"not a window store value: {bytes(data[:20])!r}")
-            ts = unpack(data, 1)[0]
-            return [inner(bytes(data[9:])) if data[0] else None, ts]
+            if len(data) < 2 or data[0] != WINDOW_FORMAT:
+                raise _unknown_format(topic, bytes(data[:20]))
+            kind = data[1]
+            if kind == _STREAM_TIME:
+                return StreamTime(unpack_ts(data, 2)[0])
+            cells: dict[int, WindowCell] = {}
+            if kind == _WINDOWS_JSON:
+                flat = loads(data[2:])
+                for i in range(0, len(flat), 3):
+                    cells[flat[i]] = WindowCell(flat[i + 2], flat[i + 1])
+            elif kind == _WINDOWS_FRAMED:
+                view = memoryview(data)
+                pos = 2
+                while pos < len(data):
+                    start, max_ts, n = unpack(data, pos)
+                    pos += frame
+                    agg = None
+                    if n != _NONE_LEN:
+                        agg = inner(bytes(view[pos:pos + n]))
+                        pos += n
+                    cells[start] = WindowCell(agg, max_ts)
+            else:
+                raise _unknown_format(topic, bytes(data[:20]))
+            return dict(sorted(cells.items())) if len(cells) > 1 else cells
 
         return deserialize
 
     def describe(self) -> str:
         """e.g. ``Window(Json)``."""
         return f"Window({(self.inner or Json()).describe()})"
+
+
+def _unknown_format(topic: str, head: bytes) -> SerdeError:
+    if head[:1] in (b"\x00", b"\x01") and len(head) >= 9:
+        return SerdeError(
+            f"the window store changelog {topic!r} holds values in the old layout (one entry "
+            f"per window; this version keeps a key's windows in one entry, format "
+            f"{WINDOW_FORMAT}). The old state cannot be read: stop every worker of the "
+            f"processor, delete the changelog topic {topic!r} and the store's local state "
+            f"directory, then restart (reset the consumer group's offsets too if the windows "
+            f"must be rebuilt from the input)"
+        )
+    return SerdeError(f"not a window store value (changelog {topic!r}): {head!r}")

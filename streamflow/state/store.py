@@ -107,6 +107,10 @@ class TaskStore:
         """Like ``put`` with an already-encoded key."""
         self._dirty[kb] = value
 
+    def unflushed(self, kb: bytes) -> bool:
+        """Whether ``kb`` has a change (a value or a deletion) not flushed yet."""
+        return kb in self._dirty
+
     def drop_unflushed(self, kb: bytes) -> None:
         """Forget the unflushed changes of a key that did not exist before them (e.g. a
         window opened and closed between two commits): neither the changelog nor the

@@ -191,7 +191,7 @@ def run_with_commits(spec: Any, records: list[Rec], commits: set[int], crash: in
     for _, _, start, cell in stored.windows:
         assert now is not None
         if isinstance(spec, sf.Session):
-            assert cell[1] + spec.gap + 1 + spec.grace > now
+            assert cell.max_ts + spec.gap + 1 + spec.grace > now
         elif isinstance(spec, sf.Sliding):
             assert start + spec.size + 1 + 3 * spec.size + 2 + spec.grace > now
         else:

@@ -14,14 +14,9 @@ import pytest
 
 import streamflow as sf
 from streamflow.serde import SerdeContext, SerdeError
-from streamflow.serde.windowed import WindowValueSerde
+from streamflow.serde.windowed import StreamTime, WindowCell, WindowValueSerde
 from streamflow.state.keys import encode_key
-from streamflow.state.window_store import (
-    META_STREAM_TIME,
-    split_window_key,
-    window_key,
-    window_prefix,
-)
+from streamflow.state.window_store import META_STREAM_TIME, window_prefix
 
 CTX = SerdeContext()
 
@@ -86,28 +81,45 @@ def test_windowed_serdes_describe_and_compare() -> None:
 
 
 # -- the window store's layout ---------------------------------------------------------------
-def test_window_keys_group_each_key_and_sort_its_windows_by_start() -> None:
-    # the length prefix orders keys by (length, bytes): a key's windows stay contiguous
-    keys = [("a", -5), ("a", 0), ("a", 7), ("b", -100), ("b", 3), ("ab", -100), ("ab", 1)]
-    encoded = [window_key(encode_key(k), s) for k, s in keys]
+def test_window_store_keys_are_one_per_key_in_length_then_bytes_order() -> None:
+    # the length prefix orders keys by (length, bytes): windows closing together are
+    # emitted in this order, before and after a restart
+    keys = ["a", "b", "ab", "zz", "abc"]
+    encoded = [window_prefix(encode_key(k)) for k in keys]
     assert sorted(encoded) == encoded
-    assert all(e.startswith(window_prefix(encode_key(k))) for e, (k, _) in zip(
-        encoded, keys, strict=True))
-    assert split_window_key(encoded[0]) == (encode_key("a"), -5)
-    # 4-byte length, key bytes, start + 2**63 big-endian
-    assert window_key(b"sa", 1) == b"\x00\x00\x00\x02sa" + bytes([0x80] + [0] * 6 + [1])
+    # 4-byte length, key bytes
+    assert window_prefix(b"sa") == b"\x00\x00\x00\x02sa"
     assert not META_STREAM_TIME.startswith(window_prefix(encode_key("x"))[:4])
 
 
-def test_window_values_round_trip_with_their_max_timestamp() -> None:
+def _cells(value: dict[int, WindowCell]) -> list[tuple[int, object, int]]:
+    return [(s, c.agg, c.max_ts) for s, c in value.items()]
+
+
+def test_window_values_hold_a_keys_windows_in_start_order() -> None:
     serde = WindowValueSerde(None)
     ser, de = serde.serializer("c", False, CTX), serde.deserializer("c", False, CTX)
-    assert ser([{"n": 1}, 42]) == b"\x01" + (42).to_bytes(8, "big") + b'{"n":1}'
-    assert de(ser([{"n": 1}, 42])) == [{"n": 1}, 42]
-    assert de(ser([None, -3])) == [None, -3]
-    assert de(ser([0, 5, 7, "extra"])) == [0, 5]  # in-memory extras are not stored
+    wins = {60: WindowCell({"n": 1}, 42, windowed=None), -5: WindowCell(None, -3)}
+    assert ser(wins) == b"\x02\x01" + b'[60,42,{"n":1},-5,-3,null]'
+    assert _cells(de(ser(wins))) == [(-5, None, -3), (60, {"n": 1}, 42)]
+    assert de(ser(StreamTime(-7))).time == -7
     long_serde = WindowValueSerde(sf.Long())
-    assert long_serde.serializer("c", False, CTX)([9, 1]) == (
-        b"\x01" + (1).to_bytes(8, "big") + (9).to_bytes(8, "big"))
+    lser = long_serde.serializer("c", False, CTX)
+    lde = long_serde.deserializer("c", False, CTX)
+    assert lser({3: WindowCell(9, 1)}) == (
+        b"\x02\x02" + (3).to_bytes(8, "big") + (1).to_bytes(8, "big") + (8).to_bytes(4, "big")
+        + (9).to_bytes(8, "big"))
+    got = lde(lser({3: WindowCell(9, 1), 1: WindowCell(None, 2)}))
+    assert _cells(got) == [(1, None, 2), (3, 9, 1)]
     with pytest.raises(SerdeError, match="not JSON-serializable"):
-        ser([object(), 1])
+        ser({0: WindowCell(object(), 1)})
+
+
+def test_an_old_format_window_value_says_how_to_reset_the_store() -> None:
+    de = WindowValueSerde(None).deserializer("app-p-w-changelog", False, CTX)
+    old = b"\x01" + (42).to_bytes(8, "big") + b'{"n":1}'  # one window per entry
+    with pytest.raises(SerdeError, match=r"old layout.*delete the changelog topic "
+                                         r"'app-p-w-changelog'"):
+        de(old)
+    with pytest.raises(SerdeError, match="not a window store value"):
+        de(b"\x07garbage")

@@ -1,0 +1,159 @@
+"""Builders of the key-value stateful steps: ``Aggregate``, ``TableOp``, ``Join``,
+``Process`` (user code with stores) and table materialization."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamflow.dsl.nodes import Aggregate, Join, Process, TableOp
+from streamflow.plan.context import Step, StepError, TaskContext
+from streamflow.plan.steps import record_of
+from streamflow.plan.wiring import Wiring
+from streamflow.record import Headers
+from streamflow.serde import SerdeUnavailable
+from streamflow.state.keys import encode_key
+from streamflow.state.store import TtlStore
+
+
+def observing(stores: list[Any], step: Step) -> Step:
+    """``step``, telling the TTL stores among ``stores`` each record's event time first (no
+    wrapper at all when none has a TTL)."""
+    observers = tuple(s.observe for s in stores if isinstance(s, TtlStore))
+    if not observers:
+        return step
+
+    def observed(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        for observe in observers:
+            observe(ts)
+        step(k, v, ts, h)
+
+    return observed
+
+
+def build_aggregate(w: Wiring, node: Aggregate) -> Step:
+    """Fold each key's values into its store entry; emit every new aggregate."""
+    store = w.store(node.store)
+    get = store.get_raw_key
+    put = store.put_raw_key
+    init = node.initializer
+    adder = node.adder
+    name = node.name
+    nxt = w.downstream(node)
+
+    def aggregate(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        if k is None or v is None:
+            return  # as Kafka Streams: null keys and values do not aggregate
+        kb = encode_key(k)
+        current = get(kb)
+        try:
+            if current is None:
+                new = v if init is None else adder(init(), v)  # type: ignore[misc]
+            else:
+                new = adder(current, v)  # type: ignore[misc]
+        except Exception as e:
+            raise StepError(name, e) from e
+        put(kb, new)
+        nxt(k, new, ts, h)
+
+    return observing([store], aggregate)
+
+
+def materialize(store: Any, nxt: Step) -> Step:
+    """Keep a table's latest value per key in ``store`` (None deletes), then pass it on."""
+    put = store.put_raw_key
+
+    def materialize_(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        if k is None:
+            return
+        put(encode_key(k), v)  # None deletes
+        nxt(k, v, ts, h)
+
+    return observing([store], materialize_)
+
+
+def build_table_op(w: Wiring, node: TableOp) -> Step:
+    """``filter`` or ``map_values`` of a table (deletions pass through)."""
+    fn = node.fn
+    name = node.name
+    is_filter = node.op == "filter"
+    nxt = w.downstream(node)
+
+    def table_op(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        if v is not None:
+            try:
+                out = (v if fn(v) else None) if is_filter else fn(v)  # type: ignore[misc]
+            except Exception as e:
+                raise StepError(name, e) from e
+        else:
+            out = None
+        nxt(k, out, ts, h)
+
+    return table_op
+
+
+def build_join(w: Wiring, node: Join) -> Step:
+    """A stream-table join: look the record's key up in the table's store."""
+    get = w.store(node.store).get_raw_key
+    joiner = node.joiner
+    left = node.left
+    name = node.name
+    nxt = w.downstream(node)
+
+    def join(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        right = None if k is None else get(encode_key(k))
+        if right is None and not left:
+            return
+        try:
+            out = joiner(v, right)  # type: ignore[misc]
+        except Exception as e:
+            raise StepError(name, e) from e
+        nxt(k, out, ts, h)
+
+    return join
+
+
+class ProcessContext:
+    """What a ``process()`` function gets besides the record: its stores and ``forward``."""
+
+    __slots__ = ("_h", "_nxt", "_task", "_ts")
+
+    def __init__(self, task: TaskContext, nxt: Step) -> None:
+        self._task = task
+        self._nxt = nxt
+        self._ts = 0
+        self._h: Headers | None = None
+
+    @property
+    def partition(self) -> int:
+        """The task's partition."""
+        return self._task.partition
+
+    def store(self, name: str) -> Any:
+        """A store declared in ``process(..., stores=[...])``."""
+        return self._task.store(name)
+
+    def forward(self, key: Any, value: Any, *, timestamp: int | None = None,
+                headers: Headers | None = None) -> None:
+        """Send a record downstream (timestamp and headers default to the input's)."""
+        self._nxt(key, value, self._ts if timestamp is None else timestamp,
+                  self._h if headers is None else headers)
+
+
+def build_process(w: Wiring, node: Process) -> Step:
+    """User code called with each record and a ``ProcessContext``."""
+    fn = node.fn
+    name = node.name
+    ctx = w.ctx
+    pctx = ProcessContext(ctx, w.downstream(node))
+
+    def process(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        pctx._ts = ts
+        pctx._h = h
+        try:
+            fn(record_of(ctx, k, v, ts, h), pctx)  # type: ignore[misc]
+        except (StepError, SerdeUnavailable):  # from steps downstream of forward()
+            raise
+        except Exception as e:
+            raise StepError(name, e) from e
+
+    return observing([w.store(n) for n in node.stores], process)

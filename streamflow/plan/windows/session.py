@@ -1,0 +1,162 @@
+"""Session windows: a key's records less than ``gap`` apart form one session ``[start, end]``
+(a record bridging two sessions merges them with the ``merger``); a session closes when
+stream time reaches ``end + gap + 1 + grace``.
+
+A key's sessions are disjoint and kept with their starts in order; closing is indexed by a
+heap whose entries for sessions merged away or extended since are skipped when popped.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, bisect_right, insort
+from typing import Any
+
+from streamflow.plan.windows.env import KeyWindows, WindowEnv, dict_key
+from streamflow.record import Headers
+from streamflow.state.keys import encode_key
+from streamflow.state.window_store import WindowCell
+from streamflow.windows import Windowed
+
+
+class Sessions:
+    """The open sessions of one task (see the module docstring)."""
+
+    def __init__(self, env: WindowEnv, gap: int, grace: int) -> None:
+        assert env.merger is not None, "session aggregations need a merger"
+        self.env = env
+        self.merger = env.merger
+        self.gap = gap
+        self.after = gap + 1 + grace  # a session [s, e] closes when stream time reaches e + after
+        self.keys: dict[Any, KeyWindows] = {}
+        # (close, store key (orders ties), start, end, dict key)
+        self.closing: list[tuple[int, bytes, int, int, Any]] = []
+        now = env.clock.now
+        for skey, key, wins in env.loaded.keys:
+            kw = KeyWindows(key, skey, wins)
+            closed = [s for s, cell in wins.items() if cell.max_ts + self.after <= now]
+            for s in closed:
+                del wins[s]
+            if not wins:
+                env.emptied(kw)
+                continue
+            if closed:
+                env.touched(kw)
+            dk = dict_key(key, skey[4:])
+            self.keys[dk] = kw
+            kw.starts = sorted(wins)
+            for s, cell in wins.items():
+                heapq.heappush(self.closing, (cell.max_ts + self.after, skey, s, cell.max_ts, dk))
+
+    def _live(self, entry: tuple[int, bytes, int, int, Any]) -> WindowCell | None:
+        """The session a heap entry stands for, unless merged away or extended since."""
+        kw = self.keys.get(entry[4])
+        cell = None if kw is None else kw.wins.get(entry[2])
+        return cell if cell is not None and cell.max_ts == entry[3] else None
+
+    def close_due(self, now: int) -> None:
+        """Close (and emit) the sessions whose close time is at most ``now``."""
+        closing = self.closing
+        env = self.env
+        while closing and closing[0][0] <= now:
+            entry = heapq.heappop(closing)
+            cell = self._live(entry)
+            if cell is None:
+                continue
+            _, _, start, end, dk = entry
+            kw = self.keys[dk]
+            del kw.wins[start]
+            del kw.starts[bisect_left(kw.starts, start)]
+            if kw.wins:
+                env.touched(kw)
+            else:
+                del self.keys[dk]
+                env.emptied(kw)
+            if env.emit_final is not None:
+                env.emit_final(Windowed(kw.key, start, end), cell.agg, end, None)
+
+    def last_close(self) -> int | None:
+        """The close time of the last live session (stale heap entries are dropped)."""
+        live = [c[0] for c in self.closing if self._live(c) is not None]
+        if not live:
+            self.closing.clear()
+            return None
+        return max(live)
+
+    def add(self, k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        """Extend, merge or start a session with the record."""
+        env = self.env
+        dk = k if type(k) is str else encode_key(k)
+        kw = self.keys.get(dk)
+        if kw is not None:
+            merged = self._overlapping(kw, ts)
+            if merged:
+                env.touched(kw)
+                if len(merged) == 1 and merged[0] <= ts:
+                    self._extend(k, dk, kw, merged[0], v, ts, h)
+                    return
+                wins = kw.wins
+                agg = wins[merged[0]].agg
+                for s in merged[1:]:
+                    agg = self.merger(agg, wins[s].agg)
+                agg = env.adder(agg, v)
+                end = max(ts, wins[merged[-1]].max_ts)
+                self._merge(k, dk, kw, merged, WindowCell(agg, end), min(ts, merged[0]), h)
+                return
+        if ts + self.after <= env.clock.now:
+            env.dropped(k, v, ts, h)
+            return
+        cell = WindowCell(env.first(v), ts)
+        if kw is None:
+            kw = self.keys[dk] = env.new_key(k, encode_key(k))
+        env.touched(kw)
+        self._add(k, dk, kw, ts, cell, h)
+
+    def _overlapping(self, kw: KeyWindows, ts: int) -> list[int]:
+        """The starts (in order) of the sessions of ``kw`` within ``gap`` of ``ts``."""
+        starts = kw.starts
+        wins = kw.wins
+        gap = self.gap
+        j = bisect_right(starts, ts + gap) - 1
+        merged: list[int] = []
+        while j >= 0 and wins[starts[j]].max_ts >= ts - gap:
+            merged.append(starts[j])
+            j -= 1
+        merged.reverse()
+        return merged
+
+    def _extend(self, k: Any, dk: Any, kw: KeyWindows, start: int, v: Any, ts: int,
+                h: Headers | None) -> None:
+        """The common case: the record falls in or after one session starting before it."""
+        env = self.env
+        emit_update = env.emit_update
+        cell = kw.wins[start]
+        cell.agg = env.adder(cell.agg, v)
+        end0 = cell.max_ts
+        if ts > end0:
+            cell.max_ts = ts
+            heapq.heappush(self.closing, (ts + self.after, kw.prefix, start, ts, dk))
+            if emit_update is not None:
+                emit_update(Windowed(k, start, end0), None, end0, h)
+        if emit_update is not None:
+            emit_update(Windowed(k, start, cell.max_ts), cell.agg, cell.max_ts, h)
+
+    def _merge(self, k: Any, dk: Any, kw: KeyWindows, merged: list[int], cell: WindowCell,
+               start: int, h: Headers | None) -> None:
+        """Replace the sessions starting at ``merged`` by ``cell`` starting at ``start``."""
+        emit_update = self.env.emit_update
+        for s in merged:
+            old = kw.wins.pop(s)
+            del kw.starts[bisect_left(kw.starts, s)]
+            if emit_update is not None:
+                emit_update(Windowed(k, s, old.max_ts), None, old.max_ts, h)
+        self._add(k, dk, kw, start, cell, h)
+
+    def _add(self, k: Any, dk: Any, kw: KeyWindows, start: int, cell: WindowCell,
+             h: Headers | None) -> None:
+        kw.wins[start] = cell
+        insort(kw.starts, start)
+        heapq.heappush(self.closing, (cell.max_ts + self.after, kw.prefix, start, cell.max_ts,
+                                      dk))
+        if self.env.emit_update is not None:
+            self.env.emit_update(Windowed(k, start, cell.max_ts), cell.agg, cell.max_ts, h)
