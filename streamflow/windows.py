@@ -1,6 +1,6 @@
 """Event-time windows: the window specs, the ``Windowed`` output key, and helpers.
 
-A spec is small frozen config; the per-partition logic lives in ``streamflow.plan.windowing``::
+A spec is small frozen config; the per-partition logic lives in ``streamflow.plan.windows``::
 
     import streamflow as sf
 
@@ -59,6 +59,14 @@ Emission
 
 Windows are aligned to the epoch (``start = ts - ts % advance``); unlike Kafka Streams,
 windows of timestamps smaller than the window size are not clipped at 0.
+
+State
+    A window step keeps one store entry per key, holding all the key's open windows (and one
+    entry for its stream time; layout in ``streamflow.state.window_store``): a commit sends
+    at most one changelog record per key touched, however many windows the key's records
+    changed. Windows leave the store when they close (sliding windows once they can no longer
+    seed a new window), so state stays bounded; a restarted task rebuilds its open windows
+    from the store after the changelog restore.
 """
 
 from __future__ import annotations
