@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -197,48 +198,19 @@ class WindowValueSerde:
     def serializer(self, topic: str, is_key: bool, ctx: SerdeContext) -> Serializer:
         """A key's ``{start: WindowCell}`` or a ``StreamTime`` -> bytes."""
         inner_serde = self.inner or Json()
-        head = bytes((WINDOW_FORMAT, _WINDOWS_JSON))
+        encode = (_encode_json if type(inner_serde) is Json
+                  else _framed_encoder(inner_serde.serializer(topic, is_key, ctx)))
         stream_time = bytes((WINDOW_FORMAT, _STREAM_TIME))
         pack_ts = _TS.pack
-        dumps = orjson.dumps
 
-        def serialize_json(value: Any) -> bytes | None:
+        def serialize(value: Any) -> bytes | None:
             if value is None:
                 return None
             if type(value) is StreamTime:
                 return stream_time + pack_ts(value.time)
-            flat: list[Any] = []
-            for start, cell in value.items():
-                flat += (start, cell.max_ts, cell.agg)
-            try:
-                return head + dumps(flat)
-            except orjson.JSONEncodeError as e:
-                raise SerdeError(
-                    f"a window aggregate in {flat[2::3]!r:.80} is not JSON-serializable ({e}); "
-                    "give the aggregation a value_serde="
-                ) from e
+            return encode(value)
 
-        if type(inner_serde) is Json:
-            return serialize_json
-        inner = inner_serde.serializer(topic, is_key, ctx)
-        framed = bytes((WINDOW_FORMAT, _WINDOWS_FRAMED))
-        pack = _FRAME.pack
-
-        def serialize_framed(value: Any) -> bytes | None:
-            if value is None:
-                return None
-            if type(value) is StreamTime:
-                return stream_time + pack_ts(value.time)
-            parts = [framed]
-            for start, cell in value.items():
-                agg = None if cell.agg is None else inner(cell.agg)
-                if agg is None:
-                    parts.append(pack(start, cell.max_ts, _NONE_LEN))
-                else:
-                    parts += (pack(start, cell.max_ts, len(agg)), agg)
-            return b"".join(parts)
-
-        return serialize_framed
+        return serialize
 
     def deserializer(self, topic: str, is_key: bool, ctx: SerdeContext) -> Deserializer:
         """Bytes -> ``{start: WindowCell}`` (in start order) or a ``StreamTime``."""
@@ -281,6 +253,39 @@ class WindowValueSerde:
     def describe(self) -> str:
         """e.g. ``Window(Json)``."""
         return f"Window({(self.inner or Json()).describe()})"
+
+
+_JSON_HEAD = bytes((WINDOW_FORMAT, _WINDOWS_JSON))
+
+
+def _encode_json(wins: dict[int, WindowCell]) -> bytes:
+    flat: list[Any] = []
+    for start, cell in wins.items():
+        flat += (start, cell.max_ts, cell.agg)
+    try:
+        return _JSON_HEAD + orjson.dumps(flat)
+    except orjson.JSONEncodeError as e:
+        raise SerdeError(
+            f"a window aggregate in {flat[2::3]!r:.80} is not JSON-serializable ({e}); give "
+            "the aggregation a value_serde="
+        ) from e
+
+
+def _framed_encoder(inner: Serializer) -> Callable[[dict[int, WindowCell]], bytes]:
+    head = bytes((WINDOW_FORMAT, _WINDOWS_FRAMED))
+    pack = _FRAME.pack
+
+    def encode(wins: dict[int, WindowCell]) -> bytes:
+        parts = [head]
+        for start, cell in wins.items():
+            agg = None if cell.agg is None else inner(cell.agg)
+            if agg is None:
+                parts.append(pack(start, cell.max_ts, _NONE_LEN))
+            else:
+                parts += (pack(start, cell.max_ts, len(agg)), agg)
+        return b"".join(parts)
+
+    return encode
 
 
 def _unknown_format(topic: str, head: bytes) -> SerdeError:

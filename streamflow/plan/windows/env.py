@@ -5,13 +5,14 @@ and closing on wall-clock idleness."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from streamflow.dsl.nodes import WindowAggregate, WindowEmit
 from streamflow.plan.context import Step, StepError, fanout
 from streamflow.record import Headers
 from streamflow.serde.base import SerdeUnavailable
+from streamflow.state.keys import encode_key
 from streamflow.state.window_store import META_STREAM_TIME, Loaded, StreamTime, WindowCell, load
 
 if TYPE_CHECKING:
@@ -140,13 +141,40 @@ class WindowEnv:
         if self.late is not None:
             self.late(k, v, ts, h)
 
-    def new_key(self, key: Any, kb: bytes) -> KeyWindows:
-        """State for a key without open windows; fresh unless a change of its entry is still
-        unflushed (a tombstone must then reach the changelog)."""
-        prefix = len(kb).to_bytes(4, "big") + kb
+    def restored(self, close_time: Callable[[int, WindowCell], int]
+                 ) -> Iterator[tuple[Any, KeyWindows]]:
+        """``(dict key, state)`` of the stored keys, without their windows closed before the
+        last commit (``close_time(start, cell)`` at most the stream time); keys left without
+        a window are deleted."""
+        now = self.clock.now
+        for skey, key, wins in self.loaded.keys:
+            kw = KeyWindows(key, skey, wins)
+            closed = [s for s, cell in wins.items() if close_time(s, cell) <= now]
+            for s in closed:
+                del wins[s]
+            if not wins:
+                self.emptied(kw)
+                continue
+            if closed:
+                self.touched(kw)
+            yield dict_key(key, skey[4:]), kw
+
+    def key_of(self, keys: dict[Any, KeyWindows], k: Any) -> tuple[Any, KeyWindows]:
+        """``(dict key, state)`` of the record key ``k`` in ``keys`` (state made for a key
+        without open windows, fresh unless a change of its entry is still unflushed: a
+        tombstone must then reach the changelog). The state is put into the write-back
+        cache, as the caller is about to change it."""
+        dk = k if type(k) is str else encode_key(k)
+        kw = keys.get(dk)
         store = self.store
-        return KeyWindows(key, prefix, fresh_in=-1 if store.unflushed(prefix)
-                          else store.generation)
+        if kw is None:
+            kb = encode_key(k)
+            prefix = len(kb).to_bytes(4, "big") + kb
+            kw = keys[dk] = KeyWindows(k, prefix, fresh_in=-1 if store.unflushed(prefix)
+                                       else store.generation)
+        if kw.written != store.generation:
+            self.touched(kw)
+        return dk, kw
 
     def touched(self, kw: KeyWindows) -> None:
         """``kw``'s windows changed: its entry goes into the write-back cache (once per

@@ -12,7 +12,7 @@ import heapq
 from bisect import bisect_left, bisect_right, insort
 from typing import Any
 
-from streamflow.plan.windows.env import KeyWindows, WindowEnv, dict_key
+from streamflow.plan.windows.env import KeyWindows, WindowEnv
 from streamflow.record import Headers
 from streamflow.state.keys import encode_key
 from streamflow.state.window_store import WindowCell
@@ -31,22 +31,12 @@ class Sessions:
         self.keys: dict[Any, KeyWindows] = {}
         # (close, store key (orders ties), start, end, dict key)
         self.closing: list[tuple[int, bytes, int, int, Any]] = []
-        now = env.clock.now
-        for skey, key, wins in env.loaded.keys:
-            kw = KeyWindows(key, skey, wins)
-            closed = [s for s, cell in wins.items() if cell.max_ts + self.after <= now]
-            for s in closed:
-                del wins[s]
-            if not wins:
-                env.emptied(kw)
-                continue
-            if closed:
-                env.touched(kw)
-            dk = dict_key(key, skey[4:])
+        after = self.after
+        for dk, kw in env.restored(lambda s, cell: cell.max_ts + after):
             self.keys[dk] = kw
-            kw.starts = sorted(wins)
-            for s, cell in wins.items():
-                heapq.heappush(self.closing, (cell.max_ts + self.after, skey, s, cell.max_ts, dk))
+            kw.starts = sorted(kw.wins)
+            for s, cell in kw.wins.items():
+                heapq.heappush(self.closing, (cell.max_ts + after, kw.prefix, s, cell.max_ts, dk))
 
     def _live(self, entry: tuple[int, bytes, int, int, Any]) -> WindowCell | None:
         """The session a heap entry stands for, unless merged away or extended since."""
@@ -89,41 +79,25 @@ class Sessions:
         dk = k if type(k) is str else encode_key(k)
         kw = self.keys.get(dk)
         if kw is not None:
-            merged = self._overlapping(kw, ts)
-            if merged:
-                env.touched(kw)
-                if len(merged) == 1 and merged[0] <= ts:
-                    self._extend(k, dk, kw, merged[0], v, ts, h)
-                    return
-                wins = kw.wins
-                agg = wins[merged[0]].agg
-                for s in merged[1:]:
-                    agg = self.merger(agg, wins[s].agg)
-                agg = env.adder(agg, v)
-                end = max(ts, wins[merged[-1]].max_ts)
-                self._merge(k, dk, kw, merged, WindowCell(agg, end), min(ts, merged[0]), h)
+            starts = kw.starts
+            wins = kw.wins
+            gap = self.gap
+            j = bisect_right(starts, ts + gap) - 1  # the last session starting in reach
+            if j >= 0 and wins[starts[j]].max_ts >= ts - gap:
+                if kw.written != env.store.generation:
+                    env.touched(kw)
+                start = starts[j]
+                if start <= ts and (j == 0 or wins[starts[j - 1]].max_ts < ts - gap):
+                    self._extend(k, dk, kw, start, v, ts, h)  # the common case
+                else:
+                    self._merge(k, dk, kw, j, v, ts, h)
                 return
         if ts + self.after <= env.clock.now:
             env.dropped(k, v, ts, h)
             return
         cell = WindowCell(env.first(v), ts)
-        if kw is None:
-            kw = self.keys[dk] = env.new_key(k, encode_key(k))
-        env.touched(kw)
+        dk, kw = env.key_of(self.keys, k)
         self._add(k, dk, kw, ts, cell, h)
-
-    def _overlapping(self, kw: KeyWindows, ts: int) -> list[int]:
-        """The starts (in order) of the sessions of ``kw`` within ``gap`` of ``ts``."""
-        starts = kw.starts
-        wins = kw.wins
-        gap = self.gap
-        j = bisect_right(starts, ts + gap) - 1
-        merged: list[int] = []
-        while j >= 0 and wins[starts[j]].max_ts >= ts - gap:
-            merged.append(starts[j])
-            j -= 1
-        merged.reverse()
-        return merged
 
     def _extend(self, k: Any, dk: Any, kw: KeyWindows, start: int, v: Any, ts: int,
                 h: Headers | None) -> None:
@@ -141,16 +115,28 @@ class Sessions:
         if emit_update is not None:
             emit_update(Windowed(k, start, cell.max_ts), cell.agg, cell.max_ts, h)
 
-    def _merge(self, k: Any, dk: Any, kw: KeyWindows, merged: list[int], cell: WindowCell,
-               start: int, h: Headers | None) -> None:
-        """Replace the sessions starting at ``merged`` by ``cell`` starting at ``start``."""
+    def _merge(self, k: Any, dk: Any, kw: KeyWindows, j: int, v: Any, ts: int,
+               h: Headers | None) -> None:
+        """Replace the sessions within ``gap`` of ``ts`` (the last is the ``j``-th) by one
+        session holding them and the record."""
+        starts = kw.starts
+        wins = kw.wins
+        merged: list[int] = []
+        while j >= 0 and wins[starts[j]].max_ts >= ts - self.gap:
+            merged.append(starts[j])
+            j -= 1
+        merged.reverse()
+        agg = wins[merged[0]].agg
+        for s in merged[1:]:
+            agg = self.merger(agg, wins[s].agg)
+        cell = WindowCell(self.env.adder(agg, v), max(ts, wins[merged[-1]].max_ts))
         emit_update = self.env.emit_update
         for s in merged:
-            old = kw.wins.pop(s)
-            del kw.starts[bisect_left(kw.starts, s)]
+            old = wins.pop(s)
+            del starts[bisect_left(starts, s)]
             if emit_update is not None:
                 emit_update(Windowed(k, s, old.max_ts), None, old.max_ts, h)
-        self._add(k, dk, kw, start, cell, h)
+        self._add(k, dk, kw, min(ts, merged[0]), cell, h)
 
     def _add(self, k: Any, dk: Any, kw: KeyWindows, start: int, cell: WindowCell,
              h: Headers | None) -> None:

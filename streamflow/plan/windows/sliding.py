@@ -16,7 +16,6 @@ from typing import Any
 
 from streamflow.plan.windows.env import NO_TIME, KeyWindows, WindowEnv, copy_agg, dict_key
 from streamflow.record import Headers
-from streamflow.state.keys import encode_key
 from streamflow.state.window_store import WindowCell
 from streamflow.windows import Windowed
 
@@ -146,11 +145,7 @@ class SlidingWindows:
         if ts + after <= now:
             env.dropped(k, v, ts, h)
             return
-        dk = k if type(k) is str else encode_key(k)
-        kw = self.keys.get(dk)
-        if kw is None:
-            kw = self.keys[dk] = env.new_key(k, encode_key(k))
-        env.touched(kw)
+        dk, kw = env.key_of(self.keys, k)
         new = self._created(kw, ts)
         emit_update = env.emit_update
         # every existing window holding ts absorbs the record

@@ -12,9 +12,8 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from streamflow.plan.windows.env import KeyWindows, WindowEnv, dict_key
+from streamflow.plan.windows.env import KeyWindows, WindowEnv
 from streamflow.record import Headers
-from streamflow.state.keys import encode_key
 from streamflow.state.window_store import WindowCell
 from streamflow.windows import Windowed
 
@@ -33,22 +32,11 @@ class TimeWindows:
         self._restore()
 
     def _restore(self) -> None:
-        env = self.env
-        now = env.clock.now
-        for skey, key, wins in env.loaded.keys:
-            dk = dict_key(key, skey[4:])
-            kw = KeyWindows(key, skey, wins)
-            closed = [s for s in wins if s + self.span <= now]  # before the last commit
-            for s in closed:
-                del wins[s]
-            if not wins:
-                env.emptied(kw)
-                continue
-            if closed:
-                env.touched(kw)
+        span = self.span
+        for dk, kw in self.env.restored(lambda s, cell: s + span):
             self.keys[dk] = kw
-            for s in wins:
-                self._track(s + self.span, (dk, s))
+            for s in kw.wins:
+                self._track(s + span, (dk, s))
 
     def _track(self, close: int, entry: tuple[Any, int]) -> None:
         b = self.buckets.get(close)
@@ -68,13 +56,7 @@ class TimeWindows:
         if last + span <= now:
             env.dropped(k, v, ts, h)
             return
-        dk = k if type(k) is str else encode_key(k)
-        kw = self.keys.get(dk)
-        if kw is None:
-            kb = encode_key(k)
-            kw = self.keys[dk] = env.new_key(k, kb)
-        if kw.written != env.store.generation:
-            env.touched(kw)
+        dk, kw = env.key_of(self.keys, k)
         wins = kw.wins
         s = last - ((last - ts + size - 1) // adv) * adv  # the first window holding ts
         if s + span <= now:  # skip the windows already closed
