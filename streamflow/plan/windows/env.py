@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from streamflow.plan.wiring import Wiring
 
 NO_TIME = -(1 << 63)
+NEVER = 1 << 63  # the due time of a kind without open windows
 _IMMUTABLE = frozenset((int, float, str, bool, bytes, type(None), tuple, frozenset))
 
 
@@ -82,7 +83,11 @@ class KeyWindows:
 
 
 class WindowKind(Protocol):
-    """A window algorithm (time windows, sliding windows, sessions)."""
+    """A window algorithm (time windows, sliding windows, sessions). ``due_at`` is at most
+    the earliest close (or expiry) time of its windows, ``NEVER`` when it has none: the
+    step calls ``close_due`` only once stream time reaches it."""
+
+    due_at: int
 
     def add(self, k: Any, v: Any, ts: int, h: Headers | None) -> None:
         """Fold a record (stream time already advanced to include it)."""
@@ -159,12 +164,12 @@ class WindowEnv:
                 self.touched(kw)
             yield dict_key(key, skey[4:]), kw
 
-    def key_of(self, keys: dict[Any, KeyWindows], k: Any) -> tuple[Any, KeyWindows]:
-        """``(dict key, state)`` of the record key ``k`` in ``keys`` (state made for a key
-        without open windows, fresh unless a change of its entry is still unflushed: a
-        tombstone must then reach the changelog). The state is put into the write-back
-        cache, as the caller is about to change it."""
-        dk = k if type(k) is str else encode_key(k)
+    def key_state(self, keys: dict[Any, KeyWindows], dk: Any, k: Any) -> KeyWindows:
+        """The state of the record key ``k`` (dict key ``dk``) in ``keys``, put into the
+        write-back cache as the caller is about to change it. A key without open windows
+        gets new state, fresh unless a change of its entry is still unflushed (a tombstone
+        must then reach the changelog). Callers first try ``keys.get(dk)`` and its
+        ``written`` themselves: this is the slow path, once per key and commit."""
         kw = keys.get(dk)
         store = self.store
         if kw is None:
@@ -172,12 +177,11 @@ class WindowEnv:
             prefix = len(kb).to_bytes(4, "big") + kb
             kw = keys[dk] = KeyWindows(k, prefix, fresh_in=-1 if store.unflushed(prefix)
                                        else store.generation)
-        if kw.written != store.generation:
-            self.touched(kw)
-        return dk, kw
+        self.touched(kw)
+        return kw
 
     def touched(self, kw: KeyWindows) -> None:
-        """``kw``'s windows changed: its entry goes into the write-back cache (once per
+        """``kw``'s windows change: its entry goes into the write-back cache (once per
         commit: later changes mutate the same dict)."""
         gen = self.store.generation
         if kw.written != gen:
@@ -214,7 +218,8 @@ def make_step(env: WindowEnv, kind: WindowKind) -> Step:
                 ts = int(extractor(v))
             if ts > clock.now:
                 advance(ts)
-                close_due(ts)
+                if ts >= kind.due_at:
+                    close_due(ts)
             add(k, v, ts, h)
         except (StepError, SerdeUnavailable):
             raise

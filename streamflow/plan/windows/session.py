@@ -12,7 +12,7 @@ import heapq
 from bisect import bisect_left, bisect_right, insort
 from typing import Any
 
-from streamflow.plan.windows.env import KeyWindows, WindowEnv
+from streamflow.plan.windows.env import NEVER, KeyWindows, WindowEnv
 from streamflow.record import Headers
 from streamflow.state.keys import encode_key
 from streamflow.state.window_store import WindowCell
@@ -31,12 +31,19 @@ class Sessions:
         self.keys: dict[Any, KeyWindows] = {}
         # (close, store key (orders ties), start, end, dict key)
         self.closing: list[tuple[int, bytes, int, int, Any]] = []
+        self.due_at = NEVER
         after = self.after
         for dk, kw in env.restored(lambda s, cell: cell.max_ts + after):
             self.keys[dk] = kw
             kw.starts = sorted(kw.wins)
             for s, cell in kw.wins.items():
-                heapq.heappush(self.closing, (cell.max_ts + after, kw.prefix, s, cell.max_ts, dk))
+                self._due(cell.max_ts + after, kw.prefix, s, cell.max_ts, dk)
+
+    def _due(self, close: int, prefix: bytes, start: int, end: int, dk: Any) -> None:
+        """Index the session ``[start, end]`` of ``dk`` by its close time."""
+        heapq.heappush(self.closing, (close, prefix, start, end, dk))
+        if close < self.due_at:
+            self.due_at = close
 
     def _live(self, entry: tuple[int, bytes, int, int, Any]) -> WindowCell | None:
         """The session a heap entry stands for, unless merged away or extended since."""
@@ -64,12 +71,14 @@ class Sessions:
                 env.emptied(kw)
             if env.emit_final is not None:
                 env.emit_final(Windowed(kw.key, start, end), cell.agg, end, None)
+        self.due_at = closing[0][0] if closing else NEVER
 
     def last_close(self) -> int | None:
         """The close time of the last live session (stale heap entries are dropped)."""
         live = [c[0] for c in self.closing if self._live(c) is not None]
         if not live:
             self.closing.clear()
+            self.due_at = NEVER
             return None
         return max(live)
 
@@ -96,8 +105,7 @@ class Sessions:
             env.dropped(k, v, ts, h)
             return
         cell = WindowCell(env.first(v), ts)
-        dk, kw = env.key_of(self.keys, k)
-        self._add(k, dk, kw, ts, cell, h)
+        self._add(k, dk, env.key_state(self.keys, dk, k), ts, cell, h)
 
     def _extend(self, k: Any, dk: Any, kw: KeyWindows, start: int, v: Any, ts: int,
                 h: Headers | None) -> None:
@@ -109,7 +117,7 @@ class Sessions:
         end0 = cell.max_ts
         if ts > end0:
             cell.max_ts = ts
-            heapq.heappush(self.closing, (ts + self.after, kw.prefix, start, ts, dk))
+            self._due(ts + self.after, kw.prefix, start, ts, dk)
             if emit_update is not None:
                 emit_update(Windowed(k, start, end0), None, end0, h)
         if emit_update is not None:
@@ -142,7 +150,6 @@ class Sessions:
              h: Headers | None) -> None:
         kw.wins[start] = cell
         insort(kw.starts, start)
-        heapq.heappush(self.closing, (cell.max_ts + self.after, kw.prefix, start, cell.max_ts,
-                                      dk))
+        self._due(cell.max_ts + self.after, kw.prefix, start, cell.max_ts, dk)
         if self.env.emit_update is not None:
             self.env.emit_update(Windowed(k, start, cell.max_ts), cell.agg, cell.max_ts, h)

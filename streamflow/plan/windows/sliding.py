@@ -14,8 +14,9 @@ import heapq
 from bisect import bisect_left, bisect_right, insort
 from typing import Any
 
-from streamflow.plan.windows.env import NO_TIME, KeyWindows, WindowEnv, copy_agg, dict_key
+from streamflow.plan.windows.env import NEVER, NO_TIME, KeyWindows, WindowEnv, copy_agg, dict_key
 from streamflow.record import Headers
+from streamflow.state.keys import encode_key
 from streamflow.state.window_store import WindowCell
 from streamflow.windows import Windowed
 
@@ -37,6 +38,7 @@ class SlidingWindows:
         self.keys: dict[Any, KeyWindows] = {}
         self.closing: list[_Due] = []
         self.expiring: list[_Due] = []
+        self.due_at = NEVER
         now = env.clock.now
         for skey, key, wins in env.loaded.keys:
             dk = dict_key(key, skey[4:])
@@ -51,7 +53,10 @@ class SlidingWindows:
         insort(kw.starts, start)
         if start + self.after > now:
             heapq.heappush(self.closing, (start + self.after, kw.prefix, start, dk))
-        heapq.heappush(self.expiring, (start + self.size + 1 + self.keep, kw.prefix, start, dk))
+            self.due_at = min(self.due_at, start + self.after)
+        expiry = start + self.size + 1 + self.keep
+        heapq.heappush(self.expiring, (expiry, kw.prefix, start, dk))
+        self.due_at = min(self.due_at, expiry)
 
     def close_due(self, now: int) -> None:
         """Emit the windows closing by ``now``; forget those that can seed no new window."""
@@ -81,6 +86,8 @@ class SlidingWindows:
             else:
                 del self.keys[dk]
                 env.emptied(kw)
+        self.due_at = min(closing[0][0] if closing else NEVER,
+                          expiring[0][0] if expiring else NEVER)
 
     def last_close(self) -> int | None:
         """The close time of the last window not closed yet."""
@@ -145,7 +152,10 @@ class SlidingWindows:
         if ts + after <= now:
             env.dropped(k, v, ts, h)
             return
-        dk, kw = env.key_of(self.keys, k)
+        dk = k if type(k) is str else encode_key(k)
+        kw = self.keys.get(dk)
+        if kw is None or kw.written != env.store.generation:
+            kw = env.key_state(self.keys, dk, k)
         new = self._created(kw, ts)
         emit_update = env.emit_update
         # every existing window holding ts absorbs the record

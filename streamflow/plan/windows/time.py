@@ -12,8 +12,9 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from streamflow.plan.windows.env import KeyWindows, WindowEnv
+from streamflow.plan.windows.env import NEVER, KeyWindows, WindowEnv
 from streamflow.record import Headers
+from streamflow.state.keys import encode_key
 from streamflow.state.window_store import WindowCell
 from streamflow.windows import Windowed
 
@@ -29,6 +30,7 @@ class TimeWindows:
         self.keys: dict[Any, KeyWindows] = {}
         self.buckets: dict[int, list[tuple[Any, int]]] = {}  # close time -> [(dict key, start)]
         self.closes: list[int] = []  # heap of the buckets' close times
+        self.due_at = NEVER
         self._restore()
 
     def _restore(self) -> None:
@@ -43,6 +45,8 @@ class TimeWindows:
         if b is None:
             self.buckets[close] = b = []
             heapq.heappush(self.closes, close)
+            if close < self.due_at:
+                self.due_at = close
         b.append(entry)
 
     def add(self, k: Any, v: Any, ts: int, h: Headers | None) -> None:
@@ -56,7 +60,10 @@ class TimeWindows:
         if last + span <= now:
             env.dropped(k, v, ts, h)
             return
-        dk, kw = env.key_of(self.keys, k)
+        dk = k if type(k) is str else encode_key(k)
+        kw = self.keys.get(dk)
+        if kw is None or kw.written != env.store.generation:
+            kw = env.key_state(self.keys, dk, k)
         wins = kw.wins
         s = last - ((last - ts + size - 1) // adv) * adv  # the first window holding ts
         if s + span <= now:  # skip the windows already closed
@@ -104,6 +111,7 @@ class TimeWindows:
                 if emit_final is not None:
                     w = cell.windowed or Windowed(kw.key, start, start + size)
                     emit_final(w, cell.agg, cell.max_ts, None)
+        self.due_at = closes[0] if closes else NEVER
 
     def last_close(self) -> int | None:
         """The close time of the last open window."""
