@@ -3,11 +3,16 @@
 Compiles one task of a processor ``in (String key, Json value) -> group_by_key -> window ->
 count -> final -> out`` with a memory store, and calls the task's entry directly with
 pre-serialized records (so deserialization is included, as in production), flushing the
-stores every ``--commit-every`` records as a commit would (serializing dirty windows; the
-changelog produce is a no-op). Outputs go to a no-op emit after serialization.
+stores every ``--commit-every`` records as a commit would (serializing the dirty store entries;
+the changelog produce is a no-op, counted in the ``changelog`` column). Outputs go to a no-op
+emit after serialization. Each line gives wall-clock and CPU (process time) per record; on a
+shared machine compare the CPU column.
 
     .venv/bin/python bench/windows_micro.py                # all scenarios
     .venv/bin/python bench/windows_micro.py --records 200000 --only tumbling,hopping
+
+To compare with another commit, run this same script against its checkout:
+``PYTHONPATH=/tmp/wt-before .venv/bin/python bench/windows_micro.py``.
 
 Scenarios (10k keys, event time advancing ~1 ms per record (``--ms-per-record``), 5 % of
 records out of order by up to 2 s, grace 5 s): ``baseline`` (the same pipeline with a plain
