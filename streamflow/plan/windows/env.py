@@ -13,7 +13,14 @@ from streamflow.plan.context import Step, StepError, fanout
 from streamflow.record import Headers
 from streamflow.serde.base import SerdeUnavailable
 from streamflow.state.keys import encode_key
-from streamflow.state.window_store import META_STREAM_TIME, Loaded, StreamTime, WindowCell, load
+from streamflow.state.window_store import (
+    META_STREAM_TIME,
+    Loaded,
+    StreamTime,
+    WindowCell,
+    load,
+    window_prefix,
+)
 
 if TYPE_CHECKING:
     from streamflow.plan.wiring import Wiring
@@ -173,8 +180,7 @@ class WindowEnv:
         kw = keys.get(dk)
         store = self.store
         if kw is None:
-            kb = encode_key(k)
-            prefix = len(kb).to_bytes(4, "big") + kb
+            prefix = window_prefix(encode_key(k))
             kw = keys[dk] = KeyWindows(k, prefix, fresh_in=-1 if store.unflushed(prefix)
                                        else store.generation)
         self.touched(kw)

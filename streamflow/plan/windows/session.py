@@ -3,7 +3,10 @@
 stream time reaches ``end + gap + 1 + grace``.
 
 A key's sessions are disjoint and kept with their starts in order; closing is indexed by a
-heap whose entries for sessions merged away or extended since are skipped when popped.
+heap of ``(close time, store key, start, dict key)``. Extending a session does not touch the
+heap: an entry popped before its session's close time (the session grew since) goes back with
+the right one, and entries of sessions merged away are skipped. So sessions close in the order
+of (close time, store key, start), before and after a restart.
 """
 
 from __future__ import annotations
@@ -29,58 +32,57 @@ class Sessions:
         self.gap = gap
         self.after = gap + 1 + grace  # a session [s, e] closes when stream time reaches e + after
         self.keys: dict[Any, KeyWindows] = {}
-        # (close, store key (orders ties), start, end, dict key)
-        self.closing: list[tuple[int, bytes, int, int, Any]] = []
+        # (close time or earlier, store key (orders ties), start, dict key)
+        self.closing: list[tuple[int, bytes, int, Any]] = []
         self.due_at = NEVER
         after = self.after
         for dk, kw in env.restored(lambda s, cell: cell.max_ts + after):
             self.keys[dk] = kw
             kw.starts = sorted(kw.wins)
             for s, cell in kw.wins.items():
-                self._due(cell.max_ts + after, kw.prefix, s, cell.max_ts, dk)
+                self._due(cell.max_ts + after, kw.prefix, s, dk)
 
-    def _due(self, close: int, prefix: bytes, start: int, end: int, dk: Any) -> None:
-        """Index the session ``[start, end]`` of ``dk`` by its close time."""
-        heapq.heappush(self.closing, (close, prefix, start, end, dk))
+    def _due(self, close: int, prefix: bytes, start: int, dk: Any) -> None:
+        """Index the session at ``start`` of ``dk`` by its close time."""
+        heapq.heappush(self.closing, (close, prefix, start, dk))
         if close < self.due_at:
             self.due_at = close
-
-    def _live(self, entry: tuple[int, bytes, int, int, Any]) -> WindowCell | None:
-        """The session a heap entry stands for, unless merged away or extended since."""
-        kw = self.keys.get(entry[4])
-        cell = None if kw is None else kw.wins.get(entry[2])
-        return cell if cell is not None and cell.max_ts == entry[3] else None
 
     def close_due(self, now: int) -> None:
         """Close (and emit) the sessions whose close time is at most ``now``."""
         closing = self.closing
         env = self.env
+        keys = self.keys
+        after = self.after
         while closing and closing[0][0] <= now:
-            entry = heapq.heappop(closing)
-            cell = self._live(entry)
-            if cell is None:
+            close, prefix, start, dk = heapq.heappop(closing)
+            kw = keys.get(dk)
+            cell = None if kw is None else kw.wins.get(start)
+            if kw is None or cell is None:
+                continue  # merged away
+            if cell.max_ts + after != close:  # extended since: back with its close time
+                heapq.heappush(closing, (cell.max_ts + after, prefix, start, dk))
                 continue
-            _, _, start, end, dk = entry
-            kw = self.keys[dk]
             del kw.wins[start]
             del kw.starts[bisect_left(kw.starts, start)]
             if kw.wins:
                 env.touched(kw)
             else:
-                del self.keys[dk]
+                del keys[dk]
                 env.emptied(kw)
             if env.emit_final is not None:
-                env.emit_final(Windowed(kw.key, start, end), cell.agg, end, None)
+                env.emit_final(Windowed(kw.key, start, cell.max_ts), cell.agg, cell.max_ts,
+                               None)
         self.due_at = closing[0][0] if closing else NEVER
 
     def last_close(self) -> int | None:
-        """The close time of the last live session (stale heap entries are dropped)."""
-        live = [c[0] for c in self.closing if self._live(c) is not None]
-        if not live:
+        """The close time of the last session."""
+        ends = [cell.max_ts for kw in self.keys.values() for cell in kw.wins.values()]
+        if not ends:
             self.closing.clear()
             self.due_at = NEVER
             return None
-        return max(live)
+        return max(ends) + self.after
 
     def add(self, k: Any, v: Any, ts: int, h: Headers | None) -> None:
         """Extend, merge or start a session with the record."""
@@ -97,7 +99,7 @@ class Sessions:
                     env.touched(kw)
                 start = starts[j]
                 if start <= ts and (j == 0 or wins[starts[j - 1]].max_ts < ts - gap):
-                    self._extend(k, dk, kw, start, v, ts, h)  # the common case
+                    self._extend(k, kw, start, v, ts, h)  # the common case
                 else:
                     self._merge(k, dk, kw, j, v, ts, h)
                 return
@@ -107,7 +109,7 @@ class Sessions:
         cell = WindowCell(env.first(v), ts)
         self._add(k, dk, env.key_state(self.keys, dk, k), ts, cell, h)
 
-    def _extend(self, k: Any, dk: Any, kw: KeyWindows, start: int, v: Any, ts: int,
+    def _extend(self, k: Any, kw: KeyWindows, start: int, v: Any, ts: int,
                 h: Headers | None) -> None:
         """The common case: the record falls in or after one session starting before it."""
         env = self.env
@@ -116,8 +118,7 @@ class Sessions:
         cell.agg = env.adder(cell.agg, v)
         end0 = cell.max_ts
         if ts > end0:
-            cell.max_ts = ts
-            self._due(ts + self.after, kw.prefix, start, ts, dk)
+            cell.max_ts = ts  # its heap entry is now early: close_due moves it
             if emit_update is not None:
                 emit_update(Windowed(k, start, end0), None, end0, h)
         if emit_update is not None:
@@ -150,6 +151,6 @@ class Sessions:
              h: Headers | None) -> None:
         kw.wins[start] = cell
         insort(kw.starts, start)
-        self._due(cell.max_ts + self.after, kw.prefix, start, cell.max_ts, dk)
+        self._due(cell.max_ts + self.after, kw.prefix, start, dk)
         if self.env.emit_update is not None:
             self.env.emit_update(Windowed(k, start, cell.max_ts), cell.agg, cell.max_ts, h)
