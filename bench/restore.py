@@ -22,8 +22,9 @@ from confluent_kafka import Producer
 
 import streamflow as sf
 from streamflow.kafka import client
+from streamflow.kafka.ports import KafkaChangelogs
+from streamflow.runtime.restore import restore_store
 from streamflow.serde import SerdeContext
-from streamflow.state.changelog import restore_store
 from streamflow.state.keys import encode_key
 from streamflow.state.task_state import SOURCE_HEADER, TaskState, encode_positions
 
@@ -68,8 +69,8 @@ def main() -> None:
     produce_s = time.perf_counter() - t0
     state_dir = Path(tempfile.mkdtemp(prefix="restore-bench-"))
     try:
-        state = TaskState(p, 0, state_dir, "rocksdb", SerdeContext())
-        conf = {"bootstrap.servers": bootstrap}
+        state = TaskState(p.stores, 0, state_dir, "rocksdb", SerdeContext())
+        conf = KafkaChangelogs({"bootstrap.servers": bootstrap})
         res = restore_store(state, "counts", conf, {"in": 1})
         again = restore_store(state, "counts", conf, {"in": 1})
         rows = sum(1 for _ in state.stores["counts"].backend.scan(None, None))

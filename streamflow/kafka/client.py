@@ -259,14 +259,13 @@ def begin_transaction(producer: Any) -> None:
         raise txn_error(e, "begin_transaction") from e
 
 
-def commit_transaction(producer: Any, consumer: Any, offsets: Iterable[tuple[str, int, int]],
-                       timeout: float) -> None:
+def commit_transaction(producer: Any, group_metadata: Any,
+                       offsets: Iterable[tuple[str, int, int]], timeout: float) -> None:
     """Add the input offsets to the transaction and commit it (KIP-447)."""
     try:
         tps = [TopicPartition(t, p, o) for t, p, o in offsets]
         if tps:
-            producer.send_offsets_to_transaction(tps, consumer.consumer_group_metadata(),
-                                                 timeout)
+            producer.send_offsets_to_transaction(tps, group_metadata, timeout)
         producer.commit_transaction(timeout)
     except KafkaException as e:
         raise txn_error(e, "commit_transaction") from e
