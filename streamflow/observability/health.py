@@ -145,7 +145,7 @@ def serve_worker_health(worker: Any) -> HealthServer | None:
     try:
         return HealthServer(port, worker_probe(worker, stale_after_s=stale_after)).start()
     except OSError as e:
-        from streamflow.runtime.config import ConfigError
+        from streamflow.config import ConfigError
 
         raise ConfigError(
             f"health_port {port}: cannot listen for health probes: {e}; choose a free port "

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streamflow.config import Config
 from streamflow.dsl.topology import Processor
 from streamflow.kafka import client
 from streamflow.observability.health import serve_worker_health
 from streamflow.plan.compile import StepError, TaskContext, compile_task
 from streamflow.record import Headers
-from streamflow.runtime.config import Config
 from streamflow.runtime.contracts import check_processor as check_contracts
 from streamflow.runtime.errors import ErrorPolicy, ProcessingFailed
 from streamflow.runtime.topics import ensure_topics, processor_topics

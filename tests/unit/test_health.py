@@ -154,8 +154,8 @@ def test_worker_probe_infers_a_restore_from_ready_false_after_the_loop_started()
 
 
 def test_serve_worker_health_follows_the_health_port_setting() -> None:
+    from streamflow.config import Config, ConfigError
     from streamflow.observability.health import serve_worker_health
-    from streamflow.runtime.config import Config, ConfigError
 
     assert serve_worker_health(_worker(config=Config(health_port=0))) is None
     with socket.socket() as busy:

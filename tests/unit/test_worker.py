@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import streamflow as sf
+from streamflow.config import Config
 from streamflow.kafka import client
-from streamflow.runtime.config import Config
 from streamflow.runtime.worker import ConsumerFatal, Worker
 
 
