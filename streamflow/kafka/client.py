@@ -167,8 +167,8 @@ def create_topics(admin: Any, specs: Iterable[tuple[str, int, int, dict[str, str
 
 
 def delete_topics(admin: Any, names: Iterable[str], timeout: float = 30.0) -> None:
-    """Delete topics (missing ones are ignored)."""
-    names = list(names)
+    """Delete topics (missing ones are ignored; a name given twice is deleted once)."""
+    names = list(dict.fromkeys(names))  # librdkafka crashes on a repeated name
     if not names:
         return
     for _name, fut in admin.delete_topics(names, operation_timeout=timeout).items():

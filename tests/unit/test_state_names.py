@@ -4,6 +4,7 @@ and the comparison with the cluster's internal topics (``--against-cluster``).""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,25 @@ def test_against_cluster_exits_4_when_kafka_is_unreachable(
     assert time.monotonic() - started < 20
     assert ("streamflow: error: --against-cluster: cannot reach Kafka at 127.0.0.1:9"
             in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("supervised", [False, True])
+def test_run_logs_each_unnamed_step_once_unless_a_supervisor_did(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    supervised: bool,
+) -> None:
+    monkeypatch.setenv("STREAMFLOW_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+    monkeypatch.setenv("STREAMFLOW_STARTUP_TIMEOUT_S", "1")
+    monkeypatch.setenv("STREAMFLOW_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("STREAMFLOW_HEALTH_PORT", "0")
+    argv = ["run", UNNAMED, "-p", "totals", *(["--worker-id", "0"] if supervised else [])]
+    assert main(argv) == 4  # no broker: the worker stops, after the warnings
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if "has no explicit name" in line]
+    assert "cannot reach Kafka at 127.0.0.1:9" in err
+    if supervised:
+        assert warnings == []
+    else:
+        assert len(warnings) == 3
+        assert all("WARNING" in w and "streamflow.cli" in w for w in warnings)
+        assert any('.count(name="count-1") keeps today\'s state' in w for w in warnings)
