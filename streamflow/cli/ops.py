@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from streamflow.cli.common import CONFIG_HELP, CliError, err, failing, warn
 from streamflow.config import Config, load_config
 from streamflow.dsl.topology import Topology, TopologyError
 from streamflow.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from streamflow.ops.check import Problem, check_topology
 from streamflow.ops.load import load_topology
 from streamflow.ops.state_names import orphan_fix, state_diff, unnamed_state
-
-if TYPE_CHECKING:
-    from streamflow.ops.check import Problem
 
 __all__ = ["add_commands", "cmd_check", "cmd_deploy_k8s", "cmd_topics"]
 
@@ -34,7 +32,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     ``--against-cluster`` adds the state a deploy would orphan (problems) and the internal
     topics it would create (notes)."""
     from streamflow.kafka.registry import make_registry_client
-    from streamflow.ops.check import Problem, check_topology
 
     config = load_config(args.config)
     try:
@@ -79,7 +76,6 @@ def _against_cluster(topology: Topology, config: Config) -> tuple[list[Problem],
     """Problems for state the cluster holds that this version would orphan; notes for the
     internal topics it would create."""
     from streamflow.kafka import client
-    from streamflow.ops.check import Problem
 
     admin = client.make_admin(config.client_conf())
     try:
