@@ -3,7 +3,8 @@ version would orphan (a renamed aggregation's changelog) fails the check."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -15,6 +16,15 @@ pytestmark = pytest.mark.integration
 
 V1 = "tests.unit.state_names_fixture:v1"
 V2 = "tests.unit.state_names_fixture:v2"
+
+
+def _wait_until(admin: object, done: Callable[[set[str]], bool], what: str,
+                timeout: float = 30.0) -> None:
+    """Wait until ``done(topic names)``: topic creation and deletion are asynchronous."""
+    deadline = time.monotonic() + timeout
+    while not done(set(client.topic_names(admin, 10.0))):
+        assert time.monotonic() < deadline, f"{what} after {timeout}s"
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -29,9 +39,11 @@ def v1_deployed(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str,
     try:
         assert main(["topics", "create", V1]) == 0
         capsys.readouterr()
+        _wait_until(admin, lambda listed: set(fx.v1.topics) <= listed, "v1 topics not listed")
         yield
-    finally:
+    finally:  # both tests use the same names: the next one starts once these are gone
         client.delete_topics(admin, created)
+        _wait_until(admin, lambda listed: not listed & set(created), "topics not deleted")
 
 
 def test_renamed_aggregation_orphans_v1_changelog_and_exits_3(
