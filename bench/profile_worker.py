@@ -89,7 +89,7 @@ def main() -> int:
                 **getattr(scenario, "env", dict)(),
             }
         )
-        from streamflow.runtime.config import load_config
+        from streamflow.config import load_config
         from streamflow.runtime.worker import Worker
 
         if args.store_cache is not None:

@@ -7,16 +7,22 @@ consumer, producer or store.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
 class Node:
-    """A step in a processor's graph. ``parents`` name the steps feeding it."""
+    """A step in a processor's graph. ``parents`` name the steps feeding it.
+
+    ``named`` is False when the step's name was derived (``<kind>-<n>`` in declaration
+    order) rather than given with ``name=...``; ``streamflow check`` warns about stateful
+    steps whose state is named that way, because inserting a step before them renames it.
+    """
 
     name: str
     parents: tuple[str, ...]
+    named: bool = field(default=True, kw_only=True)
 
     kind: ClassVar[str] = "node"
 

@@ -112,6 +112,7 @@ class TableRef:
     def __init__(self, topic: Topic, name: str | None) -> None:
         self.topic = topic
         self.name = name or f"table-{topic.name}"
+        self.named = name is not None  # else named after the topic (stable, not positional)
 
     def __repr__(self) -> str:
         return f"TableRef({self.topic.name})"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from streamflow.dsl.render import describe_text
+from streamflow.errors import ConfigurationError
 from streamflow.serde import Bytes, Serde
 
 if TYPE_CHECKING:
@@ -20,7 +22,7 @@ OnError = Literal["fail", "skip", "dead_letter"]
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
-class TopologyError(ValueError):
+class TopologyError(ConfigurationError, ValueError):
     """The topology is not well formed; the message says what to change."""
 
 
@@ -186,8 +188,6 @@ class Topology:
 
     def describe(self) -> str:
         """A readable text of topics, processors and their steps."""
-        from streamflow.plan.render import describe_text
-
         return describe_text(self)
 
     def __repr__(self) -> str:
@@ -218,6 +218,7 @@ class Processor:
         self.stores: dict[str, StoreSpec] = {}
         self.store_backend = "rocksdb"
         self._counters: dict[str, int] = {}
+        self._derived: set[str] = set()  # step names made by node_name(), not the user
         self._tables: dict[str, Table] = {}
 
     def stream(self, *topics: Topic | str, name: str | None = None) -> Stream:
@@ -247,15 +248,24 @@ class Processor:
             if f"{kind}-{n}" not in self.nodes:
                 break
         self._counters[kind] = n
+        self._derived.add(f"{kind}-{n}")
         return f"{kind}-{n}"
 
+    def is_derived(self, step: str) -> bool:
+        """True when ``step`` is a name :meth:`node_name` derived (not one the user gave),
+        or a part of such a step (``group-by-1.from-repartition``)."""
+        return step in self._derived or step.partition(".")[0] in self._derived
+
     def add(self, node: Node) -> Node:
-        """Register a new step (names are unique within a processor)."""
+        """Register a new step (names are unique within a processor); a step whose name was
+        derived is recorded with ``named=False``."""
         if node.name in self.nodes:
             raise TopologyError(
                 f"processor {self.name!r} already has a step named {node.name!r}; "
                 "step names must be unique because state and internal topics are named after them"
             )
+        if node.named and self.is_derived(node.name):
+            node = replace(node, named=False)
         self.nodes[node.name] = node
         return node
 
@@ -302,7 +312,7 @@ class Processor:
 
         if ref.name not in self._tables:
             store = self.add_store(ref.name, value_serde=None)
-            node = self.add(TableSource(ref.name, (), ref.topic.name, store))
+            node = self.add(TableSource(ref.name, (), ref.topic.name, store, named=ref.named))
             self._tables[ref.name] = Table(self, node.name, store)
         return self._tables[ref.name]
 

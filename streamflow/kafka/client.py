@@ -27,6 +27,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     OffsetSpec,
 )
 
+from streamflow.errors import ProcessingError, UnreachableError
+
 log = logging.getLogger("streamflow.kafka")
 
 __all__ = [
@@ -44,10 +46,12 @@ __all__ = [
     "make_admin",
     "make_consumer",
     "make_producer",
+    "ping",
+    "topic_names",
 ]
 
 
-class Unreachable(Exception):
+class Unreachable(UnreachableError):
     """The Kafka cluster did not answer in time."""
 
 
@@ -163,8 +167,8 @@ def create_topics(admin: Any, specs: Iterable[tuple[str, int, int, dict[str, str
 
 
 def delete_topics(admin: Any, names: Iterable[str], timeout: float = 30.0) -> None:
-    """Delete topics (missing ones are ignored)."""
-    names = list(names)
+    """Delete topics (missing ones are ignored; a name given twice is deleted once)."""
+    names = list(dict.fromkeys(names))  # librdkafka crashes on a repeated name
     if not names:
         return
     for _name, fut in admin.delete_topics(names, operation_timeout=timeout).items():
@@ -177,8 +181,13 @@ def delete_topics(admin: Any, names: Iterable[str], timeout: float = 30.0) -> No
 
 def ping(admin: Any, timeout: float) -> None:
     """Raise ``Unreachable`` unless the cluster answers a metadata request in ``timeout``."""
+    topic_names(admin, timeout)
+
+
+def topic_names(admin: Any, timeout: float) -> list[str]:
+    """The names of the cluster's topics; ``Unreachable`` unless it answers in ``timeout``."""
     try:
-        admin.list_topics(timeout=timeout)
+        return sorted(admin.list_topics(timeout=timeout).topics)
     except KafkaException as e:
         raise Unreachable(str(e)) from e
 
@@ -226,7 +235,7 @@ def seek(consumer: Any, topic: str, partition: int, offset: int) -> None:
 OFFSET_BEGINNING = -2
 
 
-class TxnError(Exception):
+class TxnError(ProcessingError):
     """A transaction failed. ``abortable``: abort and retry with the same producer;
     otherwise (fatal, fenced or ambiguous) the producer must be recreated."""
 

@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
+from streamflow.errors import EXIT_UNREACHABLE, StreamflowError
+
 log = logging.getLogger("streamflow.registry")
 
 
@@ -85,13 +87,16 @@ _RETRY_KEYS = ("max.retries", "retries.wait.ms", "retries.max.wait.ms")
 _INT_KEYS = ("timeout", "cache.capacity", "cache.latest.ttl.sec")
 
 
-class RegistryError(Exception):
-    """The schema registry answered with an error.
+class RegistryError(StreamflowError):
+    """The schema registry answered with an error (``streamflow`` exits 4, as when it is
+    unreachable: the contracts could not be checked).
 
     ``status`` is the HTTP status (or ``None`` when there was no answer), ``code`` the
     registry's error code (e.g. 40401 subject not found, 409 incompatible schema), and
     ``registry_message`` the registry's own text.
     """
+
+    exit_code = EXIT_UNREACHABLE
 
     def __init__(
         self,

@@ -13,20 +13,21 @@ import shutil
 import subprocess
 
 from streamflow.dsl.topology import Topology
+from streamflow.errors import ConfigurationError
 
 __all__ = ["FORMATS", "GraphvizError", "render_image"]
 
 FORMATS = ("png", "svg")
 
 
-class GraphvizError(RuntimeError):
+class GraphvizError(ConfigurationError, RuntimeError):
     """Graphviz's ``dot`` is not installed (or failed); the message says what to do."""
 
 
 def render_image(topology: Topology, fmt: str, *, dot: str | None = None,
                  timeout: float = 60.0) -> bytes:
     """The topology's DAG as ``png`` or ``svg`` bytes, drawn by Graphviz ``dot``."""
-    from streamflow.plan.render import describe_dot
+    from streamflow.dsl.render import describe_dot
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown image format {fmt!r}; use one of {', '.join(FORMATS)}")

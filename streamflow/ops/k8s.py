@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamflow.config import Config
 from streamflow.dsl.topology import Processor, Topology
-from streamflow.runtime.config import Config
 
 __all__ = ["K8sOptions", "Rendered", "render", "to_yaml", "write"]
 

@@ -8,7 +8,7 @@ the ``default_partitions`` / ``default_replication`` settings when creating.
 Everything talks to Kafka through :mod:`streamflow.kafka.client`.
 
 >>> import streamflow as sf
->>> from streamflow.runtime.config import Config
+>>> from streamflow.config import Config
 >>> t = sf.Topology("shop")
 >>> src = t.topic("orders", partitions=3, external=True)
 >>> [(s.name, s.partitions, s.replication) for s in create_specs(t, Config())]
@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from streamflow.config import Config
 from streamflow.dsl.topology import Processor, Topic, Topology
 from streamflow.kafka import client
-from streamflow.runtime.config import Config
 
 __all__ = [
     "CreateSpec",

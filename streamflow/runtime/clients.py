@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from streamflow.config import Config
 from streamflow.kafka.ports import KafkaAdmin, KafkaChangelogs, KafkaGroupConsumer, KafkaProducer
-from streamflow.runtime.config import Config
 from streamflow.runtime.ports import OnDelivery, Ports
 
 if TYPE_CHECKING:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from streamflow.errors import ProcessingError
 from streamflow.record import Headers
 from streamflow.runtime.ports import Producer
 
 Emit = Any  # Callable[[str, bytes | None, bytes | None, int, Headers | None], None]
 
 
-class DeliveryFailed(Exception):
+class DeliveryFailed(ProcessingError):
     """The broker did not acknowledge produced records; offsets were not committed."""
 
 

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from streamflow.errors import ConfigurationError
 from streamflow.serde import compat
 from streamflow.serde.base import SerdeContext, SerdeError, SerdeUnavailable
 
@@ -59,7 +60,7 @@ WRITER_FIX = (
 )
 
 
-class ContractError(Exception):
+class ContractError(ConfigurationError):
     """A processor's Avro contracts do not fit the schema registry: it must not start."""
 
 

@@ -13,6 +13,7 @@ import logging
 import traceback
 from collections.abc import Callable
 
+from streamflow.errors import ProcessingError
 from streamflow.plan.compile import StepError
 from streamflow.record import Headers
 
@@ -21,7 +22,7 @@ log = logging.getLogger("streamflow.errors")
 Produce = Callable[[str, bytes | None, bytes | None, int, "Headers | None"], None]
 
 
-class ProcessingFailed(Exception):
+class ProcessingFailed(ProcessingError):
     """A record failed under ``on_error="fail"``; the processor stops without committing it."""
 
 

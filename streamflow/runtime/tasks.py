@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamflow.errors import ProcessingError
 from streamflow.kafka.client import KafkaException
 from streamflow.plan.compile import StepError, TaskContext, compile_task
 from streamflow.runtime.errors import ErrorPolicy, ProcessingFailed
@@ -33,7 +34,7 @@ ProduceTo = Callable[[str, int, bytes, "bytes | None", "list[tuple[str, bytes]]"
 CHECKPOINT_EVERY_S = 30.0
 
 
-class ConsumerFatal(KafkaException):
+class ConsumerFatal(KafkaException, ProcessingError):
     """A fatal error of the group consumer: the worker stops (never retried as a broken
     transaction would be)."""
 

@@ -6,14 +6,15 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from streamflow.config import Config
 from streamflow.dsl.topology import Processor, Topic
+from streamflow.errors import ConfigurationError
 from streamflow.kafka import client
-from streamflow.runtime.config import Config
 
 log = logging.getLogger("streamflow.topics")
 
 
-class TopicMismatch(Exception):
+class TopicMismatch(ConfigurationError):
     """A topic is missing or differs from its declaration."""
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streamflow.config import Config, ConfigError
 from streamflow.dsl.topology import Processor
 from streamflow.kafka import client
 from streamflow.kafka.ports import KafkaAdmin
@@ -21,7 +22,6 @@ from streamflow.observability.health import serve_worker_health
 from streamflow.observability.status import WorkerStatus
 from streamflow.runtime.clients import consumer_conf, kafka_ports, producer_conf
 from streamflow.runtime.collector import DeliveryFailed
-from streamflow.runtime.config import Config, ConfigError
 from streamflow.runtime.contracts import check_processor as check_contracts
 from streamflow.runtime.engine import Engine
 from streamflow.runtime.errors import ProcessingFailed

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamflow.errors import ConfigurationError
+
 __all__ = [
     "LEVELS",
     "Incompatibility",
@@ -72,7 +74,7 @@ _PROMOTIONS = {
 }
 
 
-class InvalidSchema(ValueError):
+class InvalidSchema(ConfigurationError, ValueError):
     """A schema given to the checker is not valid Avro (the message says where)."""
 
 

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamflow.errors import UnreachableError
+
 __all__ = [
     "ENV_BOOTSTRAP",
     "ENV_CLUSTER",
@@ -73,7 +75,7 @@ STACK_DOWN_TIMEOUT_S = 120.0
 Teardown = Callable[[], None]
 
 
-class ClusterUnavailable(RuntimeError):
+class ClusterUnavailable(UnreachableError, RuntimeError):
     """No Kafka / schema registry could be found or started; the message says what to do."""
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import streamflow as sf
+from streamflow.config import Config, ConfigError
 from streamflow.kafka import client
-from streamflow.runtime.config import Config, ConfigError
 from streamflow.runtime.worker import ConsumerFatal, Worker
 from streamflow.testing import TopologyTestDriver
 

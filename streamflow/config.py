@@ -31,8 +31,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from streamflow.errors import ConfigurationError
 
-class ConfigError(ValueError):
+
+class ConfigError(ConfigurationError, ValueError):
     """The configuration is invalid; the message names the setting."""
 
 
