@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from streamflow.testing.admin import discover_bootstrap
-from tests.chaos.harness import ROOT, ChaosConfig, run
+from tests.chaos.harness import ROOT, run
+from tests.chaos.inputs import ChaosConfig
 
 
 def _bootstrap(arg: str | None) -> str:
