@@ -195,6 +195,14 @@ def topic_names(admin: Any, timeout: float) -> list[str]:
 OnDelivery = Callable[[Any, Any], None]
 
 
+# a partition created a moment ago may answer these before its leader is known, and
+# librdkafka does not always flag them retriable
+_LEADERSHIP_MOVING = frozenset({
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION,
+})
+
+
 def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0
                ) -> tuple[int, int]:
     """Low and high watermark offsets of one partition."""
@@ -204,7 +212,8 @@ def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0
                                                        timeout=timeout, cached=False)
             return int(low), int(high)
         except KafkaException as e:
-            if attempt == 4 or not e.args[0].retriable():
+            if attempt == 4 or not (e.args[0].retriable()
+                                    or e.args[0].code() in _LEADERSHIP_MOVING):
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")

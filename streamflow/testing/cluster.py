@@ -29,7 +29,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,6 @@ __all__ = [
     "Cluster",
     "ClusterUnavailable",
     "LocalStack",
-    "TopicAdmin",
     "acquire_cluster",
     "docker_engine_available",
     "find_local_stack",
@@ -96,7 +95,7 @@ class Cluster:
 
 
 # ----------------------------------------------------------------------------------------------
-# Kafka admin helper (lazy confluent_kafka import)
+# topic names (the admin helper itself is streamflow.testing.admin.TopicAdmin)
 # ----------------------------------------------------------------------------------------------
 
 _TOPIC_CHARS = re.compile(r"[^a-zA-Z0-9._-]+")
@@ -106,104 +105,6 @@ def unique_topic_name(hint: str = "topic", prefix: str = "sf-test") -> str:
     """A legal, unique topic name such as ``sf-test-test_roundtrip-3f9c1a2b``."""
     base = _TOPIC_CHARS.sub("-", hint).strip("-._") or "topic"
     return f"{prefix}-{base[:180]}-{uuid.uuid4().hex[:8]}"
-
-
-class TopicAdmin:
-    """A thin AdminClient wrapper for tests: create topics and wait for them, delete them."""
-
-    def __init__(self, bootstrap_servers: str, *, conf: Mapping[str, Any] | None = None) -> None:
-        from confluent_kafka.admin import AdminClient
-
-        self.bootstrap_servers = bootstrap_servers
-        config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "log_level": 3}
-        config.update(conf or {})
-        self._admin: Any = AdminClient(config)
-
-    def ping(self, timeout: float = 10.0) -> int:
-        """Number of brokers in the cluster; raises :class:`ClusterUnavailable` if unreachable."""
-        try:
-            metadata = self._admin.list_topics(timeout=timeout)
-        except Exception as exc:
-            raise ClusterUnavailable(
-                f"Kafka at {self.bootstrap_servers} does not answer metadata requests: {exc}"
-            ) from exc
-        if not metadata.brokers:
-            raise ClusterUnavailable(f"Kafka at {self.bootstrap_servers} reports no brokers")
-        return len(metadata.brokers)
-
-    def topics(self, timeout: float = 10.0) -> set[str]:
-        return set(self._admin.list_topics(timeout=timeout).topics)
-
-    def create_topic(
-        self,
-        name: str,
-        partitions: int = 1,
-        config: Mapping[str, str] | None = None,
-        *,
-        replication_factor: int = -1,
-        timeout: float = 30.0,
-    ) -> str:
-        """Create ``name`` and wait until every partition has a leader.
-
-        ``replication_factor=-1`` uses the broker's ``default.replication.factor``.
-        """
-        from confluent_kafka import KafkaError, KafkaException
-        from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined,unused-ignore]
-
-        spec = NewTopic(
-            name,
-            num_partitions=partitions,
-            replication_factor=replication_factor,
-            config={k: str(v) for k, v in (config or {}).items()},
-        )
-        futures = self._admin.create_topics(
-            [spec], operation_timeout=timeout, request_timeout=timeout
-        )
-        try:
-            futures[name].result(timeout=timeout)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-        self.wait_for_topic(name, partitions, timeout=timeout)
-        return name
-
-    def wait_for_topic(
-        self, name: str, partitions: int | None = None, timeout: float = 30.0
-    ) -> None:
-        """Wait until ``name`` is in the metadata with ``partitions`` partitions, all led."""
-        deadline = time.monotonic() + timeout
-        last = "not in the metadata"
-        while True:
-            metadata = self._admin.list_topics(topic=name, timeout=max(1.0, min(5.0, timeout)))
-            topic = metadata.topics.get(name)
-            if topic is not None and topic.error is None:
-                parts = topic.partitions
-                led = all(p.leader >= 0 and p.error is None for p in parts.values())
-                if parts and led and (partitions is None or len(parts) == partitions):
-                    return
-                last = f"{len(parts)} partition(s), all led: {led}"
-            elif topic is not None:
-                last = str(topic.error)
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"topic {name!r} not ready after {timeout:.0f}s ({last})")
-            time.sleep(0.1)
-
-    def delete_topics(self, names: Iterable[str], timeout: float = 30.0) -> None:
-        """Delete topics; topics that do not exist are ignored."""
-        from confluent_kafka import KafkaError, KafkaException
-
-        names = list(names)
-        if not names:
-            return
-        futures = self._admin.delete_topics(
-            names, operation_timeout=timeout, request_timeout=timeout
-        )
-        for future in futures.values():
-            try:
-                future.result(timeout=timeout)
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    raise
 
 
 # ----------------------------------------------------------------------------------------------
@@ -470,6 +371,8 @@ def acquire_cluster(start: Path | None = None) -> tuple[Cluster, Teardown]:
     bootstrap = os.environ.get(ENV_BOOTSTRAP, "").strip()
     registry = os.environ.get(ENV_REGISTRY, "").strip()
     if bootstrap:
+        from streamflow.testing.admin import TopicAdmin
+
         cluster = Cluster(bootstrap, registry or None, "env", f"{ENV_BOOTSTRAP}")
         TopicAdmin(bootstrap).ping(timeout=15.0)
         if registry and not registry_ready(registry, timeout=10.0):
@@ -519,6 +422,8 @@ def acquire_cluster(start: Path | None = None) -> tuple[Cluster, Teardown]:
 
 
 def _check_kafka(cluster: Cluster, teardown: Teardown) -> None:
+    from streamflow.testing.admin import TopicAdmin
+
     try:
         TopicAdmin(cluster.bootstrap_servers).ping(timeout=30.0)
     except BaseException:
