@@ -273,14 +273,20 @@ class TopologyTestDriver:
         self._pump()
         if self.auto_commit:
             while True:
-                self.commit()
+                self._commit_all()
                 if not self._pump():
                     break
 
-    def commit(self) -> None:
-        """Commit every instance (as a worker does on its commit interval)."""
+    def _commit_all(self) -> None:
         for engine in list(self._engines()):
             engine.commit()
+
+    def commit(self) -> None:
+        """Commit every instance, as a worker does on its commit interval, then go on
+        processing what the commit made visible (exactly-once outputs that other tasks
+        read, e.g. through a repartition topic), as the worker's loop would."""
+        self._commit_all()
+        self._pump()
 
     def advance_wall_clock(self, ms: int) -> None:
         """Move the driver's wall clock forward by ``ms`` milliseconds and run what is due

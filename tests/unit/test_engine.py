@@ -194,3 +194,26 @@ def test_the_driver_refuses_to_crash_an_ambiguous_processor() -> None:
     t.processor("q").stream(t.topics["echo"]).to(t.topic("out", key=sf.String(), value=sf.Int()))
     with TopologyTestDriver(t) as d, pytest.raises(sf.TopologyError, match="name the processor"):
         d.crash()
+
+
+def test_exactly_once_through_a_repartition_counts_every_record_once_across_crashes() -> None:
+    """A record crosses two transactions (input -> repartition topic -> count); crashes
+    between and after them must neither lose nor double a count."""
+    t = sf.Topology("eng")
+    src = t.topic("in", key=sf.String(), value=sf.Int(), partitions=3, external=True)
+    out = t.topic("totals", key=sf.String(), value=sf.Long(), partitions=3)
+    p = t.processor("p", guarantee="exactly_once")
+    (p.stream(src).group_by(lambda v: f"g{v % 2}", name="by-parity", key_serde=sf.String())
+     .count(name="per-parity").to_stream().to(out))
+    with TopologyTestDriver(t, auto_commit=False) as d:
+        for i in range(10):
+            d.input("in").send(i, key=f"k{i}")
+            if i % 3 == 0:
+                d.commit()
+            if i % 4 == 1:
+                d.crash()
+        d.commit()
+        d.commit()
+        assert dict(d.store("per-parity").items()) == {"g0": 5, "g1": 5}
+        finals = dict(d.output("totals").read_key_values())
+        assert finals == {"g0": 5, "g1": 5}
