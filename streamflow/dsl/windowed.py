@@ -38,13 +38,15 @@ class WindowedStream:
                    adder: Callable[[Any, Any], Any], merger: Callable[[Any, Any], Any] | None,
                    name: str | None, value_serde: Any) -> WindowedTable:
         if not callable(adder):
-            raise TopologyError(f"window {op}() needs a function, got {type(adder).__name__}")
+            msg = f"window {op}() needs a function, got {type(adder).__name__}"
+            raise TopologyError(msg)
         if isinstance(self.spec, Session) and merger is None:
-            raise TopologyError(
+            msg = (
                 "session windows merge when a record bridges two sessions: give "
                 "aggregate(initializer, adder, merger=lambda agg1, agg2: ...) a merger that "
                 "combines two aggregates"
             )
+            raise TopologyError(msg)
         p = self._processor
         step = p.node_name(f"window-{op}", name)
         store = p.add_store(step, value_serde=WindowValueSerde(value_serde))
@@ -77,9 +79,11 @@ class WindowedStream:
         Keep ``adder`` free of side effects on its input where it can be: sliding windows
         start new windows from a (deep) copy of an existing window's aggregate."""
         if not callable(initializer):
-            raise TopologyError("window aggregate() needs an initializer function, e.g. dict")
+            msg = "window aggregate() needs an initializer function, e.g. dict"
+            raise TopologyError(msg)
         if merger is not None and not callable(merger):
-            raise TopologyError("window aggregate() merger must be a function (agg1, agg2)")
+            msg = "window aggregate() merger must be a function (agg1, agg2)"
+            raise TopologyError(msg)
         return self._aggregate("aggregate", initializer, adder, merger, name, value_serde)
 
     def __repr__(self) -> str:
@@ -131,12 +135,14 @@ def window(processor: Processor, node: str, spec: Any, timestamp: Any,
            late_topic: Topic | str | None) -> WindowedStream:
     """Validate ``GroupedStream.window`` arguments and make the ``WindowedStream``."""
     if not isinstance(spec, _SPECS):
-        raise TopologyError(
+        msg = (
             f"window() needs a window spec (sf.Tumbling, sf.Hopping, sf.Sliding or "
             f"sf.Session), got {type(spec).__name__}"
         )
+        raise TopologyError(msg)
     if timestamp is not None and not callable(timestamp):
-        raise TopologyError("window(timestamp=...) must be a function value -> milliseconds")
+        msg = "window(timestamp=...) must be a function value -> milliseconds"
+        raise TopologyError(msg)
     late = None
     if late_topic is not None:
         late = processor.topology.resolve_topic(late_topic).name

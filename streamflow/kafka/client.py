@@ -216,7 +216,8 @@ def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0
                                     or e.args[0].code() in _LEADERSHIP_MOVING):
                 raise
             time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
+    msg = "unreachable"
+    raise AssertionError(msg)
 
 
 def end_offsets(admin: Any, partitions: Iterable[tuple[str, int]], timeout: float = 10.0

@@ -81,10 +81,11 @@ class Collector:
         deadline = time.monotonic() + self.shutdown_timeout_s
         while self._producer.flush(1.0) > 0:
             if time.monotonic() > deadline:
-                raise DeliveryFailed(
+                msg = (
                     f"records not acknowledged within {self.shutdown_timeout_s}s; "
                     "offsets not committed (is the broker reachable?)"
                 )
+                raise DeliveryFailed(msg)
         self.check()
 
     def clear(self) -> None:

@@ -226,7 +226,8 @@ def check_processor(processor: Processor, ctx: SerdeContext) -> None:
         registry = as_registry_client(ctx.registry())
     except (SerdeError, ValueError) as e:  # no registry configured; invalid settings
         topics = ", ".join(dict.fromkeys(repr(s.topic) for s in [*reads, *writes]))
-        raise ContractError(f"{head}: topic(s) {topics} use Avro, but {e}") from e
+        msg = f"{head}: topic(s) {topics} use Avro, but {e}"
+        raise ContractError(msg) from e
     problems: list[str] = []
     for side in reads:
         where = f"topic {side.topic!r} ({side.side})"
@@ -244,7 +245,8 @@ def check_processor(processor: Processor, ctx: SerdeContext) -> None:
             problems.append(f"{where}: invalid Avro schema: {e}")
             continue
         except RegistryUnavailable as e:
-            raise SerdeUnavailable(f"{head} yet: {e}", url=registry.url) from e
+            msg = f"{head} yet: {e}"
+            raise SerdeUnavailable(msg, url=registry.url) from e
         except RegistryError as e:
             problems.append(f"{where}: {e}")
             continue
@@ -263,8 +265,9 @@ def check_processor(processor: Processor, ctx: SerdeContext) -> None:
             problems.append(f"topic {side.topic!r} ({side.side}), written here: {e}")
     if problems:
         listed = "\n".join(f"- {p}" for p in problems)
-        raise ContractError(
+        msg = (
             f"{head}: its Avro contracts do not fit the schema registry at {registry.url}:\n"
             f"{listed}\n`streamflow schemas check MODULE` compares every subject of the "
             "topology with the registry."
         )
+        raise ContractError(msg)

@@ -194,10 +194,11 @@ class TaskManager:
                 try:
                     ctx.punctuate(wall_ms)
                 except StepError as e:
-                    raise ProcessingFailed(
+                    msg = (
                         f"processor {self.processor.name!r}: step {e.step!r} failed while "
                         f"acting on the wall clock: {e.cause}"
-                    ) from e.cause
+                    )
+                    raise ProcessingFailed(msg) from e.cause
 
     # -- committing --------------------------------------------------------------------
     def offsets(self, only: set[tuple[str, int]] | None = None) -> Offsets:

@@ -100,15 +100,17 @@ class Avro:
 
     def __post_init__(self) -> None:
         if self.subject_strategy not in SUBJECT_STRATEGIES:
-            raise ValueError(
+            msg = (
                 f"unknown subject_strategy {self.subject_strategy!r}; "
                 f"use one of {', '.join(SUBJECT_STRATEGIES)}"
             )
+            raise ValueError(msg)
         if not isinstance(self.schema, (str, Path, Mapping, list)):
-            raise TypeError(
+            msg = (
                 "Avro(schema) takes a path to an .avsc, a schema dict, or a schema name; "
                 f"got {type(self.schema).__name__}"
             )
+            raise TypeError(msg)
 
     # -- identity ------------------------------------------------------------------------
 
@@ -161,11 +163,12 @@ class Avro:
             return f"{topic}-{'key' if is_key else 'value'}"
         loaded = self._load(ctx or SerdeContext())
         if loaded.fullname is None:
-            raise SerdeError(
+            msg = (
                 f"subject_strategy={self.subject_strategy!r} needs a named schema (record, "
                 f"enum or fixed), but {loaded.source} is {loaded.canonical}; use "
                 "subject_strategy='topic'"
             )
+            raise SerdeError(msg)
         if self.subject_strategy == "record":
             return loaded.fullname
         return f"{topic}-{loaded.fullname}"
@@ -213,12 +216,13 @@ class Avro:
             found = registry.lookup(subject, loaded.schema_str)
             if found is None:
                 if not register:
-                    raise SerdeError(
+                    msg = (
                         f"schema {what} (from {loaded.source}) is not registered under subject "
                         f"{subject!r} in the schema registry at {registry.url}, and "
                         f"auto_register is off; register it with `{_REGISTER_HINT}` "
                         "(or use Avro(..., auto_register=True))"
                     )
+                    raise SerdeError(msg)
                 found = registry.register(subject, loaded.schema_str)
                 created = True
         except SchemaRejected as e:
@@ -226,7 +230,8 @@ class Avro:
         except RegistryUnavailable as e:
             raise SerdeUnavailable(str(e), url=registry.url) from e
         except RegistryError as e:
-            raise SerdeError(f"cannot register schema {what} under subject {subject!r}: {e}") from e
+            msg = f"cannot register schema {what} under subject {subject!r}: {e}"
+            raise SerdeError(msg) from e
         self._cache[("id", subject)] = (raw, found.schema_id)
         return found, created
 
@@ -291,11 +296,12 @@ class Avro:
             except Exception as e:  # fastavro raises many types on corrupt input
                 raise problem(data, schema_id, e) from e
             if buf.tell() != len(data):
-                raise SerdeError(
+                msg = (
                     f"{name} cannot deserialize a {side} from topic {topic!r}: "
                     f"{len(data) - buf.tell()} unexpected byte(s) after the record (schema id "
                     f"{schema_id}; the bytes do not match the writer schema): {preview(data)}"
                 )
+                raise SerdeError(msg)
             return value
 
         return deserialize
@@ -343,25 +349,24 @@ def _writer_entry(
     try:
         text = registry.schema_by_id(schema_id)
     except SchemaNotFound as e:
-        raise SerdeError(
+        msg = (
             f"{who}: unknown schema id {schema_id}: the schema registry at {registry.url} has "
             "no schema with that id (written against another registry, or not Avro in "
             "Confluent wire format?)"
-        ) from e
+        )
+        raise SerdeError(msg) from e
     except RegistryUnavailable as e:
-        raise SerdeUnavailable(
-            f"{who} yet: its writer schema (id {schema_id}) must be fetched, and {e}",
-            url=registry.url,
-        ) from e
+        msg = f"{who} yet: its writer schema (id {schema_id}) must be fetched, and {e}"
+        raise SerdeUnavailable(msg, url=registry.url) from e
     except RegistryError as e:
-        raise SerdeError(f"{who}: cannot fetch writer schema id {schema_id}: {e}") from e
+        msg = f"{who}: cannot fetch writer schema id {schema_id}: {e}"
+        raise SerdeError(msg) from e
     try:
         writer = fastavro.parse_schema(json.loads(text))
         canonical = to_parsing_canonical_form(writer)
     except Exception as e:
-        raise SerdeError(
-            f"{who}: schema id {schema_id} in the registry is not a usable Avro schema: {e}"
-        ) from e
+        msg = f"{who}: schema id {schema_id} in the registry is not a usable Avro schema: {e}"
+        raise SerdeError(msg) from e
     if canonical == reader.canonical:
         return reader.parsed, None, payload_guard(reader.parsed)
     return writer, reader.parsed, payload_guard(writer)

@@ -19,7 +19,7 @@ streamflow.serde.base.SerdeError: rejected payload: more than 1000000 items of a
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from streamflow.serde.avro_messages import preview
 from streamflow.serde.base import SerdeError
@@ -137,14 +137,16 @@ class _Walker:
     def run(self, schema: Any) -> None:
         self.skip(schema, 0)
 
-    def fail(self, why: str) -> SerdeError:
-        return SerdeError(f"rejected payload: {why} (at byte {self.pos}): {preview(self.data)}")
+    def fail(self, why: str) -> NoReturn:
+        """Reject the payload: raise :class:`SerdeError` saying why and where."""
+        msg = f"rejected payload: {why} (at byte {self.pos}): {preview(self.data)}"
+        raise SerdeError(msg)
 
     def long(self) -> int:
         data, pos, shift, acc = self.data, self.pos, 0, 0
         while True:
             if pos >= len(data):
-                raise self.fail("payload truncated inside a number")
+                self.fail("payload truncated inside a number")
             b = data[pos]
             pos += 1
             acc |= (b & 0x7F) << shift
@@ -152,22 +154,22 @@ class _Walker:
                 break
             shift += 7
             if shift > 63:
-                raise self.fail("malformed variable-length number")
+                self.fail("malformed variable-length number")
         self.pos = pos
         return (acc >> 1) ^ -(acc & 1)
 
     def advance(self, n: int) -> None:
         if n < 0 or self.pos + n > len(self.data):
-            raise self.fail(f"length {n} exceeds the payload")
+            self.fail(f"length {n} exceeds the payload")
         self.pos += n
 
     def skip(self, s: Any, depth: int) -> None:
         if depth > MAX_NESTING:
-            raise self.fail(f"value nested deeper than {MAX_NESTING} levels")
+            self.fail(f"value nested deeper than {MAX_NESTING} levels")
         if isinstance(s, list):
             index = self.long()
             if not 0 <= index < len(s):
-                raise self.fail(f"union branch {index} out of range")
+                self.fail(f"union branch {index} out of range")
             self.skip(s[index], depth + 1)
             return
         t = s.get("type") if isinstance(s, dict) else s
@@ -190,7 +192,7 @@ class _Walker:
         elif t in self.named:
             self.skip(self.named[t], depth)
         else:
-            raise self.fail(f"unknown type {t!r}")
+            self.fail(f"unknown type {t!r}")
 
     def blocks(self, s: Any, t: str, depth: int) -> None:
         inner = s["items"] if t == "array" else s["values"]
@@ -205,10 +207,10 @@ class _Walker:
             if zero:
                 self.zero_items += count
                 if self.zero_items > MAX_ZERO_WIDTH_ITEMS:
-                    raise self.fail(f"more than {MAX_ZERO_WIDTH_ITEMS} items of a zero-size type")
+                    self.fail(f"more than {MAX_ZERO_WIDTH_ITEMS} items of a zero-size type")
                 continue
             if count > len(self.data) - self.pos:
-                raise self.fail(f"block of {count} items exceeds the payload")
+                self.fail(f"block of {count} items exceeds the payload")
             for _ in range(count):
                 if t == "map":
                     self.advance(self.long())

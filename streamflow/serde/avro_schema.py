@@ -53,17 +53,19 @@ def _locate(spec: Any, schemas_dir: Path) -> tuple[Any, str]:
         try:
             return json.loads(text), "an inline schema"
         except ValueError as e:
-            raise SerdeError(f"inline Avro schema is not valid JSON: {e}") from e
+            msg = f"inline Avro schema is not valid JSON: {e}"
+            raise SerdeError(msg) from e
     if isinstance(spec, Path) or text.endswith((".avsc", ".json")) or "/" in text or "\\" in text:
         p = Path(text)
         tries = [p] if p.is_absolute() else [p, schemas_dir / p, schemas_dir.parent / p]
         for candidate in tries:
             if candidate.is_file():
                 return _read_avsc(candidate), str(candidate)
-        raise SerdeError(
+        msg = (
             f"Avro schema file {text!r} not found (looked at "
             f"{', '.join(str(t) for t in dict.fromkeys(tries))})"
         )
+        raise SerdeError(msg)
     return _by_name(text, schemas_dir)
 
 
@@ -72,10 +74,11 @@ def _by_name(name: str, schemas_dir: Path) -> tuple[Any, str]:
     if direct.is_file():
         return _read_avsc(direct), str(direct)
     if not schemas_dir.is_dir():
-        raise SerdeError(
+        msg = (
             f"Avro schema {name!r} not found: schemas directory {schemas_dir} does not exist "
             "(set schemas_dir, or pass a path to the .avsc)"
         )
+        raise SerdeError(msg)
     files = sorted(schemas_dir.rglob("*.avsc"))
     full, short, stem = [], [], []
     for path in files:
@@ -94,15 +97,17 @@ def _by_name(name: str, schemas_dir: Path) -> tuple[Any, str]:
         if len(matches) == 1:
             return matches[0][0], str(matches[0][1])
         if len(matches) > 1:
-            raise SerdeError(
+            msg = (
                 f"Avro schema name {name!r} is ambiguous in {schemas_dir}: "
                 f"{', '.join(str(p) for _, p in matches)}; use the full name or a path"
             )
+            raise SerdeError(msg)
     known = ", ".join(sorted(filter(None, (_fullname_of(p) for p in files)))) or "none"
-    raise SerdeError(
+    msg = (
         f"Avro schema {name!r} not found in {schemas_dir} (no {name}.avsc, and no .avsc "
         f"defines that name; schemas there: {known})"
     )
+    raise SerdeError(msg)
 
 
 def _fullname(data: Any) -> str | None:
@@ -127,9 +132,11 @@ def _read_avsc(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except OSError as e:
-        raise SerdeError(f"cannot read Avro schema file {path}: {e}") from e
+        msg = f"cannot read Avro schema file {path}: {e}"
+        raise SerdeError(msg) from e
     except ValueError as e:
-        raise SerdeError(f"Avro schema file {path} is not valid JSON: {e}") from e
+        msg = f"Avro schema file {path} is not valid JSON: {e}"
+        raise SerdeError(msg) from e
 
 
 def _parse_declared(schema: Any, source: str) -> LoadedSchema:
@@ -137,7 +144,8 @@ def _parse_declared(schema: Any, source: str) -> LoadedSchema:
         parsed = fastavro.parse_schema(schema)
         canonical = to_parsing_canonical_form(parsed)
     except Exception as e:  # fastavro: SchemaParseException, UnknownType, ValueError, ...
-        raise SerdeError(f"invalid Avro schema in {source}: {e}") from e
+        msg = f"invalid Avro schema in {source}: {e}"
+        raise SerdeError(msg) from e
     fullname = parsed.get("name") if isinstance(parsed, dict) and parsed.get("type") in (
         "record", "error", "enum", "fixed") else None
     return LoadedSchema(schema=schema, schema_str=json.dumps(schema, separators=(",", ":")),

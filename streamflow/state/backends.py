@@ -137,7 +137,8 @@ def open_backend(kind: str, path: Path) -> Backend:
     if kind == "memory":
         return MemoryBackend()
     if kind != "rocksdb":
-        raise ValueError(f"unknown store backend {kind!r}; use 'rocksdb' or 'memory'")
+        msg = f"unknown store backend {kind!r}; use 'rocksdb' or 'memory'"
+        raise ValueError(msg)
     try:
         return RocksBackend(path)
     except Exception:

@@ -74,11 +74,11 @@ class TopicAdmin:
         try:
             metadata = self._admin.list_topics(timeout=timeout)
         except Exception as exc:
-            raise ClusterUnavailable(
-                f"Kafka at {self.bootstrap_servers} does not answer metadata requests: {exc}"
-            ) from exc
+            msg = f"Kafka at {self.bootstrap_servers} does not answer metadata requests: {exc}"
+            raise ClusterUnavailable(msg) from exc
         if not metadata.brokers:
-            raise ClusterUnavailable(f"Kafka at {self.bootstrap_servers} reports no brokers")
+            msg = f"Kafka at {self.bootstrap_servers} reports no brokers"
+            raise ClusterUnavailable(msg)
         return len(metadata.brokers)
 
     def wait_ready(self, timeout: float) -> None:
@@ -170,7 +170,8 @@ class TopicAdmin:
             elif topic is not None:
                 last = str(topic.error)
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"topic {name!r} not ready after {timeout:.0f}s ({last})")
+                msg = f"topic {name!r} not ready after {timeout:.0f}s ({last})"
+                raise TimeoutError(msg)
             time.sleep(0.1)
 
     def delete_topics(self, names: Iterable[str], timeout: float = 30.0) -> None:
@@ -269,8 +270,11 @@ class TopicAdmin:
             deadline = time.monotonic() + timeout
             while pending:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"reading {topic}: partitions {sorted(pending)} never "
-                                       f"ended within {timeout:.0f}s")
+                    msg = (
+                        f"reading {topic}: partitions {sorted(pending)} never "
+                        f"ended within {timeout:.0f}s"
+                    )
+                    raise TimeoutError(msg)
                 for message in consumer.consume(10_000, 0.1):
                     error = message.error()
                     if error is not None:

@@ -137,10 +137,11 @@ class TopologyTestDriver:
             schemas_dir=Path(cfg.get("schemas_dir", "schemas")),
         )
         if processor is not None and processor not in topology.processors:
-            raise TopologyError(
+            msg = (
                 f"topology {topology.name!r} has no processor {processor!r}; "
                 f"it has {sorted(topology.processors)}"
             )
+            raise TopologyError(msg)
         self.processors = (
             [topology.processors[processor]] if processor else list(topology.processors.values())
         )
@@ -211,10 +212,11 @@ class TopologyTestDriver:
         t = self.topology.resolve_topic(topic)
         readers = {p.name for p in self.processors if t.name in p.source_topics()}
         if not readers:
-            raise TopologyError(
+            msg = (
                 f"no driven processor reads topic {t.name!r}; it is read by none of "
                 f"{sorted(p.name for p in self.processors)}"
             )
+            raise TopologyError(msg)
         return TestInput(self, t)
 
     def output(self, topic: Topic | str) -> TestOutput:
@@ -227,7 +229,8 @@ class TopologyTestDriver:
     def _deliver(self, topic: str, partition: int, k: bytes | None, v: bytes | None,
                  ts: int, h: Headers | None) -> None:
         if self._closed:
-            raise RuntimeError("the TopologyTestDriver is closed")
+            msg = "the TopologyTestDriver is closed"
+            raise RuntimeError(msg)
         self.cluster.append(topic, partition, k, v, ts, h)
         self._run()
 
@@ -286,7 +289,8 @@ class TopologyTestDriver:
         """Move the driver's wall clock forward by ``ms`` milliseconds and run what is due
         (e.g. windows closed on idleness)."""
         if ms < 0:
-            raise ValueError("the wall clock only moves forward")
+            msg = "the wall clock only moves forward"
+            raise ValueError(msg)
         self.wall_clock_ms += int(ms)
         for engine in list(self._engines()):
             engine.punctuate(self.wall_clock_ms)
@@ -320,7 +324,8 @@ class TopologyTestDriver:
         change rebalances the group (eagerly: revoked tasks commit and close, assigned
         ones restore their state from the changelogs)."""
         if instances < 1:
-            raise ValueError("a processor needs at least one instance")
+            msg = "a processor needs at least one instance"
+            raise ValueError(msg)
         p = self._processor(processor)
         running = self.engines[p.name]
         while len(running) > instances:
@@ -334,14 +339,14 @@ class TopologyTestDriver:
     def _processor(self, name: str | None) -> Processor:
         if name is None:
             if len(self.processors) != 1:
-                raise TopologyError(
-                    f"name the processor: the driver runs {[p.name for p in self.processors]}"
-                )
+                msg = f"name the processor: the driver runs {[p.name for p in self.processors]}"
+                raise TopologyError(msg)
             return self.processors[0]
         for p in self.processors:
             if p.name == name:
                 return p
-        raise TopologyError(f"the driver runs no processor {name!r}")
+        msg = f"the driver runs no processor {name!r}"
+        raise TopologyError(msg)
 
     # -- inspection --------------------------------------------------------------------
     def metrics(self, processor: str | None = None) -> dict[str, int]:

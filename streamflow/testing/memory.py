@@ -382,8 +382,8 @@ class MemoryProducer:
     def _check_epoch(self) -> None:
         assert self.transactional_id is not None
         if self.cluster.epochs.get(self.transactional_id) != self.epoch:
-            raise TxnError(f"producer {self.transactional_id!r} is fenced by a newer one",
-                           abortable=False)
+            msg = f"producer {self.transactional_id!r} is fenced by a newer one"
+            raise TxnError(msg, abortable=False)
 
     def init_transactions(self, timeout: float) -> None:
         """Fence older producers with this id and abort their open transaction."""
@@ -399,7 +399,8 @@ class MemoryProducer:
         self._check_epoch()
         abortable = self.cluster.take_failure("begin_transaction")
         if abortable is not None:
-            raise TxnError("begin_transaction: injected failure", abortable)
+            msg = "begin_transaction: injected failure"
+            raise TxnError(msg, abortable)
         assert self.transactional_id is not None
         self.txn = self.cluster.open_txns[self.transactional_id] = _Txn(self.transactional_id)
 
@@ -410,12 +411,16 @@ class MemoryProducer:
         assert self.txn is not None and self.transactional_id is not None
         abortable = self.cluster.take_failure("commit_transaction")
         if abortable is not None:
-            raise TxnError("commit_transaction: injected failure", abortable)
+            msg = "commit_transaction: injected failure"
+            raise TxnError(msg, abortable)
         name, generation = group_metadata
         group = self.cluster.group(name)
         if generation != group.generation:
-            raise TxnError(f"commit_transaction: group {name!r} generation {generation} is "
-                           f"stale (now {group.generation})", abortable=True)
+            msg = (
+                f"commit_transaction: group {name!r} generation {generation} is "
+                f"stale (now {group.generation})"
+            )
+            raise TxnError(msg, abortable=True)
         self.poll(0)
         for t, p, o in offsets:
             group.committed[(t, p)] = o
