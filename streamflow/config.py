@@ -74,7 +74,7 @@ class Config:
         return str(url) if url else None
 
     def client_conf(self) -> dict[str, Any]:
-        """librdkafka settings shared by every client."""
+        """The librdkafka settings shared by every client."""
         return {"bootstrap.servers": self.bootstrap_servers, **self.kafka}
 
     def with_overrides(self, **changes: Any) -> Config:

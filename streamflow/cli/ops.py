@@ -30,7 +30,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     Stateful steps named by position are warnings (problems with ``--strict``);
     ``--against-cluster`` adds the state a deploy would orphan (problems) and the internal
-    topics it would create (notes)."""
+    topics it would create (notes).
+    """
     from streamflow.kafka.registry import make_registry_client
 
     config = load_config(args.config)
@@ -73,8 +74,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _against_cluster(topology: Topology, config: Config) -> tuple[list[Problem], list[str]]:
-    """Problems for state the cluster holds that this version would orphan; notes for the
-    internal topics it would create."""
+    """Problems for state the cluster holds that this version would orphan.
+
+    Notes for the internal topics it would create.
+    """
     from streamflow.kafka import client
 
     admin = client.make_admin(config.client_conf())

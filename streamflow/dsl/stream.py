@@ -143,9 +143,12 @@ class Stream:
 
     def group_by(self, fn: Callable[[Any], Any], *, name: str | None = None,
                  key_serde: Any = None, value_serde: Any = None) -> GroupedStream:
-        """Re-key by ``fn(value)`` and group; records are repartitioned through the internal
-        topic ``<topology>-<processor>-<name>-repartition`` (JSON unless serdes are given),
-        so each key's records meet in one task."""
+        """Re-key by ``fn(value)`` and group.
+
+        Records are repartitioned through the internal topic
+        ``<topology>-<processor>-<name>-repartition`` (JSON unless serdes are given), so each key's
+        records meet in one task.
+        """
         step = self._processor.node_name("group-by", name)
         keyed = self._then(lambda n: Apply(n, (self._node,), "key_by", fn), "key_by",
                            f"{step}.key")
@@ -185,8 +188,10 @@ class Stream:
 
     def join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
              name: str | None = None) -> Stream:
-        """Enrich each record with the table row of the same key:
-        ``joiner(value, table_value)``; records without a row are dropped."""
+        """Enrich each record with the table row of the same key: ``joiner(value, table_value)``.
+
+        Records without a row are dropped.
+        """
         return self._join(table, joiner, name, False)
 
     def left_join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
@@ -196,8 +201,11 @@ class Stream:
 
     def process(self, fn: Callable[..., Any], *, stores: list[str] | tuple[str, ...] = (),
                 name: str | None = None) -> Stream:
-        """A low-level stateful step: ``fn(record, ctx)``; ``ctx.store(name)`` gives
-        get/put/delete/range/prefix, ``ctx.forward(key, value)`` emits downstream."""
+        """A low-level stateful step: ``fn(record, ctx)``.
+
+        ``ctx.store(name)`` gives get/put/delete/range/prefix, ``ctx.forward(key, value)`` emits
+        downstream.
+        """
         for s in stores:
             if s not in self._processor.stores:
                 self._processor.add_store(s)

@@ -118,8 +118,10 @@ class Topology:
 
     def internal_topic(self, name: str, key: Serde, value: Serde,
                        config: dict[str, str] | None = None) -> Topic:
-        """Declare a topic streamflow manages itself (repartition, changelog); its partition
-        count follows the processor's source topics."""
+        """Declare a topic streamflow manages itself (repartition, changelog).
+
+        Its partition count follows the processor's source topics.
+        """
         _check_name("topic", name)
         t = Topic(name, key, value, None, None, tuple(sorted((config or {}).items())), False, True)
         old = self.topics.get(name)
@@ -133,7 +135,8 @@ class Topology:
         """Read a (compacted) topic as a table, to join streams against.
 
         Each processor that joins with it materializes the table in a local store, so the
-        topic must be co-partitioned with the joining stream."""
+        topic must be co-partitioned with the joining stream.
+        """
         from streamflow.dsl.table import TableRef
 
         return TableRef(self.resolve_topic(topic), name)
@@ -261,13 +264,17 @@ class Processor:
         return f"{kind}-{n}"
 
     def is_derived(self, step: str) -> bool:
-        """True when ``step`` is a name :meth:`node_name` derived (not one the user gave),
-        or a part of such a step (``group-by-1.from-repartition``)."""
+        """True when ``step`` is a name :meth:`node_name` derived (not one the user gave).
+
+        Or a part of such a step (``group-by-1.from-repartition``).
+        """
         return step in self._derived or step.partition(".")[0] in self._derived
 
     def add(self, node: Node) -> Node:
-        """Register a new step (names are unique within a processor); a step whose name was
-        derived is recorded with ``named=False``."""
+        """Register a new step (names are unique within a processor).
+
+        A step whose name was derived is recorded with ``named=False``.
+        """
         if node.name in self.nodes:
             msg = (
                 f"processor {self.name!r} already has a step named {node.name!r}; "
@@ -285,7 +292,8 @@ class Processor:
 
         ``ttl`` (milliseconds or a timedelta): an entry not written for that long in event
         time (the store's largest record timestamp) reads as missing and is deleted, so
-        state for keys that went quiet does not grow forever."""
+        state for keys that went quiet does not grow forever.
+        """
         from streamflow.dsl.nodes import StoreSpec
         from streamflow.serde import Bytes
 
@@ -306,8 +314,10 @@ class Processor:
 
     def repartition(self, node: str, name: str, key: Serde | None, value: Serde | None
                     ) -> str:
-        """Route the stream at ``node`` through an internal topic keyed by its current key;
-        return the name of the source step reading it back."""
+        """Route the stream at ``node`` through an internal topic keyed by its current key.
+
+        Return the name of the source step reading it back.
+        """
         from streamflow.dsl.nodes import Sink, Source
         from streamflow.serde import Json
 

@@ -18,8 +18,9 @@ _SPECS = (Tumbling, Hopping, Sliding, Session)
 
 
 class WindowedStream:
-    """A grouped stream cut into event-time windows; aggregate it with ``count``,
-    ``reduce`` or ``aggregate`` into a ``WindowedTable``::
+    """A grouped stream cut into event-time windows.
+
+    Aggregate it with ``count``, ``reduce`` or ``aggregate`` into a ``WindowedTable``::
 
         grouped.window(sf.Tumbling(sf.minutes(1))).count().final().to(per_minute)
 
@@ -65,19 +66,23 @@ class WindowedStream:
 
     def reduce(self, fn: Callable[[Any, Any], Any], *, name: str | None = None,
                value_serde: Any = None) -> WindowedTable:
-        """Combine the values of each key and window with ``fn(aggregate, value)``; the
-        first value is the first aggregate. Sessions merge with ``fn`` too."""
+        """Combine the values of each key and window with ``fn(aggregate, value)``.
+
+        The first value is the first aggregate. Sessions merge with ``fn`` too.
+        """
         return self._aggregate("reduce", None, fn, fn, name, value_serde)
 
     def aggregate(self, initializer: Callable[[], Any], adder: Callable[[Any, Any], Any], *,
                   merger: Callable[[Any, Any], Any] | None = None, name: str | None = None,
                   value_serde: Any = None) -> WindowedTable:
-        """Fold each key's values per window: ``initializer()``, then
-        ``adder(aggregate, value)``. Session windows also need ``merger(agg1, agg2)``
-        (ignored by other windows). ``value_serde`` stores the aggregates (JSON by default).
+        """Fold each key's values per window: ``initializer()``, then ``adder(aggregate, value)``.
+
+        Session windows also need ``merger(agg1, agg2)`` (ignored by other windows). ``value_serde``
+        stores the aggregates (JSON by default).
 
         Keep ``adder`` free of side effects on its input where it can be: sliding windows
-        start new windows from a (deep) copy of an existing window's aggregate."""
+        start new windows from a (deep) copy of an existing window's aggregate.
+        """
         if not callable(initializer):
             msg = "window aggregate() needs an initializer function, e.g. dict"
             raise TopologyError(msg)
@@ -91,9 +96,11 @@ class WindowedStream:
 
 
 class WindowedTable:
-    """The per-window aggregates of a ``WindowedStream``. Turn it into a stream keyed by
-    ``Windowed(key, start, end)`` with ``final()`` (each window once, when it closes) or
-    ``updates()`` (every change)."""
+    """The per-window aggregates of a ``WindowedStream``.
+
+    Turn it into a stream keyed by ``Windowed(key, start, end)`` with ``final()`` (each window once,
+    when it closes) or ``updates()`` (every change).
+    """
 
     def __init__(self, processor: Processor, node: str, spec: WindowSpec) -> None:
         self._processor = processor
@@ -115,8 +122,11 @@ class WindowedTable:
         return Stream(p, node.name)
 
     def final(self, *, name: str | None = None) -> Stream:
-        """One record per window, emitted when it closes (stream time passes its end plus
-        grace, or ``close_after_idle`` elapses): the window's final aggregate."""
+        """One record per window, emitted when it closes: the window's final aggregate.
+
+        A window closes when stream time passes its end plus grace, or ``close_after_idle``
+        elapses.
+        """
         return self._emit("final", name)
 
     def updates(self, *, name: str | None = None) -> Stream:

@@ -88,8 +88,9 @@ _INT_KEYS = ("timeout", "cache.capacity", "cache.latest.ttl.sec")
 
 
 class RegistryError(StreamflowError):
-    """The schema registry answered with an error (``streamflow`` exits 4, as when it is
-    unreachable: the contracts could not be checked).
+    """The schema registry answered with an error.
+
+    ``streamflow`` exits 4, as when it is unreachable: the contracts could not be checked.
 
     ``status`` is the HTTP status (or ``None`` when there was no answer), ``code`` the
     registry's error code (e.g. 40401 subject not found, 409 incompatible schema), and

@@ -65,8 +65,10 @@ class ContractError(ConfigurationError):
 
 
 class RegistryReader(Protocol):
-    """What the contract checks need from a registry client
-    (:class:`streamflow.kafka.registry.RegistryClient` fits)."""
+    """What the contract checks need from a registry client.
+
+    :class:`streamflow.kafka.registry.RegistryClient` fits.
+    """
 
     def versions(self, subject: str) -> list[Any]:
         """Registered versions of ``subject``, oldest first (each with ``schema_str``)."""
@@ -133,9 +135,11 @@ class Verdict:
 
     @property
     def extra_reading(self) -> tuple[compat.Incompatibility, ...]:
-        """Reading problems that ``registration`` does not already cover: a BACKWARD or
-        FULL level (transitive or not) checks that the declared schema reads the latest
-        version, so under those levels this is empty."""
+        """Reading problems that ``registration`` does not already cover.
+
+        A BACKWARD or FULL level (transitive or not) checks that the declared schema reads the
+        latest version, so under those levels this is empty.
+        """
         if self.level is not None and self.level.upper().startswith(("BACKWARD", "FULL")):
             return ()
         return self.reading
@@ -148,8 +152,10 @@ def serde_sides(topic: Topic) -> list[tuple[bool, Any]]:
 
 
 def avro_sides(topology: Topology, topics: Iterable[str] | None = None) -> list[AvroSide]:
-    """Every Avro key/value of ``topology``'s topics (only ``topics``, if given), in
-    declaration order, with the processors that read and write each topic."""
+    """Every Avro key/value of ``topology``'s topics (only ``topics``, if given).
+
+    In declaration order, with the processors that read and write each topic.
+    """
     wanted = None if topics is None else set(topics)
     readers: dict[str, list[str]] = {}
     writers: dict[str, list[str]] = {}

@@ -1,4 +1,4 @@
-"""Avro values in Confluent wire format, with schemas held in a schema registry.
+r"""Avro values in Confluent wire format, with schemas held in a schema registry.
 
 Wire format (the same as confluent-kafka's ``AvroSerializer`` and the Java serializers):
 one magic byte ``0``, the schema id as a 4-byte big-endian integer, then the Avro binary
@@ -24,7 +24,7 @@ outage, not a bad record, so callers must not skip the record.
 >>> serde = Avro({"type": "record", "name": "Hello", "fields": [{"name": "n", "type": "int"}]})
 >>> data = serde.serializer("greetings", False, ctx)({"n": 7})
 >>> data
-b'\\x00\\x00\\x00\\x00\\x01\\x0e'
+b'\x00\x00\x00\x00\x01\x0e'
 >>> serde.deserializer("greetings", False, ctx)(data)
 {'n': 7}
 """

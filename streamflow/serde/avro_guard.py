@@ -1,4 +1,4 @@
-"""Guarding fastavro's decoder against hostile input.
+r"""Guarding fastavro's decoder against hostile input.
 
 fastavro's decoder trusts counts and recurses in C. Two inputs break it: a huge block
 count for an array whose items take no bytes (array<null>: allocates forever), and a very
@@ -10,7 +10,7 @@ schemas that allow either, a Python walker checks the payload first. Other schem
 >>> payload_guard(fastavro.parse_schema({"type": "array", "items": "long"})) is None
 True
 >>> check = payload_guard(fastavro.parse_schema({"type": "array", "items": "null"}))
->>> check(b"\\x00\\x00\\x00\\x00\\x01" + b"\\x80\\x92\\xf4\\x01")  # doctest: +ELLIPSIS
+>>> check(b"\x00\x00\x00\x00\x01" + b"\x80\x92\xf4\x01")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
 streamflow.serde.base.SerdeError: rejected payload: more than 1000000 items of a zero-size type ...
@@ -34,6 +34,7 @@ MAX_ZERO_WIDTH_ITEMS = 1_000_000
 
 
 def payload_guard(parsed: Any) -> Callable[[Any], None] | None:
+    """A check that rejects payloads fastavro must not decode, or None when none can hurt."""
     named: dict[str, Any] = parsed.get("__named_schemas", {}) if isinstance(parsed, dict) else {}
     info = _Shape(named)
     info.visit(parsed)

@@ -1,9 +1,9 @@
-"""Readable messages for Avro payloads and values that cannot be (de)serialized.
+r"""Readable messages for Avro payloads and values that cannot be (de)serialized.
 
 Each function returns the text of a :class:`~streamflow.serde.base.SerdeError`: what was
 wrong, where (serde, topic, key or value, schema id) and a hex preview of the bytes.
 
->>> preview(b"\\x01\\x02\\x03", n=2)
+>>> preview(b"\x01\x02\x03", n=2)
 '01 02 ... (3 bytes)'
 """
 
@@ -22,6 +22,7 @@ __all__ = ["header_problem", "preview", "read_problem", "write_problem"]
 
 
 def header_problem(name: str, topic: str, side: str, data: Any) -> str:
+    """Why ``data`` has no usable Confluent wire-format header."""
     head = f"{name} cannot deserialize a {side} from topic {topic!r}: "
     if not isinstance(data, (bytes, bytearray, memoryview)):
         return head + f"expected bytes, got {type(data).__name__}"
@@ -42,6 +43,7 @@ def read_problem(
     name: str, topic: str, side: str, data: Any, schema_id: int, e: Exception,
     writer: Any, reader: LoadedSchema,
 ) -> str:
+    """Why the Avro payload ``data`` could not be decoded with its writer schema."""
     head = f"{name} cannot deserialize a {side} from topic {topic!r} (writer schema id " \
            f"{schema_id}): "
     kind = type(e).__name__
@@ -64,6 +66,7 @@ def read_problem(
 
 
 def write_problem(name: str, topic: str, parsed: Any, value: Any, e: Exception) -> str:
+    """Why ``value`` does not fit the schema ``parsed``, field by field when fastavro says."""
     detail = f"{type(e).__name__}: {e}"
     try:
         _fastavro_validate(value, parsed, raise_errors=True)
@@ -96,5 +99,6 @@ def _type_name(schema: Any) -> str:
 
 
 def preview(data: Any, n: int = 24) -> str:
+    """The first ``n`` bytes of ``data`` in hex, and its length."""
     b = bytes(data[:n])
     return b.hex(" ") + (" ..." if len(data) > n else "") + f" ({len(data)} bytes)"

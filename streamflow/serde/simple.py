@@ -71,10 +71,10 @@ class _Simple:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class String(_Simple):
-    """UTF-8 text, as Kafka's ``StringSerializer``.
+    r"""UTF-8 text, as Kafka's ``StringSerializer``.
 
     >>> String().serializer("t", False, SerdeContext())("hé")
-    b'h\\xc3\\xa9'
+    b'h\xc3\xa9'
     """
 
     encoding: str = "utf-8"

@@ -98,8 +98,11 @@ class TopicAdmin:
         return set(self._admin.list_topics(timeout=timeout).topics)
 
     def app_topics(self, app: str, timeout: float = 15.0) -> list[str]:
-        """The topics named after ``app``, sorted: its internal topics (``<app>-...``, e.g.
-        changelogs and repartition topics) and ``<app>.<name>`` ones."""
+        """The topics named after ``app``, sorted.
+
+        Its internal topics (``<app>-...``, e.g. changelogs and repartition topics) and
+        ``<app>.<name>`` ones.
+        """
         return sorted(t for t in self.topics(timeout) if t.startswith((f"{app}-", f"{app}.")))
 
     def partitions(self, topic: str, timeout: float = 15.0) -> list[int]:
@@ -200,9 +203,12 @@ class TopicAdmin:
         committed_only: bool = False,
         timeout: float = 30.0,
     ) -> dict[int, int]:
-        """Per partition: the high watermark, or the last stable offset (``committed_only``:
-        the end a ``read_committed`` consumer sees; below the high watermark while a
-        transaction is open). ``partitions`` defaults to all of them (one metadata request)."""
+        """Per partition: the high watermark, or the last stable offset.
+
+        The last stable offset with ``committed_only``: the end a ``read_committed`` consumer
+        sees; below the high watermark while a transaction is open. ``partitions`` defaults to
+        all of them (one metadata request).
+        """
         from confluent_kafka import IsolationLevel, TopicPartition
         from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined,unused-ignore]
 
@@ -221,8 +227,10 @@ class TopicAdmin:
         return sorted(g.group_id for g in listed.valid if g.group_id.startswith(prefix))
 
     def delete_groups(self, groups: Iterable[str], timeout: float = 15.0) -> None:
-        """Delete consumer groups, best effort: a group that is gone or still has members
-        closing stays as it is."""
+        """Delete consumer groups, best effort.
+
+        A group that is gone or still has members closing stays as it is.
+        """
         from confluent_kafka import KafkaException
 
         groups = list(groups)
@@ -244,10 +252,13 @@ class TopicAdmin:
         committed_only: bool = True,
         timeout: float = 300.0,
     ) -> int:
-        """Read every partition of ``topic`` from ``starts`` (default: the beginning) to its
-        current end, calling ``on_message`` with each ``confluent_kafka.Message`` in offset
-        order per partition; return how many were read. ``committed_only`` reads as
-        ``read_committed`` (records of open or aborted transactions are skipped)."""
+        """Read every partition of ``topic`` from ``starts`` to its current end.
+
+        ``starts`` defaults to the beginning. Calls ``on_message`` with each
+        ``confluent_kafka.Message`` in offset order per partition; returns how many were read.
+        ``committed_only`` reads as ``read_committed`` (records of open or aborted transactions
+        are skipped).
+        """
         from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
         consumer = Consumer({

@@ -89,6 +89,7 @@ class Cluster:
     detail: str = ""
 
     def describe(self) -> str:
+        """One line for logs and reports: where the cluster came from and its endpoints."""
         registry = self.schema_registry_url or "(no schema registry)"
         extra = f" [{self.detail}]" if self.detail else ""
         return f"{self.source}: kafka {self.bootstrap_servers}, registry {registry}{extra}"
@@ -199,15 +200,18 @@ class LocalStack:
 
     @property
     def directory(self) -> Path:
+        """The stack's directory (``deploy/local``)."""
         return self.script.parent
 
     @property
     def run_dir(self) -> Path:
+        """Where the running stack keeps its state (``STREAMFLOW_STACK_RUN_DIR`` or ``.run``)."""
         run_dir = os.environ.get("STREAMFLOW_STACK_RUN_DIR")
         return Path(run_dir) if run_dir else self.directory / ".run"
 
     @property
     def env_file(self) -> Path:
+        """The env file the running stack writes its endpoints to."""
         return self.run_dir / "stack.env"
 
     def _run(self, command: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -225,9 +229,11 @@ class LocalStack:
             raise ClusterUnavailable(msg) from exc
 
     def healthy(self) -> bool:
+        """Whether ``stack status`` reports the stack up."""
         return self._run("status", timeout=60.0).returncode == 0
 
     def up(self, timeout: float = STACK_UP_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+        """Start the stack; raise ``ClusterUnavailable`` with its log's tail if it fails."""
         result = self._run("up", timeout=timeout)
         if result.returncode != 0:
             tail = "\n".join((result.stderr or result.stdout).splitlines()[-40:])
@@ -239,9 +245,11 @@ class LocalStack:
         return result
 
     def down(self, timeout: float = STACK_DOWN_TIMEOUT_S) -> None:
+        """Stop the stack."""
         self._run("down", timeout=timeout)
 
     def endpoints(self) -> tuple[str, str]:
+        """``(bootstrap servers, schema registry URL)`` of the running stack."""
         values = read_env_file(self.env_file)
         try:
             return values[STACK_ENV_BOOTSTRAP], values[STACK_ENV_REGISTRY]

@@ -64,8 +64,10 @@ class TestInput:
 
     def send(self, value: Any, *, key: Any = None, timestamp: int | None = None,
              headers: Headers | None = None, partition: int | None = None) -> None:
-        """Serialize and process one record (timestamp defaults to the wall clock; the
-        partition to the one the key's partitioner picks)."""
+        """Serialize and process one record (timestamp defaults to the wall clock.
+
+        The partition to the one the key's partitioner picks).
+        """
         self.send_raw(self._vs(value), key=self._ks(key), timestamp=timestamp, headers=headers,
                       partition=partition)
 
@@ -78,8 +80,11 @@ class TestInput:
                               key, value, ts, headers)
 
     def send_many(self, items: Iterable[Any]) -> None:
-        """Send several records: each item is a ``Record`` (key, value, timestamp, headers
-        and partition are used) or a bare value."""
+        """Send several records.
+
+        Each item is a ``Record`` (key, value, timestamp, headers and partition are used) or a
+        bare value.
+        """
         for item in items:
             if isinstance(item, Record):
                 self.send(item.value, key=item.key, timestamp=item.timestamp or None,
@@ -89,8 +94,10 @@ class TestInput:
 
 
 class TestOutput:
-    """Reads what the topology produced to one topic (committed records only, in the
-    order they were written); each record is read once."""
+    """Reads what the topology produced to one topic; each record is read once.
+
+    Committed records only, in the order they were written.
+    """
 
     def __init__(self, driver: TopologyTestDriver, topic: Topic) -> None:
         self._driver = driver
@@ -168,8 +175,10 @@ class TopologyTestDriver:
 
     # -- set-up ------------------------------------------------------------------------
     def _create_topics(self) -> None:
-        """Every topic with its declared partitions; internal ones as wide as their
-        processor's widest declared input (as a worker creates them)."""
+        """Every topic with its declared partitions.
+
+        Internal ones as wide as their processor's widest declared input (as a worker creates them).
+        """
         for t in self.topology.topics.values():
             if not t.internal:
                 self.cluster.create_topic(t.name, t.partitions)
@@ -286,8 +295,10 @@ class TopologyTestDriver:
             engine.commit()
 
     def advance_wall_clock(self, ms: int) -> None:
-        """Move the driver's wall clock forward by ``ms`` milliseconds and run what is due
-        (e.g. windows closed on idleness)."""
+        """Move the driver's wall clock forward by ``ms`` milliseconds and run what is due.
+
+        E.g. windows closed on idleness.
+        """
         if ms < 0:
             msg = "the wall clock only moves forward"
             raise ValueError(msg)
@@ -298,10 +309,12 @@ class TopologyTestDriver:
 
     # -- failures and fleets -----------------------------------------------------------
     def crash(self, processor: str | None = None, *, keep_state: bool = False) -> None:
-        """Kill every instance of ``processor`` (default: the only driven one) as kill -9
-        would: nothing is committed, an open transaction is left to be fenced. New
-        instances start at once and restore their stores from the changelogs (from the
-        local state too, with ``keep_state=True``)."""
+        """Kill every instance of ``processor`` as kill -9 would.
+
+        ``processor`` defaults to the only driven one. Nothing is committed, an open transaction
+        is left to be fenced. New instances start at once and restore their stores from the
+        changelogs (from the local state too, with ``keep_state=True``).
+        """
         p = self._processor(processor)
         members = [self._members.pop(id(e)) for e in self.engines[p.name]]
         for engine in self.engines[p.name]:
@@ -320,9 +333,11 @@ class TopologyTestDriver:
         self._run()
 
     def scale(self, instances: int, processor: str | None = None) -> None:
-        """Run ``instances`` instances of ``processor`` in its consumer group; every
-        change rebalances the group (eagerly: revoked tasks commit and close, assigned
-        ones restore their state from the changelogs)."""
+        """Run ``instances`` instances of ``processor`` in its consumer group.
+
+        Every change rebalances the group (eagerly: revoked tasks commit and close, assigned ones
+        restore their state from the changelogs).
+        """
         if instances < 1:
             msg = "a processor needs at least one instance"
             raise ValueError(msg)
@@ -350,8 +365,10 @@ class TopologyTestDriver:
 
     # -- inspection --------------------------------------------------------------------
     def metrics(self, processor: str | None = None) -> dict[str, int]:
-        """Task counters of the driven processors, e.g. ``"<window step>.late_records"``
-        (summed over processors, instances and tasks unless ``processor`` names one)."""
+        """Task counters of the driven processors, e.g. ``"<window step>.late_records"``.
+
+        Summed over processors, instances and tasks unless ``processor`` names one.
+        """
         out: dict[str, int] = {}
         for name, instances in self.engines.items():
             if processor is not None and name != processor:
@@ -363,8 +380,11 @@ class TopologyTestDriver:
 
     def store(self, name: str, *, processor: str | None = None,
               partition: int | None = None) -> Any:
-        """A processor's store, to inspect state in tests: the store of ``partition``, or
-        (by default) a read-only view over every partition's store."""
+        """A processor's store, to inspect state in tests.
+
+        The store of ``partition``, or (by default) a read-only view over every partition's
+        store.
+        """
         owners = [p for p in self.processors
                   if name in p.stores and (processor is None or p.name == processor)]
         if len(owners) != 1:
