@@ -37,7 +37,8 @@ def failing(what: str) -> Iterator[None]:
     try:
         yield
     except StreamflowError as e:
-        raise CliError(f"{what}: {e}", e.exit_code) from e
+        msg = f"{what}: {e}"
+        raise CliError(msg, e.exit_code) from e
 
 
 def setup_logging(level: str, prefix: str) -> None:

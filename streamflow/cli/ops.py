@@ -30,7 +30,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     Stateful steps named by position are warnings (problems with ``--strict``);
     ``--against-cluster`` adds the state a deploy would orphan (problems) and the internal
-    topics it would create (notes)."""
+    topics it would create (notes).
+    """
     from streamflow.kafka.registry import make_registry_client
 
     config = load_config(args.config)
@@ -73,16 +74,21 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _against_cluster(topology: Topology, config: Config) -> tuple[list[Problem], list[str]]:
-    """Problems for state the cluster holds that this version would orphan; notes for the
-    internal topics it would create."""
+    """Problems for state the cluster holds that this version would orphan.
+
+    Notes for the internal topics it would create.
+    """
     from streamflow.kafka import client
 
     admin = client.make_admin(config.client_conf())
     try:
         names = client.topic_names(admin, config.startup_timeout_s)
     except client.Unreachable as e:
-        raise CliError(f"--against-cluster: cannot reach Kafka at {config.bootstrap_servers}: "
-                       f"{e}", e.exit_code) from e
+        msg = (
+            f"--against-cluster: cannot reach Kafka at {config.bootstrap_servers}: "
+            f"{e}"
+        )
+        raise CliError(msg, e.exit_code) from e
     diff = state_diff(topology, names)
     problems = [Problem("orphaned-state",
                         f"topic {t!r} in the cluster holds state of topology "
@@ -159,7 +165,8 @@ def cmd_deploy_k8s(args: argparse.Namespace) -> int:
     from streamflow.ops import k8s
 
     if args.replicas < 1:
-        raise CliError("--replicas must be at least 1", EXIT_USAGE)
+        msg = "--replicas must be at least 1"
+        raise CliError(msg, EXIT_USAGE)
     config = load_config(args.config)
     topology = load_topology(args.module)
     opts = k8s.K8sOptions(image=args.image, namespace=args.namespace, replicas=args.replicas,

@@ -28,12 +28,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     topology = load_topology(args.module)
     if args.processor and args.processor not in topology.processors:
-        raise CliError(
+        msg = (
             f"topology {topology.name!r} has no processor {args.processor!r}; it has "
             f"{', '.join(sorted(topology.processors))}"
         )
+        raise CliError(msg)
     if not topology.processors:
-        raise CliError(f"topology {topology.name!r} declares no processors")
+        msg = f"topology {topology.name!r} declares no processors"
+        raise CliError(msg)
     names = [args.processor] if args.processor else list(topology.processors)
     if len(names) == 1 and args.workers == 1:
         # a supervisor's children stay quiet: the supervisor warned already
@@ -109,8 +111,11 @@ def describe_image(topology: Topology, fmt: str, output: str | None) -> int:
     from streamflow.ops.draw import render_image
 
     if output in (None, "-") and sys.stdout.isatty():
-        raise CliError(f"refusing to write {fmt.upper()} to a terminal: use --output FILE "
-                       "or redirect stdout", EXIT_USAGE)
+        msg = (
+            f"refusing to write {fmt.upper()} to a terminal: use --output FILE "
+            "or redirect stdout"
+        )
+        raise CliError(msg, EXIT_USAGE)
     data = render_image(topology, fmt)
     if output in (None, "-"):
         sys.stdout.buffer.write(data)

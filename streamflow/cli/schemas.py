@@ -36,8 +36,11 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         print(f"topology {topology.name!r} has no Avro topics: nothing to {args.action}")
         return EXIT_OK
     if not config.registry_url:
-        raise CliError("no schema registry configured: set STREAMFLOW_SCHEMA_REGISTRY_URL or "
-                       "[schema_registry] url in the config file")
+        msg = (
+            "no schema registry configured: set STREAMFLOW_SCHEMA_REGISTRY_URL or "
+            "[schema_registry] url in the config file"
+        )
+        raise CliError(msg)
     try:
         registry = make_registry_client(dict(config.schema_registry))
     except ValueError as e:

@@ -150,8 +150,10 @@ def describe_topics(admin: Any, names: Iterable[str], timeout: float = 15.0,
 
 def create_topics(admin: Any, specs: Iterable[tuple[str, int, int, dict[str, str]]],
                   timeout: float = 30.0) -> list[str]:
-    """Create ``(name, partitions, replication, config)`` topics; return those created.
-    Topics that already exist are left alone."""
+    """Create ``(name, partitions, replication, config)`` topics.
+
+    Return those created. Topics that already exist are left alone.
+    """
     new = [NewTopic(n, num_partitions=p, replication_factor=r, config=c) for n, p, r, c in specs]
     if not new:
         return []
@@ -216,13 +218,16 @@ def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0
                                     or e.args[0].code() in _LEADERSHIP_MOVING):
                 raise
             time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
+    msg = "unreachable"
+    raise AssertionError(msg)
 
 
 def end_offsets(admin: Any, partitions: Iterable[tuple[str, int]], timeout: float = 10.0
                 ) -> dict[tuple[str, int], int]:
-    """The end (high watermark) of many partitions in one ListOffsets round, through an
-    admin client: a group consumer's own connection is busy with its long-poll fetch."""
+    """The end (high watermark) of many partitions in one ListOffsets round.
+
+    Through an admin client: a group consumer's own connection is busy with its long-poll fetch.
+    """
     latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
     request = {TopicPartition(t, p): latest for t, p in partitions}
     if not request:
@@ -245,8 +250,11 @@ OFFSET_BEGINNING = -2
 
 
 class TxnError(ProcessingError):
-    """A transaction failed. ``abortable``: abort and retry with the same producer;
-    otherwise (fatal, fenced or ambiguous) the producer must be recreated."""
+    """A transaction failed.
+
+    ``abortable``: abort and retry with the same producer; otherwise (fatal, fenced or ambiguous)
+    the producer must be recreated.
+    """
 
     def __init__(self, message: str, abortable: bool) -> None:
         super().__init__(message)

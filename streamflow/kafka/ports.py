@@ -128,8 +128,10 @@ class KafkaChangelogs:
             consumer.close()
 
     def read(self, topic: str, partition: int, start: int) -> Iterator[list[Any]]:
-        """Batches of messages from ``start`` until the end of the partition (the last
-        stable offset: ``read_committed``)."""
+        """Batches of messages from ``start`` until the end of the partition.
+
+        The end is the last stable offset (``read_committed``).
+        """
         consumer = self._consumer(topic)
         try:
             client.assign(consumer, [(topic, partition, start)])

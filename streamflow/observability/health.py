@@ -135,8 +135,9 @@ class HealthServer:
 
 def serve_worker_health(status: Callable[[], WorkerStatus], port: int,
                         shutdown_timeout_s: float) -> HealthServer | None:
-    """Start the health server of a worker on ``port`` (None when 0); raises ``OSError``
-    when the port is taken.
+    """Start the health server of a worker on ``port`` (None when 0).
+
+    Raises ``OSError`` when the port is taken.
 
     Liveness tolerates a loop turn as slow as twice the shutdown timeout (a commit may
     wait that long for the broker), and at least a minute.

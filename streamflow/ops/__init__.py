@@ -1,8 +1,10 @@
-"""Operator tooling behind the CLI: ``check``, ``topics``, ``schemas``, ``deploy k8s``,
-pictures, loading a topology and stable state names.
+r"""Operator tooling behind the CLI.
+
+``check``, ``topics``, ``schemas``, ``deploy k8s``, pictures, loading a topology and stable
+state names.
 
 Each module takes a :class:`~streamflow.dsl.topology.Topology` (and, where Kafka or the
 registry is involved, a configuration or client), returns plain results and raises
-:class:`~streamflow.errors.StreamflowError`\\ s; printing and exit codes are
+:class:`~streamflow.errors.StreamflowError`\ s; printing and exit codes are
 :mod:`streamflow.cli`'s (which ``ops`` never imports).
 """

@@ -30,20 +30,24 @@ def render_image(topology: Topology, fmt: str, *, dot: str | None = None,
     from streamflow.dsl.render import describe_dot
 
     if fmt not in FORMATS:
-        raise ValueError(f"unknown image format {fmt!r}; use one of {', '.join(FORMATS)}")
+        msg = f"unknown image format {fmt!r}; use one of {', '.join(FORMATS)}"
+        raise ValueError(msg)
     exe = dot or shutil.which("dot")
     if exe is None:
-        raise GraphvizError(
+        msg = (
             f"--format {fmt} needs Graphviz's `dot`, which is not installed: install it with "
             "`apt-get install graphviz` (Debian/Ubuntu) or `brew install graphviz`, or use "
             "--format dot and render the output elsewhere"
         )
+        raise GraphvizError(msg)
     try:
         done = subprocess.run([exe, f"-T{fmt}"], input=describe_dot(topology).encode(),
                               capture_output=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise GraphvizError(f"running Graphviz `{exe}` failed: {e}") from e
+        msg = f"running Graphviz `{exe}` failed: {e}"
+        raise GraphvizError(msg) from e
     if done.returncode != 0:
         err = done.stderr.decode(errors="replace").strip()
-        raise GraphvizError(f"Graphviz `{exe} -T{fmt}` failed ({done.returncode}): {err}")
+        msg = f"Graphviz `{exe} -T{fmt}` failed ({done.returncode}): {err}"
+        raise GraphvizError(msg)
     return done.stdout

@@ -273,7 +273,8 @@ def render(topology: Topology, module: str, options: K8sOptions | None = None,
     opts = options or K8sOptions()
     config = config or Config()
     if opts.replicas < 1:
-        raise ValueError("replicas must be at least 1")
+        msg = "replicas must be at least 1"
+        raise ValueError(msg)
     base = dns_name(topology.name)
     config_map, secret = f"{base}-config", f"{base}-secrets"
     data, secret_env = _settings(config, opts)

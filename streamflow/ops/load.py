@@ -28,21 +28,26 @@ def load_topology(spec: str) -> Topology:
     except ModuleNotFoundError as e:
         # only the module itself (or a parent package) missing; not one that it imports
         if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
-            raise ConfigurationError(
+            msg = (
                 f"cannot import module {module_name!r}: {e}. Run from the directory that holds "
                 "it, or give its dotted path (e.g. topologies.payments)"
-            ) from e
+            )
+            raise ConfigurationError(msg) from e
         raise
     try:
         topology = getattr(module, attr)
     except AttributeError:
-        raise ConfigurationError(
+        msg = (
             f"module {module_name!r} has no attribute {attr!r}; expose the Topology as "
             f"`{attr} = streamflow.Topology(...)` or name it with {module_name}:NAME"
-        ) from None
+        )
+        raise ConfigurationError(msg) from None
     if callable(topology) and not isinstance(topology, Topology):
         topology = topology()
     if not isinstance(topology, Topology):
-        raise ConfigurationError(f"{spec} is a {type(topology).__name__}, "
-                                 "not a streamflow.Topology")
+        msg = (
+            f"{spec} is a {type(topology).__name__}, "
+            "not a streamflow.Topology"
+        )
+        raise ConfigurationError(msg)
     return topology

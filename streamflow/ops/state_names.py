@@ -38,8 +38,10 @@ _SUFFIXES = ("-changelog", "-repartition")
 
 @dataclass(frozen=True)
 class UnnamedState:
-    """A stateful step of ``processor`` whose ``step`` name (and so its ``topic``) was
-    derived by position; ``fix`` is the call that names it as it is named today."""
+    """A stateful step of ``processor`` whose ``step`` name was derived by position.
+
+    So was its ``topic``; ``fix`` is the call that names it as it is named today.
+    """
 
     processor: str
     step: str
@@ -94,9 +96,12 @@ def unnamed_state(topology: Topology) -> list[UnnamedState]:
 
 @dataclass(frozen=True)
 class StateDiff:
-    """This version's internal topics against the cluster's: ``orphaned`` exist in the
-    cluster (they look like this topology's changelog or repartition topics) but this
-    version does not use them; ``to_create`` it uses but the cluster lacks; ``kept`` both."""
+    """This version's internal topics against the cluster's.
+
+    ``orphaned`` exist in the cluster (they look like this topology's changelog or repartition
+    topics) but this version does not use them; ``to_create`` it uses but the cluster lacks;
+    ``kept`` both.
+    """
 
     orphaned: list[str]
     to_create: list[str]
@@ -104,8 +109,10 @@ class StateDiff:
 
 
 def is_internal_of(topology: Topology, topic: str) -> bool:
-    """True when ``topic`` is named like one of ``topology``'s changelog or repartition
-    topics: ``<topology>-...-changelog`` or ``<topology>-...-repartition``."""
+    """True when ``topic`` is named like one of ``topology``'s internal topics.
+
+    That is ``<topology>-...-changelog`` or ``<topology>-...-repartition``.
+    """
     return topic.startswith(f"{topology.name}-") and topic.endswith(_SUFFIXES)
 
 
@@ -125,8 +132,11 @@ def state_diff(topology: Topology, cluster_topics: Iterable[str]) -> StateDiff:
 
 
 def orphan_fix(topology: Topology, topic: str) -> str:
-    """What to do about an orphaned ``topic``: the name to give the step back, if the topic
-    names a processor of this version, else how to drop the state."""
+    """What to do about an orphaned ``topic``.
+
+    The name to give the step back, if the topic names a processor of this version, else how to
+    drop the state.
+    """
     drop = f"if that state is no longer needed, delete the topic {topic!r}"
     for p in sorted(topology.processors.values(), key=lambda p: -len(p.name)):
         prefix = f"{topology.name}-{p.name}-"

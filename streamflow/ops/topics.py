@@ -127,8 +127,10 @@ def create(admin: Any, topology: Topology, config: Config) -> tuple[list[CreateS
 
 @dataclass(frozen=True)
 class TopicRow:
-    """A topic as declared and as found on the cluster (``actual_*`` are None when it does
-    not exist). ``drift`` lists what differs, one phrase each."""
+    """A topic as declared and as found on the cluster.
+
+    ``actual_*`` are None when it does not exist. ``drift`` lists what differs, one phrase each.
+    """
 
     name: str
     kind: str
@@ -200,8 +202,11 @@ def _num(declared: int | None, actual: int | None, exists: bool) -> str:
 
 
 def format_table(rows: list[TopicRow]) -> str:
-    """A plain-text table: topic, kind, declared/actual partitions and replication, the
-    declared configs, and the status (``ok``, ``MISSING`` or ``DRIFT: ...``)."""
+    """A plain-text table of the topics.
+
+    Topic, kind, declared/actual partitions and replication, the declared configs, and the
+    status (``ok``, ``MISSING`` or ``DRIFT: ...``).
+    """
     head = ("TOPIC", "KIND", "PARTITIONS", "REPLICATION", "CONFIG", "STATUS")
     body = [
         (r.name, r.kind or "-", _num(r.declared_partitions, r.actual_partitions, r.exists),

@@ -13,8 +13,10 @@ if TYPE_CHECKING:
 
 
 def producer_conf(processor: Processor, config: Config, worker_id: str) -> dict[str, Any]:
-    """The producer's settings (transactional under exactly-once); the user's
-    ``[producer]`` settings win over every default."""
+    """The producer's settings (transactional under exactly-once).
+
+    The user's ``[producer]`` settings win over every default.
+    """
     conf: dict[str, Any] = {
         **_base(config),
         "enable.idempotence": True,

@@ -24,8 +24,11 @@ class DeliveryFailed(ProcessingError):
 
 
 class Collector:
-    """Sends records through the current producer (replaced when an exactly-once worker
-    recreates it: tasks then take the new ``emit``)."""
+    """Sends records through the current producer.
+
+    The producer is replaced when an exactly-once worker recreates it: tasks then take the new
+    ``emit``.
+    """
 
     def __init__(self, shutdown_timeout_s: float) -> None:
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -81,10 +84,11 @@ class Collector:
         deadline = time.monotonic() + self.shutdown_timeout_s
         while self._producer.flush(1.0) > 0:
             if time.monotonic() > deadline:
-                raise DeliveryFailed(
+                msg = (
                     f"records not acknowledged within {self.shutdown_timeout_s}s; "
                     "offsets not committed (is the broker reachable?)"
                 )
+                raise DeliveryFailed(msg)
         self.check()
 
     def clear(self) -> None:
@@ -93,8 +97,10 @@ class Collector:
 
 
 def _emitter(producer: Producer) -> Emit:
-    """``emit(topic, key, value, ts, headers)`` bound to ``producer``: one ``produce()``
-    per record, backpressure only when the queue is full."""
+    """``emit(topic, key, value, ts, headers)`` bound to ``producer``.
+
+    One ``produce()`` per record, backpressure only when the queue is full.
+    """
     produce = producer.produce
     poll = producer.poll
 

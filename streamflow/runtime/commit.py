@@ -110,8 +110,10 @@ class ExactlyOnce:
 
     def commit(self, consumer: GroupConsumer, offsets: Offsets,
                flush_stores: Callable[[], None]) -> None:
-        """Changelogs and offsets into the transaction, then commit it. Raises
-        ``TxnError`` or ``KafkaException``; the caller then calls ``recover()``."""
+        """Changelogs and offsets into the transaction, then commit it.
+
+        Raises ``TxnError`` or ``KafkaException``; the caller then calls ``recover()``.
+        """
         self.begin()
         flush_stores()
         try:
@@ -146,8 +148,10 @@ class ExactlyOnce:
         self.start()
 
     def lost(self) -> bool:
-        """Partitions were lost: the open transaction holds their outputs too, so abort
-        it. Returns whether the remaining tasks must rewind."""
+        """Partitions were lost: the open transaction holds their outputs too, so abort it.
+
+        Returns whether the remaining tasks must rewind.
+        """
         if not self.open:
             return False
         self.recover(TxnError("partitions lost", abortable=True), "lost")

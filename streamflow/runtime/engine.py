@@ -1,6 +1,7 @@
-"""One processor's engine: its tasks, its committer, its collector and its group consumer,
-wired together. The worker drives it from its loop against a broker; ``TopologyTestDriver``
-drives the very same engine over in-memory clients.
+"""One processor's engine: its tasks, committer, collector and group consumer, wired.
+
+The worker drives it from its loop against a broker; ``TopologyTestDriver`` drives the very same
+engine over in-memory clients.
 
 The engine owns the protocol between them: what a rebalance commits, what a lost partition
 aborts, what a failed transaction rewinds.
@@ -61,8 +62,10 @@ class Engine:
                                 on_revoke=self.on_revoke, on_lost=self.on_lost)
 
     def close(self) -> None:
-        """Close the tasks (checkpointing them unless failed), leave the group, and close
-        the producer (aborting a transaction left open by a failure)."""
+        """Close the tasks, leave the group, and close the producer.
+
+        Tasks are checkpointed unless failed; a transaction left open by a failure is aborted.
+        """
         self.tasks.close(checkpoint=not self.failed and self.consumer is not None)
         if self.consumer is not None:
             try:
@@ -90,9 +93,11 @@ class Engine:
             self.tasks.forget(pairs, checkpoint=not self.failed)
 
     def on_lost(self, pairs: list[tuple[str, int]]) -> None:
-        """Partitions taken away without a revocation (this worker missed its session
-        timeout): another worker owns them now, so nothing of them may be committed or
-        checkpointed here."""
+        """Partitions taken away without a revocation.
+
+        This worker missed its session timeout: another worker owns them now, so nothing of them
+        may be committed or checkpointed here.
+        """
         log.warning("lost %s (not committing)", _fmt(pairs))
         rewind = self.committer.lost()
         self.tasks.forget(pairs, checkpoint=False)
@@ -101,9 +106,11 @@ class Engine:
 
     # -- processing --------------------------------------------------------------------
     def process(self, msgs: list[Any]) -> None:
-        """Process one consumed batch. Under exactly-once a broken transaction (e.g. one
-        aborted by the coordinator after a long pause) rewinds to the committed state;
-        anything else propagates."""
+        """Process one consumed batch.
+
+        Under exactly-once a broken transaction (e.g. one aborted by the coordinator after a long
+        pause) rewinds to the committed state; anything else propagates.
+        """
         try:
             if msgs:
                 self.committer.begin()
@@ -133,8 +140,11 @@ class Engine:
 
     # -- committing --------------------------------------------------------------------
     def commit(self, only: set[tuple[str, int]] | None = None) -> bool:
-        """Commit what was processed; return False when an exactly-once commit failed
-        and the tasks were rewound to the last committed state instead."""
+        """Commit what was processed.
+
+        Return False when an exactly-once commit failed and the tasks were rewound to the last
+        committed state instead.
+        """
         consumer = self.consumer
         if consumer is None or self.collector.producer is None or self.failed:
             return True
@@ -161,8 +171,10 @@ class Engine:
         self.tasks.rewind()
 
     def check_deliveries(self) -> None:
-        """At least once: stop at once when a delivery failed (exactly-once finds out at
-        commit and rewinds)."""
+        """At least once: stop at once when a delivery failed.
+
+        Exactly-once finds out at commit and rewinds.
+        """
         if not self.eos:
             self.collector.check()
 

@@ -64,7 +64,8 @@ def restore_store(state: TaskState, store: str, changelogs: ChangelogReader,
         deadline = time.monotonic() + timeout_s
         for msgs in changelogs.read(topic, part, start):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"restoring {topic}[{part}] took over {timeout_s}s")
+                msg = f"restoring {topic}[{part}] took over {timeout_s}s"
+                raise TimeoutError(msg)
             batch: list[tuple[bytes, bytes | None]] = []
             for m in msgs:
                 end = m.offset() + 1

@@ -1,7 +1,8 @@
-"""The tasks of one processor in one worker (Kafka Streams' ``TaskManager`` and
-``StreamTask``): a task is one partition number, with the compiled chains and the stores of
-that partition; a route is one assigned ``(topic, partition)`` of a task, with how far it
-is processed and committed.
+"""The tasks of one processor in one worker.
+
+Kafka Streams' ``TaskManager`` and ``StreamTask``: a task is one partition number, with the
+compiled chains and the stores of that partition; a route is one assigned ``(topic, partition)``
+of a task, with how far it is processed and committed.
 
 The manager opens tasks when partitions are assigned (restoring their stores from the
 changelogs first), closes them when they are revoked or lost, processes batches of
@@ -35,8 +36,10 @@ CHECKPOINT_EVERY_S = 30.0
 
 
 class ConsumerFatal(KafkaException, ProcessingError):
-    """A fatal error of the group consumer: the worker stops (never retried as a broken
-    transaction would be)."""
+    """A fatal error of the group consumer: the worker stops.
+
+    It is never retried as a broken transaction would be.
+    """
 
 
 class Route:
@@ -149,8 +152,10 @@ class TaskManager:
     # -- processing --------------------------------------------------------------------
     def process(self, msgs: list[Any], policy: ErrorPolicy,
                 on_error: Callable[[Any], None]) -> None:
-        """Run a batch of consumed records through their tasks' chains. Records of
-        partitions no longer assigned are dropped; error events go to ``on_error``."""
+        """Run a batch of consumed records through their tasks' chains.
+
+        Records of partitions no longer assigned are dropped; error events go to ``on_error``.
+        """
         routes = self.routes
         route: Any = None
         ctx: Any = None
@@ -183,8 +188,10 @@ class TaskManager:
             route.position = off + 1
 
     def punctuate(self, wall_ms: int, before: Callable[[], None]) -> None:
-        """Let time-driven steps (windows closing on idleness) act on the wall clock;
-        ``before`` runs first when any task has such a step (a transaction begins)."""
+        """Let time-driven steps (windows closing on idleness) act on the wall clock.
+
+        ``before`` runs first when any task has such a step (a transaction begins).
+        """
         for task in self.tasks.values():
             ctx = task.compiled.context
             if ctx.punctuators:
@@ -194,21 +201,26 @@ class TaskManager:
                 try:
                     ctx.punctuate(wall_ms)
                 except StepError as e:
-                    raise ProcessingFailed(
+                    msg = (
                         f"processor {self.processor.name!r}: step {e.step!r} failed while "
                         f"acting on the wall clock: {e.cause}"
-                    ) from e.cause
+                    )
+                    raise ProcessingFailed(msg) from e.cause
 
     # -- committing --------------------------------------------------------------------
     def offsets(self, only: set[tuple[str, int]] | None = None) -> Offsets:
-        """``(topic, partition, next offset)`` of the routes processed past their
-        committed offset (of ``only`` those, when given)."""
+        """``(topic, partition, next offset)`` of the routes processed past their commit.
+
+        Past their committed offset; of ``only`` those routes, when given.
+        """
         return [(tp[0], tp[1], r.position) for tp, r in self.routes.items()
                 if r.position > r.committed and (only is None or tp in only)]
 
     def flush_stores(self, produce_to: ProduceTo) -> None:
-        """Every store's changes since the last commit to its changelog, each record with
-        the source positions it reflects."""
+        """Every store's changes since the last commit to its changelog.
+
+        Each record with the source positions it reflects.
+        """
         for task in self.tasks.values():
             if task.state.stores:
                 positions = {t: r.position for (t, p), r in self.routes.items()
@@ -217,8 +229,11 @@ class TaskManager:
                 log.debug("task %d: %d changelog records", task.partition, n)
 
     def committed(self, offsets: Offsets) -> None:
-        """The commit of ``offsets`` succeeded: write the stores' batches to the local
-        databases and checkpoint the tasks it proved this worker owns."""
+        """The commit of ``offsets`` succeeded: apply and checkpoint.
+
+        Write the stores' batches to the local databases and checkpoint the tasks it proved this
+        worker owns.
+        """
         for t, p, off in offsets:
             self.routes[(t, p)].committed = off
         for task in self.tasks.values():
@@ -244,8 +259,11 @@ class TaskManager:
                 task.state.write_checkpoint(store, ends[(topic, task.partition)])
 
     def rewind(self) -> None:
-        """After a failed transaction: drop uncommitted state, reopen every task from its
-        store and changelog, and seek every input back to its committed offset."""
+        """After a failed transaction: reopen every task and rewind every input.
+
+        Drop uncommitted state, reopen every task from its store and changelog, and seek every
+        input back to its committed offset.
+        """
         consumer = self.consumer
         assert consumer is not None
         parts = list(self.tasks)

@@ -89,10 +89,11 @@ class Worker:
             self.health = serve_worker_health(self.status, int(self.config.health_port),
                                               self.config.shutdown_timeout_s)
         except OSError as e:
-            raise ConfigError(
+            msg = (
                 f"health_port {self.config.health_port}: cannot listen for health probes: "
                 f"{e}; choose a free port (STREAMFLOW_HEALTH_PORT) or 0 to disable"
-            ) from e
+            )
+            raise ConfigError(msg) from e
         admin = self._admin.client
         client.ping(admin, self.config.startup_timeout_s)
         ensure_topics(admin, processor_topics(self.processor), self.config,

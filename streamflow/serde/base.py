@@ -56,10 +56,11 @@ class SerdeContext:
         """Return the (shared) schema-registry client, creating it on first use."""
         if "registry" not in self._cache:
             if self.registry_factory is None:
-                raise SerdeError(
+                msg = (
                     "this topic uses a schema-registry serde but no registry is configured; "
                     "set STREAMFLOW_SCHEMA_REGISTRY_URL (or schema_registry.url in the config file)"
                 )
+                raise SerdeError(msg)
             self._cache["registry"] = self.registry_factory()
         return self._cache["registry"]
 

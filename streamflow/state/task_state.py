@@ -26,18 +26,24 @@ class StoreSpec(Protocol):
     """What the state layer needs to know of a declared store."""
 
     @property
-    def changelog(self) -> str: ...
+    def changelog(self) -> str:
+        """The changelog topic that backs the store."""
     @property
-    def value_serde(self) -> Any: ...
+    def value_serde(self) -> Any:
+        """The serde of the store's values (keys are bytes already)."""
     @property
-    def backend(self) -> str | None: ...
+    def backend(self) -> str | None:
+        """``"rocksdb"``, ``"memory"``, or None for the configured default."""
     @property
-    def ttl_ms(self) -> int | None: ...
+    def ttl_ms(self) -> int | None:
+        """How long an entry lives without updates, or None to keep it."""
 
 
 def store_path(state_dir: Path, store: str, partition: int) -> Path:
-    """``<state_dir>/<store>/<partition>``; ``state_dir`` is the processor's own folder
-    (``<state root>/<topology>/<processor>``)."""
+    """``<state_dir>/<store>/<partition>``.
+
+    ``state_dir`` is the processor's own folder (``<state root>/<topology>/<processor>``).
+    """
     return state_dir / store / str(partition)
 
 
@@ -60,7 +66,8 @@ class TaskState:
     """The stores of a processor for one partition, with their changelog topics.
 
     ``specs`` are the processor's declared stores by name, ``state_dir`` its own folder and
-    ``backend`` the default backend of stores that do not choose one."""
+    ``backend`` the default backend of stores that do not choose one.
+    """
 
     def __init__(self, specs: Mapping[str, StoreSpec], partition: int, state_dir: Path,
                  backend: str, serde_ctx: SerdeContext) -> None:

@@ -74,11 +74,11 @@ class TopicAdmin:
         try:
             metadata = self._admin.list_topics(timeout=timeout)
         except Exception as exc:
-            raise ClusterUnavailable(
-                f"Kafka at {self.bootstrap_servers} does not answer metadata requests: {exc}"
-            ) from exc
+            msg = f"Kafka at {self.bootstrap_servers} does not answer metadata requests: {exc}"
+            raise ClusterUnavailable(msg) from exc
         if not metadata.brokers:
-            raise ClusterUnavailable(f"Kafka at {self.bootstrap_servers} reports no brokers")
+            msg = f"Kafka at {self.bootstrap_servers} reports no brokers"
+            raise ClusterUnavailable(msg)
         return len(metadata.brokers)
 
     def wait_ready(self, timeout: float) -> None:
@@ -98,8 +98,11 @@ class TopicAdmin:
         return set(self._admin.list_topics(timeout=timeout).topics)
 
     def app_topics(self, app: str, timeout: float = 15.0) -> list[str]:
-        """The topics named after ``app``, sorted: its internal topics (``<app>-...``, e.g.
-        changelogs and repartition topics) and ``<app>.<name>`` ones."""
+        """The topics named after ``app``, sorted.
+
+        Its internal topics (``<app>-...``, e.g. changelogs and repartition topics) and
+        ``<app>.<name>`` ones.
+        """
         return sorted(t for t in self.topics(timeout) if t.startswith((f"{app}-", f"{app}.")))
 
     def partitions(self, topic: str, timeout: float = 15.0) -> list[int]:
@@ -170,7 +173,8 @@ class TopicAdmin:
             elif topic is not None:
                 last = str(topic.error)
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"topic {name!r} not ready after {timeout:.0f}s ({last})")
+                msg = f"topic {name!r} not ready after {timeout:.0f}s ({last})"
+                raise TimeoutError(msg)
             time.sleep(0.1)
 
     def delete_topics(self, names: Iterable[str], timeout: float = 30.0) -> None:
@@ -199,9 +203,12 @@ class TopicAdmin:
         committed_only: bool = False,
         timeout: float = 30.0,
     ) -> dict[int, int]:
-        """Per partition: the high watermark, or the last stable offset (``committed_only``:
-        the end a ``read_committed`` consumer sees; below the high watermark while a
-        transaction is open). ``partitions`` defaults to all of them (one metadata request)."""
+        """Per partition: the high watermark, or the last stable offset.
+
+        The last stable offset with ``committed_only``: the end a ``read_committed`` consumer
+        sees; below the high watermark while a transaction is open. ``partitions`` defaults to
+        all of them (one metadata request).
+        """
         from confluent_kafka import IsolationLevel, TopicPartition
         from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined,unused-ignore]
 
@@ -220,8 +227,10 @@ class TopicAdmin:
         return sorted(g.group_id for g in listed.valid if g.group_id.startswith(prefix))
 
     def delete_groups(self, groups: Iterable[str], timeout: float = 15.0) -> None:
-        """Delete consumer groups, best effort: a group that is gone or still has members
-        closing stays as it is."""
+        """Delete consumer groups, best effort.
+
+        A group that is gone or still has members closing stays as it is.
+        """
         from confluent_kafka import KafkaException
 
         groups = list(groups)
@@ -243,10 +252,13 @@ class TopicAdmin:
         committed_only: bool = True,
         timeout: float = 300.0,
     ) -> int:
-        """Read every partition of ``topic`` from ``starts`` (default: the beginning) to its
-        current end, calling ``on_message`` with each ``confluent_kafka.Message`` in offset
-        order per partition; return how many were read. ``committed_only`` reads as
-        ``read_committed`` (records of open or aborted transactions are skipped)."""
+        """Read every partition of ``topic`` from ``starts`` to its current end.
+
+        ``starts`` defaults to the beginning. Calls ``on_message`` with each
+        ``confluent_kafka.Message`` in offset order per partition; returns how many were read.
+        ``committed_only`` reads as ``read_committed`` (records of open or aborted transactions
+        are skipped).
+        """
         from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
         consumer = Consumer({
@@ -269,8 +281,11 @@ class TopicAdmin:
             deadline = time.monotonic() + timeout
             while pending:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"reading {topic}: partitions {sorted(pending)} never "
-                                       f"ended within {timeout:.0f}s")
+                    msg = (
+                        f"reading {topic}: partitions {sorted(pending)} never "
+                        f"ended within {timeout:.0f}s"
+                    )
+                    raise TimeoutError(msg)
                 for message in consumer.consume(10_000, 0.1):
                     error = message.error()
                     if error is not None:

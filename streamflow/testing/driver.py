@@ -64,8 +64,10 @@ class TestInput:
 
     def send(self, value: Any, *, key: Any = None, timestamp: int | None = None,
              headers: Headers | None = None, partition: int | None = None) -> None:
-        """Serialize and process one record (timestamp defaults to the wall clock; the
-        partition to the one the key's partitioner picks)."""
+        """Serialize and process one record (timestamp defaults to the wall clock.
+
+        The partition to the one the key's partitioner picks).
+        """
         self.send_raw(self._vs(value), key=self._ks(key), timestamp=timestamp, headers=headers,
                       partition=partition)
 
@@ -78,8 +80,11 @@ class TestInput:
                               key, value, ts, headers)
 
     def send_many(self, items: Iterable[Any]) -> None:
-        """Send several records: each item is a ``Record`` (key, value, timestamp, headers
-        and partition are used) or a bare value."""
+        """Send several records.
+
+        Each item is a ``Record`` (key, value, timestamp, headers and partition are used) or a
+        bare value.
+        """
         for item in items:
             if isinstance(item, Record):
                 self.send(item.value, key=item.key, timestamp=item.timestamp or None,
@@ -89,8 +94,10 @@ class TestInput:
 
 
 class TestOutput:
-    """Reads what the topology produced to one topic (committed records only, in the
-    order they were written); each record is read once."""
+    """Reads what the topology produced to one topic; each record is read once.
+
+    Committed records only, in the order they were written.
+    """
 
     def __init__(self, driver: TopologyTestDriver, topic: Topic) -> None:
         self._driver = driver
@@ -137,10 +144,11 @@ class TopologyTestDriver:
             schemas_dir=Path(cfg.get("schemas_dir", "schemas")),
         )
         if processor is not None and processor not in topology.processors:
-            raise TopologyError(
+            msg = (
                 f"topology {topology.name!r} has no processor {processor!r}; "
                 f"it has {sorted(topology.processors)}"
             )
+            raise TopologyError(msg)
         self.processors = (
             [topology.processors[processor]] if processor else list(topology.processors.values())
         )
@@ -167,8 +175,10 @@ class TopologyTestDriver:
 
     # -- set-up ------------------------------------------------------------------------
     def _create_topics(self) -> None:
-        """Every topic with its declared partitions; internal ones as wide as their
-        processor's widest declared input (as a worker creates them)."""
+        """Every topic with its declared partitions.
+
+        Internal ones as wide as their processor's widest declared input (as a worker creates them).
+        """
         for t in self.topology.topics.values():
             if not t.internal:
                 self.cluster.create_topic(t.name, t.partitions)
@@ -211,10 +221,11 @@ class TopologyTestDriver:
         t = self.topology.resolve_topic(topic)
         readers = {p.name for p in self.processors if t.name in p.source_topics()}
         if not readers:
-            raise TopologyError(
+            msg = (
                 f"no driven processor reads topic {t.name!r}; it is read by none of "
                 f"{sorted(p.name for p in self.processors)}"
             )
+            raise TopologyError(msg)
         return TestInput(self, t)
 
     def output(self, topic: Topic | str) -> TestOutput:
@@ -227,7 +238,8 @@ class TopologyTestDriver:
     def _deliver(self, topic: str, partition: int, k: bytes | None, v: bytes | None,
                  ts: int, h: Headers | None) -> None:
         if self._closed:
-            raise RuntimeError("the TopologyTestDriver is closed")
+            msg = "the TopologyTestDriver is closed"
+            raise RuntimeError(msg)
         self.cluster.append(topic, partition, k, v, ts, h)
         self._run()
 
@@ -289,10 +301,13 @@ class TopologyTestDriver:
         self._pump()
 
     def advance_wall_clock(self, ms: int) -> None:
-        """Move the driver's wall clock forward by ``ms`` milliseconds and run what is due
-        (e.g. windows closed on idleness)."""
+        """Move the driver's wall clock forward by ``ms`` milliseconds and run what is due.
+
+        E.g. windows closed on idleness.
+        """
         if ms < 0:
-            raise ValueError("the wall clock only moves forward")
+            msg = "the wall clock only moves forward"
+            raise ValueError(msg)
         self.wall_clock_ms += int(ms)
         for engine in list(self._engines()):
             engine.punctuate(self.wall_clock_ms)
@@ -300,10 +315,12 @@ class TopologyTestDriver:
 
     # -- failures and fleets -----------------------------------------------------------
     def crash(self, processor: str | None = None, *, keep_state: bool = False) -> None:
-        """Kill every instance of ``processor`` (default: the only driven one) as kill -9
-        would: nothing is committed, an open transaction is left to be fenced. New
-        instances start at once and restore their stores from the changelogs (from the
-        local state too, with ``keep_state=True``)."""
+        """Kill every instance of ``processor`` as kill -9 would.
+
+        ``processor`` defaults to the only driven one. Nothing is committed, an open transaction
+        is left to be fenced. New instances start at once and restore their stores from the
+        changelogs (from the local state too, with ``keep_state=True``).
+        """
         p = self._processor(processor)
         members = [self._members.pop(id(e)) for e in self.engines[p.name]]
         for engine in self.engines[p.name]:
@@ -322,11 +339,14 @@ class TopologyTestDriver:
         self._run()
 
     def scale(self, instances: int, processor: str | None = None) -> None:
-        """Run ``instances`` instances of ``processor`` in its consumer group; every
-        change rebalances the group (eagerly: revoked tasks commit and close, assigned
-        ones restore their state from the changelogs)."""
+        """Run ``instances`` instances of ``processor`` in its consumer group.
+
+        Every change rebalances the group (eagerly: revoked tasks commit and close, assigned ones
+        restore their state from the changelogs).
+        """
         if instances < 1:
-            raise ValueError("a processor needs at least one instance")
+            msg = "a processor needs at least one instance"
+            raise ValueError(msg)
         p = self._processor(processor)
         running = self.engines[p.name]
         while len(running) > instances:
@@ -340,19 +360,21 @@ class TopologyTestDriver:
     def _processor(self, name: str | None) -> Processor:
         if name is None:
             if len(self.processors) != 1:
-                raise TopologyError(
-                    f"name the processor: the driver runs {[p.name for p in self.processors]}"
-                )
+                msg = f"name the processor: the driver runs {[p.name for p in self.processors]}"
+                raise TopologyError(msg)
             return self.processors[0]
         for p in self.processors:
             if p.name == name:
                 return p
-        raise TopologyError(f"the driver runs no processor {name!r}")
+        msg = f"the driver runs no processor {name!r}"
+        raise TopologyError(msg)
 
     # -- inspection --------------------------------------------------------------------
     def metrics(self, processor: str | None = None) -> dict[str, int]:
-        """Task counters of the driven processors, e.g. ``"<window step>.late_records"``
-        (summed over processors, instances and tasks unless ``processor`` names one)."""
+        """Task counters of the driven processors, e.g. ``"<window step>.late_records"``.
+
+        Summed over processors, instances and tasks unless ``processor`` names one.
+        """
         out: dict[str, int] = {}
         for name, instances in self.engines.items():
             if processor is not None and name != processor:
@@ -364,8 +386,11 @@ class TopologyTestDriver:
 
     def store(self, name: str, *, processor: str | None = None,
               partition: int | None = None) -> Any:
-        """A processor's store, to inspect state in tests: the store of ``partition``, or
-        (by default) a read-only view over every partition's store."""
+        """A processor's store, to inspect state in tests.
+
+        The store of ``partition``, or (by default) a read-only view over every partition's
+        store.
+        """
         owners = [p for p in self.processors
                   if name in p.stores and (processor is None or p.name == processor)]
         if len(owners) != 1:

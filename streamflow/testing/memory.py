@@ -1,7 +1,9 @@
-"""An in-memory Kafka for ``TopologyTestDriver``: partitioned topics, consumer groups with
-eager range assignment, committed offsets, and transactions with ``read_committed`` reads
-and producer fencing. It implements the engine's ports (``streamflow.runtime.ports``), so the
-driver runs the same tasks, committers and collector as a worker against a broker.
+"""An in-memory Kafka for ``TopologyTestDriver``.
+
+Partitioned topics, consumer groups with eager range assignment, committed offsets, and
+transactions with ``read_committed`` reads and producer fencing. It implements the engine's
+ports (``streamflow.runtime.ports``), so the driver runs the same tasks, committers and
+collector as a worker against a broker.
 
 Keyed records go to the partition Kafka's default partitioner picks (murmur2 of the key
 bytes, as librdkafka's ``murmur2_random`` and the Java client); records without a key go to
@@ -173,8 +175,10 @@ class InMemoryCluster:
         return rec
 
     def stable(self, topic: str, partition: int, start: int) -> list[_Rec]:
-        """``read_committed``: the committed records from ``start`` up to the first record
-        of a still open transaction."""
+        """``read_committed``: the committed records from ``start``.
+
+        Up to the first record of a still open transaction.
+        """
         out = []
         for rec in self.logs[topic][partition][max(start, 0):]:
             if rec.txn is not None and rec.txn.state == "open":
@@ -189,9 +193,12 @@ class InMemoryCluster:
 
     # -- failures ----------------------------------------------------------------------
     def fail_next(self, operation: str, *, abortable: bool = True) -> None:
-        """Make the next ``operation`` fail once: ``"commit_transaction"``,
-        ``"begin_transaction"``, ``"produce"`` (in a transaction), ``"commit"`` (consumer
-        offsets) or ``"delivery"`` (the next produced record is refused by the broker)."""
+        """Make the next ``operation`` fail once.
+
+        ``"commit_transaction"``, ``"begin_transaction"``, ``"produce"`` (in a transaction),
+        ``"commit"`` (consumer offsets) or ``"delivery"`` (the next produced record is refused
+        by the broker).
+        """
         self._failures.append((operation, abortable))
 
     def take_failure(self, operation: str) -> bool | None:
@@ -210,8 +217,10 @@ class InMemoryCluster:
         return self.groups[name]
 
     def rebalance(self, group: _Group) -> None:
-        """Eager range assignment: every member gives up its partitions (committing them),
-        then partition N of every subscribed topic goes to the same member."""
+        """Eager range assignment: every member gives up its partitions (committing them).
+
+        Then partition N of every subscribed topic goes to the same member.
+        """
         for member in group.members:
             member.revoke_all()
         group.generation += 1
@@ -335,8 +344,10 @@ class MemoryConsumer:
 
 
 class MemoryProducer:
-    """A producer over the in-memory cluster (``Producer``); transactional when given a
-    transactional id."""
+    """A producer over the in-memory cluster (``Producer``).
+
+    Transactional when given a transactional id.
+    """
 
     def __init__(self, cluster: InMemoryCluster, on_delivery: Any,
                  transactional_id: str | None = None) -> None:
@@ -382,8 +393,8 @@ class MemoryProducer:
     def _check_epoch(self) -> None:
         assert self.transactional_id is not None
         if self.cluster.epochs.get(self.transactional_id) != self.epoch:
-            raise TxnError(f"producer {self.transactional_id!r} is fenced by a newer one",
-                           abortable=False)
+            msg = f"producer {self.transactional_id!r} is fenced by a newer one"
+            raise TxnError(msg, abortable=False)
 
     def init_transactions(self, timeout: float) -> None:
         """Fence older producers with this id and abort their open transaction."""
@@ -399,7 +410,8 @@ class MemoryProducer:
         self._check_epoch()
         abortable = self.cluster.take_failure("begin_transaction")
         if abortable is not None:
-            raise TxnError("begin_transaction: injected failure", abortable)
+            msg = "begin_transaction: injected failure"
+            raise TxnError(msg, abortable)
         assert self.transactional_id is not None
         self.txn = self.cluster.open_txns[self.transactional_id] = _Txn(self.transactional_id)
 
@@ -410,12 +422,16 @@ class MemoryProducer:
         assert self.txn is not None and self.transactional_id is not None
         abortable = self.cluster.take_failure("commit_transaction")
         if abortable is not None:
-            raise TxnError("commit_transaction: injected failure", abortable)
+            msg = "commit_transaction: injected failure"
+            raise TxnError(msg, abortable)
         name, generation = group_metadata
         group = self.cluster.group(name)
         if generation != group.generation:
-            raise TxnError(f"commit_transaction: group {name!r} generation {generation} is "
-                           f"stale (now {group.generation})", abortable=True)
+            msg = (
+                f"commit_transaction: group {name!r} generation {generation} is "
+                f"stale (now {group.generation})"
+            )
+            raise TxnError(msg, abortable=True)
         self.poll(0)
         for t, p, o in offsets:
             group.committed[(t, p)] = o

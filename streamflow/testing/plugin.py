@@ -59,7 +59,8 @@ class NewTopic(Protocol):
         partitions: int = 1,
         config: Mapping[str, str] | None = None,
         compacted: bool = False,
-    ) -> str: ...
+    ) -> str:
+        """Create a topic with a fresh name; return the name."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
