@@ -294,9 +294,11 @@ class TopologyTestDriver:
             engine.commit()
 
     def commit(self) -> None:
-        """Commit every instance, as a worker does on its commit interval, then go on
-        processing what the commit made visible (exactly-once outputs that other tasks
-        read, e.g. through a repartition topic), as the worker's loop would."""
+        """Commit every instance, as a worker does on its commit interval.
+
+        Then go on processing what the commit made visible (exactly-once outputs that other
+        tasks read, e.g. through a repartition topic), as the worker's loop would.
+        """
         self._commit_all()
         self._pump()
 
