@@ -41,12 +41,12 @@ test: venv graphviz ## run the whole suite (unit + integration) against a real b
 	  export STREAMFLOW_TEST_BOOTSTRAP_SERVERS=$$STREAMFLOW_BOOTSTRAP_SERVERS; \
 	  export STREAMFLOW_TEST_SCHEMA_REGISTRY_URL=$$STREAMFLOW_SCHEMA_REGISTRY_URL; \
 	fi; \
-	rc=0; STREAMFLOW_REQUIRE_INTEGRATION=1 $(BIN)/python -m pytest tests -q $(PYTEST_ARGS) || rc=$$?; \
+	rc=0; STREAMFLOW_REQUIRE_INTEGRATION=1 $(BIN)/python -m pytest tests streamflow -q $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$started = 1 ]; then $(STACK) down; fi; \
 	exit $$rc
 
-unit: venv ## run the unit tests only (no broker)
-	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
+unit: venv ## run the unit tests and the doctests of streamflow/ (no broker)
+	$(BIN)/python -m pytest tests/unit streamflow -q $(PYTEST_ARGS)
 
 lint: venv ## ruff on the whole tree, mypy --strict on streamflow/
 	$(BIN)/ruff check streamflow tests bench deploy topologies

@@ -36,7 +36,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from streamflow.kafka import client
+from streamflow.testing.admin import TopicAdmin, discover_bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIX_PYTHON = ROOT / "bench" / ".venvs" / "quix" / "bin" / "python"
@@ -44,12 +44,10 @@ PARTITIONS = 12
 
 
 def _bootstrap() -> str:
-    if os.environ.get("STREAMFLOW_BOOTSTRAP_SERVERS"):
-        return os.environ["STREAMFLOW_BOOTSTRAP_SERVERS"]
-    for line in (ROOT / "deploy/local/.run/stack.env").read_text().splitlines():
-        if line.startswith("STREAMFLOW_BOOTSTRAP_SERVERS="):
-            return line.split("=", 1)[1]
-    sys.exit("set STREAMFLOW_BOOTSTRAP_SERVERS or run deploy/local/stack up")
+    found = discover_bootstrap(ROOT)
+    if not found:
+        sys.exit("set STREAMFLOW_BOOTSTRAP_SERVERS or run deploy/local/stack up")
+    return found
 
 
 def _consumer(bootstrap: str, topic: str) -> Consumer:
@@ -97,17 +95,15 @@ def _stop(run: Run, bootstrap: str) -> None:
     except subprocess.TimeoutExpired:
         run.proc.kill()
         run.proc.wait()
-    admin = client.make_admin({"bootstrap.servers": bootstrap})
-    created = [t for t in admin.list_topics(timeout=10).topics if run.group in t]
-    if created:
-        client.delete_topics(admin, created)
+    admin = TopicAdmin(bootstrap)
+    admin.delete_topics(t for t in admin.topics() if run.group in t)
 
 
 def throughput(bootstrap: str, framework: str, guarantee: str, interval_ms: int, n: int,
                tmp: Path, tin: str) -> float:
-    admin = client.make_admin({"bootstrap.servers": bootstrap})
+    admin = TopicAdmin(bootstrap)
     tout = f"eosb-out-{uuid.uuid4().hex[:6]}"
-    client.create_topics(admin, [(tout, PARTITIONS, 1, {})])
+    admin.create_topic(tout, PARTITIONS, replication_factor=1)
     run = _launch(bootstrap, framework, guarantee, interval_ms, tmp, tin, tout)
     c = _consumer(bootstrap, tout)
     seen, first, last = 0, 0.0, 0.0
@@ -120,7 +116,7 @@ def throughput(bootstrap: str, framework: str, guarantee: str, interval_ms: int,
                 first = first or last
     _stop(run, bootstrap)
     c.close()
-    client.delete_topics(admin, [tout])
+    admin.delete_topics([tout])
     if seen < n or last <= first:
         print(f"  {framework} {guarantee}: only {seen} of {n} outputs", file=sys.stderr)
         return 0.0
@@ -129,9 +125,9 @@ def throughput(bootstrap: str, framework: str, guarantee: str, interval_ms: int,
 
 def latency(bootstrap: str, framework: str, guarantee: str, interval_ms: int, rate: int,
             seconds: float, warmup: float, tmp: Path) -> tuple[float, float, float, int]:
-    admin = client.make_admin({"bootstrap.servers": bootstrap})
+    admin = TopicAdmin(bootstrap)
     tin, tout = f"eosl-in-{uuid.uuid4().hex[:6]}", f"eosl-out-{uuid.uuid4().hex[:6]}"
-    client.create_topics(admin, [(tin, PARTITIONS, 1, {}), (tout, PARTITIONS, 1, {})])
+    admin.create_topics([tin, tout], PARTITIONS, replication_factor=1)
     run = _launch(bootstrap, framework, guarantee, interval_ms, tmp, tin, tout)
     c = _consumer(bootstrap, tout)
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "socket.nagle.disable": True})
@@ -172,7 +168,7 @@ def latency(bootstrap: str, framework: str, guarantee: str, interval_ms: int, ra
     p.flush(10)
     _stop(run, bootstrap)
     c.close()
-    client.delete_topics(admin, [tin, tout])
+    admin.delete_topics([tin, tout])
     if not lat:
         return 0.0, 0.0, 0.0, 0
     lat.sort()
@@ -196,9 +192,9 @@ def main() -> None:
     args = ap.parse_args()
     bootstrap = _bootstrap()
     tmp = Path(tempfile.mkdtemp(prefix="eos-bench-"))
-    admin = client.make_admin({"bootstrap.servers": bootstrap})
+    admin = TopicAdmin(bootstrap)
     tin = f"eosb-in-{uuid.uuid4().hex[:6]}"
-    client.create_topics(admin, [(tin, PARTITIONS, 1, {})])
+    admin.create_topic(tin, PARTITIONS, replication_factor=1)
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
     for i in range(args.records):
         while True:
@@ -227,7 +223,7 @@ def main() -> None:
             runs = ", ".join(f"{r / 1000:.0f}k" for r in rs)
             print(f"| {fw} | {g} | {med:,.0f} | {runs} | {p50:.0f} | {p99:.0f} | {mx:.0f} "
                   f"| {n:,} |", flush=True)
-    client.delete_topics(admin, [tin])
+    admin.delete_topics([tin])
 
 
 if __name__ == "__main__":

@@ -34,8 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.run import RESULTS, Kafka, default_bootstrap, impl_module  # noqa: E402
+from bench.harness import RESULTS  # noqa: E402
+from bench.harness.frameworks import impl_module  # noqa: E402
+from bench.harness.kafka import Kafka  # noqa: E402
 from bench.scenarios import SCENARIOS  # noqa: E402
+from streamflow.testing.admin import discover_bootstrap  # noqa: E402
 
 
 def status_mb(field: str) -> float:
@@ -61,7 +64,7 @@ def main() -> int:
     args = ap.parse_args()
 
     scenario = SCENARIOS[args.scenario]
-    bootstrap = default_bootstrap()
+    bootstrap = discover_bootstrap(ROOT)
     if not bootstrap:
         raise SystemExit("no broker (STREAMFLOW_BOOTSTRAP_SERVERS or deploy/local stack)")
     kafka = Kafka(bootstrap)
@@ -89,7 +92,7 @@ def main() -> int:
                 **getattr(scenario, "env", dict)(),
             }
         )
-        from streamflow.runtime.config import load_config
+        from streamflow.config import load_config
         from streamflow.runtime.worker import Worker
 
         if args.store_cache is not None:

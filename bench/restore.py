@@ -9,7 +9,6 @@ fresh single-partition changelog topic, then times ``restore_store`` into an emp
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -21,21 +20,19 @@ import orjson
 from confluent_kafka import Producer
 
 import streamflow as sf
-from streamflow.kafka import client
+from streamflow.kafka.ports import KafkaChangelogs
+from streamflow.runtime.restore import restore_store
 from streamflow.serde import SerdeContext
-from streamflow.state.changelog import restore_store
 from streamflow.state.keys import encode_key
 from streamflow.state.task_state import SOURCE_HEADER, TaskState, encode_positions
+from streamflow.testing.admin import TopicAdmin, discover_bootstrap
 
 
 def _bootstrap() -> str:
-    if os.environ.get("STREAMFLOW_BOOTSTRAP_SERVERS"):
-        return os.environ["STREAMFLOW_BOOTSTRAP_SERVERS"]
-    env = Path(__file__).resolve().parents[1] / "deploy/local/.run/stack.env"
-    for line in env.read_text().splitlines():
-        if line.startswith("STREAMFLOW_BOOTSTRAP_SERVERS="):
-            return line.split("=", 1)[1]
-    sys.exit("set STREAMFLOW_BOOTSTRAP_SERVERS or run deploy/local/stack up")
+    found = discover_bootstrap(Path(__file__).resolve().parents[1])
+    if not found:
+        sys.exit("set STREAMFLOW_BOOTSTRAP_SERVERS or run deploy/local/stack up")
+    return found
 
 
 def main() -> None:
@@ -50,8 +47,8 @@ def main() -> None:
     p = topology.processor("p")
     p.stream("in").group_by_key().count(name="counts")
     changelog = p.stores["counts"].changelog
-    admin = client.make_admin({"bootstrap.servers": bootstrap})
-    client.create_topics(admin, [(changelog, 1, 1, {"cleanup.policy": "compact"})])
+    admin = TopicAdmin(bootstrap)
+    admin.create_topic(changelog, 1, {"cleanup.policy": "compact"}, replication_factor=1)
     prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
                      "compression.type": "lz4"})
     header = [(SOURCE_HEADER, encode_positions({"in": 1}))]
@@ -68,8 +65,8 @@ def main() -> None:
     produce_s = time.perf_counter() - t0
     state_dir = Path(tempfile.mkdtemp(prefix="restore-bench-"))
     try:
-        state = TaskState(p, 0, state_dir, "rocksdb", SerdeContext())
-        conf = {"bootstrap.servers": bootstrap}
+        state = TaskState(p.stores, 0, state_dir, "rocksdb", SerdeContext())
+        conf = KafkaChangelogs({"bootstrap.servers": bootstrap})
         res = restore_store(state, "counts", conf, {"in": 1})
         again = restore_store(state, "counts", conf, {"in": 1})
         rows = sum(1 for _ in state.stores["counts"].backend.scan(None, None))
@@ -80,7 +77,7 @@ def main() -> None:
               f"{res.applied / res.seconds:,.0f} | {rows:,} | {again.seconds:.3f} |")
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
-        client.delete_topics(admin, [changelog])
+        admin.delete_topics([changelog])
 
 
 if __name__ == "__main__":

@@ -38,8 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.run import FRAMEWORKS, Kafka, default_bootstrap  # noqa: E402
+from bench.harness.frameworks import FRAMEWORKS  # noqa: E402
+from bench.harness.kafka import Kafka  # noqa: E402
 from bench.scenarios import SCENARIOS  # noqa: E402
+from streamflow.testing.admin import discover_bootstrap  # noqa: E402
 
 DONE = {
     "streamflow": re.compile(r"restored \S+\[0\]: (\d+) changes applied.* in ([\d.]+)s"),
@@ -133,8 +135,7 @@ def measure(kafka: Kafka, name: str, records: int, prefix: str, src: str,
         res["build_s"] = time.monotonic() - t0
         time.sleep(1)
         child.stop()
-        changelogs = [t for t in kafka.admin.list_topics(timeout=10).topics
-                      if run in t and "changelog" in t]
+        changelogs = [t for t in kafka.admin.topics() if run in t and "changelog" in t]
         if len(changelogs) != 1:
             raise SystemExit(f"{name}: expected one changelog topic, found {changelogs}")
         res["changelog"] = changelogs[0]
@@ -171,7 +172,7 @@ def main() -> int:
     ap.add_argument("--only", default="streamflow,quix")
     ap.add_argument("--runs", type=int, default=1)
     args = ap.parse_args()
-    bootstrap = default_bootstrap()
+    bootstrap = discover_bootstrap(ROOT)
     if not bootstrap:
         raise SystemExit("no broker")
     kafka = Kafka(bootstrap)

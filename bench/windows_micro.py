@@ -88,7 +88,7 @@ def run(name: str, records: list[tuple[bytes, bytes, int]], commit_every: int) -
 
     with tempfile.TemporaryDirectory() as tmp:
         ctx0 = SerdeContext()
-        state = TaskState(p, 0, Path(tmp), "memory", ctx0)
+        state = TaskState(p.stores, 0, Path(tmp), "memory", ctx0)
         ctx = TaskContext("p", 0, emit, ctx0, state.stores)
         entry = compile_task(p, ctx).entries["in"]
         flushed = 0

@@ -14,6 +14,7 @@ Run it with ``streamflow run mymodule``; test it with ``streamflow.testing.Topol
 """
 
 from streamflow.dsl import Processor, Stream, Topic, Topology, TopologyError
+from streamflow.errors import StreamflowError
 from streamflow.record import Record
 from streamflow.serde import (
     Avro,
@@ -60,6 +61,7 @@ __all__ = [
     "SessionWindowedSerde",
     "Sliding",
     "Stream",
+    "StreamflowError",
     "String",
     "TimeWindowedSerde",
     "Topic",

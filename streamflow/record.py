@@ -48,10 +48,12 @@ class Record:
 
     def __setattr__(self, name: str, value: Any) -> None:
         hint = f"; use with_{name}() to make a changed copy" if name in _CHANGEABLE else ""
-        raise AttributeError(f"Record is immutable{hint}")
+        msg = f"Record is immutable{hint}"
+        raise AttributeError(msg)
 
     def __delattr__(self, name: str) -> None:
-        raise AttributeError("Record is immutable")
+        msg = "Record is immutable"
+        raise AttributeError(msg)
 
     def __reduce__(self) -> tuple[type[Record], tuple[Any, ...]]:
         # copy, deepcopy and pickle rebuild through __init__ (the default sets slots one by one)

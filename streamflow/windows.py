@@ -115,18 +115,21 @@ def to_ms(what: str, value: Any, *, allow_zero: bool = False) -> int:
     if isinstance(value, timedelta):
         ms = value / timedelta(milliseconds=1)
         if ms != int(ms):
-            raise ValueError(f"{what} must be a whole number of milliseconds, got {value!r}")
+            msg = f"{what} must be a whole number of milliseconds, got {value!r}"
+            raise ValueError(msg)
         ms = int(ms)
     elif isinstance(value, int) and not isinstance(value, bool):
         ms = value
     else:
-        raise TypeError(
+        msg = (
             f"{what} must be milliseconds (int) or a datetime.timedelta, got "
             f"{type(value).__name__} {value!r}; e.g. sf.seconds(10) or timedelta(seconds=10)"
         )
+        raise TypeError(msg)
     if ms < 0 or (ms == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{what} must be {bound} milliseconds, got {ms}")
+        msg = f"{what} must be {bound} milliseconds, got {ms}"
+        raise ValueError(msg)
     return ms
 
 
@@ -177,8 +180,10 @@ class Tumbling:
 
 @dataclass(frozen=True, init=False)
 class Hopping:
-    """Fixed-size windows ``[start, start + size)`` starting every ``advance``; a record falls
-    into ``size / advance`` of them (``advance <= size``; ``advance == size`` is tumbling).
+    """Fixed-size windows ``[start.
+
+    Start + size)`` starting every ``advance``; a record falls into ``size / advance`` of them
+    (``advance <= size``; ``advance == size`` is tumbling).
 
     >>> Hopping(minutes(5), minutes(1)).describe()
     'hopping(5m, advance=1m)'
@@ -194,10 +199,11 @@ class Hopping:
         size_ms = to_ms("Hopping size", size)
         advance_ms = to_ms("Hopping advance", advance)
         if advance_ms > size_ms:
-            raise ValueError(
+            msg = (
                 f"Hopping advance ({advance_ms} ms) must not exceed the size ({size_ms} ms): "
                 "records between windows would belong to none"
             )
+            raise ValueError(msg)
         object.__setattr__(self, "size", size_ms)
         object.__setattr__(self, "advance", advance_ms)
         object.__setattr__(self, "grace", to_ms("grace", grace, allow_zero=True))
@@ -211,10 +217,12 @@ class Hopping:
 
 @dataclass(frozen=True, init=False)
 class Sliding:
-    """Kafka Streams' sliding windows: every distinct set of records whose timestamps lie
-    within ``size`` of each other. Windows are ``[start, start + size]``, inclusive at both
-    ends; a record at ``t`` creates at most two windows: ``[t - size, t]`` and, when a later
-    record falls within ``size`` after it, ``[t + 1, t + 1 + size]``.
+    """Kafka Streams' sliding windows.
+
+    Every distinct set of records whose timestamps lie within ``size`` of each other. Windows
+    are ``[start, start + size]``, inclusive at both ends; a record at ``t`` creates at most two
+    windows: ``[t - size, t]`` and, when a later record falls within ``size`` after it, ``[t +
+    1, t + 1 + size]``.
 
     >>> Sliding(seconds(30)).describe()
     'sliding(30s)'
@@ -237,9 +245,11 @@ class Sliding:
 
 @dataclass(frozen=True, init=False)
 class Session:
-    """Sessions of activity: records of a key less than ``gap`` apart share a session
-    ``[first, last]``; a record that bridges two sessions merges them (aggregates are combined
-    with the ``merger``). A session closes once stream time passes ``last + gap + grace``.
+    """Sessions of activity.
+
+    Records of a key less than ``gap`` apart share a session ``[first, last]``; a record that
+    bridges two sessions merges them (aggregates are combined with the ``merger``). A session
+    closes once stream time passes ``last + gap + grace``.
 
     >>> Session(minutes(30)).describe()
     'session(gap=30m)'
@@ -281,8 +291,9 @@ class Windowed:
 
 
 def plain_key(record: Record) -> Record:
-    """For ``map_record``: replace a ``Windowed`` key by the plain grouping key (the value
-    is unchanged; the window is dropped)::
+    """Replace a ``Windowed`` key by the plain grouping key (for ``map_record``).
+
+    The value is unchanged; the window is dropped::
 
         table.final().map_record(sf.plain_key).to(topic_keyed_by_user)
     """
@@ -291,17 +302,20 @@ def plain_key(record: Record) -> Record:
 
 
 def with_window_in_value(record: Record) -> Record:
-    """For ``map_record``: key the record by the plain grouping key and move the window into
-    the value: ``{"key": k, "start": s, "end": e, "value": aggregate}`` (JSON-friendly)::
+    """Key the record by the plain grouping key and move the window into the value.
+
+    For ``map_record``; the value becomes ``{"key": k, "start": s, "end": e, "value":
+    aggregate}`` (JSON-friendly)::
 
         table.final().map_record(sf.with_window_in_value).to(per_minute_json)
     """
     w = record.key
     if not isinstance(w, Windowed):
-        raise TypeError(
+        msg = (
             f"with_window_in_value() needs a Windowed key, got {type(w).__name__}; use it "
             "right after .final() or .updates() of a windowed aggregation"
         )
+        raise TypeError(msg)
     return record.with_key(w.key).with_value(
         {"key": w.key, "start": w.start, "end": w.end, "value": record.value}
     )

@@ -8,12 +8,13 @@ one (say ``count_by_key``):
    content checker);
 2. write the implementations, e.g. ``bench/impls/count_by_key/raw_confluent.py``,
    ``quix_app.py``, ``faust_app.py`` and ``streamflow_topology.py`` (plus an ``__init__.py``),
-   reading the same BENCH_* environment variables as the stateless ones;
+   reading the same BENCH_* environment variables as the stateless ones (a raw loop is a
+   per-batch hook on :class:`bench.impls.raw_loop.RawLoop`);
 3. map framework name -> implementation in ``Scenario.impls`` and add it to ``SCENARIOS`` below.
 
-The harness (bench/run.py) does the rest: produce once, run each framework alternately in its
-own process and virtualenv, time until the output topic holds ``expected_count`` records,
-verify the content, tabulate.
+The harness (bench/run.py, bench/harness/) does the rest: produce once, run each framework
+alternately in its own process and virtualenv, time until the output topic holds
+``expected_count`` records, verify the content, tabulate.
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ class Expectation(Protocol):
 class Scenario(Protocol):
     name: str
     description: str
-    # framework name -> implementation, relative to bench/impls/: a file ("raw_confluent.py")
-    # for script frameworks, a module path ("streamflow_topology") for streamflow.
+    # framework name -> implementation, relative to bench/impls/: a file
+    # ("stateless/raw_confluent.py") for script frameworks, a module path
+    # ("stateless/streamflow_topology") for streamflow.
     impls: Mapping[str, str]
 
     def records(self, n: int, seed: int) -> Iterator[InputRecord]: ...

@@ -33,10 +33,10 @@ class StatelessScenario:
     name = "stateless"
     description = "json decode -> filter amount > 10 -> map (+amount_cents) -> json encode"
     impls = {
-        "raw": "raw_confluent.py",
-        "streamflow": "streamflow_topology",
-        "quix": "quix_app.py",
-        "faust": "faust_app.py",
+        "raw": "stateless/raw_confluent.py",
+        "streamflow": "stateless/streamflow_topology",
+        "quix": "stateless/quix_app.py",
+        "faust": "stateless/faust_app.py",
     }
 
     def records(self, n: int, seed: int) -> Iterator[InputRecord]:

@@ -7,16 +7,22 @@ consumer, producer or store.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
 class Node:
-    """A step in a processor's graph. ``parents`` name the steps feeding it."""
+    """A step in a processor's graph. ``parents`` name the steps feeding it.
+
+    ``named`` is False when the step's name was derived (``<kind>-<n>`` in declaration
+    order) rather than given with ``name=...``; ``streamflow check`` warns about stateful
+    steps whose state is named that way, because inserting a step before them renames it.
+    """
 
     name: str
     parents: tuple[str, ...]
+    named: bool = field(default=True, kw_only=True)
 
     kind: ClassVar[str] = "node"
 
@@ -33,19 +39,24 @@ class Source(Node):
     kind: ClassVar[str] = "source"
 
     def label(self) -> str:
+        """``source(<topics>)``."""
         return f"source({', '.join(self.topics)})"
 
 
 @dataclass(frozen=True)
 class Apply(Node):
-    """A one-function stateless step: map, map_record, filter, filter_record, flat_map,
-    key_by or peek. ``op`` says which; ``fn`` is the user function."""
+    """A one-function stateless step.
+
+    map, map_record, filter, filter_record, flat_map, key_by or peek: ``op`` says which; ``fn``
+    is the user function.
+    """
 
     op: str = "map"
     fn: Callable[..., Any] | None = None
     kind: ClassVar[str] = "apply"
 
     def label(self) -> str:
+        """``<op>(<function>)``."""
         return f"{self.op}({_fn_name(self.fn)})"
 
 
@@ -59,6 +70,7 @@ class Split(Node):
     kind: ClassVar[str] = "split"
 
     def label(self) -> str:
+        """``split(<branches>)``."""
         names = list(self.branches) + ([f"{self.default} (default)"] if self.default else [])
         return f"split({', '.join(names)})"
 
@@ -71,6 +83,7 @@ class Branch(Node):
     kind: ClassVar[str] = "branch"
 
     def label(self) -> str:
+        """``branch #<index>``."""
         return f"branch #{self.index}"
 
 
@@ -90,6 +103,7 @@ class Sink(Node):
     kind: ClassVar[str] = "sink"
 
     def label(self) -> str:
+        """``to(<topic>)``, or ``to(<router>)`` for a topic chosen per record."""
         return f"to({self.topic})" if self.topic else f"to({_fn_name(self.router)})"
 
 
@@ -116,7 +130,8 @@ class Aggregate(Node):
     """A keyed aggregation into a store: count, reduce or aggregate.
 
     ``initializer()`` gives the first aggregate; ``adder(aggregate, value)`` the next one.
-    For ``reduce`` the initializer is None and the first value is the aggregate."""
+    For ``reduce`` the initializer is None and the first value is the aggregate.
+    """
 
     store: str = ""
     initializer: Callable[[], Any] | None = None
@@ -125,6 +140,7 @@ class Aggregate(Node):
     kind: ClassVar[str] = "aggregate"
 
     def label(self) -> str:
+        """``<op>(store=<store>)``."""
         return f"{self.op}(store={self.store})"
 
 
@@ -137,6 +153,7 @@ class TableSource(Node):
     kind: ClassVar[str] = "table"
 
     def label(self) -> str:
+        """``table(<topic>, store=<store>)``."""
         return f"table({self.topic}, store={self.store})"
 
 
@@ -149,6 +166,7 @@ class TableOp(Node):
     kind: ClassVar[str] = "table_op"
 
     def label(self) -> str:
+        """``table.<op>(<function>)``."""
         return f"table.{self.op}({_fn_name(self.fn)})"
 
 
@@ -164,6 +182,7 @@ class Join(Node):
     kind: ClassVar[str] = "join"
 
     def label(self) -> str:
+        """``<join>(<table topic>, <joiner>)``."""
         op = "left_join" if self.left else "join"
         return f"{op}({self.right_topic}, {_fn_name(self.joiner)})"
 
@@ -177,6 +196,7 @@ class Process(Node):
     kind: ClassVar[str] = "process"
 
     def label(self) -> str:
+        """``process(<function>, stores=[...])``."""
         return f"process({_fn_name(self.fn)}, stores={list(self.stores)})"
 
 
@@ -187,7 +207,8 @@ class WindowAggregate(Node):
     ``spec`` is a ``streamflow.windows`` spec; ``merger(agg1, agg2)`` combines sessions;
     ``timestamp(value)`` extracts event time (else the record timestamp); ``late_sink`` names
     the ``Sink`` child that receives late records, if any. Its ``WindowEmit`` children say how
-    results leave it (``final`` or ``updates``)."""
+    results leave it (``final`` or ``updates``).
+    """
 
     spec: Any = None
     store: str = ""
@@ -200,17 +221,21 @@ class WindowAggregate(Node):
     kind: ClassVar[str] = "window_aggregate"
 
     def label(self) -> str:
+        """``window.<op>(<window spec>, store=<store>)``."""
         extra = f", timestamp={_fn_name(self.timestamp)}" if self.timestamp else ""
         return f"window.{self.op}({self.spec.describe()}{extra}, store={self.store})"
 
 
 @dataclass(frozen=True)
 class WindowEmit(Node):
-    """How a windowed aggregation's results leave it: ``final`` (once per window, when it
-    closes) or ``updates`` (every change)."""
+    """How a windowed aggregation's results leave it.
+
+    ``final`` (once per window, when it closes) or ``updates`` (every change).
+    """
 
     mode: str = "final"
     kind: ClassVar[str] = "window_emit"
 
     def label(self) -> str:
+        """How results leave: once per window on close, or every update."""
         return "final (once per window, on close)" if self.mode == "final" else "updates"

@@ -43,7 +43,8 @@ class Stream:
 
     def _apply(self, op: str, fn: Callable[..., Any], name: str | None) -> Stream:
         if not callable(fn):
-            raise TopologyError(f"{op}() needs a function, got {type(fn).__name__}")
+            msg = f"{op}() needs a function, got {type(fn).__name__}"
+            raise TopologyError(msg)
         return self._then(lambda n: Apply(n, (self._node,), op, fn), op, name)
 
     def map(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Stream:
@@ -92,12 +93,15 @@ class Stream:
             parts["big"].to(big_topic)
         """
         if not branches:
-            raise TopologyError("split() needs at least one branch, e.g. split(big=lambda v: ...)")
+            msg = "split() needs at least one branch, e.g. split(big=lambda v: ...)"
+            raise TopologyError(msg)
         for b, pred in branches.items():
             if not callable(pred):
-                raise TopologyError(f"split branch {b!r} needs a predicate function")
+                msg = f"split branch {b!r} needs a predicate function"
+                raise TopologyError(msg)
         if default is not None and default in branches:
-            raise TopologyError(f"split default branch {default!r} also has a predicate")
+            msg = f"split default branch {default!r} also has a predicate"
+            raise TopologyError(msg)
         split_name = self._processor.node_name("split", name)
         names = tuple(branches)
         self._processor.add(
@@ -113,10 +117,11 @@ class Stream:
         """Combine this stream with others of the same processor."""
         for o in others:
             if o._processor is not self._processor:
-                raise TopologyError(
+                msg = (
                     "merge() joins streams of one processor; to combine processors, write to a "
                     "topic and read it"
                 )
+                raise TopologyError(msg)
         parents = (self._node, *(o._node for o in others))
         return self._then(lambda n: Merge(n, parents), "merge", name)
 
@@ -138,9 +143,12 @@ class Stream:
 
     def group_by(self, fn: Callable[[Any], Any], *, name: str | None = None,
                  key_serde: Any = None, value_serde: Any = None) -> GroupedStream:
-        """Re-key by ``fn(value)`` and group; records are repartitioned through the internal
-        topic ``<topology>-<processor>-<name>-repartition`` (JSON unless serdes are given),
-        so each key's records meet in one task."""
+        """Re-key by ``fn(value)`` and group.
+
+        Records are repartitioned through the internal topic
+        ``<topology>-<processor>-<name>-repartition`` (JSON unless serdes are given), so each key's
+        records meet in one task.
+        """
         step = self._processor.node_name("group-by", name)
         keyed = self._then(lambda n: Apply(n, (self._node,), "key_by", fn), "key_by",
                            f"{step}.key")
@@ -159,15 +167,16 @@ class Stream:
     def _join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any],
               name: str | None, left: bool) -> Stream:
         if not callable(joiner):
-            raise TopologyError("join() needs a joiner function (stream_value, table_value)")
+            msg = "join() needs a joiner function (stream_value, table_value)"
+            raise TopologyError(msg)
         if isinstance(table, TableRef):
             table = self._processor.materialize(table)
         if not isinstance(table, Table) or table.processor is not self._processor:
-            raise TopologyError(
-                "join() needs topology.table(topic) or a Table of the same processor"
-            )
+            msg = "join() needs topology.table(topic) or a Table of the same processor"
+            raise TopologyError(msg)
         if table.store is None:
-            raise TopologyError("join() needs a materialized table (an aggregation or a topic)")
+            msg = "join() needs a materialized table (an aggregation or a topic)"
+            raise TopologyError(msg)
         right = self._processor.upstream_sources(table.node.name)
         lefts = tuple(self._processor.upstream_sources(self._node))
         kind = "left_join" if left else "join"
@@ -179,8 +188,10 @@ class Stream:
 
     def join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
              name: str | None = None) -> Stream:
-        """Enrich each record with the table row of the same key:
-        ``joiner(value, table_value)``; records without a row are dropped."""
+        """Enrich each record with the table row of the same key: ``joiner(value, table_value)``.
+
+        Records without a row are dropped.
+        """
         return self._join(table, joiner, name, False)
 
     def left_join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
@@ -190,8 +201,11 @@ class Stream:
 
     def process(self, fn: Callable[..., Any], *, stores: list[str] | tuple[str, ...] = (),
                 name: str | None = None) -> Stream:
-        """A low-level stateful step: ``fn(record, ctx)``; ``ctx.store(name)`` gives
-        get/put/delete/range/prefix, ``ctx.forward(key, value)`` emits downstream."""
+        """A low-level stateful step: ``fn(record, ctx)``.
+
+        ``ctx.store(name)`` gives get/put/delete/range/prefix, ``ctx.forward(key, value)`` emits
+        downstream.
+        """
         for s in stores:
             if s not in self._processor.stores:
                 self._processor.add_store(s)
@@ -208,7 +222,8 @@ class Stream:
         elif callable(topic):
             self._then(lambda n: Sink(n, (self._node,), None, topic), "to", name)
         else:
-            raise TopologyError(f"to() needs a Topic, a topic name or a function, got {topic!r}")
+            msg = f"to() needs a Topic, a topic name or a function, got {topic!r}"
+            raise TopologyError(msg)
 
     def __repr__(self) -> str:
         return f"Stream({self._processor.name}/{self._node})"

@@ -14,8 +14,10 @@ if TYPE_CHECKING:
 
 
 class GroupedStream:
-    """A stream partitioned by its key, ready to aggregate (``count``, ``reduce``,
-    ``aggregate``) into a ``Table``."""
+    """A stream partitioned by its key, ready to aggregate into a ``Table``.
+
+    With ``count``, ``reduce`` or ``aggregate``.
+    """
 
     def __init__(self, processor: Processor, node: str, name: str) -> None:
         self._processor = processor
@@ -32,14 +34,18 @@ class GroupedStream:
         return Table(p, step, store)
 
     def count(self, *, name: str | None = None, ttl: Any = None) -> Table:
-        """Count records per key (``ttl``: forget keys not seen for that long, see
-        ``Processor.add_store``)."""
+        """Count records per key.
+
+        ``ttl``: forget keys not seen for that long (see ``Processor.add_store``).
+        """
         return self._aggregate("count", lambda: 0, _count, name, None, ttl)
 
     def reduce(self, fn: Callable[[Any, Any], Any], *, name: str | None = None,
                value_serde: Any = None, ttl: Any = None) -> Table:
-        """Combine the values of each key with ``fn(aggregate, value)``; the first value
-        of a key is its first aggregate."""
+        """Combine the values of each key with ``fn(aggregate, value)``.
+
+        The first value of a key is its first aggregate.
+        """
         return self._aggregate("reduce", None, fn, name, value_serde, ttl)
 
     def aggregate(self, initializer: Callable[[], Any], adder: Callable[[Any, Any], Any], *,
@@ -49,11 +55,12 @@ class GroupedStream:
 
     def window(self, spec: Any, *, timestamp: Callable[[Any], int] | None = None,
                late_topic: Topic | str | None = None) -> WindowedStream:
-        """Window the grouped stream by event time: ``spec`` is ``sf.Tumbling``,
-        ``sf.Hopping``, ``sf.Sliding`` or ``sf.Session``; ``timestamp(value) -> ms`` extracts
-        event time (default: the record timestamp); records too late for every window go to
-        the declared ``late_topic`` (serialized with its serdes), if given. See
-        ``streamflow.windows`` for the rules::
+        """Window the grouped stream by event time.
+
+        ``spec`` is ``sf.Tumbling``, ``sf.Hopping``, ``sf.Sliding`` or ``sf.Session``;
+        ``timestamp(value) -> ms`` extracts event time (default: the record timestamp); records
+        too late for every window go to the declared ``late_topic`` (serialized with its
+        serdes), if given. See ``streamflow.windows`` for the rules::
 
             grouped.window(sf.Tumbling(sf.minutes(1), grace=sf.seconds(10))).count().final()
         """
@@ -106,12 +113,16 @@ class Table:
 
 
 class TableRef:
-    """A topic to be read as a table (``topology.table(topic)``); each processor that joins
-    against it materializes it in its own store, co-partitioned with its stream."""
+    """A topic to be read as a table (``topology.table(topic)``).
+
+    Each processor that joins against it materializes it in its own store, co-partitioned with its
+    stream.
+    """
 
     def __init__(self, topic: Topic, name: str | None) -> None:
         self.topic = topic
         self.name = name or f"table-{topic.name}"
+        self.named = name is not None  # else named after the topic (stable, not positional)
 
     def __repr__(self) -> str:
         return f"TableRef({self.topic.name})"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from streamflow.dsl.render import describe_text
+from streamflow.errors import ConfigurationError
 from streamflow.serde import Bytes, Serde
 
 if TYPE_CHECKING:
@@ -20,17 +22,17 @@ OnError = Literal["fail", "skip", "dead_letter"]
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
-class TopologyError(ValueError):
+class TopologyError(ConfigurationError, ValueError):
     """The topology is not well formed; the message says what to change."""
 
 
 def _check_name(what: str, name: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > 200:
-        raise TopologyError(
-            f"{what} name {name!r} is not valid: use letters, digits, '.', '_' and '-' only"
-        )
+        msg = f"{what} name {name!r} is not valid: use letters, digits, '.', '_' and '-' only"
+        raise TopologyError(msg)
     if name in (".", ".."):
-        raise TopologyError(f"{what} name {name!r} is not valid: Kafka reserves '.' and '..'")
+        msg = f"{what} name {name!r} is not valid: Kafka reserves '.' and '..'"
+        raise TopologyError(msg)
     return name
 
 
@@ -93,7 +95,8 @@ class Topology:
         """Declare a topic (or return the identical existing declaration)."""
         _check_name("topic", name)
         if partitions is not None and partitions < 1:
-            raise TopologyError(f"topic {name!r}: partitions must be >= 1, got {partitions}")
+            msg = f"topic {name!r}: partitions must be >= 1, got {partitions}"
+            raise TopologyError(msg)
         t = Topic(
             name,
             key if key is not None else Bytes(),
@@ -105,22 +108,26 @@ class Topology:
         )
         old = self.topics.get(name)
         if old is not None and old != t:
-            raise TopologyError(
+            msg = (
                 f"topic {name!r} is declared twice with different settings; declare it once "
                 "and reuse the returned Topic"
             )
+            raise TopologyError(msg)
         self.topics[name] = t
         return t
 
     def internal_topic(self, name: str, key: Serde, value: Serde,
                        config: dict[str, str] | None = None) -> Topic:
-        """Declare a topic streamflow manages itself (repartition, changelog); its partition
-        count follows the processor's source topics."""
+        """Declare a topic streamflow manages itself (repartition, changelog).
+
+        Its partition count follows the processor's source topics.
+        """
         _check_name("topic", name)
         t = Topic(name, key, value, None, None, tuple(sorted((config or {}).items())), False, True)
         old = self.topics.get(name)
         if old is not None and old != t:
-            raise TopologyError(f"internal topic {name!r} collides with a declared topic")
+            msg = f"internal topic {name!r} collides with a declared topic"
+            raise TopologyError(msg)
         self.topics[name] = t
         return t
 
@@ -128,7 +135,8 @@ class Topology:
         """Read a (compacted) topic as a table, to join streams against.
 
         Each processor that joins with it materializes the table in a local store, so the
-        topic must be co-partitioned with the joining stream."""
+        topic must be co-partitioned with the joining stream.
+        """
         from streamflow.dsl.table import TableRef
 
         return TableRef(self.resolve_topic(topic), name)
@@ -149,21 +157,23 @@ class Topology:
         if dead_letter_topic is not None:
             _check_name("dead-letter topic", dead_letter_topic)
         if name in self.processors:
-            raise TopologyError(f"processor {name!r} is declared twice in topology {self.name!r}")
+            msg = f"processor {name!r} is declared twice in topology {self.name!r}"
+            raise TopologyError(msg)
         if guarantee not in ("at_least_once", "exactly_once"):
-            raise TopologyError(
+            msg = (
                 f"processor {name!r}: guarantee must be 'at_least_once' or 'exactly_once', "
                 f"not {guarantee!r}"
             )
+            raise TopologyError(msg)
         if on_error not in ("fail", "skip", "dead_letter"):
-            raise TopologyError(
+            msg = (
                 f"processor {name!r}: on_error must be 'fail', 'skip' or 'dead_letter', "
                 f"not {on_error!r}"
             )
+            raise TopologyError(msg)
         if store not in ("rocksdb", "memory"):
-            raise TopologyError(
-                f"processor {name!r}: store must be 'rocksdb' or 'memory', not {store!r}"
-            )
+            msg = f"processor {name!r}: store must be 'rocksdb' or 'memory', not {store!r}"
+            raise TopologyError(msg)
         p = Processor(self, name, guarantee, on_error, dead_letter_topic, commit_interval_ms,
                       group_id)
         p.store_backend = store
@@ -176,18 +186,18 @@ class Topology:
         try:
             found = self.topics[name]
         except KeyError:
-            raise TopologyError(
+            msg = (
                 f"topic {name!r} is not declared in topology {self.name!r}; declare it with "
                 f"topology.topic({name!r}, key=..., value=...)"
-            ) from None
+            )
+            raise TopologyError(msg) from None
         if isinstance(topic, Topic) and topic != found:
-            raise TopologyError(f"topic {name!r} belongs to another topology")
+            msg = f"topic {name!r} belongs to another topology"
+            raise TopologyError(msg)
         return found
 
     def describe(self) -> str:
         """A readable text of topics, processors and their steps."""
-        from streamflow.plan.render import describe_text
-
         return describe_text(self)
 
     def __repr__(self) -> str:
@@ -218,6 +228,7 @@ class Processor:
         self.stores: dict[str, StoreSpec] = {}
         self.store_backend = "rocksdb"
         self._counters: dict[str, int] = {}
+        self._derived: set[str] = set()  # step names made by node_name(), not the user
         self._tables: dict[str, Table] = {}
 
     def stream(self, *topics: Topic | str, name: str | None = None) -> Stream:
@@ -226,14 +237,16 @@ class Processor:
         from streamflow.dsl.stream import Stream
 
         if not topics:
-            raise TopologyError(f"processor {self.name!r}: stream() needs at least one topic")
+            msg = f"processor {self.name!r}: stream() needs at least one topic"
+            raise TopologyError(msg)
         resolved = tuple(self.topology.resolve_topic(t).name for t in topics)
         for other in self.nodes.values():
             if isinstance(other, Source) and set(other.topics) & set(resolved):
-                raise TopologyError(
+                msg = (
                     f"processor {self.name!r} reads {sorted(set(other.topics) & set(resolved))} "
                     "in two streams; read it once and branch with .split() or reuse the Stream"
                 )
+                raise TopologyError(msg)
         node = self.add(Source(self.node_name("source", name), (), resolved))
         return Stream(self, node.name)
 
@@ -247,15 +260,29 @@ class Processor:
             if f"{kind}-{n}" not in self.nodes:
                 break
         self._counters[kind] = n
+        self._derived.add(f"{kind}-{n}")
         return f"{kind}-{n}"
 
+    def is_derived(self, step: str) -> bool:
+        """True when ``step`` is a name :meth:`node_name` derived (not one the user gave).
+
+        Or a part of such a step (``group-by-1.from-repartition``).
+        """
+        return step in self._derived or step.partition(".")[0] in self._derived
+
     def add(self, node: Node) -> Node:
-        """Register a new step (names are unique within a processor)."""
+        """Register a new step (names are unique within a processor).
+
+        A step whose name was derived is recorded with ``named=False``.
+        """
         if node.name in self.nodes:
-            raise TopologyError(
+            msg = (
                 f"processor {self.name!r} already has a step named {node.name!r}; "
                 "step names must be unique because state and internal topics are named after them"
             )
+            raise TopologyError(msg)
+        if node.named and self.is_derived(node.name):
+            node = replace(node, named=False)
         self.nodes[node.name] = node
         return node
 
@@ -265,27 +292,32 @@ class Processor:
 
         ``ttl`` (milliseconds or a timedelta): an entry not written for that long in event
         time (the store's largest record timestamp) reads as missing and is deleted, so
-        state for keys that went quiet does not grow forever."""
+        state for keys that went quiet does not grow forever.
+        """
         from streamflow.dsl.nodes import StoreSpec
         from streamflow.serde import Bytes
 
         _check_name("store", name)
         if name in self.stores:
-            raise TopologyError(f"processor {self.name!r} already has a store named {name!r}")
+            msg = f"processor {self.name!r} already has a store named {name!r}"
+            raise TopologyError(msg)
         changelog = f"{self.topology.name}-{self.name}-{name}-changelog"
         self.topology.internal_topic(changelog, Bytes(), Bytes(), {"cleanup.policy": "compact"})
         ttl_ms = None
         if ttl is not None:
             ttl_ms = int(ttl.total_seconds() * 1000) if isinstance(ttl, timedelta) else int(ttl)
             if ttl_ms <= 0:
-                raise TopologyError(f"store {name!r}: ttl must be positive, got {ttl!r}")
+                msg = f"store {name!r}: ttl must be positive, got {ttl!r}"
+                raise TopologyError(msg)
         self.stores[name] = StoreSpec(name, changelog, value_serde, ttl_ms=ttl_ms)
         return name
 
     def repartition(self, node: str, name: str, key: Serde | None, value: Serde | None
                     ) -> str:
-        """Route the stream at ``node`` through an internal topic keyed by its current key;
-        return the name of the source step reading it back."""
+        """Route the stream at ``node`` through an internal topic keyed by its current key.
+
+        Return the name of the source step reading it back.
+        """
         from streamflow.dsl.nodes import Sink, Source
         from streamflow.serde import Json
 
@@ -302,7 +334,7 @@ class Processor:
 
         if ref.name not in self._tables:
             store = self.add_store(ref.name, value_serde=None)
-            node = self.add(TableSource(ref.name, (), ref.topic.name, store))
+            node = self.add(TableSource(ref.name, (), ref.topic.name, store, named=ref.named))
             self._tables[ref.name] = Table(self, node.name, store)
         return self._tables[ref.name]
 

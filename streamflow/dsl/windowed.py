@@ -18,8 +18,9 @@ _SPECS = (Tumbling, Hopping, Sliding, Session)
 
 
 class WindowedStream:
-    """A grouped stream cut into event-time windows; aggregate it with ``count``,
-    ``reduce`` or ``aggregate`` into a ``WindowedTable``::
+    """A grouped stream cut into event-time windows.
+
+    Aggregate it with ``count``, ``reduce`` or ``aggregate`` into a ``WindowedTable``::
 
         grouped.window(sf.Tumbling(sf.minutes(1))).count().final().to(per_minute)
 
@@ -38,13 +39,15 @@ class WindowedStream:
                    adder: Callable[[Any, Any], Any], merger: Callable[[Any, Any], Any] | None,
                    name: str | None, value_serde: Any) -> WindowedTable:
         if not callable(adder):
-            raise TopologyError(f"window {op}() needs a function, got {type(adder).__name__}")
+            msg = f"window {op}() needs a function, got {type(adder).__name__}"
+            raise TopologyError(msg)
         if isinstance(self.spec, Session) and merger is None:
-            raise TopologyError(
+            msg = (
                 "session windows merge when a record bridges two sessions: give "
                 "aggregate(initializer, adder, merger=lambda agg1, agg2: ...) a merger that "
                 "combines two aggregates"
             )
+            raise TopologyError(msg)
         p = self._processor
         step = p.node_name(f"window-{op}", name)
         store = p.add_store(step, value_serde=WindowValueSerde(value_serde))
@@ -63,23 +66,29 @@ class WindowedStream:
 
     def reduce(self, fn: Callable[[Any, Any], Any], *, name: str | None = None,
                value_serde: Any = None) -> WindowedTable:
-        """Combine the values of each key and window with ``fn(aggregate, value)``; the
-        first value is the first aggregate. Sessions merge with ``fn`` too."""
+        """Combine the values of each key and window with ``fn(aggregate, value)``.
+
+        The first value is the first aggregate. Sessions merge with ``fn`` too.
+        """
         return self._aggregate("reduce", None, fn, fn, name, value_serde)
 
     def aggregate(self, initializer: Callable[[], Any], adder: Callable[[Any, Any], Any], *,
                   merger: Callable[[Any, Any], Any] | None = None, name: str | None = None,
                   value_serde: Any = None) -> WindowedTable:
-        """Fold each key's values per window: ``initializer()``, then
-        ``adder(aggregate, value)``. Session windows also need ``merger(agg1, agg2)``
-        (ignored by other windows). ``value_serde`` stores the aggregates (JSON by default).
+        """Fold each key's values per window: ``initializer()``, then ``adder(aggregate, value)``.
+
+        Session windows also need ``merger(agg1, agg2)`` (ignored by other windows). ``value_serde``
+        stores the aggregates (JSON by default).
 
         Keep ``adder`` free of side effects on its input where it can be: sliding windows
-        start new windows from a (deep) copy of an existing window's aggregate."""
+        start new windows from a (deep) copy of an existing window's aggregate.
+        """
         if not callable(initializer):
-            raise TopologyError("window aggregate() needs an initializer function, e.g. dict")
+            msg = "window aggregate() needs an initializer function, e.g. dict"
+            raise TopologyError(msg)
         if merger is not None and not callable(merger):
-            raise TopologyError("window aggregate() merger must be a function (agg1, agg2)")
+            msg = "window aggregate() merger must be a function (agg1, agg2)"
+            raise TopologyError(msg)
         return self._aggregate("aggregate", initializer, adder, merger, name, value_serde)
 
     def __repr__(self) -> str:
@@ -87,9 +96,11 @@ class WindowedStream:
 
 
 class WindowedTable:
-    """The per-window aggregates of a ``WindowedStream``. Turn it into a stream keyed by
-    ``Windowed(key, start, end)`` with ``final()`` (each window once, when it closes) or
-    ``updates()`` (every change)."""
+    """The per-window aggregates of a ``WindowedStream``.
+
+    Turn it into a stream keyed by ``Windowed(key, start, end)`` with ``final()`` (each window once,
+    when it closes) or ``updates()`` (every change).
+    """
 
     def __init__(self, processor: Processor, node: str, spec: WindowSpec) -> None:
         self._processor = processor
@@ -111,8 +122,11 @@ class WindowedTable:
         return Stream(p, node.name)
 
     def final(self, *, name: str | None = None) -> Stream:
-        """One record per window, emitted when it closes (stream time passes its end plus
-        grace, or ``close_after_idle`` elapses): the window's final aggregate."""
+        """One record per window, emitted when it closes: the window's final aggregate.
+
+        A window closes when stream time passes its end plus grace, or ``close_after_idle``
+        elapses.
+        """
         return self._emit("final", name)
 
     def updates(self, *, name: str | None = None) -> Stream:
@@ -131,12 +145,14 @@ def window(processor: Processor, node: str, spec: Any, timestamp: Any,
            late_topic: Topic | str | None) -> WindowedStream:
     """Validate ``GroupedStream.window`` arguments and make the ``WindowedStream``."""
     if not isinstance(spec, _SPECS):
-        raise TopologyError(
+        msg = (
             f"window() needs a window spec (sf.Tumbling, sf.Hopping, sf.Sliding or "
             f"sf.Session), got {type(spec).__name__}"
         )
+        raise TopologyError(msg)
     if timestamp is not None and not callable(timestamp):
-        raise TopologyError("window(timestamp=...) must be a function value -> milliseconds")
+        msg = "window(timestamp=...) must be a function value -> milliseconds"
+        raise TopologyError(msg)
     late = None
     if late_topic is not None:
         late = processor.topology.resolve_topic(late_topic).name

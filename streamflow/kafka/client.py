@@ -27,6 +27,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     OffsetSpec,
 )
 
+from streamflow.errors import ProcessingError, UnreachableError
+
 log = logging.getLogger("streamflow.kafka")
 
 __all__ = [
@@ -44,10 +46,12 @@ __all__ = [
     "make_admin",
     "make_consumer",
     "make_producer",
+    "ping",
+    "topic_names",
 ]
 
 
-class Unreachable(Exception):
+class Unreachable(UnreachableError):
     """The Kafka cluster did not answer in time."""
 
 
@@ -146,8 +150,10 @@ def describe_topics(admin: Any, names: Iterable[str], timeout: float = 15.0,
 
 def create_topics(admin: Any, specs: Iterable[tuple[str, int, int, dict[str, str]]],
                   timeout: float = 30.0) -> list[str]:
-    """Create ``(name, partitions, replication, config)`` topics; return those created.
-    Topics that already exist are left alone."""
+    """Create ``(name, partitions, replication, config)`` topics.
+
+    Return those created. Topics that already exist are left alone.
+    """
     new = [NewTopic(n, num_partitions=p, replication_factor=r, config=c) for n, p, r, c in specs]
     if not new:
         return []
@@ -163,8 +169,8 @@ def create_topics(admin: Any, specs: Iterable[tuple[str, int, int, dict[str, str
 
 
 def delete_topics(admin: Any, names: Iterable[str], timeout: float = 30.0) -> None:
-    """Delete topics (missing ones are ignored)."""
-    names = list(names)
+    """Delete topics (missing ones are ignored; a name given twice is deleted once)."""
+    names = list(dict.fromkeys(names))  # librdkafka crashes on a repeated name
     if not names:
         return
     for _name, fut in admin.delete_topics(names, operation_timeout=timeout).items():
@@ -177,13 +183,26 @@ def delete_topics(admin: Any, names: Iterable[str], timeout: float = 30.0) -> No
 
 def ping(admin: Any, timeout: float) -> None:
     """Raise ``Unreachable`` unless the cluster answers a metadata request in ``timeout``."""
+    topic_names(admin, timeout)
+
+
+def topic_names(admin: Any, timeout: float) -> list[str]:
+    """The names of the cluster's topics; ``Unreachable`` unless it answers in ``timeout``."""
     try:
-        admin.list_topics(timeout=timeout)
+        return sorted(admin.list_topics(timeout=timeout).topics)
     except KafkaException as e:
         raise Unreachable(str(e)) from e
 
 
 OnDelivery = Callable[[Any, Any], None]
+
+
+# a partition created a moment ago may answer these before its leader is known, and
+# librdkafka does not always flag them retriable
+_LEADERSHIP_MOVING = frozenset({
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION,
+})
 
 
 def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0
@@ -195,16 +214,20 @@ def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0
                                                        timeout=timeout, cached=False)
             return int(low), int(high)
         except KafkaException as e:
-            if attempt == 4 or not e.args[0].retriable():
+            if attempt == 4 or not (e.args[0].retriable()
+                                    or e.args[0].code() in _LEADERSHIP_MOVING):
                 raise
             time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
+    msg = "unreachable"
+    raise AssertionError(msg)
 
 
 def end_offsets(admin: Any, partitions: Iterable[tuple[str, int]], timeout: float = 10.0
                 ) -> dict[tuple[str, int], int]:
-    """The end (high watermark) of many partitions in one ListOffsets round, through an
-    admin client: a group consumer's own connection is busy with its long-poll fetch."""
+    """The end (high watermark) of many partitions in one ListOffsets round.
+
+    Through an admin client: a group consumer's own connection is busy with its long-poll fetch.
+    """
     latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
     request = {TopicPartition(t, p): latest for t, p in partitions}
     if not request:
@@ -226,9 +249,12 @@ def seek(consumer: Any, topic: str, partition: int, offset: int) -> None:
 OFFSET_BEGINNING = -2
 
 
-class TxnError(Exception):
-    """A transaction failed. ``abortable``: abort and retry with the same producer;
-    otherwise (fatal, fenced or ambiguous) the producer must be recreated."""
+class TxnError(ProcessingError):
+    """A transaction failed.
+
+    ``abortable``: abort and retry with the same producer; otherwise (fatal, fenced or ambiguous)
+    the producer must be recreated.
+    """
 
     def __init__(self, message: str, abortable: bool) -> None:
         super().__init__(message)
@@ -259,14 +285,13 @@ def begin_transaction(producer: Any) -> None:
         raise txn_error(e, "begin_transaction") from e
 
 
-def commit_transaction(producer: Any, consumer: Any, offsets: Iterable[tuple[str, int, int]],
-                       timeout: float) -> None:
+def commit_transaction(producer: Any, group_metadata: Any,
+                       offsets: Iterable[tuple[str, int, int]], timeout: float) -> None:
     """Add the input offsets to the transaction and commit it (KIP-447)."""
     try:
         tps = [TopicPartition(t, p, o) for t, p, o in offsets]
         if tps:
-            producer.send_offsets_to_transaction(tps, consumer.consumer_group_metadata(),
-                                                 timeout)
+            producer.send_offsets_to_transaction(tps, group_metadata, timeout)
         producer.commit_transaction(timeout)
     except KafkaException as e:
         raise txn_error(e, "commit_transaction") from e

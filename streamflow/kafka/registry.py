@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
+from streamflow.errors import EXIT_UNREACHABLE, StreamflowError
+
 log = logging.getLogger("streamflow.registry")
 
 
@@ -85,13 +87,17 @@ _RETRY_KEYS = ("max.retries", "retries.wait.ms", "retries.max.wait.ms")
 _INT_KEYS = ("timeout", "cache.capacity", "cache.latest.ttl.sec")
 
 
-class RegistryError(Exception):
+class RegistryError(StreamflowError):
     """The schema registry answered with an error.
+
+    ``streamflow`` exits 4, as when it is unreachable: the contracts could not be checked.
 
     ``status`` is the HTTP status (or ``None`` when there was no answer), ``code`` the
     registry's error code (e.g. 40401 subject not found, 409 incompatible schema), and
     ``registry_message`` the registry's own text.
     """
+
+    exit_code = EXIT_UNREACHABLE
 
     def __init__(
         self,
@@ -182,9 +188,8 @@ def _num(conf: Mapping[str, Any], key: str, default: float) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"schema registry setting {key!r} must be a number, got {value!r}"
-        ) from None
+        msg = f"schema registry setting {key!r} must be a number, got {value!r}"
+        raise ValueError(msg) from None
 
 
 def make_registry_client(
@@ -206,10 +211,11 @@ def make_registry_client(
     raw = {str(k): v for k, v in conf.items() if v is not None and v != ""}
     url = raw.get("url")
     if not url:
-        raise ValueError(
+        msg = (
             "no schema registry URL: set schema_registry.url in the config file or "
             "STREAMFLOW_SCHEMA_REGISTRY_URL"
         )
+        raise ValueError(msg)
     policy = retry if retry is not None else RetryPolicy.from_conf(raw)
     confluent_conf: dict[str, Any] = {k: v for k, v in raw.items() if k not in _RETRY_KEYS}
     for key in _INT_KEYS:
@@ -220,7 +226,8 @@ def make_registry_client(
     try:
         client = SchemaRegistryClient.new_client(confluent_conf)
     except (ValueError, TypeError, OSError) as e:  # OSError: unreadable certificate files
-        raise ValueError(f"invalid schema registry settings for {url}: {e}") from e
+        msg = f"invalid schema registry settings for {url}: {e}"
+        raise ValueError(msg) from e
     return RegistryClient(client, url=str(url), retry=policy)
 
 
@@ -231,10 +238,11 @@ def as_registry_client(obj: Any) -> RegistryClient:
     if isinstance(obj, SchemaRegistryClient):
         conf: Any = getattr(obj, "config", dict)
         return RegistryClient(obj, url=str((conf() or {}).get("url", "?")))
-    raise TypeError(
+    msg = (
         f"expected a streamflow RegistryClient or a confluent SchemaRegistryClient, "
         f"got {type(obj).__name__}"
     )
+    raise TypeError(msg)
 
 
 class RegistryClient:
@@ -383,7 +391,8 @@ class RegistryClient:
         level = level.upper()
         if level not in COMPATIBILITY_LEVELS:
             known = ", ".join(COMPATIBILITY_LEVELS)
-            raise ValueError(f"unknown compatibility level {level!r}; use one of {known}")
+            msg = f"unknown compatibility level {level!r}; use one of {known}"
+            raise ValueError(msg)
         if self.is_mock:
             self._mock_levels[subject] = level
             return
@@ -473,14 +482,14 @@ class RegistryClient:
                 if not _is_transport_error(e):
                     raise
                 last, last_text = e, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        raise RegistryUnavailable(
+        msg = (
             f"schema registry at {self.url} is unavailable: could not {what} after "
             f"{self.retry.attempts} attempt(s); last error: {last_text}. Check that the "
             "registry is running and reachable from here, the URL (schema_registry.url / "
             "STREAMFLOW_SCHEMA_REGISTRY_URL), and its TLS and credential settings "
-            "(ssl.ca.location, basic.auth.user.info).",
-            status=getattr(last, "http_status_code", None),
-        ) from last
+            "(ssl.ca.location, basic.auth.user.info)."
+        )
+        raise RegistryUnavailable(msg, status=getattr(last, "http_status_code", None)) from last
 
     def _error(self, what: str, e: Any) -> RegistryError:
         status = int(e.http_status_code) if e.http_status_code is not None else None

@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from streamflow.observability.status import WorkerStatus
+
 __all__ = ["HealthServer", "Probe", "serve_worker_health", "worker_probe"]
 
 log = logging.getLogger("streamflow.health")
@@ -131,66 +133,56 @@ class HealthServer:
         return Handler
 
 
-def serve_worker_health(worker: Any) -> HealthServer | None:
-    """Start the health server of a worker on its ``health_port`` setting (None when 0).
+def serve_worker_health(status: Callable[[], WorkerStatus], port: int,
+                        shutdown_timeout_s: float) -> HealthServer | None:
+    """Start the health server of a worker on ``port`` (None when 0).
+
+    Raises ``OSError`` when the port is taken.
 
     Liveness tolerates a loop turn as slow as twice the shutdown timeout (a commit may
     wait that long for the broker), and at least a minute.
     """
-    config = worker.config
-    port = int(config.health_port)
     if not port:
         return None
-    stale_after = max(60.0, 2 * float(config.shutdown_timeout_s))
-    try:
-        return HealthServer(port, worker_probe(worker, stale_after_s=stale_after)).start()
-    except OSError as e:
-        from streamflow.runtime.config import ConfigError
-
-        raise ConfigError(
-            f"health_port {port}: cannot listen for health probes: {e}; choose a free port "
-            "(STREAMFLOW_HEALTH_PORT) or 0 to disable"
-        ) from e
+    stale_after = max(60.0, 2 * float(shutdown_timeout_s))
+    return HealthServer(port, worker_probe(status, stale_after_s=stale_after)).start()
 
 
 def worker_probe(
-    worker: Any,
+    status: Callable[[], WorkerStatus],
     *,
     stale_after_s: float = 60.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> Probe:
-    """A probe reading a worker's progress attributes (it only reads them).
+    """A probe over a worker's status snapshots.
 
-    - alive: ``worker.last_loop`` (a ``time.monotonic()`` stamp set each loop turn) is at
-      most ``stale_after_s`` old; before the first turn, alive for ``stale_after_s`` after
-      the probe was made (start-up: connecting, checking topics); always alive while
-      restoring state, which blocks the loop inside the assignment callback: while
-      ``worker.restoring`` is true, or, without that attribute, while ``worker.ready`` is
-      false after the loop has started;
-    - ready: alive, ``worker.assigned`` non-empty, ``worker.ready`` true (when the
-      attribute exists) and not restoring;
-    - also reports ``processor``, ``worker_id``, ``assigned``, ``processed`` and the loop's age.
+    - alive: the loop's last turn (``last_loop``) is at most ``stale_after_s`` old; before
+      the first turn, alive for ``stale_after_s`` after the probe was made (start-up:
+      connecting, checking topics); always alive while restoring state, which blocks the
+      loop inside the assignment callback;
+    - ready: alive, partitions assigned, ``ready`` and not restoring;
+    - also reports the processor, worker id, assigned partitions, records processed, commits
+      and aborts, and the loop's age.
     """
     made = clock()
 
     def probe() -> dict[str, Any]:
+        s = status()
         now = clock()
-        last = getattr(worker, "last_loop", None)
-        age = now - (last if last is not None else made)
-        assigned = list(getattr(worker, "assigned", ()) or ())
-        ready_flag = bool(getattr(worker, "ready", True))
-        flag = getattr(worker, "restoring", None)
-        restoring = bool(flag) if flag is not None else (last is not None and not ready_flag)
-        alive = restoring or age <= stale_after_s
-        processor = getattr(worker, "processor", None)
+        age = now - (s.last_loop if s.last_loop is not None else made)
+        alive = s.restoring or age <= stale_after_s
         return {
             "alive": alive,
-            "ready": alive and bool(assigned) and ready_flag and not restoring,
-            "processor": getattr(processor, "name", None),
-            "worker_id": getattr(worker, "worker_id", None),
-            "assigned": len(assigned),
-            "restoring": restoring,
-            "processed": int(getattr(worker, "processed", 0) or 0),
+            "ready": alive and bool(s.assigned) and s.ready and not s.restoring,
+            "processor": s.processor,
+            "worker_id": s.worker_id,
+            "assigned": len(s.assigned),
+            "restoring": s.restoring,
+            "processed": s.processed,
+            "commits": s.commits,
+            "aborts": s.aborts,
+            "skipped": s.skipped,
+            "dead_lettered": s.dead_lettered,
             "loop_age_s": round(age, 3),
         }
 

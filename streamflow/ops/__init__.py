@@ -1,6 +1,10 @@
-"""Operator tooling behind the CLI: ``check``, ``topics``, ``deploy k8s`` and pictures.
+r"""Operator tooling behind the CLI.
+
+``check``, ``topics``, ``schemas``, ``deploy k8s``, pictures, loading a topology and stable
+state names.
 
 Each module takes a :class:`~streamflow.dsl.topology.Topology` (and, where Kafka or the
-registry is involved, a configuration or client) and returns plain results; printing and
-exit codes stay in :mod:`streamflow.cli`.
+registry is involved, a configuration or client), returns plain results and raises
+:class:`~streamflow.errors.StreamflowError`\ s; printing and exit codes are
+:mod:`streamflow.cli`'s (which ``ops`` never imports).
 """

@@ -51,8 +51,10 @@ __all__ = ["CheckResult", "Problem", "RegistryReader", "check_topology"]
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a topology: ``code`` names the class, ``message`` what is
-    wrong, ``fix`` what to change."""
+    """One thing wrong with a topology.
+
+    ``code`` names the class, ``message`` what is wrong, ``fix`` what to change.
+    """
 
     code: str
     message: str
@@ -185,8 +187,10 @@ def _check_sources(topology: Topology, notes: list[str]) -> list[Problem]:
 
 
 def _claimed_internal(topology: Topology, p: Processor) -> list[str]:
-    """Internal topics a processor owns: its stores' changelogs and the internal topics its
-    steps read or write (repartition topics)."""
+    """Internal topics a processor owns.
+
+    Its stores' changelogs and the internal topics its steps read or write (repartition topics).
+    """
     names = [str(getattr(spec, "changelog", "")) for spec in getattr(p, "stores", {}).values()]
     for t in [*p.source_topics(), *p.sink_topics()]:
         decl = topology.topics.get(t)
@@ -261,8 +265,10 @@ def _check_collisions(topology: Topology) -> list[Problem]:
 
 
 def _processor_graph(topology: Topology) -> dict[str, dict[str, list[str]]]:
-    """``graph[p][q]`` = topics through which processor p feeds processor q (internal topics,
-    which a processor writes and reads itself, are not edges)."""
+    """``graph[p][q]`` = topics through which processor p feeds processor q.
+
+    Internal topics, which a processor writes and reads itself, are not edges.
+    """
     readers = _readers(topology)
     graph: dict[str, dict[str, list[str]]] = {p: {} for p in topology.processors}
     for p in topology.processors.values():

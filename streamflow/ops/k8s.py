@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamflow.config import Config
 from streamflow.dsl.topology import Processor, Topology
-from streamflow.runtime.config import Config
 
 __all__ = ["K8sOptions", "Rendered", "render", "to_yaml", "write"]
 
@@ -273,7 +273,8 @@ def render(topology: Topology, module: str, options: K8sOptions | None = None,
     opts = options or K8sOptions()
     config = config or Config()
     if opts.replicas < 1:
-        raise ValueError("replicas must be at least 1")
+        msg = "replicas must be at least 1"
+        raise ValueError(msg)
     base = dns_name(topology.name)
     config_map, secret = f"{base}-config", f"{base}-secrets"
     data, secret_env = _settings(config, opts)

@@ -23,19 +23,16 @@ external topics unless ``--include-external`` (their producers own those subject
 ``REGISTERED``, ``EXISTS`` (already there), ``REFUSED`` (the registry's message and
 streamflow's explanation; exit code 3) or ``SKIPPED``.
 
-Both exit 4 when the registry cannot be reached and 3 when none is configured.
+Both exit 4 when the registry cannot be reached and 3 when none is configured. The
+command itself (arguments, printing, exit codes) is :mod:`streamflow.cli.schemas`.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from streamflow.cli import EXIT_CONFIG, EXIT_OK, EXIT_UNREACHABLE, CliError, load_topology
 from streamflow.dsl.topology import Topology
 from streamflow.runtime.contracts import (
     READER_FIX,
@@ -45,13 +42,11 @@ from streamflow.runtime.contracts import (
     avro_sides,
     evaluate,
 )
-from streamflow.serde import SerdeContext, SerdeError, SerdeUnavailable, compat
+from streamflow.serde import SerdeContext, SerdeError, compat
 
 __all__ = [
     "SubjectReport",
-    "add_schemas_command",
     "check_schemas",
-    "cmd_schemas",
     "register_schemas",
 ]
 
@@ -242,92 +237,3 @@ def register_schemas(
         else:
             reports.append(report("EXISTS", f"already registered ({at})"))
     return reports
-
-
-# -- command line ----------------------------------------------------------------------------
-
-
-def _summary(reports: list[SubjectReport]) -> str:
-    counts: dict[str, int] = {}
-    for r in reports:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    parts = ", ".join(f"{n} {status.lower()}" for status, n in counts.items())
-    return f"{len(reports)} subject(s): {parts}"
-
-
-def cmd_schemas(args: argparse.Namespace) -> int:
-    """``streamflow schemas check|register MODULE``; returns the exit code."""
-    from streamflow.kafka.registry import RegistryError, make_registry_client
-    from streamflow.runtime.config import load_config
-
-    config = load_config(args.config)
-    topology = load_topology(args.module)
-    if not avro_sides(topology):
-        print(f"topology {topology.name!r} has no Avro topics: nothing to {args.action}")
-        return EXIT_OK
-    if not config.registry_url:
-        raise CliError("no schema registry configured: set STREAMFLOW_SCHEMA_REGISTRY_URL or "
-                       "[schema_registry] url in the config file")
-    try:
-        registry = make_registry_client(dict(config.schema_registry))
-    except ValueError as e:
-        raise CliError(str(e)) from e
-    ctx = SerdeContext(registry_factory=lambda: registry, schemas_dir=Path(config.schemas_dir))
-    try:
-        if args.action == "check":
-            reports = check_schemas(topology, registry, ctx, module=args.module,
-                                    include_external=args.include_external)
-        else:
-            reports = register_schemas(topology, ctx, include_external=args.include_external)
-    except (SerdeUnavailable, RegistryError) as e:
-        print(f"streamflow: error: schemas {args.action} failed: {e}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    finally:
-        registry.close()
-    print(f"topology {topology.name!r}: Avro subjects against the schema registry at "
-          f"{registry.url}")
-    for r in reports:
-        print(r.render())
-    failed = [r for r in reports if r.failed]
-    print(_summary(reports))
-    if failed:
-        what = "incompatible or invalid" if args.action == "check" else "refused or invalid"
-        print(f"{len(failed)} subject(s) {what}: see above")
-        return EXIT_CONFIG
-    return EXIT_OK
-
-
-def add_schemas_command(sub: Any) -> None:
-    """Register ``schemas check`` and ``schemas register`` on the ``streamflow`` subparsers."""
-    schemas = sub.add_parser(
-        "schemas", help="compare a topology's Avro schemas with the registry, or register them",
-        description="Avro contracts of a topology against the schema registry.",
-    )
-    actions = schemas.add_subparsers(dest="action", metavar="ACTION", required=True)
-    specs = [
-        ("check", "compare every Avro subject with the registry",
-         "For every Avro key and value of the topology's topics, compare the declared schema "
-         "with its subject: topics the topology owns must pass the subject's compatibility "
-         "level (BACKWARD, FORWARD, FULL, their _TRANSITIVE forms, NONE) against the "
-         "registered versions; topics it reads (and external ones) must be readable, i.e. "
-         "the declared schema reads the latest registered version. Unregistered subjects "
-         "are NEW (fine). One line per subject; what breaks is listed (field, change, why).",
-         "Exit codes: 0 every subject ok or new, 3 a subject is incompatible (or a schema "
-         "invalid, or no registry configured), 4 schema registry unreachable."),
-        ("register", "register every Avro subject's declared schema",
-         "Register the declared schema of every Avro key and value of the topology's topics "
-         "under its subject (whatever auto_register says). External topics are skipped: "
-         "their producers own those subjects (--include-external registers them too).",
-         "Exit codes: 0 registered (or already there), 3 the registry refused a schema (its "
-         "message and the explanation are shown) or no registry configured, 4 schema "
-         "registry unreachable."),
-    ]
-    for action, short, long, epilog in specs:
-        p = actions.add_parser(action, help=short, description=long, epilog=epilog)
-        p.add_argument("module", metavar="MODULE[:ATTR]")
-        p.add_argument("--config", "-c", help="TOML config file (else $STREAMFLOW_CONFIG); "
-                       "STREAMFLOW_* variables override it")
-        p.add_argument("--include-external", action="store_true",
-                       help="also apply the compatibility level to / register the subjects "
-                       "of topics declared external=True")
-        p.set_defaults(func=cmd_schemas)

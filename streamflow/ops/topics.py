@@ -8,7 +8,7 @@ the ``default_partitions`` / ``default_replication`` settings when creating.
 Everything talks to Kafka through :mod:`streamflow.kafka.client`.
 
 >>> import streamflow as sf
->>> from streamflow.runtime.config import Config
+>>> from streamflow.config import Config
 >>> t = sf.Topology("shop")
 >>> src = t.topic("orders", partitions=3, external=True)
 >>> [(s.name, s.partitions, s.replication) for s in create_specs(t, Config())]
@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from streamflow.config import Config
 from streamflow.dsl.topology import Processor, Topic, Topology
 from streamflow.kafka import client
-from streamflow.runtime.config import Config
 
 __all__ = [
     "CreateSpec",
@@ -127,8 +127,10 @@ def create(admin: Any, topology: Topology, config: Config) -> tuple[list[CreateS
 
 @dataclass(frozen=True)
 class TopicRow:
-    """A topic as declared and as found on the cluster (``actual_*`` are None when it does
-    not exist). ``drift`` lists what differs, one phrase each."""
+    """A topic as declared and as found on the cluster.
+
+    ``actual_*`` are None when it does not exist. ``drift`` lists what differs, one phrase each.
+    """
 
     name: str
     kind: str
@@ -200,8 +202,11 @@ def _num(declared: int | None, actual: int | None, exists: bool) -> str:
 
 
 def format_table(rows: list[TopicRow]) -> str:
-    """A plain-text table: topic, kind, declared/actual partitions and replication, the
-    declared configs, and the status (``ok``, ``MISSING`` or ``DRIFT: ...``)."""
+    """A plain-text table of the topics.
+
+    Topic, kind, declared/actual partitions and replication, the declared configs, and the
+    status (``ok``, ``MISSING`` or ``DRIFT: ...``).
+    """
     head = ("TOPIC", "KIND", "PARTITIONS", "REPLICATION", "CONFIG", "STATUS")
     body = [
         (r.name, r.kind or "-", _num(r.declared_partitions, r.actual_partitions, r.exists),

@@ -1,4 +1,4 @@
-"""The plan: compiles a processor's graph into closures and renders topologies."""
+"""The plan: compiles a processor's graph into closures."""
 
 from streamflow.plan.compile import CompiledTask, StepError, TaskContext, compile_task
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from streamflow.errors import ProcessingError
 from streamflow.record import Headers
 from streamflow.serde import SerdeContext
 
@@ -21,7 +22,7 @@ Entry = Callable[[bytes | None, bytes | None, int, "Headers | None"], None]
 Emit = Callable[[str, bytes | None, bytes | None, int, "Headers | None"], None]
 
 
-class StepError(Exception):
+class StepError(ProcessingError):
     """A record failed in a named step (deserialize, a user function, serialize)."""
 
     def __init__(self, step: str, cause: BaseException) -> None:
@@ -67,10 +68,11 @@ class TaskContext:
         try:
             return self.stores[name]
         except KeyError:
-            raise KeyError(
+            msg = (
                 f"processor {self.processor!r} has no store {name!r}; declare it in "
                 f"process(..., stores=[{name!r}])"
-            ) from None
+            )
+            raise KeyError(msg) from None
 
 
 def _wall_clock_ms() -> int:
@@ -91,8 +93,10 @@ def noop(k: Any, v: Any, ts: int, h: Headers | None) -> None:
 
 
 def fanout(steps: Sequence[Step]) -> Step:
-    """One step calling each of ``steps`` in order (``noop`` for none, the step itself for
-    one: no extra frame)."""
+    """One step calling each of ``steps`` in order.
+
+    ``noop`` for none, and the step itself for one (no extra frame).
+    """
     if not steps:
         return noop
     if len(steps) == 1:

@@ -1,5 +1,7 @@
-"""The fused fast path: a source followed by a straight run of map / filter / key_by steps
-(and usually a sink) compiled into one generated function.
+"""The fused fast path.
+
+A source followed by a straight run of map / filter / key_by steps (and usually a sink) compiled
+into one generated function.
 
 Same semantics as the chained closures of ``plan.steps`` (each user function's errors are
 wrapped with its step name, ``SerdeUnavailable`` is never wrapped), one Python frame instead
@@ -35,8 +37,10 @@ def _chain(w: Wiring, source: Source) -> tuple[list[Apply], Node]:
 
 
 def fused_entry(w: Wiring, source: Source, name: str, kd: Any, vd: Any) -> Entry | None:
-    """The entry of ``source`` as one function, or None when no step follows it that can
-    be fused (``name`` names the deserialize step, ``kd``/``vd`` the deserializers)."""
+    """The entry of ``source`` as one function, or None when no step after it can be fused.
+
+    ``name`` names the deserialize step, ``kd``/``vd`` are the deserializers.
+    """
     chain, node = _chain(w, source)
     if not chain:
         return None

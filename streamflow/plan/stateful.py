@@ -1,5 +1,8 @@
-"""Builders of the key-value stateful steps: ``Aggregate``, ``TableOp``, ``Join``,
-``Process`` (user code with stores) and table materialization."""
+"""Builders of the key-value stateful steps.
+
+``Aggregate``, ``TableOp``, ``Join``, ``Process`` (user code with stores) and table
+materialization.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ from streamflow.state.store import TtlStore
 
 
 def observing(stores: list[Any], step: Step) -> Step:
-    """``step``, telling the TTL stores among ``stores`` each record's event time first (no
-    wrapper at all when none has a TTL)."""
+    """``step``, telling the TTL stores among ``stores`` each record's event time first.
+
+    No wrapper at all when none has a TTL.
+    """
     observers = tuple(s.observe for s in stores if isinstance(s, TtlStore))
     if not observers:
         return step

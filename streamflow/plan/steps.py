@@ -1,5 +1,8 @@
-"""Builders of the stateless steps: ``Apply`` (map, filter, flat_map, key_by, map_record,
-filter_record, peek), ``Split``, ``Branch`` and ``Merge``, and sinks."""
+"""Builders of the stateless steps.
+
+``Apply`` (map, filter, flat_map, key_by, map_record, filter_record, peek), ``Split``,
+``Branch`` and ``Merge``, and sinks.
+"""
 
 from __future__ import annotations
 
@@ -69,7 +72,8 @@ def _map_record(name: str, fn: Any, nxt: Step, ctx: TaskContext) -> Step:
         try:
             r = fn(record_of(ctx, k, v, ts, h))
             if not isinstance(r, Record):
-                raise TypeError(f"map_record function must return a Record, got {type(r).__name__}")
+                msg = f"map_record function must return a Record, got {type(r).__name__}"
+                raise TypeError(msg)
         except Exception as e:
             raise StepError(name, e) from e
         nxt(r.key, r.value, r.timestamp, r.headers)

@@ -48,7 +48,8 @@ class Wiring:
         if done is None:
             builder = self._builders.get(type(node))
             if builder is None:
-                raise TypeError(f"cannot compile step {node.name!r} of kind {node.kind!r}")
+                msg = f"cannot compile step {node.name!r} of kind {node.kind!r}"
+                raise TypeError(msg)
             done = self._done[node.name] = builder(self, node)
         return done
 

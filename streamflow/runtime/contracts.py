@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from streamflow.errors import ConfigurationError
 from streamflow.serde import compat
 from streamflow.serde.base import SerdeContext, SerdeError, SerdeUnavailable
 
@@ -59,13 +60,15 @@ WRITER_FIX = (
 )
 
 
-class ContractError(Exception):
+class ContractError(ConfigurationError):
     """A processor's Avro contracts do not fit the schema registry: it must not start."""
 
 
 class RegistryReader(Protocol):
-    """What the contract checks need from a registry client
-    (:class:`streamflow.kafka.registry.RegistryClient` fits)."""
+    """What the contract checks need from a registry client.
+
+    :class:`streamflow.kafka.registry.RegistryClient` fits.
+    """
 
     def versions(self, subject: str) -> list[Any]:
         """Registered versions of ``subject``, oldest first (each with ``schema_str``)."""
@@ -132,9 +135,11 @@ class Verdict:
 
     @property
     def extra_reading(self) -> tuple[compat.Incompatibility, ...]:
-        """Reading problems that ``registration`` does not already cover: a BACKWARD or
-        FULL level (transitive or not) checks that the declared schema reads the latest
-        version, so under those levels this is empty."""
+        """Reading problems that ``registration`` does not already cover.
+
+        A BACKWARD or FULL level (transitive or not) checks that the declared schema reads the
+        latest version, so under those levels this is empty.
+        """
         if self.level is not None and self.level.upper().startswith(("BACKWARD", "FULL")):
             return ()
         return self.reading
@@ -147,8 +152,10 @@ def serde_sides(topic: Topic) -> list[tuple[bool, Any]]:
 
 
 def avro_sides(topology: Topology, topics: Iterable[str] | None = None) -> list[AvroSide]:
-    """Every Avro key/value of ``topology``'s topics (only ``topics``, if given), in
-    declaration order, with the processors that read and write each topic."""
+    """Every Avro key/value of ``topology``'s topics (only ``topics``, if given).
+
+    In declaration order, with the processors that read and write each topic.
+    """
     wanted = None if topics is None else set(topics)
     readers: dict[str, list[str]] = {}
     writers: dict[str, list[str]] = {}
@@ -225,7 +232,8 @@ def check_processor(processor: Processor, ctx: SerdeContext) -> None:
         registry = as_registry_client(ctx.registry())
     except (SerdeError, ValueError) as e:  # no registry configured; invalid settings
         topics = ", ".join(dict.fromkeys(repr(s.topic) for s in [*reads, *writes]))
-        raise ContractError(f"{head}: topic(s) {topics} use Avro, but {e}") from e
+        msg = f"{head}: topic(s) {topics} use Avro, but {e}"
+        raise ContractError(msg) from e
     problems: list[str] = []
     for side in reads:
         where = f"topic {side.topic!r} ({side.side})"
@@ -243,7 +251,8 @@ def check_processor(processor: Processor, ctx: SerdeContext) -> None:
             problems.append(f"{where}: invalid Avro schema: {e}")
             continue
         except RegistryUnavailable as e:
-            raise SerdeUnavailable(f"{head} yet: {e}", url=registry.url) from e
+            msg = f"{head} yet: {e}"
+            raise SerdeUnavailable(msg, url=registry.url) from e
         except RegistryError as e:
             problems.append(f"{where}: {e}")
             continue
@@ -262,8 +271,9 @@ def check_processor(processor: Processor, ctx: SerdeContext) -> None:
             problems.append(f"topic {side.topic!r} ({side.side}), written here: {e}")
     if problems:
         listed = "\n".join(f"- {p}" for p in problems)
-        raise ContractError(
+        msg = (
             f"{head}: its Avro contracts do not fit the schema registry at {registry.url}:\n"
             f"{listed}\n`streamflow schemas check MODULE` compares every subject of the "
             "topology with the registry."
         )
+        raise ContractError(msg)

@@ -13,6 +13,7 @@ import logging
 import traceback
 from collections.abc import Callable
 
+from streamflow.errors import ProcessingError
 from streamflow.plan.compile import StepError
 from streamflow.record import Headers
 
@@ -21,7 +22,7 @@ log = logging.getLogger("streamflow.errors")
 Produce = Callable[[str, bytes | None, bytes | None, int, "Headers | None"], None]
 
 
-class ProcessingFailed(Exception):
+class ProcessingFailed(ProcessingError):
     """A record failed under ``on_error="fail"``; the processor stops without committing it."""
 
 
@@ -55,11 +56,12 @@ class ErrorPolicy:
         """Handle one failed record, or raise ``ProcessingFailed`` under ``fail``."""
         pos = where(topic, partition, offset)
         if self.mode == "fail":
-            raise ProcessingFailed(
+            msg = (
                 f"processor {self.processor!r}: record {pos} failed in step {error.step!r}: "
                 f"{type(error.cause).__name__}: {error.cause}. Fix the data or the code, or set "
                 "on_error='dead_letter' (or 'skip') on the processor"
-            ) from error.cause
+            )
+            raise ProcessingFailed(msg) from error.cause
         if self.mode == "skip":
             self.skipped += 1
             log.warning("skipped record %s: step %r: %s", pos, error.step, error.cause)

@@ -6,14 +6,15 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from streamflow.config import Config
 from streamflow.dsl.topology import Processor, Topic
+from streamflow.errors import ConfigurationError
 from streamflow.kafka import client
-from streamflow.runtime.config import Config
 
 log = logging.getLogger("streamflow.topics")
 
 
-class TopicMismatch(Exception):
+class TopicMismatch(ConfigurationError):
     """A topic is missing or differs from its declaration."""
 
 
@@ -35,7 +36,8 @@ def ensure_topics(admin: Any, topics: list[Topic], config: Config,
     """Create missing non-external topics (if allowed) and validate the existing ones.
 
     Internal topics (repartition, changelog) get as many partitions as the processor's
-    widest declared input, so task N always finds partition N of each."""
+    widest declared input, so task N always finds partition N of each.
+    """
     names = [t.name for t in topics]
     state = client.describe_topics(admin, names, timeout=config.startup_timeout_s)
     width = max(
@@ -92,8 +94,10 @@ def ensure_topics(admin: Any, topics: list[Topic], config: Config,
 
 def _copartitioning(topics: list[Topic], state: dict[str, client.TopicState],
                     joined: list[str]) -> list[str]:
-    """A join reads partition N of the stream and of the table in one task: both sides
-    must have the same partition count, or keys would meet the wrong rows."""
+    """A join reads partition N of the stream and of the table in one task.
+
+    Both sides must have the same partition count, or keys would meet the wrong rows.
+    """
     counts = {t.name: state[t.name].partitions for t in topics
               if t.name in joined and not t.internal and t.name in state}
     if len(set(counts.values())) <= 1:

@@ -12,15 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from streamflow.errors import ProcessingError, UnreachableError
+
 Serializer = Callable[[Any], bytes | None]
 Deserializer = Callable[[bytes | None], Any]
 
 
-class SerdeError(Exception):
+class SerdeError(ProcessingError):
     """A value could not be serialized or bytes could not be deserialized."""
 
 
-class SerdeUnavailable(Exception):
+class SerdeUnavailable(UnreachableError):
     """A transient infrastructure failure: the record may be fine, the registry is not reachable.
 
     Raised by serdes that depend on a service (the schema registry) when it cannot be
@@ -54,10 +56,11 @@ class SerdeContext:
         """Return the (shared) schema-registry client, creating it on first use."""
         if "registry" not in self._cache:
             if self.registry_factory is None:
-                raise SerdeError(
+                msg = (
                     "this topic uses a schema-registry serde but no registry is configured; "
                     "set STREAMFLOW_SCHEMA_REGISTRY_URL (or schema_registry.url in the config file)"
                 )
+                raise SerdeError(msg)
             self._cache["registry"] = self.registry_factory()
         return self._cache["registry"]
 

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamflow.errors import ConfigurationError
+
 __all__ = [
     "LEVELS",
     "Incompatibility",
@@ -72,7 +74,7 @@ _PROMOTIONS = {
 }
 
 
-class InvalidSchema(ValueError):
+class InvalidSchema(ConfigurationError, ValueError):
     """A schema given to the checker is not valid Avro (the message says where)."""
 
 
@@ -136,7 +138,8 @@ def _load(schema: Any) -> Any:
         try:
             return json.loads(Path(schema).read_text())
         except (OSError, ValueError) as e:
-            raise InvalidSchema(f"cannot read schema file {schema}: {e}") from e
+            msg = f"cannot read schema file {schema}: {e}"
+            raise InvalidSchema(msg) from e
     if isinstance(schema, (str, bytes)):
         text = schema.decode() if isinstance(schema, bytes) else schema
         stripped = text.strip()
@@ -144,7 +147,8 @@ def _load(schema: Any) -> Any:
             try:
                 return json.loads(stripped)
             except ValueError as e:
-                raise InvalidSchema(f"schema is not valid JSON: {e}") from e
+                msg = f"schema is not valid JSON: {e}"
+                raise InvalidSchema(msg) from e
         return stripped
     return schema
 
@@ -162,12 +166,14 @@ class _Parser:
             branches = [self.parse(b, ns, f"{where}[{i}]") for i, b in enumerate(schema)]
             return _Node(type="union", branches=branches)
         if not isinstance(schema, Mapping):
-            raise InvalidSchema(f"{where}: expected a type name, object or list, got {schema!r}")
+            msg = f"{where}: expected a type name, object or list, got {schema!r}"
+            raise InvalidSchema(msg)
         t = schema.get("type")
         if isinstance(t, (list, Mapping)):
             return self.parse(t, ns, where)
         if not isinstance(t, str):
-            raise InvalidSchema(f"{where}: missing or invalid 'type': {t!r}")
+            msg = f"{where}: missing or invalid 'type': {t!r}"
+            raise InvalidSchema(msg)
         if t in PRIMITIVES:
             return _Node(type=t, logical=_opt_str(schema.get("logicalType")),
                          precision=_opt_int(schema.get("precision")),
@@ -175,7 +181,8 @@ class _Parser:
         if t in ("array", "map"):
             key = "items" if t == "array" else "values"
             if key not in schema:
-                raise InvalidSchema(f"{where}: {t} without {key!r}")
+                msg = f"{where}: {t} without {key!r}"
+                raise InvalidSchema(msg)
             return _Node(type=t, items=self.parse(schema[key], ns, f"{where}.{key}"))
         if t in _NAMED:
             return self._named(schema, "record" if t == "error" else t, ns, where)
@@ -186,12 +193,14 @@ class _Parser:
         for c in candidates:
             if c in self.names:
                 return self.names[c]
-        raise InvalidSchema(f"{where}: unknown type {name!r} (named types must be defined first)")
+        msg = f"{where}: unknown type {name!r} (named types must be defined first)"
+        raise InvalidSchema(msg)
 
     def _named(self, schema: Mapping[str, Any], t: str, ns: str | None, where: str) -> _Node:
         name = schema.get("name")
         if not isinstance(name, str) or not name:
-            raise InvalidSchema(f"{where}: {t} without a name")
+            msg = f"{where}: {t} without a name"
+            raise InvalidSchema(msg)
         if "." in name:
             fullname = name
         else:
@@ -210,12 +219,15 @@ class _Parser:
         if t == "record":
             fields = schema.get("fields")
             if not isinstance(fields, list):
-                raise InvalidSchema(f"{where}: record {fullname} without a 'fields' list")
+                msg = f"{where}: record {fullname} without a 'fields' list"
+                raise InvalidSchema(msg)
             for i, f in enumerate(fields):
                 if not isinstance(f, Mapping) or not isinstance(f.get("name"), str):
-                    raise InvalidSchema(f"{where}: field #{i} of {fullname} has no name")
+                    msg = f"{where}: field #{i} of {fullname} has no name"
+                    raise InvalidSchema(msg)
                 if "type" not in f:
-                    raise InvalidSchema(f"{where}: field {fullname}.{f['name']} has no type")
+                    msg = f"{where}: field {fullname}.{f['name']} has no type"
+                    raise InvalidSchema(msg)
                 node.fields.append(_Field(
                     name=f["name"],
                     type=self.parse(f["type"], own_ns, f"{fullname}.{f['name']}"),
@@ -225,13 +237,15 @@ class _Parser:
         elif t == "enum":
             symbols = schema.get("symbols")
             if not isinstance(symbols, list):
-                raise InvalidSchema(f"{where}: enum {fullname} without a 'symbols' list")
+                msg = f"{where}: enum {fullname} without a 'symbols' list"
+                raise InvalidSchema(msg)
             node.symbols = tuple(str(s) for s in symbols)
             node.enum_default = _opt_str(schema.get("default"))
         else:
             size = schema.get("size")
             if not isinstance(size, int):
-                raise InvalidSchema(f"{where}: fixed {fullname} without an integer 'size'")
+                msg = f"{where}: fixed {fullname} without an integer 'size'"
+                raise InvalidSchema(msg)
             node.size = size
         return node
 
@@ -540,13 +554,15 @@ def check(new: Any, previous_versions: Any, level: str = "BACKWARD") -> list[Inc
     """
     lvl = str(level).upper().strip()
     if lvl not in LEVELS:
-        raise ValueError(f"unknown compatibility level {level!r}; use one of {', '.join(LEVELS)}")
+        msg = f"unknown compatibility level {level!r}; use one of {', '.join(LEVELS)}"
+        raise ValueError(msg)
     if lvl == "NONE":
         return []
     if isinstance(previous_versions, Mapping):
         labelled = [(f"version {k}", v) for k, v in sorted(previous_versions.items())]
     elif isinstance(previous_versions, (str, bytes, dict)):
-        raise TypeError("previous_versions must be a sequence (or mapping) of schemas")
+        msg = "previous_versions must be a sequence (or mapping) of schemas"
+        raise TypeError(msg)
     else:
         prev = list(previous_versions)
         if len(prev) == 1 or not lvl.endswith("_TRANSITIVE"):

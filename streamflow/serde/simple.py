@@ -21,11 +21,13 @@ def _codec(
         if encode_types is not None and (
             type(value) is bool or not isinstance(value, encode_types)
         ):
-            raise SerdeError(f"{name} cannot serialize {type(value).__name__}: {value!r:.80}")
+            msg = f"{name} cannot serialize {type(value).__name__}: {value!r:.80}"
+            raise SerdeError(msg)
         try:
             return enc(value)  # type: ignore[no-any-return]
         except (TypeError, ValueError, struct.error, UnicodeError, orjson.JSONEncodeError) as e:
-            raise SerdeError(f"{name} cannot serialize {value!r:.80}: {e}") from e
+            msg = f"{name} cannot serialize {value!r:.80}: {e}"
+            raise SerdeError(msg) from e
 
     def deserialize(data: bytes | None) -> Any:
         if data is None:
@@ -33,7 +35,8 @@ def _codec(
         try:
             return dec(data)
         except (TypeError, ValueError, struct.error, UnicodeError, orjson.JSONDecodeError) as e:
-            raise SerdeError(f"{name} cannot deserialize {bytes(data[:40])!r}: {e}") from e
+            msg = f"{name} cannot deserialize {bytes(data[:40])!r}: {e}"
+            raise SerdeError(msg) from e
 
     return serialize, deserialize
 
@@ -68,10 +71,10 @@ class _Simple:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class String(_Simple):
-    """UTF-8 text, as Kafka's ``StringSerializer``.
+    r"""UTF-8 text, as Kafka's ``StringSerializer``.
 
     >>> String().serializer("t", False, SerdeContext())("hé")
-    b'h\\xc3\\xa9'
+    b'h\xc3\xa9'
     """
 
     encoding: str = "utf-8"
@@ -88,10 +91,12 @@ class String(_Simple):
                 try:
                     return value.encode(enc)
                 except UnicodeError as e:
-                    raise SerdeError(f"String cannot serialize {value!r:.80}: {e}") from e
+                    msg = f"String cannot serialize {value!r:.80}: {e}"
+                    raise SerdeError(msg) from e
             if isinstance(value, str):
                 return str(value).encode(enc)
-            raise SerdeError(f"String cannot serialize {type(value).__name__}: {value!r:.80}")
+            msg = f"String cannot serialize {type(value).__name__}: {value!r:.80}"
+            raise SerdeError(msg)
 
         def deserialize(data: bytes | None) -> Any:
             if data is None:
@@ -99,9 +104,8 @@ class String(_Simple):
             try:
                 return str(data, enc)
             except (UnicodeError, TypeError) as e:
-                raise SerdeError(
-                    f"String cannot deserialize {bytes(data[:40])!r}: {e}"
-                ) from e
+                msg = f"String cannot deserialize {bytes(data[:40])!r}: {e}"
+                raise SerdeError(msg) from e
 
         return serialize, deserialize
 
@@ -121,7 +125,8 @@ def _fixed(name: str, fmt: str, types: tuple[type, ...]) -> tuple[Serializer, De
 
     def dec(b: bytes) -> Any:
         if len(b) != st.size:
-            raise SerdeError(f"{name} expects {st.size} bytes, got {len(b)}")
+            msg = f"{name} expects {st.size} bytes, got {len(b)}"
+            raise SerdeError(msg)
         return st.unpack(b)[0]
 
     return _codec(name, st.pack, dec, encode_types=types)

@@ -36,10 +36,11 @@ _TS = _LONG
 
 def _check(value: Any, what: str) -> Windowed:
     if not isinstance(value, Windowed):
-        raise SerdeError(
+        msg = (
             f"{what} serializes Windowed keys (the output of a windowed aggregation), got "
             f"{type(value).__name__}: {value!r:.80}"
         )
+        raise SerdeError(msg)
     return value
 
 
@@ -84,7 +85,8 @@ class TimeWindowedSerde:
             if data is None:
                 return None
             if len(data) < 8:
-                raise SerdeError(f"a time-windowed key has at least 8 bytes, got {len(data)}")
+                msg = f"a time-windowed key has at least 8 bytes, got {len(data)}"
+                raise SerdeError(msg)
             start = unpack(data, len(data) - 8)[0]
             end = start + size
             return Windowed(inner(bytes(data[:-8])), start, _MAX_LONG if end > _MAX_LONG else end)
@@ -98,8 +100,10 @@ class TimeWindowedSerde:
 
 @dataclass(frozen=True)
 class SessionWindowedSerde:
-    """Kafka Streams' session-windowed key format:
-    ``inner(key) + end (8 bytes) + start (8 bytes)``, big-endian."""
+    """Kafka Streams' session-windowed key format.
+
+    ``inner(key) + end (8 bytes) + start (8 bytes)``, big-endian.
+    """
 
     inner: Serde
 
@@ -126,7 +130,8 @@ class SessionWindowedSerde:
             if data is None:
                 return None
             if len(data) < 16:
-                raise SerdeError(f"a session-windowed key has at least 16 bytes, got {len(data)}")
+                msg = f"a session-windowed key has at least 16 bytes, got {len(data)}"
+                raise SerdeError(msg)
             end, start = unpack(data, len(data) - 16)
             return Windowed(inner(bytes(data[:-16])), start, end)
 
@@ -138,9 +143,11 @@ class SessionWindowedSerde:
 
 
 class WindowCell:
-    """One open window in memory and in a window store entry: its aggregate and the largest
-    event time in it (the end, for sessions). ``windowed`` caches the window's ``Windowed``
-    key while updates are emitted (never stored)."""
+    """One open window in memory and in a window store entry.
+
+    Its aggregate and the largest event time in it (the end, for sessions). ``windowed`` caches
+    the window's ``Windowed`` key while updates are emitted (never stored).
+    """
 
     __slots__ = ("agg", "max_ts", "windowed")
 
@@ -154,8 +161,10 @@ class WindowCell:
 
 
 class StreamTime:
-    """The stream time of a window step, held in its store (a mutable box: the step updates
-    ``time`` in place and puts the box once per commit)."""
+    """The stream time of a window step, held in its store.
+
+    A mutable box: the step updates ``time`` in place and puts the box once per commit.
+    """
 
     __slots__ = ("time",)
 
@@ -171,9 +180,9 @@ _NONE_LEN = 0xFFFFFFFF
 
 @dataclass(frozen=True)
 class WindowValueSerde:
-    """The values of window stores (internal; the layout is in
-    ``streamflow.state.window_store``). Every value starts with the format version
-    (``WINDOW_FORMAT``) and a kind byte:
+    r"""The values of window stores (internal; the layout is in ``streamflow.state.window_store``).
+
+    Every value starts with the format version (``WINDOW_FORMAT``) and a kind byte:
 
     * 0, stream time: 8 bytes, big-endian, signed;
     * 1, a key's windows with JSON aggregates: ``orjson([start, max_ts, agg, start, ...])``;
@@ -188,7 +197,7 @@ class WindowValueSerde:
     >>> ser = serde.serializer("c", False, SerdeContext())
     >>> de = serde.deserializer("c", False, SerdeContext())
     >>> ser({0: WindowCell({"n": 1}, 7)})
-    b'\\x02\\x01[0,7,{"n":1}]'
+    b'\x02\x01[0,7,{"n":1}]'
     >>> de(ser({0: WindowCell({"n": 1}, 7)}))
     {0: WindowCell({'n': 1}, max_ts=7)}
     """
@@ -265,10 +274,11 @@ def _encode_json(wins: dict[int, WindowCell]) -> bytes:
     try:
         return _JSON_HEAD + orjson.dumps(flat)
     except orjson.JSONEncodeError as e:
-        raise SerdeError(
+        msg = (
             f"a window aggregate in {flat[2::3]!r:.80} is not JSON-serializable ({e}); give "
             "the aggregation a value_serde="
-        ) from e
+        )
+        raise SerdeError(msg) from e
 
 
 def _framed_encoder(inner: Serializer) -> Callable[[dict[int, WindowCell]], bytes]:

@@ -132,12 +132,15 @@ class RocksBackend:
 
 
 def open_backend(kind: str, path: Path) -> Backend:
-    """Open a backend; a RocksDB directory that cannot be opened is wiped and recreated
-    (the changelog rebuilds it)."""
+    """Open a backend.
+
+    A RocksDB directory that cannot be opened is wiped and recreated (the changelog rebuilds it).
+    """
     if kind == "memory":
         return MemoryBackend()
     if kind != "rocksdb":
-        raise ValueError(f"unknown store backend {kind!r}; use 'rocksdb' or 'memory'")
+        msg = f"unknown store backend {kind!r}; use 'rocksdb' or 'memory'"
+        raise ValueError(msg)
     try:
         return RocksBackend(path)
     except Exception:

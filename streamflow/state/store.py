@@ -112,9 +112,11 @@ class TaskStore:
         return kb in self._dirty
 
     def drop_unflushed(self, kb: bytes) -> None:
-        """Forget the unflushed changes of a key that did not exist before them (e.g. a
-        window opened and closed between two commits): neither the changelog nor the
-        backend hears of it. Only for keys never flushed, or they would reappear."""
+        """Forget the unflushed changes of a key that did not exist before them.
+
+        E.g. a window opened and closed between two commits: neither the changelog nor the
+        backend hears of it. Only for keys never flushed, or they would reappear.
+        """
         self._dirty.pop(kb, None)
 
     def scan_raw(self, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[bytes, Any]]:
@@ -184,10 +186,11 @@ class TaskStore:
 
 
 class TtlStore(TaskStore):
-    """A key-value store whose entries expire ``ttl_ms`` of event time after their last
-    write. Event time is the largest record timestamp the store has seen (``observe``);
-    expired entries read as missing, are deleted when read, and are swept (deleted, with a
-    changelog tombstone) once per ``ttl_ms`` of event time at commit.
+    """A key-value store whose entries expire ``ttl_ms`` of event time after their last write.
+
+    Event time is the largest record timestamp the store has seen (``observe``); expired entries
+    read as missing, are deleted when read, and are swept (deleted, with a changelog tombstone) once
+    per ``ttl_ms`` of event time at commit.
 
     Values are kept as ``(written_at, value)``; on disk and in the changelog the value bytes
     are prefixed with the 8-byte timestamp.

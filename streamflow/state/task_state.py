@@ -6,16 +6,13 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from streamflow.serde import Json, SerdeContext
 from streamflow.state.backends import open_backend
 from streamflow.state.store import TaskStore, TtlStore
-
-if TYPE_CHECKING:
-    from streamflow.dsl.topology import Processor
 
 log = logging.getLogger("streamflow.state")
 
@@ -25,9 +22,29 @@ Dumps = Callable[[Any], bytes]
 ProduceTo = Callable[[str, int, bytes, "bytes | None", "list[tuple[str, bytes]]"], None]
 
 
-def store_path(state_dir: Path, processor: Processor, store: str, partition: int) -> Path:
-    """``<state_dir>/<topology>/<processor>/<store>/<partition>``."""
-    return state_dir / processor.topology.name / processor.name / store / str(partition)
+class StoreSpec(Protocol):
+    """What the state layer needs to know of a declared store."""
+
+    @property
+    def changelog(self) -> str:
+        """The changelog topic that backs the store."""
+    @property
+    def value_serde(self) -> Any:
+        """The serde of the store's values (keys are bytes already)."""
+    @property
+    def backend(self) -> str | None:
+        """``"rocksdb"``, ``"memory"``, or None for the configured default."""
+    @property
+    def ttl_ms(self) -> int | None:
+        """How long an entry lives without updates, or None to keep it."""
+
+
+def store_path(state_dir: Path, store: str, partition: int) -> Path:
+    """``<state_dir>/<store>/<partition>``.
+
+    ``state_dir`` is the processor's own folder (``<state root>/<topology>/<processor>``).
+    """
+    return state_dir / store / str(partition)
 
 
 def encode_positions(positions: dict[str, int]) -> bytes:
@@ -46,21 +63,24 @@ def decode_positions(raw: bytes | None) -> dict[str, int]:
 
 
 class TaskState:
-    """The stores of a processor for one partition, with their changelog topics."""
+    """The stores of a processor for one partition, with their changelog topics.
 
-    def __init__(self, processor: Processor, partition: int, state_dir: Path,
+    ``specs`` are the processor's declared stores by name, ``state_dir`` its own folder and
+    ``backend`` the default backend of stores that do not choose one.
+    """
+
+    def __init__(self, specs: Mapping[str, StoreSpec], partition: int, state_dir: Path,
                  backend: str, serde_ctx: SerdeContext) -> None:
-        self.processor = processor
         self.partition = partition
         self.stores: dict[str, TaskStore] = {}
         self.changelogs: dict[str, str] = {}
         self.paths: dict[str, Path] = {}
         self._last_checkpoint = time.monotonic()
-        for name, spec in processor.stores.items():
+        for name, spec in specs.items():
             serde = spec.value_serde or Json()
             dumps = serde.serializer(spec.changelog, False, serde_ctx)
             loads = serde.deserializer(spec.changelog, False, serde_ctx)
-            path = store_path(state_dir, processor, name, partition)
+            path = store_path(state_dir, name, partition)
             self.paths[name] = path
             be = open_backend(spec.backend or backend, path)
             self.stores[name] = (

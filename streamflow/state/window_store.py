@@ -39,18 +39,21 @@ __all__ = ["META_STREAM_TIME", "WINDOW_FORMAT", "Loaded", "StreamTime", "WindowC
 
 
 def window_prefix(key_bytes: bytes) -> bytes:
-    """The store key of one key's windows.
+    r"""The store key of one key's windows.
 
     >>> window_prefix(b"sa")
-    b'\\x00\\x00\\x00\\x02sa'
+    b'\x00\x00\x00\x02sa'
     """
     return _LEN.pack(len(key_bytes)) + key_bytes
 
 
 @dataclass
 class Loaded:
-    """What a window store holds when a task starts: the stream time and, in store-key order,
-    ``(store key, key, {start: cell} in start order)`` per key."""
+    """What a window store holds when a task starts.
+
+    The stream time and, in store-key order, ``(store key, key, {start: cell} in start order)``
+    per key.
+    """
 
     stream_time: int | None
     keys: list[tuple[bytes, Any, dict[int, WindowCell]]]
@@ -72,6 +75,7 @@ def load(store: Any) -> Loaded:
             continue
         n = _LEN.unpack_from(skey)[0]
         if len(skey) != n + 4 or not isinstance(value, dict):
-            raise ValueError(f"not a window store entry: {skey[:40]!r}")
+            msg = f"not a window store entry: {skey[:40]!r}"
+            raise ValueError(msg)
         keys.append((skey, decode_key(skey[4:]), value))
     return Loaded(stream_time, keys)

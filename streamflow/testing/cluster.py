@@ -29,10 +29,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from streamflow.errors import UnreachableError
 
 __all__ = [
     "ENV_BOOTSTRAP",
@@ -43,7 +45,6 @@ __all__ = [
     "Cluster",
     "ClusterUnavailable",
     "LocalStack",
-    "TopicAdmin",
     "acquire_cluster",
     "docker_engine_available",
     "find_local_stack",
@@ -73,7 +74,7 @@ STACK_DOWN_TIMEOUT_S = 120.0
 Teardown = Callable[[], None]
 
 
-class ClusterUnavailable(RuntimeError):
+class ClusterUnavailable(UnreachableError, RuntimeError):
     """No Kafka / schema registry could be found or started; the message says what to do."""
 
 
@@ -88,13 +89,14 @@ class Cluster:
     detail: str = ""
 
     def describe(self) -> str:
+        """One line for logs and reports: where the cluster came from and its endpoints."""
         registry = self.schema_registry_url or "(no schema registry)"
         extra = f" [{self.detail}]" if self.detail else ""
         return f"{self.source}: kafka {self.bootstrap_servers}, registry {registry}{extra}"
 
 
 # ----------------------------------------------------------------------------------------------
-# Kafka admin helper (lazy confluent_kafka import)
+# topic names (the admin helper itself is streamflow.testing.admin.TopicAdmin)
 # ----------------------------------------------------------------------------------------------
 
 _TOPIC_CHARS = re.compile(r"[^a-zA-Z0-9._-]+")
@@ -104,104 +106,6 @@ def unique_topic_name(hint: str = "topic", prefix: str = "sf-test") -> str:
     """A legal, unique topic name such as ``sf-test-test_roundtrip-3f9c1a2b``."""
     base = _TOPIC_CHARS.sub("-", hint).strip("-._") or "topic"
     return f"{prefix}-{base[:180]}-{uuid.uuid4().hex[:8]}"
-
-
-class TopicAdmin:
-    """A thin AdminClient wrapper for tests: create topics and wait for them, delete them."""
-
-    def __init__(self, bootstrap_servers: str, *, conf: Mapping[str, Any] | None = None) -> None:
-        from confluent_kafka.admin import AdminClient
-
-        self.bootstrap_servers = bootstrap_servers
-        config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "log_level": 3}
-        config.update(conf or {})
-        self._admin: Any = AdminClient(config)
-
-    def ping(self, timeout: float = 10.0) -> int:
-        """Number of brokers in the cluster; raises :class:`ClusterUnavailable` if unreachable."""
-        try:
-            metadata = self._admin.list_topics(timeout=timeout)
-        except Exception as exc:
-            raise ClusterUnavailable(
-                f"Kafka at {self.bootstrap_servers} does not answer metadata requests: {exc}"
-            ) from exc
-        if not metadata.brokers:
-            raise ClusterUnavailable(f"Kafka at {self.bootstrap_servers} reports no brokers")
-        return len(metadata.brokers)
-
-    def topics(self, timeout: float = 10.0) -> set[str]:
-        return set(self._admin.list_topics(timeout=timeout).topics)
-
-    def create_topic(
-        self,
-        name: str,
-        partitions: int = 1,
-        config: Mapping[str, str] | None = None,
-        *,
-        replication_factor: int = -1,
-        timeout: float = 30.0,
-    ) -> str:
-        """Create ``name`` and wait until every partition has a leader.
-
-        ``replication_factor=-1`` uses the broker's ``default.replication.factor``.
-        """
-        from confluent_kafka import KafkaError, KafkaException
-        from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined,unused-ignore]
-
-        spec = NewTopic(
-            name,
-            num_partitions=partitions,
-            replication_factor=replication_factor,
-            config={k: str(v) for k, v in (config or {}).items()},
-        )
-        futures = self._admin.create_topics(
-            [spec], operation_timeout=timeout, request_timeout=timeout
-        )
-        try:
-            futures[name].result(timeout=timeout)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-        self.wait_for_topic(name, partitions, timeout=timeout)
-        return name
-
-    def wait_for_topic(
-        self, name: str, partitions: int | None = None, timeout: float = 30.0
-    ) -> None:
-        """Wait until ``name`` is in the metadata with ``partitions`` partitions, all led."""
-        deadline = time.monotonic() + timeout
-        last = "not in the metadata"
-        while True:
-            metadata = self._admin.list_topics(topic=name, timeout=max(1.0, min(5.0, timeout)))
-            topic = metadata.topics.get(name)
-            if topic is not None and topic.error is None:
-                parts = topic.partitions
-                led = all(p.leader >= 0 and p.error is None for p in parts.values())
-                if parts and led and (partitions is None or len(parts) == partitions):
-                    return
-                last = f"{len(parts)} partition(s), all led: {led}"
-            elif topic is not None:
-                last = str(topic.error)
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"topic {name!r} not ready after {timeout:.0f}s ({last})")
-            time.sleep(0.1)
-
-    def delete_topics(self, names: Iterable[str], timeout: float = 30.0) -> None:
-        """Delete topics; topics that do not exist are ignored."""
-        from confluent_kafka import KafkaError, KafkaException
-
-        names = list(names)
-        if not names:
-            return
-        futures = self._admin.delete_topics(
-            names, operation_timeout=timeout, request_timeout=timeout
-        )
-        for future in futures.values():
-            try:
-                future.result(timeout=timeout)
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    raise
 
 
 # ----------------------------------------------------------------------------------------------
@@ -234,7 +138,8 @@ def wait_for_registry(url: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not registry_ready(url):
         if time.monotonic() >= deadline:
-            raise ClusterUnavailable(f"schema registry at {url} not ready after {timeout:.0f}s")
+            msg = f"schema registry at {url} not ready after {timeout:.0f}s"
+            raise ClusterUnavailable(msg)
         time.sleep(0.5)
 
 
@@ -246,7 +151,8 @@ def ensure_global_compatibility(url: str, level: str = "BACKWARD") -> None:
         return
     status, body = _http("PUT", base + "/config", {"compatibility": level})
     if status != 200:
-        raise ClusterUnavailable(f"could not set compatibility {level} on {url}: {status} {body}")
+        msg = f"could not set compatibility {level} on {url}: {status} {body}"
+        raise ClusterUnavailable(msg)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -273,7 +179,8 @@ def find_local_stack(start: Path | None = None) -> Path | None:
         path = Path(named).expanduser().resolve()
         script = path / "stack" if path.is_dir() else path
         if not script.is_file():
-            raise ClusterUnavailable(f"{ENV_LOCAL_STACK}={named}: no stack script at {script}")
+            msg = f"{ENV_LOCAL_STACK}={named}: no stack script at {script}"
+            raise ClusterUnavailable(msg)
         return script
     starts = [start] if start is not None else []
     starts.append(Path.cwd())
@@ -293,15 +200,18 @@ class LocalStack:
 
     @property
     def directory(self) -> Path:
+        """The stack's directory (``deploy/local``)."""
         return self.script.parent
 
     @property
     def run_dir(self) -> Path:
+        """Where the running stack keeps its state (``STREAMFLOW_STACK_RUN_DIR`` or ``.run``)."""
         run_dir = os.environ.get("STREAMFLOW_STACK_RUN_DIR")
         return Path(run_dir) if run_dir else self.directory / ".run"
 
     @property
     def env_file(self) -> Path:
+        """The env file the running stack writes its endpoints to."""
         return self.run_dir / "stack.env"
 
     def _run(self, command: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -315,32 +225,37 @@ class LocalStack:
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise ClusterUnavailable(
-                f"`{self.script} {command}` did not finish within {timeout:.0f}s"
-            ) from exc
+            msg = f"`{self.script} {command}` did not finish within {timeout:.0f}s"
+            raise ClusterUnavailable(msg) from exc
 
     def healthy(self) -> bool:
+        """Whether ``stack status`` reports the stack up."""
         return self._run("status", timeout=60.0).returncode == 0
 
     def up(self, timeout: float = STACK_UP_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+        """Start the stack; raise ``ClusterUnavailable`` with its log's tail if it fails."""
         result = self._run("up", timeout=timeout)
         if result.returncode != 0:
             tail = "\n".join((result.stderr or result.stdout).splitlines()[-40:])
-            raise ClusterUnavailable(
+            msg = (
                 f"`{self.script} up` failed (exit {result.returncode}):\n{tail}\n"
                 f"Logs: {self.run_dir / 'logs'}; try it by hand: {self.script} up"
             )
+            raise ClusterUnavailable(msg)
         return result
 
     def down(self, timeout: float = STACK_DOWN_TIMEOUT_S) -> None:
+        """Stop the stack."""
         self._run("down", timeout=timeout)
 
     def endpoints(self) -> tuple[str, str]:
+        """``(bootstrap servers, schema registry URL)`` of the running stack."""
         values = read_env_file(self.env_file)
         try:
             return values[STACK_ENV_BOOTSTRAP], values[STACK_ENV_REGISTRY]
         except KeyError as exc:
-            raise ClusterUnavailable(f"{self.env_file} lacks {exc.args[0]}") from exc
+            msg = f"{self.env_file} lacks {exc.args[0]}"
+            raise ClusterUnavailable(msg) from exc
 
 
 def _truthy(name: str) -> bool:
@@ -350,17 +265,19 @@ def _truthy(name: str) -> bool:
 def _local_stack_cluster(start: Path | None) -> tuple[Cluster, Teardown]:
     script = find_local_stack(start)
     if script is None:
-        raise ClusterUnavailable(
+        msg = (
             "no deploy/local/stack found (walked up from "
             f"{start or Path.cwd()}); set {ENV_LOCAL_STACK}=/path/to/streamflow/deploy/local"
         )
+        raise ClusterUnavailable(msg)
     missing = [tool for tool in ("bash", "java") if shutil.which(tool) is None]
     if missing:
-        raise ClusterUnavailable(
+        msg = (
             f"the local stack ({script}) needs {', '.join(missing)} on PATH: install a JDK 17+ "
             "(Kafka), a JDK 21+ (Apicurio Registry) and Maven, or point "
             f"{ENV_BOOTSTRAP}/{ENV_REGISTRY} at an existing cluster"
         )
+        raise ClusterUnavailable(msg)
     stack = LocalStack(script)
     if stack.env_file.is_file() and stack.healthy():
         bootstrap, registry = stack.endpoints()
@@ -405,14 +322,16 @@ def _testcontainers_cluster() -> tuple[Cluster, Teardown]:
     try:
         from testcontainers.core.container import DockerContainer
     except ImportError as exc:
-        raise ClusterUnavailable(f"testcontainers is not installed: {exc}") from exc
+        msg = f"testcontainers is not installed: {exc}"
+        raise ClusterUnavailable(msg) from exc
     try:  # newer testcontainers releases moved it here; the old path warns
         from testcontainers.community.kafka import KafkaContainer
     except ImportError:
         try:
             from testcontainers.kafka import KafkaContainer
         except ImportError as exc:
-            raise ClusterUnavailable(f"testcontainers has no Kafka module: {exc}") from exc
+            msg = f"testcontainers has no Kafka module: {exc}"
+            raise ClusterUnavailable(msg) from exc
 
     kafka_image = os.environ.get(ENV_KAFKA_IMAGE, DEFAULT_KAFKA_IMAGE)
     registry_image = os.environ.get(ENV_REGISTRY_IMAGE, DEFAULT_REGISTRY_IMAGE)
@@ -468,17 +387,22 @@ def acquire_cluster(start: Path | None = None) -> tuple[Cluster, Teardown]:
     bootstrap = os.environ.get(ENV_BOOTSTRAP, "").strip()
     registry = os.environ.get(ENV_REGISTRY, "").strip()
     if bootstrap:
+        from streamflow.testing.admin import TopicAdmin
+
         cluster = Cluster(bootstrap, registry or None, "env", f"{ENV_BOOTSTRAP}")
         TopicAdmin(bootstrap).ping(timeout=15.0)
         if registry and not registry_ready(registry, timeout=10.0):
-            raise ClusterUnavailable(f"{ENV_REGISTRY}={registry} does not answer GET /subjects")
+            msg = f"{ENV_REGISTRY}={registry} does not answer GET /subjects"
+            raise ClusterUnavailable(msg)
         return cluster, lambda: None
     if registry:
-        raise ClusterUnavailable(f"{ENV_REGISTRY} is set but {ENV_BOOTSTRAP} is not; set both")
+        msg = f"{ENV_REGISTRY} is set but {ENV_BOOTSTRAP} is not; set both"
+        raise ClusterUnavailable(msg)
 
     mode = os.environ.get(ENV_CLUSTER, "auto").strip().lower() or "auto"
     if mode not in {"auto", "docker", "local"}:
-        raise ClusterUnavailable(f"{ENV_CLUSTER}={mode}: expected auto, docker or local")
+        msg = f"{ENV_CLUSTER}={mode}: expected auto, docker or local"
+        raise ClusterUnavailable(msg)
     tried: list[str] = []
     if mode in {"auto", "docker"}:
         if docker_engine_available():
@@ -486,7 +410,8 @@ def acquire_cluster(start: Path | None = None) -> tuple[Cluster, Teardown]:
                 cluster, teardown = _testcontainers_cluster()
             except Exception as exc:
                 if mode == "docker":
-                    raise ClusterUnavailable(f"testcontainers failed: {exc}") from exc
+                    msg = f"testcontainers failed: {exc}"
+                    raise ClusterUnavailable(msg) from exc
                 tried.append(f"testcontainers failed ({type(exc).__name__}: {exc})")
             else:
                 _check_kafka(cluster, teardown)
@@ -494,7 +419,8 @@ def acquire_cluster(start: Path | None = None) -> tuple[Cluster, Teardown]:
         else:
             tried.append("no Docker engine answers (docker info / ping)")
             if mode == "docker":
-                raise ClusterUnavailable(f"{ENV_CLUSTER}=docker but no Docker engine answers")
+                msg = f"{ENV_CLUSTER}=docker but no Docker engine answers"
+                raise ClusterUnavailable(msg)
     try:
         cluster, teardown = _local_stack_cluster(start)
     except ClusterUnavailable as exc:
@@ -517,6 +443,8 @@ def acquire_cluster(start: Path | None = None) -> tuple[Cluster, Teardown]:
 
 
 def _check_kafka(cluster: Cluster, teardown: Teardown) -> None:
+    from streamflow.testing.admin import TopicAdmin
+
     try:
         TopicAdmin(cluster.bootstrap_servers).ping(timeout=30.0)
     except BaseException:

@@ -1,8 +1,18 @@
-"""``TopologyTestDriver``: run a topology's compiled plan without a broker.
+"""``TopologyTestDriver``: run a topology on the production task engine, without a broker.
 
-Records are serialized and deserialized with the topics' serdes exactly as in production,
-so serde problems show up in unit tests. Output of one processor that another processor of
-the topology reads is piped to it, so a whole DAG can be tested in one driver.
+Each driven processor runs in an ``Engine`` (the same tasks, committers, collector and error
+policy as a worker) over an in-memory Kafka (``streamflow.testing.memory``): topics have
+partitions, keyed records go to the partition Kafka's partitioner picks, consumer groups
+assign partitions and commit offsets, and exactly-once processors write in transactions that
+readers only see once committed. Records are serialized with the topics' serdes exactly as
+in production, so serde problems show up in unit tests. Output of one processor that another
+driven processor reads is piped to it, so a whole DAG can be tested in one driver.
+
+By default every ``send`` is processed and committed at once. With ``auto_commit=False``
+records are processed but committed only by ``commit()``, so a test can ``crash()`` a
+processor between the two and see what is processed again, ``scale()`` it to several
+instances (a rebalance moves tasks and their state), or inject broker failures through
+``cluster.fail_next(...)``.
 
 >>> import streamflow as sf
 >>> from streamflow.testing import TopologyTestDriver
@@ -19,23 +29,28 @@ the topology reads is piped to it, so a whole DAG can be tested in one driver.
 from __future__ import annotations
 
 import itertools
-from collections import deque
-from collections.abc import Iterable
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from streamflow.dsl.topology import Processor, Topic, Topology, TopologyError
-from streamflow.plan.compile import CompiledTask, StepError, TaskContext, compile_task
 from streamflow.record import Headers, Record
-from streamflow.runtime.errors import ErrorPolicy
-from streamflow.serde import SerdeContext
+from streamflow.runtime.engine import Engine
+from streamflow.runtime.ports import Ports
+from streamflow.runtime.topics import processor_topics
+from streamflow.serde import Bytes, SerdeContext
 from streamflow.state.store import TaskStore
-from streamflow.state.task_state import TaskState
+from streamflow.testing.memory import (
+    InMemoryCluster,
+    MemoryAdmin,
+    MemoryChangelogs,
+    MemoryConsumer,
+    MemoryProducer,
+)
 
 _ids = itertools.count()
-
-_Raw = tuple[bytes | None, bytes | None, int, "Headers | None", int]
-_Queued = tuple[str, bytes | None, bytes | None, int, "Headers | None", int]
 
 
 class TestInput:
@@ -47,44 +62,42 @@ class TestInput:
         self._ks = topic.key.serializer(topic.name, True, driver.serde_context)
         self._vs = topic.value.serializer(topic.name, False, driver.serde_context)
 
-    def send(
-        self,
-        value: Any,
-        *,
-        key: Any = None,
-        timestamp: int | None = None,
-        headers: Headers | None = None,
-    ) -> None:
-        """Serialize and process one record (timestamp defaults to the wall clock)."""
-        ts = self._driver.wall_clock_ms if timestamp is None else int(timestamp)
-        self._driver._deliver(self._topic.name, self._ks(key), self._vs(value), ts, headers)
+    def send(self, value: Any, *, key: Any = None, timestamp: int | None = None,
+             headers: Headers | None = None, partition: int | None = None) -> None:
+        """Serialize and process one record (timestamp defaults to the wall clock.
 
-    def send_raw(
-        self,
-        value: bytes | None,
-        *,
-        key: bytes | None = None,
-        timestamp: int | None = None,
-        headers: Headers | None = None,
-    ) -> None:
+        The partition to the one the key's partitioner picks).
+        """
+        self.send_raw(self._vs(value), key=self._ks(key), timestamp=timestamp, headers=headers,
+                      partition=partition)
+
+    def send_raw(self, value: bytes | None, *, key: bytes | None = None,
+                 timestamp: int | None = None, headers: Headers | None = None,
+                 partition: int | None = None) -> None:
         """Process already-serialized bytes, e.g. to test how poison messages are handled."""
         ts = self._driver.wall_clock_ms if timestamp is None else int(timestamp)
-        self._driver._deliver(self._topic.name, key, value, ts, headers)
+        self._driver._deliver(self._topic.name, -1 if partition is None else partition,
+                              key, value, ts, headers)
 
     def send_many(self, items: Iterable[Any]) -> None:
-        """Send several records: each item is a ``Record`` (key, value, timestamp, headers
-        are used) or a bare value."""
+        """Send several records.
+
+        Each item is a ``Record`` (key, value, timestamp, headers and partition are used) or a
+        bare value.
+        """
         for item in items:
             if isinstance(item, Record):
-                self.send(
-                    item.value, key=item.key, timestamp=item.timestamp or None, headers=item.headers
-                )
+                self.send(item.value, key=item.key, timestamp=item.timestamp or None,
+                          headers=item.headers, partition=item.partition)
             else:
                 self.send(item)
 
 
 class TestOutput:
-    """Reads what the topology produced to one topic; each record is read once."""
+    """Reads what the topology produced to one topic; each record is read once.
+
+    Committed records only, in the order they were written.
+    """
 
     def __init__(self, driver: TopologyTestDriver, topic: Topic) -> None:
         self._driver = driver
@@ -94,9 +107,8 @@ class TestOutput:
 
     def read_records(self) -> list[Record]:
         """All records produced since the last read, deserialized with the topic's serdes."""
-        raw = self._driver._drain(self._topic.name)
-        name = self._topic.name
-        return [Record(self._kd(k), self._vd(v), ts, h, name, 0, off) for k, v, ts, h, off in raw]
+        return [Record(self._kd(r.key), self._vd(r.value), r.ts, r.headers, r.topic,
+                       r.partition, r.offset) for r in self._driver._drain(self._topic.name)]
 
     def read_values(self) -> list[Any]:
         """The values of ``read_records()``."""
@@ -108,80 +120,112 @@ class TestOutput:
 
     def is_empty(self) -> bool:
         """True when nothing unread is waiting in this topic."""
-        return not self._driver._outputs.get(self._topic.name)
+        return not self._driver._pending(self._topic.name)
 
 
 class TopologyTestDriver:
     """Drive a topology (or one of its processors) with explicit records and time.
 
     ``config`` may set ``schema_registry.url`` (default: a fresh ``mock://`` registry, so
-    Avro topics work out of the box) and ``schemas_dir``.
+    Avro topics work out of the box), ``schemas_dir``, ``store`` (``memory`` or ``rocksdb``
+    for every store), ``state_dir``, ``wall_clock_ms`` (the start time) and ``partitions``
+    (of topics that declare none; default 1).
     """
 
     __test__ = False  # not a pytest test class
 
-    def __init__(
-        self,
-        topology: Topology,
-        *,
-        processor: str | None = None,
-        config: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, topology: Topology, *, processor: str | None = None,
+                 config: dict[str, Any] | None = None, auto_commit: bool = True) -> None:
         self.topology = topology
         cfg = dict(config or {})
         url = cfg.get("schema_registry.url") or f"mock://streamflow-driver-{next(_ids)}"
-
         self.serde_context = SerdeContext(
             registry_factory=lambda: _registry(url),
             schemas_dir=Path(cfg.get("schemas_dir", "schemas")),
         )
         if processor is not None and processor not in topology.processors:
-            raise TopologyError(
+            msg = (
                 f"topology {topology.name!r} has no processor {processor!r}; "
                 f"it has {sorted(topology.processors)}"
             )
-        chosen = (
+            raise TopologyError(msg)
+        self.processors = (
             [topology.processors[processor]] if processor else list(topology.processors.values())
         )
         self.wall_clock_ms: int = int(cfg.get("wall_clock_ms", 0))
-        self._outputs: dict[str, list[_Raw]] = {}
-        self._offsets: dict[str, int] = {}
-        self._queue: deque[tuple[str, bytes | None, bytes | None, int, Headers | None, int]] = (
-            deque()
-        )
-        self._readers: dict[str, list[tuple[Processor, CompiledTask, ErrorPolicy]]] = {}
-        self._busy = False
-        self._closed = False
+        self.auto_commit = auto_commit
+        self.cluster = InMemoryCluster(int(cfg.get("partitions", 1)))
+        self._backend: str | None = cfg.get("store")
         self._tmp_state: str | None = None
-        backend = cfg.get("store")
         state_dir = cfg.get("state_dir")
-        if state_dir is None and any(
-            p.stores and (backend or p.store_backend) == "rocksdb" for p in chosen
-        ):
-            import tempfile
-
+        if state_dir is None:
             state_dir = self._tmp_state = tempfile.mkdtemp(prefix="streamflow-driver-")
-        self._states: dict[str, TaskState] = {}
-        for p in chosen:
-            state = TaskState(p, 0, Path(state_dir or "."), backend or p.store_backend,
-                              self.serde_context)
-            self._states[p.name] = state
-            ctx = TaskContext(p.name, 0, self._emit, self.serde_context, state.stores)
-            ctx.clock = self._wall_clock
-            task = compile_task(p, ctx)
-            policy = ErrorPolicy(p.on_error, p.name, p.dead_letter_topic, self._emit)
-            for topic in task.entries:
-                self._readers.setdefault(topic, []).append((p, task, policy))
+        self._state_dir = Path(state_dir)
+        self._cursors: dict[str, int] = {}
+        self._closed = False
+        self._create_topics()
+        self.engines: dict[str, list[Engine]] = {p.name: [] for p in self.processors}
+        self._members: dict[int, str] = {}  # id(engine) -> its group member id
+        try:
+            for p in self.processors:
+                self._start_instance(p)
+        except BaseException:
+            self.close()
+            raise
 
-    # -- inputs and outputs -------------------------------------------------------------
+    # -- set-up ------------------------------------------------------------------------
+    def _create_topics(self) -> None:
+        """Every topic with its declared partitions.
+
+        Internal ones as wide as their processor's widest declared input (as a worker creates them).
+        """
+        for t in self.topology.topics.values():
+            if not t.internal:
+                self.cluster.create_topic(t.name, t.partitions)
+        for p in self.processors:
+            topics = processor_topics(p)
+            width = max([self.cluster.partitions(n) for n in p.source_topics()
+                         if not self.topology.topics[n].internal] or [1])
+            for t in topics:
+                self.cluster.create_topic(t.name, t.partitions or width)
+
+    def _ports(self, p: Processor, member: str) -> Ports:
+        cluster = self.cluster
+        tid = f"{p.group_id}-{member}" if p.guarantee == "exactly_once" else None
+        return Ports(
+            consumer=lambda: MemoryConsumer(cluster, p.group_id, member),
+            producer=lambda on_delivery: MemoryProducer(cluster, on_delivery, tid),
+            admin=MemoryAdmin(cluster),
+            changelogs=MemoryChangelogs(cluster),
+        )
+
+    def _start_instance(self, p: Processor, member: str | None = None) -> Engine:
+        instances = self.engines[p.name]
+        if member is None:
+            taken = {self._members[id(e)] for e in instances}
+            member = next(str(i) for i in itertools.count() if str(i) not in taken)
+        engine = Engine(p, self._ports(p, member), serde_ctx=self.serde_context,
+                        state_dir=self._state_dir / member, backend=self._backend,
+                        clock=self._wall_clock)
+        instances.append(engine)
+        self._members[id(engine)] = member
+        engine.start()
+        return engine
+
+    def _wall_clock(self) -> int:
+        return self.wall_clock_ms
+
+    # -- inputs and outputs ------------------------------------------------------------
     def input(self, topic: Topic | str) -> TestInput:
         """The input side of a topic that a driven processor reads."""
         t = self.topology.resolve_topic(topic)
-        if t.name not in self._readers:
-            raise TopologyError(
+        readers = {p.name for p in self.processors if t.name in p.source_topics()}
+        if not readers:
+            msg = (
                 f"no driven processor reads topic {t.name!r}; it is read by none of "
-                f"{sorted({p.name for rs in self._readers.values() for p, _, _ in rs})}"
+                f"{sorted(p.name for p in self.processors)}"
             )
+            raise TopologyError(msg)
         return TestInput(self, t)
 
     def output(self, topic: Topic | str) -> TestOutput:
@@ -189,123 +233,192 @@ class TopologyTestDriver:
         name = topic.name if isinstance(topic, Topic) else topic
         if name in self.topology.topics:
             return TestOutput(self, self.topology.topics[name])
-        from streamflow.serde import Bytes
-
         return TestOutput(self, Topic(name, Bytes(), Bytes()))
 
-    def advance_wall_clock(self, ms: int) -> None:
-        """Move the driver's wall clock forward by ``ms`` milliseconds and run what is due
-        (e.g. windows closed on idleness)."""
-        if ms < 0:
-            raise ValueError("the wall clock only moves forward")
-        self.wall_clock_ms += int(ms)
-        self._busy = True
-        try:
-            tasks = {id(t): t for rs in self._readers.values() for _, t, _ in rs}
-            for task in tasks.values():
-                task.context.punctuate(self.wall_clock_ms)
-            while self._queue:
-                self._process(*self._queue.popleft())
-            self._commit()
-        finally:
-            self._busy = False
-            self._queue.clear()
+    def _deliver(self, topic: str, partition: int, k: bytes | None, v: bytes | None,
+                 ts: int, h: Headers | None) -> None:
+        if self._closed:
+            msg = "the TopologyTestDriver is closed"
+            raise RuntimeError(msg)
+        self.cluster.append(topic, partition, k, v, ts, h)
+        self._run()
 
-    def metrics(self, processor: str | None = None) -> dict[str, int]:
-        """Task counters of the driven processors, e.g. ``"<window step>.late_records"``
-        (summed over processors unless ``processor`` names one)."""
-        out: dict[str, int] = {}
-        seen: set[int] = set()
-        for rs in self._readers.values():
-            for p, task, _ in rs:
-                if id(task) in seen or (processor is not None and p.name != processor):
-                    continue
-                seen.add(id(task))
-                for name, n in task.context.metrics.items():
-                    out[name] = out.get(name, 0) + n
+    def _drain(self, topic: str) -> list[Any]:
+        records = self.cluster.order.get(topic, [])
+        i = self._cursors.get(topic, 0)
+        out = []
+        while i < len(records):
+            rec = records[i]
+            if rec.txn is not None and rec.txn.state == "open":
+                break  # read_committed: nothing past an open transaction
+            if rec.visible:
+                out.append(rec)
+            i += 1
+        self._cursors[topic] = i
         return out
 
-    # -- internals ----------------------------------------------------------------------
-    def _wall_clock(self) -> int:
-        return self.wall_clock_ms
+    def _pending(self, topic: str) -> bool:
+        records = self.cluster.order.get(topic, [])
+        return any(r.visible for r in records[self._cursors.get(topic, 0):])
 
-    def _next_offset(self, topic: str) -> int:
-        off = self._offsets.get(topic, 0)
-        self._offsets[topic] = off + 1
-        return off
+    # -- running -----------------------------------------------------------------------
+    def _engines(self) -> Iterator[Engine]:
+        for instances in self.engines.values():
+            yield from instances
 
-    def _emit(
-        self, topic: str, k: bytes | None, v: bytes | None, ts: int, h: Headers | None
-    ) -> None:
-        off = self._next_offset(topic)
-        self._outputs.setdefault(topic, []).append((k, v, ts, list(h) if h else None, off))
-        if topic in self._readers:
-            self._queue.append((topic, k, v, ts, h, off))
+    def _pump(self) -> int:
+        """Process what every instance can consume, until none has anything new."""
+        total = 0
+        while True:
+            n = 0
+            for engine in list(self._engines()):
+                assert engine.consumer is not None
+                msgs = engine.consumer.consume(1000, 0)
+                if msgs:
+                    engine.process(msgs)
+                    n += len(msgs)
+            if not n:
+                return total
+            total += n
 
-    def _deliver(
-        self, topic: str, k: bytes | None, v: bytes | None, ts: int, h: Headers | None
-    ) -> None:
-        if self._closed:
-            raise RuntimeError("the TopologyTestDriver is closed")
-        self._queue.append((topic, k, v, ts, h, self._next_offset(topic)))
-        if self._busy:
-            return
-        self._busy = True
-        try:
-            while self._queue:
-                self._process(*self._queue.popleft())
-            self._commit()
-        finally:
-            self._busy = False
-            self._queue.clear()
+    def _run(self) -> None:
+        self._pump()
+        if self.auto_commit:
+            while True:
+                self._commit_all()
+                if not self._pump():
+                    break
 
-    def _commit(self) -> None:
-        """As the runtime does at commit: stores to changelogs, then to the local databases."""
-        for state in self._states.values():
-            sources = state.processor.source_topics()
-            state.flush(self._emit_to, {t: o for t, o in self._offsets.items() if t in sources})
-            state.write_pending()
+    def _commit_all(self) -> None:
+        for engine in list(self._engines()):
+            engine.commit()
 
-    def _emit_to(self, topic: str, partition: int, k: bytes, v: bytes | None,
-                 h: Headers) -> None:
-        self._emit(topic, k, v, self.wall_clock_ms, h)
+    def commit(self) -> None:
+        """Commit every instance, as a worker does on its commit interval.
 
-    def store(self, name: str, *, processor: str | None = None) -> TaskStore:
-        """A processor's store (partition 0), to inspect state in tests."""
-        owners = [s for p, s in self._states.items()
-                  if name in s.stores and (processor is None or p == processor)]
+        Then go on processing what the commit made visible (exactly-once outputs that other
+        tasks read, e.g. through a repartition topic), as the worker's loop would.
+        """
+        self._commit_all()
+        self._pump()
+
+    def advance_wall_clock(self, ms: int) -> None:
+        """Move the driver's wall clock forward by ``ms`` milliseconds and run what is due.
+
+        E.g. windows closed on idleness.
+        """
+        if ms < 0:
+            msg = "the wall clock only moves forward"
+            raise ValueError(msg)
+        self.wall_clock_ms += int(ms)
+        for engine in list(self._engines()):
+            engine.punctuate(self.wall_clock_ms)
+        self._run()
+
+    # -- failures and fleets -----------------------------------------------------------
+    def crash(self, processor: str | None = None, *, keep_state: bool = False) -> None:
+        """Kill every instance of ``processor`` as kill -9 would.
+
+        ``processor`` defaults to the only driven one. Nothing is committed, an open transaction
+        is left to be fenced. New instances start at once and restore their stores from the
+        changelogs (from the local state too, with ``keep_state=True``).
+        """
+        p = self._processor(processor)
+        members = [self._members.pop(id(e)) for e in self.engines[p.name]]
+        for engine in self.engines[p.name]:
+            for task in engine.tasks.tasks.values():
+                task.state.discard_uncommitted()
+                task.state.close()  # the process is gone: its files are released
+            engine.tasks.tasks.clear()
+            engine.tasks.routes.clear()
+            assert isinstance(engine.consumer, MemoryConsumer)
+            engine.consumer.crash()
+        self.engines[p.name] = []
+        for member in members:
+            if not keep_state:
+                shutil.rmtree(self._state_dir / member, ignore_errors=True)
+            self._start_instance(p, member)
+        self._run()
+
+    def scale(self, instances: int, processor: str | None = None) -> None:
+        """Run ``instances`` instances of ``processor`` in its consumer group.
+
+        Every change rebalances the group (eagerly: revoked tasks commit and close, assigned ones
+        restore their state from the changelogs).
+        """
+        if instances < 1:
+            msg = "a processor needs at least one instance"
+            raise ValueError(msg)
+        p = self._processor(processor)
+        running = self.engines[p.name]
+        while len(running) > instances:
+            engine = running.pop()
+            del self._members[id(engine)]
+            engine.close()
+        while len(running) < instances:
+            self._start_instance(p)
+        self._run()
+
+    def _processor(self, name: str | None) -> Processor:
+        if name is None:
+            if len(self.processors) != 1:
+                msg = f"name the processor: the driver runs {[p.name for p in self.processors]}"
+                raise TopologyError(msg)
+            return self.processors[0]
+        for p in self.processors:
+            if p.name == name:
+                return p
+        msg = f"the driver runs no processor {name!r}"
+        raise TopologyError(msg)
+
+    # -- inspection --------------------------------------------------------------------
+    def metrics(self, processor: str | None = None) -> dict[str, int]:
+        """Task counters of the driven processors, e.g. ``"<window step>.late_records"``.
+
+        Summed over processors, instances and tasks unless ``processor`` names one.
+        """
+        out: dict[str, int] = {}
+        for name, instances in self.engines.items():
+            if processor is not None and name != processor:
+                continue
+            for engine in instances:
+                for key, n in engine.tasks.metrics().items():
+                    out[key] = out.get(key, 0) + n
+        return out
+
+    def store(self, name: str, *, processor: str | None = None,
+              partition: int | None = None) -> Any:
+        """A processor's store, to inspect state in tests.
+
+        The store of ``partition``, or (by default) a read-only view over every partition's
+        store.
+        """
+        owners = [p for p in self.processors
+                  if name in p.stores and (processor is None or p.name == processor)]
         if len(owners) != 1:
             raise KeyError(
                 f"no single driven processor has a store {name!r}"
                 + (" (several do: name the processor)" if owners else "")
             )
-        return owners[0].stores[name]
+        stores = {task.partition: task.state.stores[name]
+                  for engine in self.engines[owners[0].name]
+                  for task in engine.tasks.tasks.values()}
+        if partition is not None:
+            return stores[partition]
+        if len(stores) == 1:
+            return next(iter(stores.values()))
+        return StoreView([stores[p] for p in sorted(stores)])
 
-    def _process(
-        self, topic: str, k: bytes | None, v: bytes | None, ts: int, h: Headers | None, off: int
-    ) -> None:
-        for _p, task, policy in self._readers.get(topic, ()):
-            ctx = task.context
-            ctx.topic = topic
-            ctx.offset = off
-            try:
-                task.entries[topic](k, v, ts, h)
-            except StepError as e:
-                policy.handle(e, topic, ctx.partition, off, k, v, ts, h)
-
-    def _drain(self, topic: str) -> list[_Raw]:
-        return self._outputs.pop(topic, [])
-
+    # -- closing -----------------------------------------------------------------------
     def close(self) -> None:
         """Release the driver's resources (stores, temporary state directory)."""
         if self._closed:
             return
         self._closed = True
-        for state in self._states.values():
-            state.close()
+        for engine in list(self._engines()):
+            engine.failed = True  # close without committing what a failed send left
+            engine.close()
         if self._tmp_state:
-            import shutil
-
             shutil.rmtree(self._tmp_state, ignore_errors=True)
 
     def __enter__(self) -> TopologyTestDriver:
@@ -313,6 +426,42 @@ class TopologyTestDriver:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class StoreView:
+    """Read-only access to one store across the partitions of a processor."""
+
+    def __init__(self, stores: list[TaskStore]) -> None:
+        self._stores = stores
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value of ``key`` in whichever partition holds it."""
+        for s in self._stores:
+            v = s.get(key, _MISSING)
+            if v is not _MISSING:
+                return v
+        return default
+
+    def __contains__(self, key: Any) -> bool:
+        return self.get(key, _MISSING) is not _MISSING
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """Every entry, partition by partition."""
+        for s in self._stores:
+            yield from s.items()
+
+    def range(self, start: Any = None, end: Any = None) -> Iterator[tuple[Any, Any]]:
+        """Entries with ``start <= key < end``, partition by partition."""
+        for s in self._stores:
+            yield from s.range(start, end)
+
+    def prefix(self, prefix: str | bytes) -> Iterator[tuple[Any, Any]]:
+        """Entries whose key starts with ``prefix``, partition by partition."""
+        for s in self._stores:
+            yield from s.prefix(prefix)
+
+
+_MISSING = object()
 
 
 def _registry(url: str) -> Any:

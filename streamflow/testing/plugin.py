@@ -11,7 +11,7 @@ first: ``-p no:streamflow -p streamflow.testing.plugin``. Fixtures:
     Confluent-compatible schema registry URL (``.../apis/ccompat/v7`` for Apicurio).
 ``streamflow_cluster`` (session, :class:`~streamflow.testing.cluster.Cluster`)
     both, plus where they came from.
-``kafka_admin`` (session, :class:`~streamflow.testing.cluster.TopicAdmin`)
+``kafka_admin`` (session, :class:`~streamflow.testing.admin.TopicAdmin`)
     a small AdminClient wrapper.
 ``new_topic`` (function)
     factory ``new_topic(partitions=1, config=None, compacted=False) -> str`` creating uniquely
@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 if TYPE_CHECKING:
-    from streamflow.testing.cluster import Cluster, TopicAdmin
+    from streamflow.testing.admin import TopicAdmin
+    from streamflow.testing.cluster import Cluster
 
 __all__ = [
     "NewTopic",
@@ -58,7 +59,8 @@ class NewTopic(Protocol):
         partitions: int = 1,
         config: Mapping[str, str] | None = None,
         compacted: bool = False,
-    ) -> str: ...
+    ) -> str:
+        """Create a topic with a fresh name; return the name."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -117,7 +119,7 @@ def schema_registry_url(streamflow_cluster: Cluster) -> str:
 @pytest.fixture(scope="session")
 def kafka_admin(kafka_bootstrap: str) -> TopicAdmin:
     """An AdminClient helper bound to the test cluster."""
-    from streamflow.testing.cluster import TopicAdmin
+    from streamflow.testing.admin import TopicAdmin
 
     return TopicAdmin(kafka_bootstrap)
 

@@ -3,34 +3,28 @@
 Runs the harness of :mod:`tests.chaos.harness` once (or ``--runs N`` times) against a real
 Kafka, prints one summary line per run and exits non-zero when a run failed verification.
 The bootstrap servers come from ``--bootstrap``, else ``STREAMFLOW_TEST_BOOTSTRAP_SERVERS``,
-else ``STREAMFLOW_BOOTSTRAP_SERVERS``, else ``deploy/local/.run/stack.env``.
+else ``STREAMFLOW_BOOTSTRAP_SERVERS``, else ``deploy/local/.run/stack.env``
+(:func:`streamflow.testing.admin.discover_bootstrap`).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 from pathlib import Path
 
-from tests.chaos.harness import ROOT, ChaosConfig, run
+from streamflow.testing.admin import discover_bootstrap
+from tests.chaos.harness import ROOT, run
+from tests.chaos.inputs import ChaosConfig
 
 
 def _bootstrap(arg: str | None) -> str:
-    if arg:
-        return arg
-    for var in ("STREAMFLOW_TEST_BOOTSTRAP_SERVERS", "STREAMFLOW_BOOTSTRAP_SERVERS"):
-        if os.environ.get(var):
-            return os.environ[var]
-    env_file = ROOT / "deploy/local/.run/stack.env"
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            key, _, value = line.partition("=")
-            if key.strip() == "STREAMFLOW_BOOTSTRAP_SERVERS":
-                return value.strip()
-    sys.exit("chaos: no Kafka: give --bootstrap or set STREAMFLOW_TEST_BOOTSTRAP_SERVERS "
-             "(or start deploy/local/stack)")
+    found = arg or discover_bootstrap(ROOT)
+    if not found:
+        sys.exit("chaos: no Kafka: give --bootstrap or set STREAMFLOW_TEST_BOOTSTRAP_SERVERS "
+                 "(or start deploy/local/stack)")
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,6 @@ import os
 import random
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +24,11 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from tests.chaos.harness import (
-    PROCESSOR,
-    ChaosConfig,
-    InputProducer,
-    Inputs,
-    Report,
-    Verifier,
-    create_topics,
-    delete_topics,
-    run,
-)
+from streamflow.testing.admin import TopicAdmin
+from tests.chaos.harness import PROCESSOR, run
+from tests.chaos.inputs import ChaosConfig, InputProducer, Inputs
+from tests.chaos.model import model_outputs
+from tests.chaos.verifier import Report, Verifier
 
 pytestmark = pytest.mark.integration
 
@@ -87,29 +80,6 @@ def test_at_least_once_loses_nothing_under_the_same_chaos(
 
 
 # -- the verifier itself: fed hand-made outputs, it must see every planted fault -------------
-def _model_outputs(inputs: Inputs, window_ms: int) -> dict[str, list[tuple[str, Any, int]]]:
-    """What a correct run writes: (key, value, timestamp) per output, in order."""
-    out: dict[str, list[tuple[str, Any, int]]] = {"map": [], "repartition": [], "sums": [],
-                                                  "windows": []}
-    agg: dict[str, dict[str, int]] = {}
-    counts: Counter[tuple[str, int]] = Counter()
-    for i in range(inputs.total):
-        v = inputs.value(i)
-        out["map"].append((str(i), {"id": i, "user": v["user"], "double": 2 * v["amount"]},
-                           v["ts"]))
-        out["repartition"].append((v["user"], v, v["ts"]))
-        a = agg.get(v["user"], {"n": 0, "sum": 0, "last": -1})
-        agg[v["user"]] = a = {"n": a["n"] + 1, "sum": a["sum"] + v["amount"], "last": i}
-        out["sums"].append((v["user"], a, v["ts"]))
-        if not inputs.is_sentinel(i):
-            counts[(v["user"], v["ts"] - v["ts"] % window_ms)] += 1
-    for (user, start), n in counts.items():
-        out["windows"].append((f"{user}@{start}", {"user": user, "start": start,
-                                                   "end": start + window_ms, "count": n},
-                               start))
-    return out
-
-
 def test_verifier_catches_planted_duplicates_losses_and_an_open_transaction(
         kafka_bootstrap: str) -> None:
     app = f"chaos-selftest-{uuid.uuid4().hex[:6]}"
@@ -119,13 +89,14 @@ def test_verifier_catches_planted_duplicates_losses_and_an_open_transaction(
               "windows": f"{app}.windows",
               "repartition": f"{app}-{PROCESSOR}-by-user-repartition"}
     names = [t for k, t in topics.items() if k != "app"]
-    create_topics(kafka_bootstrap, names, cfg.partitions)
+    admin = TopicAdmin(kafka_bootstrap)
+    admin.create_topics(names, cfg.partitions)
     txn: Any = None
     try:
         now = int(time.time() * 1000)
         inputs = Inputs(cfg, now - now % cfg.window_ms)
         InputProducer(kafka_bootstrap, topics["in"], inputs, 0, inputs.total, 0).run()
-        model = _model_outputs(inputs, cfg.window_ms)
+        model = model_outputs(inputs, cfg.window_ms)
         # planted faults: a map output twice and one missing; a sum update skipped (its user's
         # later updates are then off the running sums); one window result twice
         model["map"].append(model["map"][5])
@@ -146,7 +117,7 @@ def test_verifier_catches_planted_duplicates_losses_and_an_open_transaction(
         assert txn.flush(30) == 0
 
         report = Report("exactly_once", cfg.seed, cfg.records, cfg.users, windows_checked=True)
-        Verifier(cfg, inputs, topics, report).run()
+        Verifier(cfg, inputs, topics, report, admin).run()
         text = report.details()
         assert report.duplicates["map"] == 1, text
         assert report.losses["map"] == 1, text
@@ -158,12 +129,12 @@ def test_verifier_catches_planted_duplicates_losses_and_an_open_transaction(
 
         alos = Report("at_least_once", cfg.seed, cfg.records, cfg.users, windows_checked=True)
         Verifier(ChaosConfig(**{**cfg.__dict__, "guarantee": "at_least_once"}), inputs, topics,
-                 alos).run()
+                 alos, admin).run()
         # under at-least-once the duplicates are notes, the losses still problems
         assert any("map: 1 inputs missing" in p for p in alos.problems), alos.details()
         assert not any("duplicate" in p for p in alos.problems), alos.details()
     finally:
         if txn is not None:
             txn.abort_transaction(30)
-        delete_topics(kafka_bootstrap, names)
+        admin.delete_topics(names)
 

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.chaos.harness import app_topics, delete_group, delete_topics
+from streamflow.testing.admin import TopicAdmin
 from tests.integration.kafka_helpers import StreamflowProcess, produce, read_all, write_module
 
 pytestmark = pytest.mark.integration
@@ -27,9 +27,9 @@ def app(kafka_bootstrap: str) -> Any:
     """A unique topology name; its internal topics and consumer groups go afterwards."""
     name = f"fence-{uuid.uuid4().hex[:8]}"
     yield name
-    delete_topics(kafka_bootstrap, app_topics(kafka_bootstrap, name, []))
-    for processor in ("copy", "count"):
-        delete_group(kafka_bootstrap, f"{name}.{processor}")
+    admin = TopicAdmin(kafka_bootstrap)
+    admin.delete_topics(admin.app_topics(name))
+    admin.delete_groups([f"{name}.{processor}" for processor in ("copy", "count")])
 
 
 # these scenarios need a transaction that stays open for the whole commit interval: no

@@ -86,7 +86,7 @@ def test_the_runtime_accepts_the_topics_that_create_made(
     app: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from streamflow.cli import load_topology
-    from streamflow.runtime.config import load_config
+    from streamflow.config import load_config
     from streamflow.runtime.topics import ensure_topics, processor_topics
 
     assert main(["topics", "create", app["module"]]) == 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streamflow.runtime.config import Config, ConfigError, load_config
+from streamflow.config import Config, ConfigError, load_config
 
 
 def write(tmp_path: Path, text: str, name: str = "streamflow.toml") -> Path:

@@ -7,12 +7,13 @@ import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from types import SimpleNamespace
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from streamflow.observability.health import HealthServer, worker_probe
+from streamflow.observability.status import WorkerStatus
 
 
 def _get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, Any] | None]:
@@ -102,20 +103,28 @@ class _Clock:
         return self.now
 
 
-def _worker(**attrs: Any) -> SimpleNamespace:
-    base: dict[str, Any] = {"processor": SimpleNamespace(name="enrich"), "worker_id": "0",
-                            "processed": 0, "assigned": []}
-    return SimpleNamespace(**{**base, **attrs})
+class _Worker:
+    """Stands in for a worker: its current status, changed field by field."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.status = WorkerStatus(**{"processor": "enrich", "worker_id": "0",
+                                      "last_loop": None, **fields})
+
+    def set(self, **changes: Any) -> None:
+        self.status = replace(self.status, **changes)
+
+    def __call__(self) -> WorkerStatus:
+        return self.status
 
 
 def test_worker_probe_is_alive_during_startup_grace_then_needs_loop_turns() -> None:
     clock = _Clock()
-    worker = _worker()
+    worker = _Worker()
     probe = worker_probe(worker, stale_after_s=30, clock=clock)
     assert probe()["alive"] is True and probe()["ready"] is False
     clock.now += 31
     assert probe()["alive"] is False  # never turned the loop
-    worker.last_loop = clock.now - 1
+    worker.set(last_loop=clock.now - 1)
     assert probe()["alive"] is True
     clock.now += 30.5
     assert probe()["alive"] is False  # the loop stalled
@@ -123,48 +132,33 @@ def test_worker_probe_is_alive_during_startup_grace_then_needs_loop_turns() -> N
 
 def test_worker_probe_is_ready_with_assigned_partitions_and_restored_state() -> None:
     clock = _Clock()
-    worker = _worker(last_loop=clock.now, assigned=[("orders", 0)], restoring=True,
-                     processed=7)
+    worker = _Worker(last_loop=clock.now, assigned=(("orders", 0),), restoring=True,
+                     ready=True, processed=7)
     probe = worker_probe(worker, stale_after_s=30, clock=clock)
     assert probe()["ready"] is False
     clock.now += 300  # a long restore does not make the worker look dead
     assert probe()["alive"] is True
-    worker.restoring = False
-    worker.last_loop = clock.now
+    worker.set(restoring=False, last_loop=clock.now)
     state = probe()
     assert state["ready"] is True
     assert state["processor"] == "enrich" and state["processed"] == 7 and state["assigned"] == 1
-    worker.assigned = []
+    worker.set(assigned=())
     assert probe()["ready"] is False
-
-
-def test_worker_probe_infers_a_restore_from_ready_false_after_the_loop_started() -> None:
-    """The worker sets ``ready = False`` while ``_on_assign`` restores stores (inside
-    ``consume()``, so the loop does not turn): that is not a dead worker."""
-    clock = _Clock()
-    worker = _worker(last_loop=clock.now, assigned=[("orders", 0)], ready=True)
-    probe = worker_probe(worker, stale_after_s=30, clock=clock)
-    assert probe()["ready"] is True
-    worker.ready = False
-    clock.now += 600
-    state = probe()
-    assert state["alive"] is True and state["ready"] is False and state["restoring"] is True
-    worker.ready = True
-    assert probe()["alive"] is False  # ready again but the loop no longer turns
+    worker.set(assigned=(("orders", 0),), ready=False)
+    assert probe()["ready"] is False  # assigned, but not yet opened
 
 
 def test_serve_worker_health_follows_the_health_port_setting() -> None:
     from streamflow.observability.health import serve_worker_health
-    from streamflow.runtime.config import Config, ConfigError
 
-    assert serve_worker_health(_worker(config=Config(health_port=0))) is None
+    assert serve_worker_health(_Worker(), 0, 30.0) is None
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(ConfigError, match=f"health_port {port}"):
-            serve_worker_health(_worker(config=Config(health_port=port)))
-    srv = serve_worker_health(_worker(config=Config(health_port=port), last_loop=None))
+        with pytest.raises(OSError):
+            serve_worker_health(_Worker(), port, 30.0)
+    srv = serve_worker_health(_Worker(), port, 30.0)
     assert srv is not None
     try:
         assert _get(port, "/healthz")[0] == 200

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 import streamflow as sf
 from streamflow.cli import main
+from streamflow.config import Config
 from streamflow.ops import k8s
-from streamflow.runtime.config import Config
 
 yaml = pytest.importorskip("yaml")
 

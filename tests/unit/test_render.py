@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import streamflow as sf
-from streamflow.plan.render import RENDERERS, describe_dot, describe_mermaid, describe_text
+from streamflow.dsl.render import RENDERERS, describe_dot, describe_mermaid, describe_text
 
 
 def route_by_region(record: sf.Record) -> str:

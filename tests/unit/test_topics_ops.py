@@ -12,9 +12,9 @@ import pytest
 
 import streamflow as sf
 from streamflow.cli import main
+from streamflow.config import Config
 from streamflow.kafka.client import TopicState
 from streamflow.ops import topics as ops_topics
-from streamflow.runtime.config import Config
 
 
 def _shop() -> sf.Topology:

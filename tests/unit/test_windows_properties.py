@@ -159,7 +159,7 @@ def run_with_commits(spec: Any, records: list[Rec], commits: set[int], crash: in
     processor = topology(spec, got, "final").processors["p"]
 
     def open_task() -> tuple[TaskState, Any]:
-        state = TaskState(processor, 0, Path(state_dir), "rocksdb", SerdeContext())
+        state = TaskState(processor.stores, 0, Path(state_dir), "rocksdb", SerdeContext())
         ctx = TaskContext("p", 0, lambda *a: None, SerdeContext(), state.stores)
         return state, compile_task(processor, ctx).entries["in"]
 

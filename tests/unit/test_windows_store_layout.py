@@ -32,11 +32,12 @@ def _processor(spec: Any) -> Any:
 
 class _Task:
     def __init__(self, spec: Any, tmp: Path) -> None:
-        self.state = TaskState(_processor(spec), 0, tmp, "memory", SerdeContext())
+        processor = _processor(spec)
+        self.state = TaskState(processor.stores, 0, tmp, "memory", SerdeContext())
         self.finals: list[tuple[bytes | None, bytes | None]] = []
         ctx = TaskContext("p", 0, lambda t, k, v, ts, h: self.finals.append((k, v)),
                           SerdeContext(), self.state.stores)
-        self.entry = compile_task(self.state.processor, ctx).entries["in"]
+        self.entry = compile_task(processor, ctx).entries["in"]
 
     def send(self, key: str, ts: int) -> None:
         self.entry(key.encode(), orjson.dumps({}), ts, None)

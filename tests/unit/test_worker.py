@@ -1,43 +1,81 @@
-"""Worker decisions that need no broker: how consumer errors are classified."""
+"""Worker decisions that need no broker: client settings, how consumer errors are
+classified, and a taken health port."""
 
 from __future__ import annotations
+
+import socket
+from typing import Any
 
 import pytest
 
 import streamflow as sf
+from streamflow.config import Config, ConfigError
 from streamflow.kafka import client
-from streamflow.runtime.config import Config
 from streamflow.runtime.worker import ConsumerFatal, Worker
+from streamflow.testing import TopologyTestDriver
 
 
-def _worker(guarantee: str) -> Worker:
+def _topology(guarantee: str) -> sf.Topology:
     topology = sf.Topology("unit")
     src = topology.topic("in", key=sf.String(), value=sf.Json(), external=True)
     out = topology.topic("out", key=sf.String(), value=sf.Json())
-    p = topology.processor("p", guarantee=guarantee)
-    p.stream(src).to(out)
-    return Worker(p, Config())
+    topology.processor("p", guarantee=guarantee).stream(src).to(out)
+    return topology
+
+
+class _ErrorEvent:
+    """A consumer error event, as the consumer hands them out among records."""
+
+    def __init__(self, err: Any) -> None:
+        self._err = err
+
+    def error(self) -> Any:
+        return self._err
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_fatal_consumer_error_stops_the_worker_as_consumer_fatal(guarantee: str) -> None:
     """Under exactly-once a KafkaException from produce restarts the transaction; a fatal
     consumer error must not be mistaken for one: it is a ConsumerFatal and stops the loop."""
-    w = _worker(guarantee)
-    with pytest.raises(ConsumerFatal):
-        w._consumer_error(client.KafkaError(client.KafkaError._FATAL, "gone", fatal=True))
+    with TopologyTestDriver(_topology(guarantee)) as driver:
+        engine = driver.engines["p"][0]
+        fatal = client.KafkaError(client.KafkaError._FATAL, "gone", fatal=True)
+        with pytest.raises(ConsumerFatal):
+            engine.process([_ErrorEvent(fatal)])
 
 
 def test_a_non_fatal_consumer_error_is_only_logged(caplog: pytest.LogCaptureFixture) -> None:
-    w = _worker("exactly_once")
-    w._consumer_error(client.KafkaError(client.KafkaError._TRANSPORT, "blip"))
-    assert "blip" in caplog.text
+    with TopologyTestDriver(_topology("exactly_once")) as driver:
+        driver.engines["p"][0].process(
+            [_ErrorEvent(client.KafkaError(client.KafkaError._TRANSPORT, "blip"))])
+        assert "blip" in caplog.text
+        driver.input("in").send({"n": 1}, key="k")
+        assert driver.output("out").read_values() == [{"n": 1}]
 
 
 def test_exactly_once_clients_disable_nagle_and_retry_transactions_soon() -> None:
-    w = _worker("exactly_once")
-    assert w._producer_conf["socket.nagle.disable"] is True
-    assert w._consumer_conf["socket.nagle.disable"] is True
-    assert w._producer_conf["retry.backoff.ms"] == 20
-    user = Worker(w.processor, Config(producer={"retry.backoff.ms": 7}))
-    assert user._producer_conf["retry.backoff.ms"] == 7  # the user's setting wins
+    p = _topology("exactly_once").processors["p"]
+    w = Worker(p, Config(), worker_id="3")
+    assert w.producer_conf["socket.nagle.disable"] is True
+    assert w.consumer_conf["socket.nagle.disable"] is True
+    assert w.producer_conf["retry.backoff.ms"] == 20
+    assert w.producer_conf["transactional.id"] == "unit.p-3"
+    user = Worker(p, Config(producer={"retry.backoff.ms": 7}))
+    assert user.producer_conf["retry.backoff.ms"] == 7  # the user's setting wins
+
+
+def test_at_least_once_producers_are_not_transactional() -> None:
+    w = Worker(_topology("at_least_once").processors["p"], Config())
+    assert "transactional.id" not in w.producer_conf
+    assert w.consumer_conf["partition.assignment.strategy"] == "cooperative-sticky"
+
+
+def test_a_taken_health_port_is_a_configuration_error_naming_the_setting() -> None:
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        w = Worker(_topology("at_least_once").processors["p"], Config(health_port=port))
+        with pytest.raises(ConfigError, match=f"health_port {port}"):
+            w.start()
+        w.close()

@@ -7,7 +7,7 @@ per partition, the open session per key and a heap of close times (``last + gap 
 lazily invalidated); a record ``gap`` or more after a key's session starts a new one (the old
 one is emitted at once: in-order data only, no merging). Nothing is durable (no changelog, no
 local database): what windowing costs when durability is free. Same consumer/producer loop as
-the other raw implementations. No sliding windows.
+the other raw implementations (:mod:`bench.impls.raw_loop`). No sliding windows.
 
 Environment: BENCH_WINDOW, BENCH_WINDOW_SIZE, BENCH_WINDOW_ADVANCE, BENCH_WINDOW_GRACE,
 BENCH_BOOTSTRAP, BENCH_INPUT, BENCH_OUTPUT, BENCH_GROUP, BENCH_BATCH (default 1000).
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import heapq
 import os
-import signal
 import sys
+from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Producer
+
+from bench.impls.raw_loop import RawLoop
 
 
 def main() -> int:
@@ -31,39 +32,10 @@ def main() -> int:
     grace = int(os.environ.get("BENCH_WINDOW_GRACE", "0"))
     if kind not in ("tumbling", "hopping", "session"):
         raise SystemExit(f"raw_confluent: no {kind} windows")
-    bootstrap = os.environ["BENCH_BOOTSTRAP"]
-    src = os.environ["BENCH_INPUT"]
-    dst = os.environ["BENCH_OUTPUT"]
-    batch = int(os.environ.get("BENCH_BATCH", "1000"))
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": os.environ["BENCH_GROUP"],
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": True,
-            "enable.partition.eof": False,
-            "fetch.queue.backoff.ms": 10,
-        }
-    )
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 5,
-            "compression.type": "none",
-            "queue.buffering.max.messages": 500_000,
-        }
-    )
-    running = True
-
-    def stop(_signum: int, _frame: object) -> None:
-        nonlocal running
-        running = False
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
+    loop = RawLoop("raw_confluent")
+    dst = loop.output
     loads, dumps = orjson.loads, orjson.dumps
-    produce, poll = producer.produce, producer.poll
+    produce = loop.producer.produce
     heappush, heappop = heapq.heappush, heapq.heappop
 
     def emit(key: bytes, start: int, end: int, count: int, total: int) -> None:
@@ -71,8 +43,7 @@ def main() -> int:
         try:
             produce(dst, out, key)
         except BufferError:
-            poll(0.05)
-            produce(dst, out, key)
+            loop.produce_slow(out, key)
 
     # per partition: [stream_time, buckets or sessions, heap]
     parts: dict[int, list] = {}
@@ -126,23 +97,18 @@ def main() -> int:
                 emit(k, s[0], s[1], s[2], s[3])
 
     step = session_window if kind == "session" else time_window
-    consumer.subscribe([src])
-    try:
-        while running:
-            for msg in consumer.consume(num_messages=batch, timeout=0.5):
-                if msg.error() is not None:
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        print(f"raw_confluent: consume error {msg.error()}", file=sys.stderr)
-                    continue
-                part = parts.get(msg.partition())
-                if part is None:
-                    part = parts[msg.partition()] = [-(1 << 62), {}, []]
-                step(part, msg.key(), msg.timestamp()[1], loads(msg.value())["amount"])
-            poll(0)
-    finally:
-        producer.flush(30)
-        consumer.close()
-    return 0
+
+    def on_batch(msgs: list[Any]) -> None:
+        for msg in msgs:
+            if msg.error() is not None:
+                loop.consume_error(msg)
+                continue
+            part = parts.get(msg.partition())
+            if part is None:
+                part = parts[msg.partition()] = [-(1 << 62), {}, []]
+            step(part, msg.key(), msg.timestamp()[1], loads(msg.value())["amount"])
+
+    return loop.run(on_batch)
 
 
 if __name__ == "__main__":

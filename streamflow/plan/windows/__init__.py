@@ -39,7 +39,8 @@ def build_window(w: Wiring, node: WindowAggregate) -> Step:
     elif isinstance(spec, Session):
         kind = Sessions(env, spec.gap, spec.grace)
     else:  # pragma: no cover - the DSL validates specs
-        raise TypeError(f"unknown window spec {spec!r}")
+        msg = f"unknown window spec {spec!r}"
+        raise TypeError(msg)
     step = make_step(env, kind)
     idle = spec.close_after_idle
     return step if idle is None else with_idle_close(env, kind, step, idle)

@@ -1,6 +1,8 @@
-"""What every window kind shares: the prologue gathered at compile time, stream time, the
-per-record step around a kind's ``add`` (skips, event time, closing, errors), per-key state
-and closing on wall-clock idleness."""
+"""What every window kind shares.
+
+The prologue gathered at compile time, stream time, the per-record step around a kind's ``add``
+(skips, event time, closing, errors), per-key state and closing on wall-clock idleness.
+"""
 
 from __future__ import annotations
 
@@ -36,8 +38,11 @@ def copy_agg(agg: Any) -> Any:
 
 
 def dict_key(key: Any, kb: bytes) -> Any:
-    """The in-memory dict key of a grouping key: str keys as themselves (hashing is cached,
-    no encoding per record), any other key by its store encoding (1, 1.0 and True differ)."""
+    """The in-memory dict key of a grouping key.
+
+    Str keys as themselves (hashing is cached, no encoding per record), any other key by its
+    store encoding (1, 1.0 and True differ).
+    """
     return key if type(key) is str else kb
 
 
@@ -46,8 +51,11 @@ def _identity(v: Any) -> Any:
 
 
 class StreamClock:
-    """A window step's stream time (the largest event time seen), kept in its store under
-    ``META_STREAM_TIME`` (put once per commit; the box is updated in place)."""
+    """A window step's stream time: the largest event time it has seen.
+
+    Kept in its store under ``META_STREAM_TIME`` (put once per commit; the box is updated in
+    place).
+    """
 
     __slots__ = ("_box", "_put", "_store", "_written", "now")
 
@@ -69,12 +77,14 @@ class StreamClock:
 
 
 class KeyWindows:
-    """One key's open windows: cells by start (the store entry of the key), the generation
-    of the store when the entry was last put (``written``) and whether the entry was created
-    since the last flush (``fresh_in``: that generation, else -1), when it can vanish from
-    the write-back cache instead of leaving a tombstone. ``starts`` (sliding windows and
-    sessions: starts in order) and ``times`` (sliding windows: the key's record times) are
-    kept by the kinds that need them."""
+    """One key's open windows.
+
+    Cells by start (the store entry of the key), the generation of the store when the entry was
+    last put (``written``) and whether the entry was created since the last flush (``fresh_in``:
+    that generation, else -1), when it can vanish from the write-back cache instead of leaving a
+    tombstone. ``starts`` (sliding windows and sessions: starts in order) and ``times`` (sliding
+    windows: the key's record times) are kept by the kinds that need them.
+    """
 
     __slots__ = ("fresh_in", "key", "prefix", "starts", "times", "wins", "written")
 
@@ -90,9 +100,11 @@ class KeyWindows:
 
 
 class WindowKind(Protocol):
-    """A window algorithm (time windows, sliding windows, sessions). ``due_at`` is at most
-    the earliest close (or expiry) time of its windows, ``NEVER`` when it has none: the
-    step calls ``close_due`` only once stream time reaches it."""
+    """A window algorithm (time windows, sliding windows, sessions).
+
+    ``due_at`` is at most the earliest close (or expiry) time of its windows, ``NEVER`` when it
+    has none: the step calls ``close_due`` only once stream time reaches it.
+    """
 
     due_at: int
 
@@ -155,9 +167,11 @@ class WindowEnv:
 
     def restored(self, close_time: Callable[[int, WindowCell], int]
                  ) -> Iterator[tuple[Any, KeyWindows]]:
-        """``(dict key, state)`` of the stored keys, without their windows closed before the
-        last commit (``close_time(start, cell)`` at most the stream time); keys left without
-        a window are deleted."""
+        """The stored keys as ``(dict key, state)``, without the windows closed before a restart.
+
+        A window is closed when ``close_time(start, cell)`` is at most the stream time; keys
+        left without a window are deleted.
+        """
         now = self.clock.now
         for skey, key, wins in self.loaded.keys:
             kw = KeyWindows(key, skey, wins)
@@ -172,11 +186,13 @@ class WindowEnv:
             yield dict_key(key, skey[4:]), kw
 
     def key_state(self, keys: dict[Any, KeyWindows], dk: Any, k: Any) -> KeyWindows:
-        """The state of the record key ``k`` (dict key ``dk``) in ``keys``, put into the
-        write-back cache as the caller is about to change it. A key without open windows
-        gets new state, fresh unless a change of its entry is still unflushed (a tombstone
-        must then reach the changelog). Callers first try ``keys.get(dk)`` and its
-        ``written`` themselves: this is the slow path, once per key and commit."""
+        """The state of the record key ``k`` (dict key ``dk``) in ``keys``.
+
+        It is put into the write-back cache, as the caller is about to change it. A key without
+        open windows gets new state, fresh unless a change of its entry is still unflushed (a
+        tombstone must then reach the changelog). Callers first try ``keys.get(dk)`` and its
+        ``written`` themselves: this is the slow path, once per key and commit.
+        """
         kw = keys.get(dk)
         store = self.store
         if kw is None:
@@ -187,8 +203,11 @@ class WindowEnv:
         return kw
 
     def touched(self, kw: KeyWindows) -> None:
-        """``kw``'s windows change: its entry goes into the write-back cache (once per
-        commit: later changes mutate the same dict)."""
+        """``kw``'s windows change.
+
+        Its entry goes into the write-back cache (once per commit: later changes mutate the same
+        dict).
+        """
         gen = self.store.generation
         if kw.written != gen:
             kw.written = gen
@@ -204,8 +223,11 @@ class WindowEnv:
 
 
 def make_step(env: WindowEnv, kind: WindowKind) -> Step:
-    """The step of a window aggregation: skip records without key or value, take the event
-    time, advance stream time (closing what is due), then let ``kind`` fold the record."""
+    """The step of a window aggregation.
+
+    Skip records without key or value, take the event time, advance stream time (closing what is
+    due), then let ``kind`` fold the record.
+    """
     metrics = env.metrics
     skipped = env.skipped_metric
     extractor = env.extractor

@@ -1,6 +1,8 @@
-"""Session windows: a key's records less than ``gap`` apart form one session ``[start, end]``
-(a record bridging two sessions merges them with the ``merger``); a session closes when
-stream time reaches ``end + gap + 1 + grace``.
+"""Session windows.
+
+A key's records less than ``gap`` apart form one session ``[start, end]`` (a record bridging two
+sessions merges them with the ``merger``); a session closes when stream time reaches
+``end + gap + 1 + grace``.
 
 A key's sessions are disjoint and kept with their starts in order; closing is indexed by a
 heap of ``(close time, store key, start, dict key)``. Extending a session does not touch the
@@ -126,8 +128,10 @@ class Sessions:
 
     def _merge(self, k: Any, dk: Any, kw: KeyWindows, j: int, v: Any, ts: int,
                h: Headers | None) -> None:
-        """Replace the sessions within ``gap`` of ``ts`` (the last is the ``j``-th) by one
-        session holding them and the record."""
+        """Replace the sessions within ``gap`` of ``ts`` by one holding them and the record.
+
+        The last of them is the ``j``-th.
+        """
         starts = kw.starts
         wins = kw.wins
         merged: list[int] = []

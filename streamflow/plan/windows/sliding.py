@@ -1,6 +1,7 @@
-"""Sliding windows of ``size`` ms (Kafka Streams' semantics): each record has a left window
-``[ts - size, ts]`` and, when a later record falls in it, a right window
-``(ts, ts + 1 + size]``; windows are only ever created from records, never empty.
+"""Sliding windows of ``size`` ms (Kafka Streams' semantics).
+
+Each record has a left window ``[ts - size, ts]`` and, when a later record falls in it, a right
+window ``(ts, ts + 1 + size]``; windows are only ever created from records, never empty.
 
 A closed sliding window stays (and keeps absorbing accepted records, without emitting) until
 it can no longer seed a new window — new windows start from a copy of an existing window
@@ -94,8 +95,10 @@ class SlidingWindows:
         return max(c[0] for c in self.closing) if self.closing else None
 
     def _source(self, kw: KeyWindows, lo: int, hi: int) -> tuple[Any, int]:
-        """A copy of the aggregate over the records in ``[lo, hi]`` (before the current
-        record), taken from the existing window holding exactly those records."""
+        """A copy of the aggregate over the records in ``[lo, hi]`` before the current one.
+
+        Taken from the existing window holding exactly those records.
+        """
         times = kw.times
         size = self.size
         i = bisect_left(times, lo)
@@ -116,14 +119,17 @@ class SlidingWindows:
             if bisect_left(times, s) == i and bisect_right(times, s + size) == j:
                 cell = kw.wins[s]
                 return copy_agg(cell.agg), cell.max_ts
-        raise RuntimeError(
+        msg = (
             f"sliding window state of {kw.key!r} has no window holding the records in "
             f"[{lo}, {hi}]; this is a bug in streamflow, please report it"
         )
+        raise RuntimeError(msg)
 
     def _created(self, kw: KeyWindows, ts: int) -> list[tuple[int, Any, int, bool]]:
-        """The windows a record at ``ts`` creates, seeded from the state before it:
-        ``(start, aggregate, max_ts, holds the record)``."""
+        """The windows a record at ``ts`` creates, seeded from the state before it.
+
+        ``(start, aggregate, max_ts, holds the record)``.
+        """
         size = self.size
         wins = kw.wins
         times = kw.times

@@ -1,5 +1,7 @@
-"""Tumbling and hopping windows: ``[start, start + size)`` every ``advance`` ms (tumbling:
-``advance == size``), closing when stream time reaches ``end + grace``.
+"""Tumbling and hopping windows.
+
+``[start, start + size)`` every ``advance`` ms (tumbling: ``advance == size``), closing when
+stream time reaches ``end + grace``.
 
 Windows of one key sharing a close time share a start, so the open windows are indexed by
 close time in buckets (a heap of the buckets' close times): closing is ``O(closed windows)``
@@ -87,8 +89,10 @@ class TimeWindows:
             s += adv
 
     def close_due(self, now: int) -> None:
-        """Close the windows whose close time is at most ``now``, in store-key order within a
-        close time (the same order after a restart)."""
+        """Close the windows whose close time is at most ``now``.
+
+        In store-key order within a close time (the same order after a restart).
+        """
         closes = self.closes
         if not closes or closes[0] > now:
             return

@@ -1,6 +1,7 @@
 """Stateless scenario as a streamflow topology.
 
-Launched by the harness as ``python -m streamflow run bench.impls.streamflow_topology`` with
+Launched by the harness as
+``python -m streamflow run bench.impls.stateless.streamflow_topology`` with
 STREAMFLOW_BOOTSTRAP_SERVERS, BENCH_INPUT, BENCH_OUTPUT and BENCH_APP (unique per run: the
 consumer group derives from topology name + processor name, so a fresh name starts from the
 earliest offset).

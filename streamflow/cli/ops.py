@@ -1,8 +1,8 @@
-"""The ``check``, ``topics`` and ``deploy`` subcommands, and ``describe --format png|svg``.
+"""``streamflow check``, ``topics`` and ``deploy``: load, call :mod:`streamflow.ops`, print.
 
-:func:`add_commands` registers the subcommands on ``streamflow``'s argument parser; each
-``cmd_*`` function loads the topology and configuration, calls into :mod:`streamflow.ops`,
-prints, and returns an exit code (see :mod:`streamflow.cli`).
+Each ``cmd_*`` function returns an exit code or raises a
+:class:`~streamflow.errors.StreamflowError` (whose ``exit_code`` :func:`streamflow.cli.main`
+returns).
 """
 
 from __future__ import annotations
@@ -11,38 +11,28 @@ import argparse
 import sys
 from typing import Any
 
-from streamflow.cli import (
-    EXIT_CONFIG,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
-    CliError,
-    load_topology,
-)
+from streamflow.cli.common import CONFIG_HELP, CliError, err, failing, warn
+from streamflow.config import Config, load_config
 from streamflow.dsl.topology import Topology, TopologyError
+from streamflow.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from streamflow.ops.check import Problem, check_topology
+from streamflow.ops.load import load_topology
+from streamflow.ops.state_names import orphan_fix, state_diff, unnamed_state
 
-__all__ = ["add_commands", "cmd_check", "cmd_deploy_k8s", "cmd_topics", "describe_image"]
-
-_CONFIG_HELP = "TOML config file (else $STREAMFLOW_CONFIG); STREAMFLOW_* variables override it"
-
-
-def _err(message: str) -> None:
-    print(f"streamflow: error: {message}", file=sys.stderr)
-
-
-def _warn(message: str) -> None:
-    print(f"streamflow: warning: {message}", file=sys.stderr)
+__all__ = ["add_commands", "cmd_check", "cmd_deploy_k8s", "cmd_topics"]
 
 
 # -- check ------------------------------------------------------------------------------------
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """``streamflow check MODULE``: one line per problem with its fix; exit 3 if any."""
-    from streamflow.kafka.registry import RegistryError, make_registry_client
-    from streamflow.ops.check import check_topology
-    from streamflow.runtime.config import load_config
+    """``streamflow check MODULE``: one line per problem with its fix; exit 3 if any.
+
+    Stateful steps named by position are warnings (problems with ``--strict``);
+    ``--against-cluster`` adds the state a deploy would orphan (problems) and the internal
+    topics it would create (notes).
+    """
+    from streamflow.kafka.registry import make_registry_client
 
     config = load_config(args.config)
     try:
@@ -57,20 +47,58 @@ def cmd_check(args: argparse.Namespace) -> int:
             registry = make_registry_client(dict(config.schema_registry))
         except ValueError as e:
             raise CliError(str(e)) from e
-    try:
+    with failing("schema check failed"):
         result = check_topology(topology, registry, schemas_dir=config.schemas_dir)
-    except RegistryError as e:
-        _err(f"schema check failed: {e}")
-        return EXIT_UNREACHABLE
-    for p in result.problems:
+    problems, notes = list(result.problems), list(result.notes)
+    warnings = [Problem("unnamed-state", s.message(), s.advice())
+                for s in unnamed_state(topology)]
+    if args.strict:
+        problems += warnings
+        warnings = []
+    if args.against_cluster:
+        orphaned, creates = _against_cluster(topology, config)
+        problems += orphaned
+        notes += creates
+    for p in problems:
         print(f"problem: {p}")
-    for note in result.notes:
+    for w in warnings:
+        print(f"warning: {w}")
+    for note in notes:
         print(f"note: {note}")
-    if result.ok:
-        print(f"OK: {result.summary}")
+    if not problems:
+        more = f" ({len(warnings)} warning(s); --strict makes them problems)" if warnings else ""
+        print(f"OK: {result.summary}{more}")
         return EXIT_OK
-    print(f"{len(result.problems)} problem(s) in {result.summary}")
+    print(f"{len(problems)} problem(s) in {result.summary}")
     return EXIT_CONFIG
+
+
+def _against_cluster(topology: Topology, config: Config) -> tuple[list[Problem], list[str]]:
+    """Problems for state the cluster holds that this version would orphan.
+
+    Notes for the internal topics it would create.
+    """
+    from streamflow.kafka import client
+
+    admin = client.make_admin(config.client_conf())
+    try:
+        names = client.topic_names(admin, config.startup_timeout_s)
+    except client.Unreachable as e:
+        msg = (
+            f"--against-cluster: cannot reach Kafka at {config.bootstrap_servers}: "
+            f"{e}"
+        )
+        raise CliError(msg, e.exit_code) from e
+    diff = state_diff(topology, names)
+    problems = [Problem("orphaned-state",
+                        f"topic {t!r} in the cluster holds state of topology "
+                        f"{topology.name!r} that this version no longer uses: a deploy would "
+                        "orphan it", orphan_fix(topology, t))
+                for t in diff.orphaned]
+    notes = [f"a deploy would create internal topic {t!r}" for t in diff.to_create]
+    notes.append(f"cluster at {config.bootstrap_servers}: {len(diff.kept)} internal topic(s) "
+                 f"kept, {len(diff.to_create)} to create, {len(diff.orphaned)} orphaned")
+    return problems, notes
 
 
 # -- topics -----------------------------------------------------------------------------------
@@ -80,7 +108,6 @@ def cmd_topics(args: argparse.Namespace) -> int:
     """``streamflow topics create|describe|delete MODULE``."""
     from streamflow.kafka import client
     from streamflow.ops import topics as ops_topics
-    from streamflow.runtime.config import load_config
 
     config = load_config(args.config)
     topology = load_topology(args.module)
@@ -114,7 +141,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
         if not args.yes:
             for n in names:
                 print(f"would delete {n}")
-            _err("nothing deleted: add --yes to delete these topics and their data")
+            err("nothing deleted: add --yes to delete these topics and their data")
             return EXIT_USAGE
         deleted, absent = ops_topics.delete(admin, names, config)
         for n in deleted:
@@ -123,10 +150,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
             print(f"absent  {n}")
         return EXIT_OK
     except client.Unreachable as e:
-        _err(f"cannot reach Kafka at {config.bootstrap_servers}: {e}")
+        err(f"cannot reach Kafka at {config.bootstrap_servers}: {e}")
         return EXIT_UNREACHABLE
     except client.KafkaException as e:
-        _err(f"Kafka refused: {e}")
+        err(f"Kafka refused: {e}")
         return EXIT_FAILED
 
 
@@ -136,45 +163,22 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_deploy_k8s(args: argparse.Namespace) -> int:
     """``streamflow deploy k8s MODULE``: print or write Kubernetes manifests."""
     from streamflow.ops import k8s
-    from streamflow.runtime.config import load_config
 
     if args.replicas < 1:
-        raise CliError("--replicas must be at least 1", EXIT_USAGE)
+        msg = "--replicas must be at least 1"
+        raise CliError(msg, EXIT_USAGE)
     config = load_config(args.config)
     topology = load_topology(args.module)
     opts = k8s.K8sOptions(image=args.image, namespace=args.namespace, replicas=args.replicas,
                           storage=args.storage, storage_class=args.storage_class)
     rendered = k8s.render(topology, args.module, opts, config)
     for w in rendered.warnings:
-        _warn(w)
+        warn(w)
     if args.output in (None, "-"):
         sys.stdout.write(rendered.yaml())
     else:
         for path in k8s.write(rendered, args.output):
             print(f"wrote {path}", file=sys.stderr)
-    return EXIT_OK
-
-
-# -- describe --format png|svg ---------------------------------------------------------------
-
-
-def describe_image(topology: Topology, fmt: str, output: str | None) -> int:
-    """Draw the DAG with Graphviz into ``output`` (a file, or stdout when not a terminal)."""
-    from streamflow.ops.draw import GraphvizError, render_image
-
-    if output in (None, "-") and sys.stdout.isatty():
-        raise CliError(f"refusing to write {fmt.upper()} to a terminal: use --output FILE "
-                       "or redirect stdout", EXIT_USAGE)
-    try:
-        data = render_image(topology, fmt)
-    except GraphvizError as e:
-        raise CliError(str(e)) from e
-    if output in (None, "-"):
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    else:
-        with open(output, "wb") as f:
-            f.write(data)
     return EXIT_OK
 
 
@@ -190,12 +194,21 @@ def add_commands(sub: Any) -> None:
         "internal topic names must not collide; processors must not form cycles unless "
         "Topology(..., allow_cycles=True); Avro schemas must be compatible with the "
         "registry (skipped when no registry is configured); joined topics must be "
-        "co-partitioned. Prints one line per problem with how to fix it.",
+        "co-partitioned. Prints one line per problem with how to fix it. Stateful steps "
+        "(count, reduce, aggregate, windowed ones, group_by) without name= are warnings: "
+        "their state is named by position and moves when a step is inserted before them.",
         epilog="Exit codes: 0 no problems, 3 problems found (or the topology cannot be "
-        "loaded), 4 schema registry unreachable.",
+        "loaded; with --against-cluster: state a deploy would orphan), 4 schema registry "
+        "(or, with --against-cluster, Kafka) unreachable.",
     )
     chk.add_argument("module", metavar="MODULE[:ATTR]")
-    chk.add_argument("--config", "-c", help=_CONFIG_HELP)
+    chk.add_argument("--config", "-c", help=CONFIG_HELP)
+    chk.add_argument("--strict", action="store_true",
+                     help="stateful steps without an explicit name= are problems, not warnings")
+    chk.add_argument("--against-cluster", action="store_true",
+                     help="compare the topology's changelog and repartition topics with the "
+                     "cluster's (bootstrap servers from the configuration): list the state a "
+                     "deploy would orphan (a problem) and the topics it would create")
     chk.set_defaults(func=cmd_check)
 
     topics = sub.add_parser(
@@ -226,7 +239,7 @@ def add_commands(sub: Any) -> None:
     for action, short, long, epilog in specs:
         p = actions.add_parser(action, help=short, description=long, epilog=epilog)
         p.add_argument("module", metavar="MODULE[:ATTR]")
-        p.add_argument("--config", "-c", help=_CONFIG_HELP)
+        p.add_argument("--config", "-c", help=CONFIG_HELP)
         if action == "delete":
             p.add_argument("--yes", action="store_true", help="really delete (data is lost)")
             p.add_argument("--include-external", action="store_true",
@@ -254,9 +267,5 @@ def add_commands(sub: Any) -> None:
     k.add_argument("--storage-class", help="storageClassName of the state volumes")
     k.add_argument("--output", "-o", default="-",
                    help="directory to write one file per processor into, or - for stdout")
-    k.add_argument("--config", "-c", help=_CONFIG_HELP)
+    k.add_argument("--config", "-c", help=CONFIG_HELP)
     k.set_defaults(func=cmd_deploy_k8s)
-
-    from streamflow.ops.schemas import add_schemas_command  # schemas check|register
-
-    add_schemas_command(sub)

@@ -31,8 +31,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from streamflow.errors import ConfigurationError
 
-class ConfigError(ValueError):
+
+class ConfigError(ConfigurationError, ValueError):
     """The configuration is invalid; the message names the setting."""
 
 
@@ -72,7 +74,7 @@ class Config:
         return str(url) if url else None
 
     def client_conf(self) -> dict[str, Any]:
-        """librdkafka settings shared by every client."""
+        """The librdkafka settings shared by every client."""
         return {"bootstrap.servers": self.bootstrap_servers, **self.kafka}
 
     def with_overrides(self, **changes: Any) -> Config:
@@ -113,7 +115,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             return raw
     except ValueError:
         pass
-    raise ConfigError(f"setting {name!r} ({source}) must be {_KINDS[kind]}, got {raw!r}")
+    msg = f"setting {name!r} ({source}) must be {_KINDS[kind]}, got {raw!r}"
+    raise ConfigError(msg)
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -127,26 +130,29 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         try:
             data = tomllib.loads(p.read_text())
         except FileNotFoundError:
-            raise ConfigError(f"config file {str(p)!r} does not exist") from None
+            msg = f"config file {str(p)!r} does not exist"
+            raise ConfigError(msg) from None
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+            msg = f"config file {str(p)!r} is not valid TOML: {e}"
+            raise ConfigError(msg) from None
         unknown = set(data) - {"streamflow", *_TABLES}
         if unknown:
-            raise ConfigError(
+            msg = (
                 f"unknown section(s) {sorted(unknown)} in {str(p)!r}; known: "
                 f"[streamflow], {', '.join(f'[{t}]' for t in _TABLES)}"
             )
+            raise ConfigError(msg)
         for section in ("streamflow", *_TABLES):
             if not isinstance(data.get(section, {}), dict):
-                raise ConfigError(
-                    f"{section!r} in {str(p)!r} must be a [{section}] table of settings"
-                )
+                msg = f"{section!r} in {str(p)!r} must be a [{section}] table of settings"
+                raise ConfigError(msg)
         for key, val in data.get("streamflow", {}).items():
             if key not in _SCALARS:
-                raise ConfigError(
+                msg = (
                     f"unknown setting {key!r} in [streamflow] of {str(p)!r}; "
                     f"known: {', '.join(sorted(_SCALARS))}"
                 )
+                raise ConfigError(msg)
             values[key] = _coerce(key, val, f"[streamflow] of {str(p)!r}")
         for t in _TABLES:
             tables[t].update({str(k): v for k, v in data.get(t, {}).items()})

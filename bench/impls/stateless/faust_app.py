@@ -1,6 +1,6 @@
 """Stateless scenario on Faust (faust-streaming): one agent, its JSON codec (orjson-backed).
 
-Run with ``bench/.venvs/faust/bin/python bench/impls/faust_app.py worker -l warn``.
+Run with ``bench/.venvs/faust/bin/python bench/impls/stateless/faust_app.py worker -l warn``.
 The web server is disabled (no port needed); the leader-assignor topic is disabled so the
 app only touches the harness's topics. Stops on SIGTERM (mode's worker handles it).
 Environment: BENCH_BOOTSTRAP, BENCH_INPUT, BENCH_OUTPUT, BENCH_GROUP, BENCH_STATE_DIR,

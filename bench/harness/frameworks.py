@@ -1,0 +1,144 @@
+"""The implementations under test: how to probe and start each framework, in which
+interpreter (the project's .venv for raw and streamflow, bench/.venvs/ for the peers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.harness import BENCH, IMPLS, ROOT
+from bench.scenarios import Scenario
+
+VERSIONS_SNIPPET = r"""
+import importlib.metadata as m, json, sys
+out = {"python": sys.version.split()[0]}
+for d in @DISTS@:
+    try:
+        out[d] = m.version(d)
+    except m.PackageNotFoundError:
+        pass
+try:
+    import confluent_kafka
+    out["librdkafka"] = confluent_kafka.libversion()[0]
+except Exception:
+    pass
+@EXTRA@
+print(json.dumps(out))
+"""
+
+STREAMFLOW_PROBE = r"""
+import importlib.util, os
+os.environ.setdefault("BENCH_INPUT", "probe-in")
+os.environ.setdefault("BENCH_OUTPUT", "probe-out")
+import streamflow
+missing = [n for n in ("Topology", "String", "Json") if not hasattr(streamflow, n)]
+if missing:
+    raise SystemExit("streamflow lacks " + ", ".join(missing))
+import importlib
+importlib.import_module(@MODULE@)
+if importlib.util.find_spec("streamflow.__main__") is not None:
+    out["launcher"] = "module"
+elif importlib.util.find_spec("streamflow.cli") is not None:
+    import streamflow.cli
+    if not hasattr(streamflow.cli, "main"):
+        raise SystemExit("streamflow.cli has no main()")
+    out["launcher"] = "cli"
+else:
+    raise SystemExit("no streamflow CLI (streamflow.__main__ or streamflow.cli.main)")
+"""
+
+
+@dataclass(frozen=True)
+class Framework:
+    name: str
+    python: Path
+    dists: tuple[str, ...]
+    setup_hint: str
+
+    def probe(self, scenario: Scenario) -> tuple[dict[str, str] | None, str]:
+        """Return (versions, "") if runnable here, else (None, reason)."""
+        if not self.python.exists():
+            return None, f"{self.python} missing ({self.setup_hint})"
+        extra = ""
+        if self.name == "streamflow":
+            extra = STREAMFLOW_PROBE.replace(
+                "@MODULE@", repr(impl_module(scenario.impls[self.name]))
+            )
+        code = VERSIONS_SNIPPET.replace("@DISTS@", repr(list(self.dists))).replace("@EXTRA@", extra)
+        proc = subprocess.run(
+            [str(self.python), "-c", code],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            return None, (lines[-1] if lines else f"probe exited {proc.returncode}")
+        return json.loads(proc.stdout.strip().splitlines()[-1]), ""
+
+    def command(self, scenario: Scenario, versions: dict[str, str]) -> list[str]:
+        target = scenario.impls[self.name]
+        py = str(self.python)
+        if self.name == "streamflow":
+            module = impl_module(target)
+            if versions.get("launcher") == "module":
+                return [py, "-m", "streamflow", "run", module]
+            return [
+                py,
+                "-c",
+                "import sys; from streamflow.cli import main; sys.exit(main())",
+                "run",
+                module,
+            ]
+        script = str(IMPLS / target)
+        if self.name == "faust":
+            return [py, script, "worker", "-l", "info"]
+        return [py, script]
+
+
+def impl_module(target: str) -> str:
+    return "bench.impls." + target.removesuffix(".py").replace("/", ".")
+
+
+MAIN_PY = ROOT / ".venv" / "bin" / "python"
+FRAMEWORKS: dict[str, Framework] = {
+    f.name: f
+    for f in (
+        Framework("raw", MAIN_PY, ("confluent-kafka", "orjson"), "create the project .venv"),
+        Framework(
+            "streamflow",
+            MAIN_PY,
+            ("streamflow", "confluent-kafka", "orjson"),
+            "create the project .venv",
+        ),
+        Framework(
+            "quix",
+            BENCH / ".venvs" / "quix" / "bin" / "python",
+            ("quixstreams", "confluent-kafka", "orjson"),
+            "run bench/setup_peers.sh",
+        ),
+        Framework(
+            "faust",
+            BENCH / ".venvs" / "faust" / "bin" / "python",
+            ("faust-streaming", "aiokafka", "orjson"),
+            "run bench/setup_peers.sh",
+        ),
+    )
+}
+
+
+def version_label(name: str, versions: dict[str, str] | None) -> str:
+    if not versions:
+        return ""
+    keys = {
+        "raw": ["confluent-kafka", "librdkafka"],
+        "streamflow": ["streamflow", "confluent-kafka", "librdkafka"],
+        "quix": ["quixstreams", "confluent-kafka", "librdkafka"],
+        "faust": ["faust-streaming", "aiokafka"],
+    }.get(name, [])
+    return ", ".join(f"{k} {versions[k]}" for k in keys if k in versions)

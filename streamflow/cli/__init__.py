@@ -1,0 +1,77 @@
+"""The ``streamflow`` command line.
+
+Exit codes: 0 success; 1 the processor failed while running (a record under
+``on_error="fail"``, a delivery failure); 2 bad usage; 3 bad configuration or topology
+(module not found, invalid topology, topic mismatch); 4 Kafka or the schema registry
+unreachable. Each comes from the :class:`~streamflow.errors.StreamflowError` that stopped
+the command (its ``exit_code``).
+
+The commands live in :mod:`streamflow.cli.run` (``run``, ``describe``),
+:mod:`streamflow.cli.ops` (``check``, ``topics``, ``deploy``) and
+:mod:`streamflow.cli.schemas` (``schemas``); they call :mod:`streamflow.ops`, which returns
+data and raises errors, and print the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from streamflow.cli import ops, run, schemas
+from streamflow.cli.common import CliError, err
+from streamflow.dsl.topology import TopologyError
+from streamflow.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    StreamflowError,
+)
+from streamflow.ops.load import load_topology
+
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "CliError",
+    "build_parser",
+    "load_topology",
+    "main",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (``streamflow --help``)."""
+    parser = argparse.ArgumentParser(
+        prog="streamflow",
+        description="Kafka-native stream processing: run, describe and check topologies.",
+        epilog="Exit codes: 0 ok, 1 processing failed, 2 usage, 3 configuration or topology "
+        "error, 4 Kafka or registry unreachable.",
+    )
+    parser.add_argument("--version", action="version", version="streamflow 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run.add_commands(sub)
+    ops.add_commands(sub)
+    schemas.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``streamflow`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "workers", 1) < 1:
+        parser.error("--workers must be at least 1")
+    try:
+        return int(args.func(args))
+    except StreamflowError as e:
+        err(f"invalid topology: {e}" if isinstance(e, TopologyError) else str(e))
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""What every ``streamflow`` command shares: its error, messages and logging set-up."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from streamflow.errors import EXIT_CONFIG, StreamflowError
+
+__all__ = ["CONFIG_HELP", "CliError", "err", "failing", "setup_logging", "warn"]
+
+CONFIG_HELP = "TOML config file (else $STREAMFLOW_CONFIG); STREAMFLOW_* variables override it"
+
+
+class CliError(StreamflowError):
+    """An error reported to the user as one message and an exit code (default 3)."""
+
+    def __init__(self, message: str, code: int = EXIT_CONFIG) -> None:
+        super().__init__(message, exit_code=code)
+
+
+def err(message: str) -> None:
+    """Print ``streamflow: error: MESSAGE`` to stderr."""
+    print(f"streamflow: error: {message}", file=sys.stderr)
+
+
+def warn(message: str) -> None:
+    """Print ``streamflow: warning: MESSAGE`` to stderr."""
+    print(f"streamflow: warning: {message}", file=sys.stderr)
+
+
+@contextmanager
+def failing(what: str) -> Iterator[None]:
+    """Re-raise a :class:`StreamflowError` with ``what: `` before its message, same exit code."""
+    try:
+        yield
+    except StreamflowError as e:
+        msg = f"{what}: {e}"
+        raise CliError(msg, e.exit_code) from e
+
+
+def setup_logging(level: str, prefix: str) -> None:
+    """Log to stderr, each line tagged with ``prefix`` (which worker or supervisor)."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format=f"%(asctime)s %(levelname)-7s [{prefix}] %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("httpx", "httpx2", "httpcore"):  # one INFO line per registry request
+        logging.getLogger(noisy).setLevel(logging.WARNING)

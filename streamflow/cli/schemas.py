@@ -1,0 +1,104 @@
+"""``streamflow schemas check|register MODULE``: print :mod:`streamflow.ops.schemas`' reports."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from streamflow.cli.common import CONFIG_HELP, CliError, failing
+from streamflow.config import load_config
+from streamflow.errors import EXIT_CONFIG, EXIT_OK
+from streamflow.ops.load import load_topology
+from streamflow.ops.schemas import SubjectReport, check_schemas, register_schemas
+from streamflow.runtime.contracts import avro_sides
+from streamflow.serde import SerdeContext
+
+__all__ = ["add_commands", "cmd_schemas"]
+
+
+
+def _summary(reports: list[SubjectReport]) -> str:
+    counts: dict[str, int] = {}
+    for r in reports:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    parts = ", ".join(f"{n} {status.lower()}" for status, n in counts.items())
+    return f"{len(reports)} subject(s): {parts}"
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    """``streamflow schemas check|register MODULE``; returns the exit code."""
+    from streamflow.kafka.registry import make_registry_client
+
+    config = load_config(args.config)
+    topology = load_topology(args.module)
+    if not avro_sides(topology):
+        print(f"topology {topology.name!r} has no Avro topics: nothing to {args.action}")
+        return EXIT_OK
+    if not config.registry_url:
+        msg = (
+            "no schema registry configured: set STREAMFLOW_SCHEMA_REGISTRY_URL or "
+            "[schema_registry] url in the config file"
+        )
+        raise CliError(msg)
+    try:
+        registry = make_registry_client(dict(config.schema_registry))
+    except ValueError as e:
+        raise CliError(str(e)) from e
+    ctx = SerdeContext(registry_factory=lambda: registry, schemas_dir=Path(config.schemas_dir))
+    try:
+        with failing(f"schemas {args.action} failed"):
+            if args.action == "check":
+                reports = check_schemas(topology, registry, ctx, module=args.module,
+                                        include_external=args.include_external)
+            else:
+                reports = register_schemas(topology, ctx,
+                                           include_external=args.include_external)
+    finally:
+        registry.close()
+    print(f"topology {topology.name!r}: Avro subjects against the schema registry at "
+          f"{registry.url}")
+    for r in reports:
+        print(r.render())
+    failed = [r for r in reports if r.failed]
+    print(_summary(reports))
+    if failed:
+        what = "incompatible or invalid" if args.action == "check" else "refused or invalid"
+        print(f"{len(failed)} subject(s) {what}: see above")
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+def add_commands(sub: Any) -> None:
+    """Register ``schemas check`` and ``schemas register`` on the ``streamflow`` subparsers."""
+    schemas = sub.add_parser(
+        "schemas", help="compare a topology's Avro schemas with the registry, or register them",
+        description="Avro contracts of a topology against the schema registry.",
+    )
+    actions = schemas.add_subparsers(dest="action", metavar="ACTION", required=True)
+    specs = [
+        ("check", "compare every Avro subject with the registry",
+         "For every Avro key and value of the topology's topics, compare the declared schema "
+         "with its subject: topics the topology owns must pass the subject's compatibility "
+         "level (BACKWARD, FORWARD, FULL, their _TRANSITIVE forms, NONE) against the "
+         "registered versions; topics it reads (and external ones) must be readable, i.e. "
+         "the declared schema reads the latest registered version. Unregistered subjects "
+         "are NEW (fine). One line per subject; what breaks is listed (field, change, why).",
+         "Exit codes: 0 every subject ok or new, 3 a subject is incompatible (or a schema "
+         "invalid, or no registry configured), 4 schema registry unreachable."),
+        ("register", "register every Avro subject's declared schema",
+         "Register the declared schema of every Avro key and value of the topology's topics "
+         "under its subject (whatever auto_register says). External topics are skipped: "
+         "their producers own those subjects (--include-external registers them too).",
+         "Exit codes: 0 registered (or already there), 3 the registry refused a schema (its "
+         "message and the explanation are shown) or no registry configured, 4 schema "
+         "registry unreachable."),
+    ]
+    for action, short, long, epilog in specs:
+        p = actions.add_parser(action, help=short, description=long, epilog=epilog)
+        p.add_argument("module", metavar="MODULE[:ATTR]")
+        p.add_argument("--config", "-c", help=CONFIG_HELP)
+        p.add_argument("--include-external", action="store_true",
+                       help="also apply the compatibility level to / register the subjects "
+                       "of topics declared external=True")
+        p.set_defaults(func=cmd_schemas)

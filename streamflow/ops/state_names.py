@@ -1,0 +1,148 @@
+"""Stable state names: stateful steps named by position, and state a deploy would orphan.
+
+Stores, changelog topics (``<topology>-<processor>-<store>-changelog``) and repartition
+topics (``<topology>-<processor>-<step>-repartition``) are named after their steps. A step
+given no ``name=`` is named ``<kind>-<n>`` in declaration order, so inserting a step before
+it in a new version renames its state, and the deployed state is silently left behind.
+
+:func:`unnamed_state` lists such steps (``streamflow check`` warns, ``--strict`` fails,
+``streamflow run`` logs them once). A table read with ``topology.table(topic)`` is named
+after its topic, which does not move, so it is not listed.
+
+:func:`state_diff` compares this version's internal topics with those in the cluster
+(``streamflow check --against-cluster``).
+
+>>> import streamflow as sf
+>>> t = sf.Topology("shop")
+>>> orders = t.topic("orders", external=True)
+>>> _ = t.processor("totals").stream(orders).group_by_key().count()
+>>> [(s.step, s.topic) for s in unnamed_state(t)]
+[('count-1', 'shop-totals-count-1-changelog')]
+>>> d = state_diff(t, ["orders", "shop-totals-count-changelog"])
+>>> d.orphaned, d.to_create
+(['shop-totals-count-changelog'], ['shop-totals-count-1-changelog'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from streamflow.dsl.nodes import Aggregate, Source, WindowAggregate
+from streamflow.dsl.topology import Processor, Topology
+
+__all__ = ["StateDiff", "UnnamedState", "orphan_fix", "state_diff", "unnamed_state"]
+
+_SUFFIXES = ("-changelog", "-repartition")
+
+
+@dataclass(frozen=True)
+class UnnamedState:
+    """A stateful step of ``processor`` whose ``step`` name was derived by position.
+
+    So was its ``topic``; ``fix`` is the call that names it as it is named today.
+    """
+
+    processor: str
+    step: str
+    what: str  # "store and changelog topic" or "repartition topic"
+    topic: str
+    fix: str
+
+    def message(self) -> str:
+        """Which step, and what its derived name names."""
+        return (f"processor {self.processor!r}: step {self.step!r} has no explicit name, so "
+                f"its {self.what} {self.topic!r} is named by position and moves when a step "
+                "is inserted before it (orphaning the deployed state)")
+
+    def advice(self) -> str:
+        """What to write."""
+        return f"name the step explicitly; {self.fix} keeps today's state"
+
+    def warning(self) -> str:
+        """One line: :meth:`message` and :meth:`advice`."""
+        return f"{self.message()}. Fix: {self.advice()}"
+
+
+def _fix(node: Aggregate | WindowAggregate | Source, step: str) -> str:
+    if isinstance(node, Aggregate):
+        return f'.{node.op}(..., name="{step}")' if node.op != "count" else \
+            f'.count(name="{step}")'
+    if isinstance(node, WindowAggregate):
+        return f'.window(...).{node.op}({"" if node.op == "count" else "..., "}name="{step}")'
+    if step.startswith("group-by-key-"):
+        return f'.group_by_key(name="{step}")'
+    return f'.group_by(..., name="{step}")'
+
+
+def _unnamed(p: Processor) -> Iterable[UnnamedState]:
+    for node in p.nodes.values():
+        if node.named:
+            continue
+        if isinstance(node, Aggregate | WindowAggregate):
+            changelog = p.stores[node.store].changelog
+            yield UnnamedState(p.name, node.name, "store and changelog topic", changelog,
+                               _fix(node, node.name))
+        elif isinstance(node, Source) and node.name.endswith(".from-repartition"):
+            step = node.name.removesuffix(".from-repartition")
+            yield UnnamedState(p.name, step, "repartition topic", node.topics[0],
+                               _fix(node, step))
+
+
+def unnamed_state(topology: Topology) -> list[UnnamedState]:
+    """Every stateful step of ``topology`` whose state is named by position."""
+    return [s for p in topology.processors.values() for s in _unnamed(p)]
+
+
+@dataclass(frozen=True)
+class StateDiff:
+    """This version's internal topics against the cluster's.
+
+    ``orphaned`` exist in the cluster (they look like this topology's changelog or repartition
+    topics) but this version does not use them; ``to_create`` it uses but the cluster lacks;
+    ``kept`` both.
+    """
+
+    orphaned: list[str]
+    to_create: list[str]
+    kept: list[str]
+
+
+def is_internal_of(topology: Topology, topic: str) -> bool:
+    """True when ``topic`` is named like one of ``topology``'s internal topics.
+
+    That is ``<topology>-...-changelog`` or ``<topology>-...-repartition``.
+    """
+    return topic.startswith(f"{topology.name}-") and topic.endswith(_SUFFIXES)
+
+
+def state_diff(topology: Topology, cluster_topics: Iterable[str]) -> StateDiff:
+    """Compare the internal topics of ``topology`` with the topic names in the cluster.
+
+    A topic the topology declares (internal or not) is never orphaned. Topics of another
+    topology whose name starts with this one's and a dash (``shop`` and ``shop-eu``) look
+    like this topology's: give topologies names that are not prefixes of each other.
+    """
+    used = [t.name for t in topology.topics.values() if t.internal]
+    existing = set(cluster_topics)
+    orphaned = sorted(t for t in existing
+                      if is_internal_of(topology, t) and t not in topology.topics)
+    return StateDiff(orphaned, [t for t in used if t not in existing],
+                     [t for t in used if t in existing])
+
+
+def orphan_fix(topology: Topology, topic: str) -> str:
+    """What to do about an orphaned ``topic``.
+
+    The name to give the step back, if the topic names a processor of this version, else how to
+    drop the state.
+    """
+    drop = f"if that state is no longer needed, delete the topic {topic!r}"
+    for p in sorted(topology.processors.values(), key=lambda p: -len(p.name)):
+        prefix = f"{topology.name}-{p.name}-"
+        if topic.startswith(prefix):
+            step = topic[len(prefix):].rsplit("-", 1)[0]
+            return (f"if a step of processor {p.name!r} was renamed (or a step inserted "
+                    f"before an unnamed one), give it its old name, name={step!r}, to keep "
+                    f"this state; {drop}")
+    return f"no processor of this version owns it (removed or renamed processor); {drop}"

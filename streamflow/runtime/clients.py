@@ -1,0 +1,86 @@
+"""The librdkafka settings of a worker's clients, and the engine's ports over a broker."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from streamflow.config import Config
+from streamflow.kafka.ports import KafkaAdmin, KafkaChangelogs, KafkaGroupConsumer, KafkaProducer
+from streamflow.runtime.ports import OnDelivery, Ports
+
+if TYPE_CHECKING:
+    from streamflow.dsl.topology import Processor
+
+
+def producer_conf(processor: Processor, config: Config, worker_id: str) -> dict[str, Any]:
+    """The producer's settings (transactional under exactly-once).
+
+    The user's ``[producer]`` settings win over every default.
+    """
+    conf: dict[str, Any] = {
+        **_base(config),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "partitioner": "murmur2_random",
+        "delivery.report.only.error": True,
+    }
+    if processor.guarantee == "exactly_once":
+        conf.update({
+            "transactional.id": f"{processor.group_id}-{worker_id}",
+            "transaction.timeout.ms": 30000,
+            # a transaction begun while the previous one's markers are still being written
+            # is refused with CONCURRENT_TRANSACTIONS until they are; retry soon (as the Java
+            # client does, 20 ms) rather than librdkafka's 100 ms doubling up to 1 s
+            "retry.backoff.ms": 20,
+            "retry.backoff.max.ms": 200,
+        })
+    return {**conf, **config.producer}
+
+
+def consumer_conf(processor: Processor, config: Config, worker_id: str) -> dict[str, Any]:
+    """The group consumer's settings; the user's ``[consumer]`` settings win."""
+    return {
+        **_base(config),
+        "group.id": processor.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        # stateful processors keep partition N of every input in one task: the range
+        # assignor gives one member the same partition numbers of co-partitioned topics
+        "partition.assignment.strategy": (
+            "range" if processor.is_stateful() else "cooperative-sticky"
+        ),
+        "isolation.level": "read_committed",
+        "client.id": f"{processor.topology.name}.{processor.name}.{worker_id}",
+        # librdkafka >= 2.4 otherwise idles up to 1 s between fetches once its prefetch
+        # queue is full, which halves throughput of a loop that drains it in batches
+        "fetch.queue.backoff.ms": 10,
+        # a crashed worker's partitions move on after 10 s, not the 45 s default
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 2000,
+        **config.consumer,
+    }
+
+
+def _base(config: Config) -> dict[str, Any]:
+    # Kafka's Java clients always set TCP_NODELAY; librdkafka leaves Nagle on, which holds
+    # back small pipelined requests (the per-partition produces of a transaction) ~40 ms
+    return {"socket.nagle.disable": True, **config.client_conf()}
+
+
+def kafka_ports(processor: Processor, config: Config, worker_id: str,
+                admin: KafkaAdmin | None = None) -> Ports:
+    """The engine's ports over the configured cluster."""
+    cconf = consumer_conf(processor, config, worker_id)
+    pconf = producer_conf(processor, config, worker_id)
+
+    def producer(on_delivery: OnDelivery) -> KafkaProducer:
+        return KafkaProducer({**pconf, "on_delivery": on_delivery})
+
+    return Ports(
+        consumer=lambda: KafkaGroupConsumer(cconf),
+        producer=producer,
+        admin=admin or KafkaAdmin(config.client_conf()),
+        changelogs=KafkaChangelogs(config.client_conf()),
+    )
