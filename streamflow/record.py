@@ -59,26 +59,27 @@ class Record:
         # copy, deepcopy and pickle rebuild through __init__ (the default sets slots one by one)
         return (Record, tuple(getattr(self, n) for n in _FIELDS))
 
-    def _replace(self, **changes: Any) -> Record:
-        fields = {n: getattr(self, n) for n in _FIELDS}
-        fields.update(changes)
-        return Record(**fields)
-
+    # the copies call the constructor directly (they are on the per-record path of user
+    # functions that change one field)
     def with_key(self, key: Any) -> Record:
         """Return a copy with another key."""
-        return self._replace(key=key)
+        return Record(key, self.value, self.timestamp, self.headers, self.topic,
+                      self.partition, self.offset)
 
     def with_value(self, value: Any) -> Record:
         """Return a copy with another value."""
-        return self._replace(value=value)
+        return Record(self.key, value, self.timestamp, self.headers, self.topic,
+                      self.partition, self.offset)
 
     def with_timestamp(self, timestamp: int) -> Record:
         """Return a copy with another event timestamp (milliseconds since the epoch)."""
-        return self._replace(timestamp=timestamp)
+        return Record(self.key, self.value, timestamp, self.headers, self.topic,
+                      self.partition, self.offset)
 
     def with_headers(self, headers: Headers | None) -> Record:
         """Return a copy with other headers (a list of ``(name, bytes)`` pairs)."""
-        return self._replace(headers=headers)
+        return Record(self.key, self.value, self.timestamp, headers, self.topic,
+                      self.partition, self.offset)
 
     def header(self, name: str) -> bytes | None:
         """Return the last header called ``name``, or None."""
