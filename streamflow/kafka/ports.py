@@ -95,6 +95,10 @@ class KafkaAdmin:
             self._admin = client.make_admin(self._conf)
         return self._admin
 
+    def close(self) -> None:
+        """Drop the client (librdkafka stops its threads and reconnect attempts)."""
+        self._admin = None
+
     def end_offsets(self, partitions: Pairs, timeout: float = 10.0
                     ) -> dict[tuple[str, int], int]:
         """End offsets of many partitions in one ListOffsets round."""

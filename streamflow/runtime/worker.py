@@ -167,6 +167,7 @@ class Worker:
             self.health.stop()
             self.health = None
         self.engine.close()
+        self._admin.close()
 
 
 __all__ = ["ConsumerFatal", "DeliveryFailed", "ProcessingFailed", "Worker"]
