@@ -69,11 +69,13 @@ def _base(config: Config) -> dict[str, Any]:
     return {"socket.nagle.disable": True, **config.client_conf()}
 
 
-def kafka_ports(processor: Processor, config: Config, worker_id: str,
+def kafka_ports(config: Config, cconf: dict[str, Any], pconf: dict[str, Any],
                 admin: KafkaAdmin | None = None) -> Ports:
-    """The engine's ports over the configured cluster."""
-    cconf = consumer_conf(processor, config, worker_id)
-    pconf = producer_conf(processor, config, worker_id)
+    """The engine's ports over the configured cluster.
+
+    ``cconf`` and ``pconf`` are the group consumer's and the producer's settings
+    (``consumer_conf``, ``producer_conf``).
+    """
 
     def producer(on_delivery: OnDelivery) -> KafkaProducer:
         return KafkaProducer({**pconf, "on_delivery": on_delivery})

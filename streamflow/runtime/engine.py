@@ -13,12 +13,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamflow.kafka.client import error_is_fatal
+from streamflow.errors import ProcessingError
+from streamflow.kafka.client import KafkaException, error_is_fatal
 from streamflow.runtime.collector import Collector
 from streamflow.runtime.commit import Committer, make_committer
 from streamflow.runtime.errors import ErrorPolicy
 from streamflow.runtime.ports import GroupConsumer, Ports
-from streamflow.runtime.tasks import ConsumerFatal, TaskManager
+from streamflow.runtime.tasks import TaskManager
 from streamflow.serde import SerdeContext
 
 if TYPE_CHECKING:
@@ -27,6 +28,13 @@ if TYPE_CHECKING:
     from streamflow.dsl.topology import Processor
 
 log = logging.getLogger("streamflow.engine")
+
+
+class ConsumerFatal(KafkaException, ProcessingError):
+    """A fatal error of the group consumer: the worker stops.
+
+    It is never retried as a broken transaction would be.
+    """
 
 
 class Engine:

@@ -17,8 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamflow.errors import ProcessingError
-from streamflow.kafka.client import KafkaException
+from streamflow.kafka import client
 from streamflow.plan.compile import StepError, TaskContext, compile_task
 from streamflow.runtime.errors import ErrorPolicy, ProcessingFailed
 from streamflow.runtime.ports import Admin, ChangelogReader, GroupConsumer, Offsets
@@ -33,13 +32,6 @@ log = logging.getLogger("streamflow.tasks")
 
 ProduceTo = Callable[[str, int, bytes, "bytes | None", "list[tuple[str, bytes]]"], None]
 CHECKPOINT_EVERY_S = 30.0
-
-
-class ConsumerFatal(KafkaException, ProcessingError):
-    """A fatal error of the group consumer: the worker stops.
-
-    It is never retried as a broken transaction would be.
-    """
 
 
 class Route:
@@ -142,6 +134,17 @@ class TaskManager:
             self.checkpoint(tasks)
         for task in tasks:
             task.state.close()
+
+    def abandon(self) -> None:
+        """Drop every task as a killed process would.
+
+        Nothing is flushed, committed or checkpointed; the stores' files are released.
+        """
+        for task in self.tasks.values():
+            task.state.discard_uncommitted()
+            task.state.close()
+        self.tasks.clear()
+        self.routes.clear()
 
     def _share_cache(self) -> None:
         """Split the cache budget evenly over the stores of the open tasks."""
@@ -280,7 +283,7 @@ class TaskManager:
             off = committed.get((topic, part), -1)
             route.position = route.committed = off if off >= 0 else -1
             self.routes[(topic, part)] = route
-            consumer.seek(topic, part, off if off >= 0 else OFFSET_BEGINNING)
+            consumer.seek(topic, part, off if off >= 0 else client.OFFSET_BEGINNING)
         self._share_cache()
         log.warning("rewound %d tasks to their committed offsets", len(parts))
 
@@ -292,5 +295,3 @@ class TaskManager:
                 out[name] = out.get(name, 0) + n
         return out
 
-
-OFFSET_BEGINNING = -2

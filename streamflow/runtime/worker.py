@@ -23,9 +23,8 @@ from streamflow.observability.status import WorkerStatus
 from streamflow.runtime.clients import consumer_conf, kafka_ports, producer_conf
 from streamflow.runtime.collector import DeliveryFailed
 from streamflow.runtime.contracts import check_processor as check_contracts
-from streamflow.runtime.engine import Engine
+from streamflow.runtime.engine import ConsumerFatal, Engine
 from streamflow.runtime.errors import ProcessingFailed
-from streamflow.runtime.tasks import ConsumerFatal
 from streamflow.runtime.topics import ensure_topics, processor_topics
 from streamflow.serde import SerdeContext
 
@@ -58,7 +57,7 @@ class Worker:
         self.consumer_conf = consumer_conf(processor, config, worker_id)
         self._admin = KafkaAdmin(config.client_conf())
         self.engine = Engine(
-            processor, kafka_ports(processor, config, worker_id, self._admin),
+            processor, kafka_ports(config, self.consumer_conf, self.producer_conf, self._admin),
             serde_ctx=serde_context(config), state_dir=Path(config.state_dir),
             cache_entries=config.store_cache_entries, timeout_s=config.shutdown_timeout_s)
         self._stop = False

@@ -326,11 +326,7 @@ class TopologyTestDriver:
         p = self._processor(processor)
         members = [self._members.pop(id(e)) for e in self.engines[p.name]]
         for engine in self.engines[p.name]:
-            for task in engine.tasks.tasks.values():
-                task.state.discard_uncommitted()
-                task.state.close()  # the process is gone: its files are released
-            engine.tasks.tasks.clear()
-            engine.tasks.routes.clear()
+            engine.tasks.abandon()
             assert isinstance(engine.consumer, MemoryConsumer)
             engine.consumer.crash()
         self.engines[p.name] = []

@@ -23,10 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamflow.kafka.client import KafkaError, KafkaException, TxnError
+from streamflow.kafka.client import OFFSET_BEGINNING, KafkaError, KafkaException, TxnError
 from streamflow.record import Headers
 
-OFFSET_BEGINNING = -2
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
 
