@@ -61,6 +61,18 @@ class Config:
     startup_timeout_s: float = 30.0
     schemas_dir: str = "schemas"
     health_port: int = 0
+    # observability (docs/metrics.md): per-output accounting behind /metrics (produced
+    # records, end-to-end latency); librdkafka statistics every interval (lag, bytes, broker
+    # silence; 0: none); readiness turns false when the brokers have been silent this long,
+    # or a partition with lag has not progressed this long (0: check off)
+    metrics: bool = True
+    statistics_interval_ms: int = 5000
+    broker_timeout_s: float = 30.0
+    stall_timeout_s: float = 300.0
+    # error budget: stop when more than this share of the records over the window were
+    # skipped or dead-lettered (0: off); the window is records ("1000") or seconds ("60s")
+    max_error_ratio: float = 0.0
+    error_window: str = "1000"
     log_level: str = "INFO"
     kafka: dict[str, Any] = field(default_factory=dict)
     consumer: dict[str, Any] = field(default_factory=dict)

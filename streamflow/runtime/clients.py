@@ -24,6 +24,7 @@ def producer_conf(processor: Processor, config: Config, worker_id: str) -> dict[
         "linger.ms": 5,
         "partitioner": "murmur2_random",
         "delivery.report.only.error": True,
+        **_statistics(config),
     }
     if processor.guarantee == "exactly_once":
         conf.update({
@@ -59,8 +60,16 @@ def consumer_conf(processor: Processor, config: Config, worker_id: str) -> dict[
         # a crashed worker's partitions move on after 10 s, not the 45 s default
         "session.timeout.ms": 10000,
         "heartbeat.interval.ms": 2000,
+        **_statistics(config),
         **config.consumer,
     }
+
+
+def _statistics(config: Config) -> dict[str, Any]:
+    # librdkafka's statistics feed the metrics (lag, bytes) and the probes (broker silence);
+    # the worker adds the stats_cb that keeps them
+    interval = config.statistics_interval_ms
+    return {"statistics.interval.ms": interval} if interval > 0 else {}
 
 
 def _base(config: Config) -> dict[str, Any]:

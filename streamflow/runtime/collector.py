@@ -14,6 +14,7 @@ from typing import Any
 
 from streamflow.errors import ProcessingError
 from streamflow.record import Headers
+from streamflow.runtime.counters import Outputs
 from streamflow.runtime.ports import Producer
 
 Emit = Any  # Callable[[str, bytes | None, bytes | None, int, Headers | None], None]
@@ -27,14 +28,17 @@ class Collector:
     """Sends records through the current producer.
 
     The producer is replaced when an exactly-once worker recreates it: tasks then take the new
-    ``emit``.
+    ``emit``. With ``outputs``, ``emit`` notes each record's topic and timestamp there for
+    the metrics (dead letters and changelogs are not outputs).
     """
 
-    def __init__(self, shutdown_timeout_s: float) -> None:
+    def __init__(self, shutdown_timeout_s: float, outputs: Outputs | None = None) -> None:
         self.shutdown_timeout_s = shutdown_timeout_s
         self.errors: list[str] = []
         self._producer: Any = None
+        self._outputs = outputs
         self.emit: Emit = None
+        self._emit_plain: Emit = None
 
     @property
     def producer(self) -> Any:
@@ -44,7 +48,9 @@ class Collector:
     @producer.setter
     def producer(self, producer: Producer | None) -> None:
         self._producer = producer
-        self.emit = None if producer is None else _emitter(producer)
+        self._emit_plain = None if producer is None else _emitter(producer)
+        self.emit = (self._emit_plain if producer is None or self._outputs is None
+                     else _counting_emitter(producer, self._outputs))
 
     def on_delivery(self, err: Any, msg: Any) -> None:
         """The producer's delivery callback (configured to report errors only)."""
@@ -55,7 +61,7 @@ class Collector:
     def dead_letter(self, topic: str, key: bytes | None, value: bytes | None, ts: int,
                     headers: Headers | None) -> None:
         """Produce a dead letter (through the current producer)."""
-        self.emit(topic, key, value, ts, headers)
+        self._emit_plain(topic, key, value, ts, headers)
 
     def send_to(self, topic: str, partition: int, key: bytes, value: bytes | None,
                 headers: Headers) -> None:
@@ -109,12 +115,37 @@ def _emitter(producer: Producer) -> Emit:
         try:
             produce(topic, value, key, timestamp=ts, headers=headers)
         except BufferError:
-            while True:  # backpressure: serve deliveries until the queue has room
-                poll(0.05)
-                try:
-                    produce(topic, value, key, timestamp=ts, headers=headers)
-                    return
-                except BufferError:
-                    continue
+            _until_queued(produce, poll, topic, key, value, ts, headers)
 
     return emit
+
+
+def _counting_emitter(producer: Producer, outputs: Outputs) -> Emit:
+    """``_emitter`` that also notes each record's topic and timestamp in ``outputs``."""
+    produce = producer.produce
+    poll = producer.poll
+    stamp = outputs.stamps.append
+    note = outputs.topics.append
+
+    def emit(topic: str, key: bytes | None, value: bytes | None, ts: int,
+             headers: Headers | None) -> None:
+        try:
+            produce(topic, value, key, timestamp=ts, headers=headers)
+        except BufferError:
+            _until_queued(produce, poll, topic, key, value, ts, headers)
+        stamp(ts)
+        note(topic)
+
+    return emit
+
+
+def _until_queued(produce: Any, poll: Any, topic: str, key: bytes | None,
+                  value: bytes | None, ts: int, headers: Headers | None) -> None:
+    """Backpressure: serve deliveries until the producer's queue has room for the record."""
+    while True:
+        poll(0.05)
+        try:
+            produce(topic, value, key, timestamp=ts, headers=headers)
+            return
+        except BufferError:
+            continue

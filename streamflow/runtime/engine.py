@@ -10,6 +10,7 @@ aborts, what a failed transaction rewinds.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from streamflow.errors import ProcessingError
 from streamflow.kafka.client import KafkaException, error_is_fatal
 from streamflow.runtime.collector import Collector
 from streamflow.runtime.commit import Committer, make_committer
+from streamflow.runtime.counters import Counters
 from streamflow.runtime.errors import ErrorPolicy
 from streamflow.runtime.ports import GroupConsumer, Ports
 from streamflow.runtime.tasks import TaskManager
@@ -42,11 +44,14 @@ class Engine:
 
     def __init__(self, processor: Processor, ports: Ports, *, serde_ctx: SerdeContext,
                  state_dir: Path, backend: str | None = None, cache_entries: int = 1_000_000,
-                 timeout_s: float = 30.0, clock: Callable[[], int] | None = None) -> None:
+                 timeout_s: float = 30.0, clock: Callable[[], int] | None = None,
+                 metrics: bool = True) -> None:
         self.processor = processor
         self.ports = ports
         self.eos = processor.guarantee == "exactly_once"
-        self.collector = Collector(timeout_s)
+        # metrics=False: no per-output accounting (produced counts, latency histogram)
+        self.counters = Counters(outputs=metrics)
+        self.collector = Collector(timeout_s, self.counters.outputs)
         self.committer: Committer = make_committer(
             self.eos, lambda: ports.producer(self.collector.on_delivery), self.collector,
             timeout_s)
@@ -88,12 +93,14 @@ class Engine:
     def on_assign(self, pairs: list[tuple[str, int]]) -> None:
         """Open the tasks of the assigned partitions."""
         self.ready = False
+        self.counters.rebalances["assigned"] += 1
         log.info("assigned %s", _fmt(pairs))
         self.tasks.assign(pairs)
         self.ready = True
 
     def on_revoke(self, pairs: list[tuple[str, int]]) -> None:
         """Commit what was processed of the revoked partitions, then close their tasks."""
+        self.counters.rebalances["revoked"] += 1
         log.info("revoking %s", _fmt(pairs))
         try:
             self.commit(only=set(pairs))
@@ -106,6 +113,7 @@ class Engine:
         This worker missed its session timeout: another worker owns them now, so nothing of them
         may be committed or checkpointed here.
         """
+        self.counters.rebalances["lost"] += 1
         log.warning("lost %s (not committing)", _fmt(pairs))
         rewind = self.committer.lost()
         self.tasks.forget(pairs, checkpoint=False)
@@ -117,8 +125,10 @@ class Engine:
         """Process one consumed batch.
 
         Under exactly-once a broken transaction (e.g. one aborted by the coordinator after a long
-        pause) rewinds to the committed state; anything else propagates.
+        pause) rewinds to the committed state; anything else propagates. Then the batch is
+        counted (outputs, processing time) and the error budget checked.
         """
+        started = time.perf_counter()
         try:
             if msgs:
                 self.committer.begin()
@@ -130,6 +140,11 @@ class Engine:
                 raise
             self.committer.recover(e, "produce")
             self._rewound()
+        counters = self.counters
+        if msgs:
+            counters.batch.observe(time.perf_counter() - started)
+        counters.account(time.time() * 1000.0)
+        self.policy.account(len(msgs))
 
     def punctuate(self, wall_ms: int) -> None:
         """Run time-driven steps on the wall clock."""
@@ -159,6 +174,7 @@ class Engine:
         # exactly-once: the transaction holds the outputs of every partition processed
         # since the last commit, so it must hold all their offsets too
         offsets = self.tasks.offsets(None if self.eos else only)
+        started = time.perf_counter()
         try:
             self.committer.commit(consumer, offsets,
                                   lambda: self.tasks.flush_stores(self.collector.send_to))
@@ -169,6 +185,7 @@ class Engine:
             self.committer.recover(e, "commit")
             self._rewound()
             return False
+        self.counters.commit.observe(time.perf_counter() - started)
         log.debug("committed %d offsets: %s", len(offsets), offsets)
         self.tasks.committed(offsets)
         return True

@@ -76,6 +76,12 @@ class TaskManager:
         self.restoring = False
         self.consumer: GroupConsumer | None = None
         self.emit: Any = None  # the collector's emit for newly opened tasks
+        # counters for metrics: records consumed per (topic, partition) since the start (not
+        # reset by rebalances or rewinds), changelog records sent, restores done
+        self.consumed: dict[tuple[str, int], int] = {}
+        self.changelog_records = 0
+        self.restored_records = 0
+        self.restore_seconds = 0.0
 
     # -- opening and closing ---------------------------------------------------------
     @property
@@ -105,7 +111,9 @@ class TaskManager:
                 committed = {t: o for (t, _), o in self.consumer.committed(
                     [(t, part) for t in sources], 60.0).items()}
                 for store in state.stores:
-                    restore_store(state, store, self.changelogs, committed)
+                    done = restore_store(state, store, self.changelogs, committed)
+                    self.restored_records += done.applied
+                    self.restore_seconds += done.seconds
             except BaseException:
                 state.close()
                 raise
@@ -160,11 +168,13 @@ class TaskManager:
         Records of partitions no longer assigned are dropped; error events go to ``on_error``.
         """
         routes = self.routes
+        consumed = self.consumed
         route: Any = None
         ctx: Any = None
         entry: Any = None
         last_part = -1
         last_topic = ""
+        n = 0  # records of the current partition run (counted once per run)
         for m in msgs:
             if m.error() is not None:
                 on_error(m.error())
@@ -172,6 +182,10 @@ class TaskManager:
             part = m.partition()
             topic = m.topic()
             if part != last_part or topic != last_topic:  # partition runs
+                if n:
+                    tp = (last_topic, last_part)
+                    consumed[tp] = consumed.get(tp, 0) + n
+                    n = 0
                 route = routes.get((topic, part))
                 last_part, last_topic = part, topic
                 if route is None:
@@ -181,6 +195,7 @@ class TaskManager:
                 ctx.topic = topic
             elif route is None:
                 continue
+            n += 1
             off = m.offset()
             ctx.offset = off
             try:
@@ -189,6 +204,9 @@ class TaskManager:
                 policy.handle(e, topic, part, off, m.key(), m.value(), m.timestamp()[1],
                               m.headers())
             route.position = off + 1
+        if n:
+            tp = (last_topic, last_part)
+            consumed[tp] = consumed.get(tp, 0) + n
 
     def punctuate(self, wall_ms: int, before: Callable[[], None]) -> None:
         """Let time-driven steps (windows closing on idleness) act on the wall clock.
@@ -229,6 +247,7 @@ class TaskManager:
                 positions = {t: r.position for (t, p), r in self.routes.items()
                              if p == task.partition and r.position >= 0}
                 n = task.state.flush(produce_to, positions)
+                self.changelog_records += n
                 log.debug("task %d: %d changelog records", task.partition, n)
 
     def committed(self, offsets: Offsets) -> None:

@@ -23,8 +23,9 @@ from streamflow.observability.status import WorkerStatus
 from streamflow.runtime.clients import consumer_conf, kafka_ports, producer_conf
 from streamflow.runtime.collector import DeliveryFailed
 from streamflow.runtime.contracts import check_processor as check_contracts
+from streamflow.runtime.counters import worker_status
 from streamflow.runtime.engine import ConsumerFatal, Engine
-from streamflow.runtime.errors import ProcessingFailed
+from streamflow.runtime.errors import ProcessingFailed, error_budget
 from streamflow.runtime.topics import ensure_topics, processor_topics
 from streamflow.serde import SerdeContext
 
@@ -49,17 +50,26 @@ def serde_context(config: Config) -> SerdeContext:
 class Worker:
     """Runs one processor of a topology in this process until stopped."""
 
+    engine: Engine
+
     def __init__(self, processor: Processor, config: Config, *, worker_id: str = "0") -> None:
         self.processor = processor
         self.config = config
         self.worker_id = worker_id
         self.producer_conf = producer_conf(processor, config, worker_id)
         self.consumer_conf = consumer_conf(processor, config, worker_id)
+        if config.statistics_interval_ms > 0:  # kept for metrics and probes (observability)
+            self.consumer_conf["stats_cb"] = lambda raw: self.engine.counters.on_consumer_stats(
+                raw)
+            self.producer_conf["stats_cb"] = lambda raw: self.engine.counters.on_producer_stats(
+                raw)
         self._admin = KafkaAdmin(config.client_conf())
         self.engine = Engine(
             processor, kafka_ports(config, self.consumer_conf, self.producer_conf, self._admin),
             serde_ctx=serde_context(config), state_dir=Path(config.state_dir),
-            cache_entries=config.store_cache_entries, timeout_s=config.shutdown_timeout_s)
+            cache_entries=config.store_cache_entries, timeout_s=config.shutdown_timeout_s,
+            metrics=config.metrics)
+        self.engine.policy.budget = error_budget(config.max_error_ratio, config.error_window)
         self._stop = False
         self.last_loop: float | None = None
         self.health: Any = None
@@ -71,12 +81,7 @@ class Worker:
 
     def status(self) -> WorkerStatus:
         """A snapshot for probes and metrics (read from another thread)."""
-        e = self.engine
-        return WorkerStatus(
-            processor=self.processor.name, worker_id=self.worker_id, last_loop=self.last_loop,
-            assigned=tuple(e.tasks.assigned), ready=e.ready, restoring=e.tasks.restoring,
-            processed=e.processed, commits=e.committer.commits, aborts=e.committer.aborts,
-            skipped=e.policy.skipped, dead_lettered=e.policy.dead_lettered)
+        return worker_status(self.engine, self.worker_id, self.last_loop)
 
     def stop(self, *_: Any) -> None:
         """Ask the loop to finish its batch, commit and exit."""
@@ -85,8 +90,11 @@ class Worker:
     def start(self) -> None:
         """Serve the probes, connect, check topics and contracts, and join the group."""
         try:  # probes answer while we connect
-            self.health = serve_worker_health(self.status, int(self.config.health_port),
-                                              self.config.shutdown_timeout_s)
+            c = self.config
+            self.health = serve_worker_health(
+                self.status, int(c.health_port), c.shutdown_timeout_s,
+                broker_timeout_s=c.broker_timeout_s, stall_timeout_s=c.stall_timeout_s,
+                metrics=c.metrics)
         except OSError as e:
             msg = (
                 f"health_port {self.config.health_port}: cannot listen for health probes: "

@@ -50,6 +50,9 @@ class TaskStore:
         # need not put it again while the generation is unchanged (it is in the batch)
         self.generation = 0
         self._pending: Batch = []
+        # reads of a key, and those the caches could not serve (metrics read them)
+        self.reads = 0
+        self.misses = 0
 
     # -- key-level API (what processors see) ------------------------------------------
     def get(self, key: Any, default: Any = None) -> Any:
@@ -90,12 +93,14 @@ class TaskStore:
     # -- byte-key API (window stores and the runtime) ---------------------------------
     def get_raw_key(self, kb: bytes, default: Any = None) -> Any:
         """Like ``get`` with an already-encoded key."""
+        self.reads += 1
         v = self._dirty.get(kb, _DELETED)
         if v is _DELETED:
             if kb in self._dirty:  # dirty delete
                 return default
             v = self._cache.get(kb, _DELETED)
             if v is _DELETED:
+                self.misses += 1
                 raw = self.backend.get(kb)
                 if raw is None:
                     return default

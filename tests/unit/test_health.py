@@ -1,4 +1,4 @@
-"""Health endpoints: /healthz, /readyz and /metrics over real HTTP on a loopback port."""
+"""Health endpoints (/healthz, /livez, /readyz, /status, /metrics) over real HTTP on loopback."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ def _get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, Any]
         return e.code, json.loads(body) if body else None
 
 
+def _text(port: int, path: str) -> tuple[int, str, str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+        return resp.status, resp.headers["Content-Type"], resp.read().decode()
+
+
 @pytest.fixture
 def state() -> dict[str, Any]:
     return {"alive": True, "ready": False, "assigned": 0}
@@ -35,7 +40,8 @@ def state() -> dict[str, Any]:
 @pytest.fixture
 def server(state: dict[str, Any]) -> Iterator[HealthServer]:
     srv = HealthServer(0, lambda: state, host="127.0.0.1",
-                       metrics=lambda: {"processed": 42, "lag": 3}).start()
+                       metrics=lambda: b"# HELP x_total X.\n# TYPE x_total counter\nx_total 42.0\n"
+                       ).start()
     yield srv
     srv.stop()
 
@@ -60,8 +66,25 @@ def test_readyz_is_503_until_ready_and_says_why(
     assert code == 200 and body is not None and body["assigned"] == 2
 
 
-def test_metrics_returns_the_counters_as_json(server: HealthServer) -> None:
-    assert _get(server.port, "/metrics") == (200, {"processed": 42, "lag": 3})
+def test_livez_answers_like_healthz(server: HealthServer, state: dict[str, Any]) -> None:
+    assert _get(server.port, "/livez")[0] == 200
+    state["alive"] = False
+    assert _get(server.port, "/livez")[0] == 503
+
+
+def test_metrics_serves_the_prometheus_text_and_status_the_json(
+    server: HealthServer, state: dict[str, Any]
+) -> None:
+    code, ctype, text = _text(server.port, "/metrics")
+    assert code == 200 and ctype.startswith("text/plain; version=0.0.4")
+    assert "x_total 42.0" in text
+    assert _get(server.port, "/status") == (200, state)
+
+
+def test_metrics_is_404_without_metrics() -> None:
+    with HealthServer(0, lambda: {"alive": True}, host="127.0.0.1") as srv:
+        code, body = _get(srv.port, "/metrics")
+        assert code == 404 and body is not None and "/metrics" not in body["endpoints"]
 
 
 def test_unknown_paths_are_404_and_head_has_no_body(server: HealthServer) -> None:
@@ -83,7 +106,7 @@ def test_a_failing_probe_answers_503_and_the_server_keeps_serving() -> None:
         code, body = _get(srv.port, "/healthz")
         assert code == 503 and body is not None and "boom" in body["error"]
         assert _get(srv.port, "/healthz")[0] == 200
-        assert _get(srv.port, "/metrics") == (200, {"alive": True, "ready": True})
+        assert _get(srv.port, "/status") == (200, {"alive": True, "ready": True})
 
 
 def test_stop_releases_the_port() -> None:

@@ -1,0 +1,218 @@
+"""Prometheus metrics of a worker, built at scrape time from its ``WorkerStatus``.
+
+A PULL design: the loop only updates plain counters (per batch); the HTTP thread asks for a
+``WorkerStatus`` when Prometheus scrapes and this collector turns it into metric families
+through ``prometheus_client`` (the loop never calls ``prometheus_client``). Every metric is
+labelled ``topology``, ``processor`` and ``instance`` (the worker id); ``docs/metrics.md``
+lists them with their Kafka Streams equivalents.
+
+>>> from streamflow.observability.status import PartitionStatus, WorkerStatus
+>>> s = WorkerStatus(processor="p", worker_id="0", last_loop=None, topology="t",
+...                  partitions=(PartitionStatus("in", 0, consumed=5, position=5),))
+>>> text = exposition(StatusCollector(lambda: s)).decode()
+>>> 'streamflow_records_consumed_total{instance="0",partition="0",processor="p",' in text
+True
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from streamflow.observability import stats as rdstats
+from streamflow.observability.status import HistogramSnapshot, WorkerStatus
+
+__all__ = ["CONTENT_TYPE", "StatusCollector", "exposition", "partition_lag"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+BASE = ("topology", "processor", "instance")
+
+
+def partition_lag(s: WorkerStatus) -> dict[tuple[str, int], int]:
+    """Records behind the end of each assigned partition (from the consumer's statistics).
+
+    The end is the last stable offset; the position is how far this worker processed
+    (else how far librdkafka handed records out, else the committed offset). Partitions the
+    statistics do not know yet have no lag.
+    """
+    known = rdstats.partitions(rdstats.parse(s.consumer_stats))
+    out: dict[tuple[str, int], int] = {}
+    for p in s.partitions:
+        st = known.get((p.topic, p.partition))
+        if not p.assigned or st is None or st.end < 0:
+            continue
+        pos = max(p.position, p.committed, st.app_offset, st.committed)
+        if pos >= 0:
+            out[(p.topic, p.partition)] = max(0, st.end - pos)
+    return out
+
+
+class StatusCollector(Collector):
+    """A ``prometheus_client`` collector over a worker's status snapshots."""
+
+    def __init__(self, status: Callable[[], WorkerStatus],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._status = status
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families of one snapshot."""
+        s = self._status()
+        base = [s.topology, s.processor, s.worker_id]
+        yield from _records(s, base)
+        yield from _progress(s, base, self._clock())
+        yield from _state(s, base)
+
+
+def _counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=[*BASE, *labels])
+
+
+def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=[*BASE, *labels])
+
+
+def _histogram(name: str, doc: str, h: HistogramSnapshot | None,
+               base: list[str]) -> Iterator[Metric]:
+    if h is None:
+        return
+    fam = HistogramMetricFamily(name, doc, labels=list(BASE))
+    buckets = [(repr(float(b)), float(n)) for b, n in zip(h.bounds, h.counts, strict=True)]
+    fam.add_metric(base, [*buckets, ("+Inf", float(h.count))], h.sum)
+    yield fam
+
+
+def _records(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
+    consumed = _counter("streamflow_records_consumed", "Records consumed per input partition.",
+                        ("topic", "partition"))
+    for p in s.partitions:
+        consumed.add_metric([*base, p.topic, str(p.partition)], p.consumed)
+    yield consumed
+    produced = _counter("streamflow_records_produced",
+                        "Records produced per output topic (dead letters and changelogs apart).",
+                        ("topic",))
+    for topic, n in sorted(s.produced.items()):
+        produced.add_metric([*base, topic], n)
+    yield produced
+    skipped = _counter("streamflow_records_skipped", "Failed records skipped (on_error='skip').")
+    skipped.add_metric(base, s.skipped)
+    yield skipped
+    dead = _counter("streamflow_records_dead_lettered",
+                    "Failed records sent to the dead-letter topic.", ("topic",))
+    dead.add_metric([*base, s.dead_letter_topic], s.dead_lettered)
+    yield dead
+    late = _counter("streamflow_records_late",
+                    "Records too late for every window they belong to.", ("step",))
+    dropped = _counter("streamflow_records_window_skipped",
+                       "Records a window step dropped (no timestamp or key).", ("step",))
+    for name, n in sorted(s.task_metrics.items()):
+        step, _, kind = name.rpartition(".")
+        if kind == "late_records":
+            late.add_metric([*base, step], n)
+        elif kind == "skipped_records":
+            dropped.add_metric([*base, step], n)
+    yield late
+    yield dropped
+    errors = _counter("streamflow_errors", "Records that failed, by step and exception type.",
+                      ("step", "exception"))
+    for (step, exc), n in sorted(s.errors.items()):
+        errors.add_metric([*base, step, exc], n)
+    yield errors
+    yield from _histogram("streamflow_record_e2e_latency_seconds",
+                          "Output wall time minus the output record's timestamp.",
+                          s.latency, base)
+    yield from _histogram("streamflow_batch_duration_seconds",
+                          "Time to process one consumed batch.", s.batch, base)
+    stats = rdstats.parse(s.consumer_stats)
+    bytes_in = _counter("streamflow_bytes_consumed", "Bytes fetched per input topic.",
+                        ("topic",))
+    for topic, n in sorted(rdstats.topic_bytes(stats, "rxbytes").items()):
+        bytes_in.add_metric([*base, topic], n)
+    yield bytes_in
+    bytes_out = _counter("streamflow_bytes_produced",
+                         "Bytes sent per topic (outputs, dead letters, changelogs).", ("topic",))
+    for topic, n in sorted(rdstats.topic_bytes(rdstats.parse(s.producer_stats),
+                                               "txbytes").items()):
+        bytes_out.add_metric([*base, topic], n)
+    yield bytes_out
+
+
+def _progress(s: WorkerStatus, base: list[str], now: float) -> Iterator[Metric]:
+    lag = _gauge("streamflow_consumer_lag_records",
+                 "Records behind the end of each assigned input partition.",
+                 ("topic", "partition"))
+    for (topic, part), n in sorted(partition_lag(s).items()):
+        lag.add_metric([*base, topic, str(part)], n)
+    yield lag
+    commits = _counter("streamflow_commits", "Commits (offsets, or transactions).")
+    commits.add_metric(base, s.commits)
+    yield commits
+    yield from _histogram("streamflow_commit_duration_seconds", "Duration of one commit.",
+                          s.commit, base)
+    if s.guarantee == "exactly_once":
+        committed = _counter("streamflow_transactions_committed", "Transactions committed.")
+        committed.add_metric(base, s.commits)
+        yield committed
+        aborted = _counter("streamflow_transactions_aborted",
+                           "Transactions aborted (the tasks rewound to the last commit).")
+        aborted.add_metric(base, s.aborts)
+        yield aborted
+    rebalances = _counter("streamflow_rebalances", "Partition assignment changes, by kind.",
+                          ("kind",))
+    for kind in ("assigned", "revoked", "lost"):
+        rebalances.add_metric([*base, kind], s.rebalances.get(kind, 0))
+    yield rebalances
+    assigned = _gauge("streamflow_assigned_partitions", "Input partitions assigned.")
+    assigned.add_metric(base, len(s.assigned))
+    yield assigned
+    age = _gauge("streamflow_loop_age_seconds", "Seconds since the loop's last turn.")
+    age.add_metric(base, now - s.last_loop if s.last_loop is not None else 0.0)
+    yield age
+    quiet = rdstats.broker_quiet_s(rdstats.parse(s.consumer_stats))
+    if quiet is not None and s.consumer_stats_at is not None:
+        silence = _gauge("streamflow_broker_quiet_seconds",
+                         "Seconds since anything was received from the brokers.")
+        silence.add_metric(base, quiet + max(0.0, now - s.consumer_stats_at))
+        yield silence
+
+
+def _state(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
+    restored = _counter("streamflow_restore_records", "Changelog records restored.")
+    restored.add_metric(base, s.restore.records)
+    yield restored
+    remaining = _gauge("streamflow_restore_remaining_records",
+                       "Changelog records left to restore.")
+    remaining.add_metric(base, s.restore.remaining)
+    yield remaining
+    seconds = _counter("streamflow_restore_seconds", "Time spent restoring stores.")
+    seconds.add_metric(base, s.restore.seconds)
+    yield seconds
+    changelog = _counter("streamflow_changelog_records",
+                         "Records written to store changelogs.")
+    changelog.add_metric(base, s.changelog_records)
+    yield changelog
+    hits = _counter("streamflow_store_cache_hits", "Store reads served by the cache.",
+                    ("store",))
+    misses = _counter("streamflow_store_cache_misses",
+                      "Store reads that went to the backend (RocksDB).", ("store",))
+    for st in s.stores:
+        hits.add_metric([*base, st.name], st.hits)
+        misses.add_metric([*base, st.name], st.misses)
+    yield hits
+    yield misses
+
+
+def exposition(collector: Collector) -> bytes:
+    """The Prometheus text format of ``collector``'s metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return generate_latest(registry)
