@@ -1,7 +1,8 @@
 """``streamflow deploy k8s``: Kubernetes manifests for a topology.
 
 One StatefulSet per processor (the processor's consumer group; a volume claim per pod for
-its state; liveness on ``/healthz``, readiness on ``/readyz``; ``streamflow run MODULE
+its state; liveness on ``/healthz``, readiness on ``/readyz``; the ``prometheus.io/scrape``,
+``port`` and ``path`` annotations for ``/metrics``; ``streamflow run MODULE
 --processor NAME``), a headless Service per StatefulSet, and one ConfigMap with the
 ``STREAMFLOW_*`` settings. Secrets (SASL passwords, registry credentials) are never
 rendered: pods read them from a Secret named ``<topology>-secrets`` that you create
@@ -233,6 +234,7 @@ def _statefulset(topology: Topology, module: str, p: Processor, name: str, repli
                         "streamflow.io/topology": topology.name,
                         "streamflow.io/processor": p.name,
                         "streamflow.io/group-id": p.group_id,
+                        **_scrape_annotations(config, opts),
                     },
                 },
                 "spec": {
@@ -250,6 +252,14 @@ def _statefulset(topology: Topology, module: str, p: Processor, name: str, repli
             "volumeClaimTemplates": [{"metadata": {"name": "state"}, "spec": claim_spec}],
         },
     }
+
+
+def _scrape_annotations(config: Config, opts: K8sOptions) -> dict[str, str]:
+    """What Prometheus' kubernetes-pods scrape config looks for (when metrics are on)."""
+    if not config.metrics:
+        return {}
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(opts.health_port),
+            "prometheus.io/path": "/metrics"}
 
 
 def _service(topology: Topology, p: Processor, name: str, opts: K8sOptions) -> dict[str, Any]:

@@ -2,6 +2,10 @@
 
 Each worker is a ``streamflow run MODULE --processor NAME --worker-id I`` child process in
 the processor's consumer group, so Kafka splits the partitions between them.
+
+With a ``health_port``, the supervisor serves the one endpoint of the pod there (probes,
+``/status`` and ``/metrics`` of all its workers, see ``observability.fleet``); each child
+serves its own on an internal port picked at each start.
 """
 
 from __future__ import annotations
@@ -9,10 +13,15 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+
+from streamflow.config import ConfigError
+from streamflow.observability.fleet import FleetView, Member
+from streamflow.observability.health import HealthServer
 
 log = logging.getLogger("streamflow.supervisor")
 
@@ -28,6 +37,7 @@ class _Child:
     restarts: int = 0
     next_start: float = 0.0
     started_at: float = field(default=0.0)
+    port: int | None = None  # the child's internal health port
 
 
 class Supervisor:
@@ -50,9 +60,9 @@ class Supervisor:
 
     def _start(self, c: _Child) -> None:
         env = os.environ.copy()
-        if self.health_port:
-            # one port per child: base, base+1, ... in the order the children were declared
-            env["STREAMFLOW_HEALTH_PORT"] = str(self.health_port + self.children.index(c))
+        if self.health_port:  # an internal port; the supervisor serves health_port
+            c.port = _free_port()
+            env["STREAMFLOW_HEALTH_PORT"] = str(c.port)
         c.proc = subprocess.Popen(c.argv, env=env)
         c.started_at = time.monotonic()
         log.info("started %s#%d (pid %d)", c.processor, c.worker_id, c.proc.pid)
@@ -65,6 +75,34 @@ class Supervisor:
         """Run until stopped or until a child fails on its configuration; return an exit code."""
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        health = self._serve_health()
+        try:
+            return self._supervise()
+        finally:
+            if health is not None:
+                health.stop()
+
+    def members(self) -> list[Member]:
+        """The workers and their internal health ports (read by the health thread)."""
+        out = []
+        for c in self.children:
+            proc = c.proc
+            running = proc is not None and proc.poll() is None
+            out.append(Member(c.processor, str(c.worker_id), c.port if running else None))
+        return out
+
+    def _serve_health(self) -> HealthServer | None:
+        if not self.health_port:
+            return None
+        view = FleetView(self.members)
+        try:
+            return HealthServer(self.health_port, view.probe, metrics=view.metrics).start()
+        except OSError as e:
+            msg = (f"health_port {self.health_port}: cannot listen for health probes: {e}; "
+                   "choose a free port (STREAMFLOW_HEALTH_PORT) or 0 to disable")
+            raise ConfigError(msg) from e
+
+    def _supervise(self) -> int:
         for c in self.children:
             self._start(c)
         code = 0
@@ -117,3 +155,9 @@ class Supervisor:
                 log.warning("%s#%d did not stop in time; killing", c.processor, c.worker_id)
                 c.proc.kill()
                 c.proc.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -215,3 +215,35 @@ def test_readiness_turns_503_while_the_broker_is_frozen_and_back_after(
         wait_for("ready after SIGCONT", lambda: get(port, "/readyz")[0] == 200, 30)
     finally:
         assert proc.terminate() == 0, proc.output()
+
+
+def test_a_supervisor_serves_one_endpoint_for_all_its_workers(app: dict[str, Any]) -> None:
+    n = 2000
+    produce(app["bootstrap"], app["env"]["T_IN"],
+            [(f"k{i % 53}".encode(), orjson.dumps({"n": i})) for i in range(n)])
+    proc = start(app, "--workers", "2")
+    port = app["port"]
+    try:
+        read_all(app["bootstrap"], app["env"]["T_OUT"], expect=n)
+
+        def both_counted() -> bool:
+            code, body = get(port, "/metrics")
+            if code != 200:
+                return False
+            fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
+            samples = fams.get("streamflow_records_consumed")
+            return (samples is not None and value(fams, "streamflow_records_consumed") == n
+                    and {s.labels["instance"] for s in samples.samples} == {"0", "1"})
+
+        wait_for("the supervisor's /metrics counts both workers", both_counted, 60)
+        wait_for("ready when both workers are", lambda: get(port, "/readyz")[0] == 200, 60)
+        fams = scrape(port)
+        code, body = get(port, "/status")
+    finally:
+        assert proc.terminate() == 0, proc.output()
+    up = {s.labels["instance"]: s.value for s in fams["streamflow_worker_up"].samples}
+    assert up == {"0": 1.0, "1": 1.0}
+    assigned = {s.labels["instance"]: s.value
+                for s in fams["streamflow_assigned_partitions"].samples}
+    assert sum(assigned.values()) == 4 and set(assigned) == {"0", "1"}
+    assert code == 200 and len(orjson.loads(body)["workers"]) == 2

@@ -295,3 +295,21 @@ def test_error_budget_over_seconds() -> None:
 def test_error_budget_settings_are_checked(ratio: float, window: str) -> None:
     with pytest.raises(ConfigError):
         error_budget(ratio, window)
+
+
+def test_deploy_k8s_annotates_pods_for_a_prometheus_scrape() -> None:
+    from streamflow.config import Config
+    from streamflow.ops import k8s
+
+    t = sf.Topology("shop")
+    src = t.topic("orders", partitions=2, external=True)
+    t.processor("count").stream(src).to(t.topic("out"))
+    opts = k8s.K8sOptions(health_port=9100)
+    (sts,) = [d for d in k8s.render(t, "topologies.shop", opts).documents
+              if d["kind"] == "StatefulSet"]
+    notes = sts["spec"]["template"]["metadata"]["annotations"]
+    assert notes["prometheus.io/scrape"] == "true"
+    assert notes["prometheus.io/port"] == "9100" and notes["prometheus.io/path"] == "/metrics"
+    (sts,) = [d for d in k8s.render(t, "m", opts, Config(metrics=False)).documents
+              if d["kind"] == "StatefulSet"]
+    assert "prometheus.io/scrape" not in sts["spec"]["template"]["metadata"]["annotations"]
