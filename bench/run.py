@@ -125,7 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     scenario = SCENARIOS[args.scenario]
     order = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = [n for n in order if n not in FRAMEWORKS or n not in scenario.impls]
+    unknown = [n for n in order if n not in FRAMEWORKS
+               or FRAMEWORKS[n].impl_name not in scenario.impls]
     if unknown:
         raise SystemExit(
             f"unknown implementation(s) {unknown} for scenario {scenario.name}; "

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.harness import BENCH, IMPLS, ROOT
@@ -57,15 +58,24 @@ class Framework:
     python: Path
     dists: tuple[str, ...]
     setup_hint: str
+    # a variant of another implementation (its scenario files), with extra environment
+    impl: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    scrape_s: float = 0.0  # > 0: serve health/metrics and scrape /metrics this often
+
+    @property
+    def impl_name(self) -> str:
+        """The implementation this runs, as ``Scenario.impls`` names it."""
+        return self.impl or self.name
 
     def probe(self, scenario: Scenario) -> tuple[dict[str, str] | None, str]:
         """Return (versions, "") if runnable here, else (None, reason)."""
         if not self.python.exists():
             return None, f"{self.python} missing ({self.setup_hint})"
         extra = ""
-        if self.name == "streamflow":
+        if self.impl_name == "streamflow":
             extra = STREAMFLOW_PROBE.replace(
-                "@MODULE@", repr(impl_module(scenario.impls[self.name]))
+                "@MODULE@", repr(impl_module(scenario.impls[self.impl_name]))
             )
         code = VERSIONS_SNIPPET.replace("@DISTS@", repr(list(self.dists))).replace("@EXTRA@", extra)
         proc = subprocess.run(
@@ -82,9 +92,9 @@ class Framework:
         return json.loads(proc.stdout.strip().splitlines()[-1]), ""
 
     def command(self, scenario: Scenario, versions: dict[str, str]) -> list[str]:
-        target = scenario.impls[self.name]
+        target = scenario.impls[self.impl_name]
         py = str(self.python)
-        if self.name == "streamflow":
+        if self.impl_name == "streamflow":
             module = impl_module(target)
             if versions.get("launcher") == "module":
                 return [py, "-m", "streamflow", "run", module]
@@ -116,6 +126,26 @@ FRAMEWORKS: dict[str, Framework] = {
             ("streamflow", "confluent-kafka", "orjson"),
             "create the project .venv",
         ),
+        # the metrics-overhead pair (bench/README.md, "Metrics overhead"): streamflow with
+        # metrics on and /metrics scraped every second, and with every metrics piece off
+        Framework(
+            "streamflow_metrics",
+            MAIN_PY,
+            ("streamflow", "confluent-kafka", "orjson"),
+            "create the project .venv",
+            impl="streamflow",
+            env={"STREAMFLOW_METRICS": "true", "STREAMFLOW_STATISTICS_INTERVAL_MS": "5000"},
+            scrape_s=1.0,
+        ),
+        Framework(
+            "streamflow_off",
+            MAIN_PY,
+            ("streamflow", "confluent-kafka", "orjson"),
+            "create the project .venv",
+            impl="streamflow",
+            env={"STREAMFLOW_METRICS": "false", "STREAMFLOW_STATISTICS_INTERVAL_MS": "0",
+                 "STREAMFLOW_HEALTH_PORT": "0"},
+        ),
         Framework(
             "quix",
             BENCH / ".venvs" / "quix" / "bin" / "python",
@@ -140,5 +170,5 @@ def version_label(name: str, versions: dict[str, str] | None) -> str:
         "streamflow": ["streamflow", "confluent-kafka", "librdkafka"],
         "quix": ["quixstreams", "confluent-kafka", "librdkafka"],
         "faust": ["faust-streaming", "aiokafka"],
-    }.get(name, [])
+    }.get(FRAMEWORKS[name].impl_name if name in FRAMEWORKS else name, [])
     return ", ".join(f"{k} {versions[k]}" for k in keys if k in versions)

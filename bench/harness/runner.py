@@ -25,6 +25,7 @@ from bench.harness.meter import (
     stop_process,
     wait_quiet,
 )
+from bench.harness.scrape import Scraper, free_port
 from bench.scenarios import Scenario
 
 
@@ -85,6 +86,12 @@ def run_once(
         "BENCH_SCENARIO": scenario.name,
         **getattr(scenario, "env", dict)(),  # optional: e.g. the avro scenario's registry URL
     }
+    env.update(fw.env)  # e.g. streamflow's metrics settings
+    scraper = None
+    if fw.scrape_s:
+        port = free_port()
+        env["STREAMFLOW_HEALTH_PORT"] = str(port)
+        scraper = Scraper(port, fw.scrape_s).start()
     for k in ("VIRTUAL_ENV", "PYTHONHOME"):
         env.pop(k, None)
     cmd = fw.command(scenario, versions)
@@ -139,6 +146,12 @@ def run_once(
             time.sleep(args.poll_interval)
     finally:
         res.exit, rusage = stop_process(proc, args.stop_grace)
+        if scraper is not None:
+            scraper.stop()
+            with open(log_path, "ab") as log:
+                log.write(f"\n[bench] {scraper.scrapes} scrapes of /metrics every "
+                          f"{scraper.interval}s ({scraper.failures} failed); the last:\n".encode())
+                log.write(scraper.last)
     res.cpu_total_s = rusage.ru_utime + rusage.ru_stime
     if t_first is not None:
         res.startup_s = t_first - t_start
