@@ -1,13 +1,16 @@
-"""What every ``streamflow`` command shares: its error, messages and logging set-up."""
+"""What every ``streamflow`` command shares: its error, messages and logging set-up.
+
+``setup_logging`` lives in :mod:`streamflow.observability.logs` (re-exported here).
+"""
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from streamflow.errors import EXIT_CONFIG, StreamflowError
+from streamflow.observability.logs import setup_logging
 
 __all__ = ["CONFIG_HELP", "CliError", "err", "failing", "setup_logging", "warn"]
 
@@ -39,15 +42,3 @@ def failing(what: str) -> Iterator[None]:
     except StreamflowError as e:
         msg = f"{what}: {e}"
         raise CliError(msg, e.exit_code) from e
-
-
-def setup_logging(level: str, prefix: str) -> None:
-    """Log to stderr, each line tagged with ``prefix`` (which worker or supervisor)."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format=f"%(asctime)s %(levelname)-7s [{prefix}] %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    for noisy in ("httpx", "httpx2", "httpcore"):  # one INFO line per registry request
-        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -43,7 +43,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                            warn=args.worker_id is None)
     from streamflow.runtime.supervisor import Supervisor
 
-    setup_logging(config.log_level, f"{topology.name} supervisor")
+    setup_logging(config.log_level, f"{topology.name} supervisor", fmt=config.log_format,
+                  instance="supervisor", client_interval_s=config.client_log_interval_s)
     _log_unnamed_state(topology, names)
     sup = Supervisor(args.module, names, args.workers, args.config, config.shutdown_timeout_s,
                      config.health_port)
@@ -78,7 +79,9 @@ def _run_worker(topology: Topology, name: str, config: Config, worker_id: str, *
     from streamflow.kafka.client import KafkaException
     from streamflow.runtime.worker import Worker
 
-    setup_logging(config.log_level, f"{topology.name}/{name}#{worker_id}")
+    setup_logging(config.log_level, f"{topology.name}/{name}#{worker_id}", fmt=config.log_format,
+                  processor=name, instance=worker_id,
+                  client_interval_s=config.client_log_interval_s)
     if warn:
         _log_unnamed_state(topology, [name])
     worker = Worker(topology.processors[name], config, worker_id=worker_id)
