@@ -19,7 +19,9 @@ from streamflow.dsl.topology import Processor
 from streamflow.kafka import client
 from streamflow.kafka.ports import KafkaAdmin
 from streamflow.observability.health import serve_worker_health
+from streamflow.observability.lineage import LineageEmitter, start_lineage
 from streamflow.observability.status import WorkerStatus
+from streamflow.observability.tracing import batch_tracer
 from streamflow.runtime.clients import consumer_conf, kafka_ports, producer_conf
 from streamflow.runtime.collector import DeliveryFailed
 from streamflow.runtime.contracts import check_processor as check_contracts
@@ -63,6 +65,8 @@ class Worker:
         self._stop = False
         self.last_loop: float | None = None
         self.health: Any = None
+        self.lineage: LineageEmitter | None = None  # run events, when the setting is on
+        self.failure: BaseException | None = None
 
     @property
     def processed(self) -> int:
@@ -100,6 +104,7 @@ class Worker:
                       copartitioned=self.processor.joined_topics())
         check_contracts(self.processor, self.engine.tasks.serde_ctx)  # may refuse
         self.engine.start()
+        self.lineage = start_lineage(self.processor, self.config)
         log.info(
             "processor %s started: reading %s as group %s (%s)",
             self.processor.name, ", ".join(self.processor.source_topics()),
@@ -120,8 +125,9 @@ class Worker:
             gc.set_threshold(50_000, 20, 100)
             self.run_loop()
             self.engine.commit()
-        except BaseException:
+        except BaseException as e:
             self.engine.failed = True  # never commit past a failure
+            self.failure = e
             raise
         finally:
             self.close()
@@ -135,6 +141,8 @@ class Worker:
         batch = self.config.batch_size
         timeout = self.config.poll_timeout_ms / 1000.0
         eos = engine.eos
+        process = batch_tracer(engine.process, enabled=self.config.tracing,
+                               processor=self.processor.name, group_id=self.processor.group_id)
         default_ms = self.config.eos_commit_interval_ms if eos else self.config.commit_interval_ms
         interval = (self.processor.commit_interval_ms or default_ms) / 1000.0
         # exactly-once: commit early once the input is drained (see Config)
@@ -147,7 +155,7 @@ class Worker:
             # record only: consume(n, t) would hold early records back until n arrive or t
             # passes, adding up to the poll timeout to every record's latency
             msgs = consumer.consume(batch, 0) or consumer.consume(1, timeout)
-            engine.process(msgs)
+            process(msgs)
             now = time.monotonic()
             if now >= next_punctuate:
                 engine.punctuate(int(time.time() * 1000))
@@ -167,6 +175,9 @@ class Worker:
             self.health = None
         self.engine.close()
         self._admin.close()
+        if self.lineage is not None:  # COMPLETE, or FAIL with the error
+            self.lineage.stop(self.failure)
+            self.lineage = None
 
 
 __all__ = ["ConsumerFatal", "DeliveryFailed", "ProcessingFailed", "Worker"]
