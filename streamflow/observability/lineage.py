@@ -54,6 +54,11 @@ __all__ = [
 
 log = logging.getLogger("streamflow.lineage")
 
+THREAD = "streamflow-lineage"
+# the HTTP transport's retries each log a warning through urllib3: the emitter reports its
+# failures itself, once per interval
+_QUIET = ("urllib3.connectionpool",)
+
 PRODUCER = "urn:streamflow:0.1.0"  # the OpenLineage `producer` of streamflow's events
 Field = tuple[str, str, tuple["Field", ...]]  # name, type, nested fields
 
@@ -238,22 +243,30 @@ class LineageEmitter:
         self.sent = 0
         self.failed = 0
         self._unreported = 0
+        self._last_failed = False
         self._last_report: float | None = None
         self._wake = threading.Event()
         self._stopping: tuple[str, BaseException | None] | None = None
-        self._thread = threading.Thread(target=self._run, name="streamflow-lineage",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=THREAD, daemon=True)
 
     def start(self) -> LineageEmitter:
         """Emit ``START`` and then ``RUNNING`` periodically (in the background)."""
+        for name in _QUIET:
+            quiet = logging.getLogger(name)
+            if not any(isinstance(f, _FromLineageThread) for f in quiet.filters):
+                quiet.addFilter(_FromLineageThread())
         self._thread.start()
         return self
 
-    def stop(self, error: BaseException | None = None, timeout_s: float = 10.0) -> None:
-        """Emit ``COMPLETE`` (or ``FAIL`` with ``error``) and end the thread."""
+    def stop(self, error: BaseException | None = None, timeout_s: float = 5.0) -> None:
+        """Emit ``COMPLETE`` (or ``FAIL`` with ``error``) and end the thread.
+
+        Waits ``timeout_s`` for it at most, 1 s when the last event could not be sent (the
+        backend is down: the worker's shutdown does not wait on it).
+        """
         self._stopping = ("FAIL" if error is not None else "COMPLETE", error)
         self._wake.set()
-        self._thread.join(timeout_s)
+        self._thread.join(min(timeout_s, 1.0) if self._last_failed else timeout_s)
         try:
             self.client.close(timeout_s)
         except Exception as e:
@@ -271,6 +284,7 @@ class LineageEmitter:
         try:
             self.client.emit(self.lineage.run_event(state, self.run_id, error))
         except Exception as e:
+            self._last_failed = True
             self.failed += 1
             self._unreported += 1
             now = self.clock()
@@ -282,8 +296,16 @@ class LineageEmitter:
                 self._last_report = now
                 self._unreported = 0
             return False
+        self._last_failed = False
         self.sent += 1
         return True
+
+
+class _FromLineageThread(logging.Filter):
+    """Drops the records logged on the lineage emitter's thread."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.threadName != THREAD
 
 
 def start_lineage(processor: Processor, config: Config, client: Any = None
