@@ -8,11 +8,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from streamflow.errors import EXIT_CONFIG, StreamflowError
 from streamflow.observability.logs import setup_logging
 
-__all__ = ["CONFIG_HELP", "CliError", "err", "failing", "setup_logging", "warn"]
+if TYPE_CHECKING:
+    from streamflow.dsl.topology import Topology
+
+__all__ = ["CONFIG_HELP", "CliError", "err", "failing", "processor_names", "setup_logging",
+           "warn"]
 
 CONFIG_HELP = "TOML config file (else $STREAMFLOW_CONFIG); STREAMFLOW_* variables override it"
 
@@ -42,3 +47,16 @@ def failing(what: str) -> Iterator[None]:
     except StreamflowError as e:
         msg = f"{what}: {e}"
         raise CliError(msg, e.exit_code) from e
+
+
+def processor_names(topology: Topology, only: str | None) -> list[str]:
+    """The processors a command acts on: ``only``, or every one (``CliError`` if unknown)."""
+    if only is None:
+        return list(topology.processors)
+    if only not in topology.processors:
+        msg = (
+            f"topology {topology.name!r} has no processor {only!r}; it has "
+            f"{', '.join(sorted(topology.processors))}"
+        )
+        raise CliError(msg)
+    return [only]

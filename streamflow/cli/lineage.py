@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from streamflow.cli.common import CONFIG_HELP, CliError
+from streamflow.cli.common import CONFIG_HELP, processor_names
 from streamflow.config import load_config
 from streamflow.errors import EXIT_OK
 from streamflow.observability.lineage import ProcessorLineage, require_openlineage
@@ -22,14 +22,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     topology = load_topology(args.module)
-    if args.processor and args.processor not in topology.processors:
-        msg = (
-            f"topology {topology.name!r} has no processor {args.processor!r}; it has "
-            f"{', '.join(sorted(topology.processors))}"
-        )
-        raise CliError(msg)
-    names = [args.processor] if args.processor else list(topology.processors)
-    for name in names:
+    for name in processor_names(topology, args.processor):
         event = ProcessorLineage(topology.processors[name], config).job_event()
         sys.stdout.write(Serde.to_json(event) + "\n")
     return EXIT_OK

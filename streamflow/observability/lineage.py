@@ -45,11 +45,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PRODUCER",
+    "PROVENANCE_HEADERS",
     "LineageEmitter",
     "ProcessorLineage",
     "avro_fields",
     "kafka_namespace",
     "start_lineage",
+    "with_provenance",
 ]
 
 log = logging.getLogger("streamflow.lineage")
@@ -61,6 +63,10 @@ _QUIET = ("urllib3.connectionpool",)
 
 PRODUCER = "urn:streamflow:0.1.0"  # the OpenLineage `producer` of streamflow's events
 Field = tuple[str, str, tuple["Field", ...]]  # name, type, nested fields
+# the input position each output carries with ``provenance_headers`` on (the names dead letters
+# use for the same facts)
+PROVENANCE_HEADERS = ("streamflow.source.topic", "streamflow.source.partition",
+                      "streamflow.source.offset")
 
 
 def kafka_namespace(bootstrap_servers: str) -> str:
@@ -323,3 +329,30 @@ def start_lineage(processor: Processor, config: Config, client: Any = None
 
         client = OpenLineageClient()
     return LineageEmitter(lineage, client, config.lineage_interval_s).start()
+
+
+def with_provenance(process: Callable[[list[Any]], None], *, enabled: bool
+                    ) -> Callable[[list[Any]], None]:
+    """``process`` (which takes a consumed batch), giving each record provenance headers.
+
+    With ``enabled`` every consumed record gets ``PROVENANCE_HEADERS`` (its topic, partition
+    and offset, replacing any an upstream processor set) before it is processed, so every
+    record produced from it carries them as it carries the other input headers. Off:
+    ``process`` itself.
+    """
+    if not enabled:
+        return process
+    names = frozenset(PROVENANCE_HEADERS)
+    topic_h, partition_h, offset_h = PROVENANCE_HEADERS
+
+    def process_(msgs: list[Any]) -> None:
+        for m in msgs:
+            if m.error() is not None:
+                continue
+            kept = [h for h in m.headers() or () if h[0] not in names]
+            m.set_headers([*kept, (topic_h, m.topic().encode()),
+                           (partition_h, str(m.partition()).encode()),
+                           (offset_h, str(m.offset()).encode())])
+        process(msgs)
+
+    return process_

@@ -19,7 +19,7 @@ from streamflow.dsl.topology import Processor
 from streamflow.kafka import client
 from streamflow.kafka.ports import KafkaAdmin
 from streamflow.observability.health import serve_worker_health
-from streamflow.observability.lineage import LineageEmitter, start_lineage
+from streamflow.observability.lineage import LineageEmitter, start_lineage, with_provenance
 from streamflow.observability.status import WorkerStatus
 from streamflow.observability.tracing import batch_tracer
 from streamflow.runtime.clients import consumer_conf, kafka_ports, producer_conf
@@ -141,8 +141,10 @@ class Worker:
         batch = self.config.batch_size
         timeout = self.config.poll_timeout_ms / 1000.0
         eos = engine.eos
-        process = batch_tracer(engine.process, enabled=self.config.tracing,
-                               processor=self.processor.name, group_id=self.processor.group_id)
+        process = with_provenance(
+            batch_tracer(engine.process, enabled=self.config.tracing,
+                         processor=self.processor.name, group_id=self.processor.group_id),
+            enabled=self.config.provenance_headers)
         default_ms = self.config.eos_commit_interval_ms if eos else self.config.commit_interval_ms
         interval = (self.processor.commit_interval_ms or default_ms) / 1000.0
         # exactly-once: commit early once the input is drained (see Config)

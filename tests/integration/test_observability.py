@@ -84,7 +84,7 @@ def run(app: dict[str, Any], env: dict[str, str]) -> StreamflowProcess:
                              app["tmp"] / "run.log")
 
 
-def test_a_run_emits_valid_lineage_json_logs_and_carries_trace_context(
+def test_a_run_emits_valid_lineage_json_logs_and_carries_trace_context_and_provenance(
         app: dict[str, Any]) -> None:
     events_file = app["tmp"] / "lineage.jsonl"
     spans_file = app["tmp"] / "spans.jsonl"
@@ -96,6 +96,7 @@ def test_a_run_emits_valid_lineage_json_logs_and_carries_trace_context(
         "OPENLINEAGE__TRANSPORT__APPEND": "true",
         "STREAMFLOW_LOG_FORMAT": "json",
         "STREAMFLOW_TRACING": "true",
+        "STREAMFLOW_PROVENANCE_HEADERS": "true",
         "T_SPANS": str(spans_file),
     })
     try:
@@ -112,6 +113,16 @@ def test_a_run_emits_valid_lineage_json_logs_and_carries_trace_context(
     assert trace_id(by_n[5].headers()) == TRACE_OK
     assert all(trace_id(m.headers()) is None for n, m in by_n.items() if n != 5)
     assert trace_id(dead[0].headers()) == TRACE_POISON
+
+    # provenance: each output names the input record it came from
+    inputs = {orjson.loads(m.value())["n"]: m
+              for m in read_all(app["bootstrap"], app["env"]["T_IN"], expect=21, settle=0.5)}
+    for n, m in by_n.items():
+        h = dict(m.headers())
+        src = inputs[n]
+        assert (h["streamflow.source.topic"].decode(), int(h["streamflow.source.partition"]),
+                int(h["streamflow.source.offset"])) == (src.topic(), src.partition(),
+                                                        src.offset())
     spans = [json.loads(line) for line in spans_file.read_text().splitlines()]
     assert spans and all(s["name"] == "process p" for s in spans)
     related = {s["parent_id"] and s["context"]["trace_id"] for s in spans} | {

@@ -24,6 +24,7 @@ from streamflow.observability.lineage import (
     avro_fields,
     kafka_namespace,
     start_lineage,
+    with_provenance,
 )
 from tests.unit.lineage_events import check_event
 
@@ -263,3 +264,58 @@ def test_cli_prints_one_processor_and_refuses_an_unknown_one(
     assert main(["lineage", "topologies.payments", "-p", "nope"]) == 3
     assert "has no processor 'nope'" in capsys.readouterr().err
     assert main(["lineage", "no.such.module"]) == 3
+
+
+# -- provenance headers -----------------------------------------------------------------
+
+
+class Consumed:
+    """A consumed message, as confluent-kafka's ``Message`` offers it."""
+
+    def __init__(self, topic: str, partition: int, offset: int,
+                 headers: list[tuple[str, bytes]] | None, error: Any = None) -> None:
+        self._where = (topic, partition, offset)
+        self._headers = headers
+        self._error = error
+
+    def topic(self) -> str:
+        return self._where[0]
+
+    def partition(self) -> int:
+        return self._where[1]
+
+    def offset(self) -> int:
+        return self._where[2]
+
+    def error(self) -> Any:
+        return self._error
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
+
+    def set_headers(self, headers: list[tuple[str, bytes]]) -> None:
+        self._headers = headers
+
+
+def test_provenance_off_leaves_the_process_function_as_it_is() -> None:
+    def process(msgs: list[Any]) -> None:
+        pass
+
+    assert with_provenance(process, enabled=False) is process
+
+
+def test_provenance_headers_name_each_input_and_replace_upstream_ones() -> None:
+    seen: list[list[Any]] = []
+    upstream = [("traceparent", b"tp"), ("streamflow.source.topic", b"raw"),
+                ("streamflow.source.partition", b"9"), ("streamflow.source.offset", b"99")]
+    msgs = [Consumed("orders", 2, 41, None), Consumed("orders", 3, 7, list(upstream)),
+            Consumed("orders", 0, -1, None, error="partition EOF")]
+    with_provenance(lambda batch: seen.append([m.headers() for m in batch]),
+                    enabled=True)(msgs)
+    assert seen == [[
+        [("streamflow.source.topic", b"orders"), ("streamflow.source.partition", b"2"),
+         ("streamflow.source.offset", b"41")],
+        [("traceparent", b"tp"), ("streamflow.source.topic", b"orders"),
+         ("streamflow.source.partition", b"3"), ("streamflow.source.offset", b"7")],
+        None,  # error events are left alone
+    ]]
