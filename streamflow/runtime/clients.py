@@ -87,5 +87,8 @@ def kafka_ports(config: Config, cconf: dict[str, Any], pconf: dict[str, Any],
         consumer=lambda: KafkaGroupConsumer(cconf),
         producer=producer,
         admin=admin or KafkaAdmin(config.client_conf()),
-        changelogs=KafkaChangelogs(config.client_conf()),
+        # restore consumers log as the group consumer does (an admin client's lines would wait
+        # for a poll() nobody makes, so it keeps librdkafka's own logging)
+        changelogs=KafkaChangelogs({**client_log_conf(config.client_log_interval_s),
+                                    **config.client_conf()}),
     )

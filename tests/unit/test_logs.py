@@ -133,14 +133,15 @@ def test_log_format_setting_accepts_text_and_json_only() -> None:
 
 def test_worker_clients_log_through_the_rate_limited_logger() -> None:
     import streamflow as sf
-    from streamflow.runtime.clients import consumer_conf, producer_conf
+    from streamflow.runtime.clients import consumer_conf, kafka_ports, producer_conf
 
     topology = sf.Topology("logs")
     topology.processor("p").stream(topology.topic("in", external=True)).to(
         topology.topic("out"))
     config = load_config(env={"STREAMFLOW_CLIENT_LOG_INTERVAL_S": "5"})
     p = topology.processors["p"]
-    for conf in (consumer_conf(p, config, "0"), producer_conf(p, config, "0")):
+    restore = kafka_ports(config, {}, {}).changelogs._conf  # type: ignore[attr-defined]
+    for conf in (consumer_conf(p, config, "0"), producer_conf(p, config, "0"), restore):
         assert conf["logger"] is logging.getLogger(CLIENT_LOGGER)
         assert callable(conf["error_cb"])
     limiters = [f for f in logging.getLogger(CLIENT_LOGGER).filters

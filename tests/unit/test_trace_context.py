@@ -198,3 +198,14 @@ def test_empty_polls_make_no_span_and_a_failing_batch_ends_its_span_as_error(spa
         traced_process([Msg(None)])
     (span,) = exporter.get_finished_spans()
     assert span.status.status_code == trace.StatusCode.ERROR
+
+
+def test_tracing_without_opentelemetry_is_a_configuration_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from streamflow.config import ConfigError
+
+    monkeypatch.setitem(sys.modules, "opentelemetry.trace", None)
+    with pytest.raises(ConfigError, match=r"pip install 'streamflow\[otel\]'"):
+        batch_tracer(lambda msgs: None, enabled=True, processor="p", group_id="g")
