@@ -110,7 +110,8 @@ class ClientLogLimiter(logging.Filter):
 
     The lines are librdkafka's (``"%s [%s] %s"`` with facility, client name and message),
     whose message starts with the broker (``host:port/id: ...``) when it is about one.
-    CRITICAL lines always pass.
+    CRITICAL lines always pass, and so do DEBUG lines (librdkafka's ``debug`` setting asks
+    for every one of them).
     """
 
     def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
@@ -122,7 +123,7 @@ class ClientLogLimiter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """True when ``record`` is logged (its message then counts the held-back lines)."""
-        if record.levelno >= logging.CRITICAL:
+        if record.levelno >= logging.CRITICAL or record.levelno <= logging.DEBUG:
             return True
         key = line_key(record)
         now = self.clock()

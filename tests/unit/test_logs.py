@@ -62,6 +62,7 @@ def test_limiter_keys_by_facility_and_broker() -> None:
     assert not limiter.filter(client_line("FAIL", REFUSED))
     assert not limiter.filter(client_line("FAIL", other_broker))
     assert limiter.filter(client_line("FAIL", REFUSED, logging.CRITICAL))  # never held back
+    assert limiter.filter(client_line("FAIL", REFUSED, logging.DEBUG))  # asked for by `debug`
     clock.now += 10.0
     rec = client_line("FAIL", other_broker)
     assert limiter.filter(rec)
