@@ -28,11 +28,20 @@ from typing import Any
 from streamflow.config import ConfigError
 from streamflow.record import Headers
 
-__all__ = ["MAX_LINKS", "TRACE_HEADERS", "batch_tracer", "require_otel", "trace_id"]
+__all__ = [
+    "MAX_LINKS",
+    "TRACE_HEADERS",
+    "batch_tracer",
+    "output_tracer",
+    "require_otel",
+    "trace_id",
+    "trace_outputs",
+]
 
 TRACE_HEADERS = ("traceparent", "tracestate")
 MAX_LINKS = 128  # OpenTelemetry's default limit of links per span
 Process = Callable[[list[Any]], None]
+Emit = Callable[[str, "bytes | None", "bytes | None", int, "Headers | None"], None]
 
 
 def trace_id(headers: Headers | None) -> str | None:
@@ -111,3 +120,44 @@ def batch_tracer(process: Process, *, enabled: bool, processor: str, group_id: s
             process(msgs)
 
     return traced
+
+
+def output_tracer(enabled: bool) -> Callable[[Emit], Emit] | None:
+    """``trace_outputs`` when tracing is ``enabled`` (``ConfigError`` without OpenTelemetry)."""
+    if not enabled:
+        return None
+    require_otel()
+    return trace_outputs
+
+
+def trace_outputs(emit: Emit) -> Emit:
+    """``emit`` (topic, key, value, timestamp, headers), continuing traces from the batch span.
+
+    An output whose ``traceparent`` belongs to the trace of the current span (the batch span,
+    when the batch held records of one trace) gets the span as its parent instead, so the next
+    processor's span is a child of this one's. Other outputs are produced as they are.
+    """
+    from opentelemetry import trace
+
+    get_current_span = trace.get_current_span
+
+    def emit_(topic: str, key: bytes | None, value: bytes | None, ts: int,
+              headers: Headers | None) -> None:
+        if headers:
+            sc = get_current_span().get_span_context()
+            if sc.is_valid:
+                headers = _reparented(headers, f"{sc.trace_id:032x}", sc.span_id,
+                                      int(sc.trace_flags))
+        emit(topic, key, value, ts, headers)
+
+    return emit_
+
+
+def _reparented(headers: Headers, trace_hex: str, span_id: int, flags: int) -> Headers:
+    own = f"00-{trace_hex}-{span_id:016x}-{flags:02x}".encode()
+    out: Headers = []
+    for name, value in headers:
+        if name == "traceparent" and trace_id([(name, value)]) == trace_hex:
+            value = own
+        out.append((name, value))
+    return out

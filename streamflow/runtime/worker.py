@@ -21,7 +21,7 @@ from streamflow.kafka.ports import KafkaAdmin
 from streamflow.observability.health import serve_worker_health
 from streamflow.observability.lineage import LineageEmitter, start_lineage, with_provenance
 from streamflow.observability.status import WorkerStatus
-from streamflow.observability.tracing import batch_tracer
+from streamflow.observability.tracing import batch_tracer, output_tracer
 from streamflow.runtime.clients import consumer_conf, kafka_ports, producer_conf
 from streamflow.runtime.collector import DeliveryFailed
 from streamflow.runtime.contracts import check_processor as check_contracts
@@ -62,6 +62,8 @@ class Worker:
             processor, kafka_ports(config, self.consumer_conf, self.producer_conf, self._admin),
             serde_ctx=serde_context(config), state_dir=Path(config.state_dir),
             cache_entries=config.store_cache_entries, timeout_s=config.shutdown_timeout_s)
+        # with tracing on, outputs continue the batch span's trace
+        self.engine.collector.wrap_emit = output_tracer(config.tracing)
         self._stop = False
         self.last_loop: float | None = None
         self.health: Any = None

@@ -44,6 +44,7 @@ s.group_by_key(name="by-key").count(name="per-key").to_stream().to(counts)
 
 TRACE_OK = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACE_POISON = "0af7651916cd43dd8448eb211c80319c"
+TRACE_LATE = "5c1d7a2b9e8f40aa8d3c2b1a09f8e7d6"
 
 
 def traceparent(trace_hex: str) -> list[tuple[str, bytes]]:
@@ -100,23 +101,30 @@ def test_a_run_emits_valid_lineage_json_logs_and_carries_trace_context_and_prove
         "T_SPANS": str(spans_file),
     })
     try:
-        outputs = read_all(app["bootstrap"], app["env"]["T_OUT"], expect=20)
+        read_all(app["bootstrap"], app["env"]["T_OUT"], expect=20)
         dead = read_all(app["bootstrap"], app["dlq"], expect=1)
+        # one more traced record, alone in its batch: the batch span is its trace's child
+        producer = Producer({"bootstrap.servers": app["bootstrap"]})
+        producer.produce(app["env"]["T_IN"], orjson.dumps({"n": 21}), b"k1",
+                         headers=traceparent(TRACE_LATE))
+        assert producer.flush(30) == 0
+        outputs = read_all(app["bootstrap"], app["env"]["T_OUT"], expect=21)
         time.sleep(1.5)  # at least one RUNNING event
     finally:
         rc = proc.terminate()
     assert rc == 0, proc.output()
 
     # trace context: the traced input's output and the dead letter keep their trace ids
-    assert len(outputs) == 20 and len(dead) == 1
+    assert len(outputs) == 21 and len(dead) == 1
     by_n = {orjson.loads(m.value())["n"]: m for m in outputs}
     assert trace_id(by_n[5].headers()) == TRACE_OK
-    assert all(trace_id(m.headers()) is None for n, m in by_n.items() if n != 5)
+    assert trace_id(by_n[21].headers()) == TRACE_LATE
+    assert all(trace_id(m.headers()) is None for n, m in by_n.items() if n not in (5, 21))
     assert trace_id(dead[0].headers()) == TRACE_POISON
 
     # provenance: each output names the input record it came from
     inputs = {orjson.loads(m.value())["n"]: m
-              for m in read_all(app["bootstrap"], app["env"]["T_IN"], expect=21, settle=0.5)}
+              for m in read_all(app["bootstrap"], app["env"]["T_IN"], expect=22, settle=0.5)}
     for n, m in by_n.items():
         h = dict(m.headers())
         src = inputs[n]
@@ -127,7 +135,12 @@ def test_a_run_emits_valid_lineage_json_logs_and_carries_trace_context_and_prove
     assert spans and all(s["name"] == "process p" for s in spans)
     related = {s["parent_id"] and s["context"]["trace_id"] for s in spans} | {
         link["context"]["trace_id"] for s in spans for link in s["links"]}
-    assert {f"0x{TRACE_OK}", f"0x{TRACE_POISON}"} <= related
+    assert {f"0x{TRACE_OK}", f"0x{TRACE_POISON}", f"0x{TRACE_LATE}"} <= related
+    # the late record's output names its batch span as parent: the trace goes on through it
+    late = next(s for s in spans if s["context"]["trace_id"] == f"0x{TRACE_LATE}")
+    assert late["parent_id"] == "0x00f067aa0ba902b7"
+    parent_span = dict(by_n[21].headers())["traceparent"].decode().split("-")[2]
+    assert f"0x{parent_span}" == late["context"]["span_id"]
 
     # lineage: START, RUNNING, COMPLETE of one run, valid events naming every topic
     events = [json.loads(line) for line in events_file.read_text().splitlines()]

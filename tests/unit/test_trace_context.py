@@ -209,3 +209,49 @@ def test_tracing_without_opentelemetry_is_a_configuration_error(
     monkeypatch.setitem(sys.modules, "opentelemetry.trace", None)
     with pytest.raises(ConfigError, match=r"pip install 'streamflow\[otel\]'"):
         batch_tracer(lambda msgs: None, enabled=True, processor="p", group_id="g")
+
+
+class Producing:
+    """A producer that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+
+    def produce(self, topic: str, value: Any, key: Any, *, timestamp: int = 0,
+                headers: Any = None, partition: int = -1) -> None:
+        self.sent.append((topic, headers))
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+
+def test_outputs_continue_the_trace_from_the_batch_span(spans: Any) -> None:
+    from streamflow.observability.tracing import output_tracer
+    from streamflow.runtime.collector import Collector
+
+    provider, exporter = spans
+    assert output_tracer(False) is None
+    collector = Collector(1.0)
+    collector.wrap_emit = output_tracer(True)
+    producer = Producing()
+    collector.producer = producer  # type: ignore[assignment]
+    other = "0af7651916cd43dd8448eb211c80319c"
+
+    def process(msgs: list[Any]) -> None:
+        collector.emit("out", b"k", b"v", 1, traced())  # the batch's trace: continued
+        collector.emit("out", b"k", b"v", 1, traced(other))  # another trace: as it was
+        collector.emit("out", b"k", b"v", 1, [("x", b"y")])
+        collector.dead_letter("dlq", b"k", b"v", 1, traced())
+
+    batch_tracer(process, enabled=True, processor="p", group_id="g",
+                 tracer_provider=provider)([Msg(traced())])
+    (span,) = exporter.get_finished_spans()
+    own = f"00-{TRACE}-{span.context.span_id:016x}-01".encode()
+    assert producer.sent == [
+        ("out", [("traceparent", own), ("tracestate", b"vendor=opaque"), ("other", b"kept")]),
+        ("out", traced(other)),
+        ("out", [("x", b"y")]),
+        ("dlq", [("traceparent", own), ("tracestate", b"vendor=opaque"), ("other", b"kept")]),
+    ]
+    collector.emit("out", b"k", b"v", 1, traced())  # outside any span: as it was
+    assert producer.sent[-1] == ("out", traced())
