@@ -8,7 +8,9 @@ window results, windows closed by the wall clock) carry no input headers.
 With the ``tracing`` setting on and OpenTelemetry's API installed (``streamflow[otel]``), the
 worker opens one span per processed batch, ``process <processor>`` (kind CONSUMER): the
 child of its input's trace when the batch holds records of one trace, else a new trace linked
-to every input trace in the batch (up to ``MAX_LINKS``). Spans go wherever the OpenTelemetry
+to every input trace in the batch (up to ``MAX_LINKS``). In the first case the outputs name
+the batch span as their parent (``trace_outputs``), so the next processor's span is a child
+of this one's. Spans go wherever the OpenTelemetry
 SDK the process configures sends them (e.g. ``opentelemetry-instrument streamflow run ...``);
 without an SDK the API's no-op tracer makes them free. With ``tracing`` off (the default)
 nothing is wrapped: the per-record path is unchanged.
