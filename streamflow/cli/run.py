@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Any
 
-from streamflow.cli.common import CliError, setup_logging
+from streamflow.cli.common import CliError, processor_names, setup_logging
 from streamflow.config import Config, load_config
 from streamflow.dsl import render
 from streamflow.dsl.topology import Topology
@@ -27,23 +27,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``streamflow run MODULE``: every processor supervised, or one with N workers."""
     config = load_config(args.config)
     topology = load_topology(args.module)
-    if args.processor and args.processor not in topology.processors:
-        msg = (
-            f"topology {topology.name!r} has no processor {args.processor!r}; it has "
-            f"{', '.join(sorted(topology.processors))}"
-        )
-        raise CliError(msg)
-    if not topology.processors:
+    names = processor_names(topology, args.processor)
+    if not names:
         msg = f"topology {topology.name!r} declares no processors"
         raise CliError(msg)
-    names = [args.processor] if args.processor else list(topology.processors)
     if len(names) == 1 and args.workers == 1:
         # a supervisor's children stay quiet: the supervisor warned already
         return _run_worker(topology, names[0], config, args.worker_id or "0",
                            warn=args.worker_id is None)
     from streamflow.runtime.supervisor import Supervisor
 
-    setup_logging(config.log_level, f"{topology.name} supervisor")
+    setup_logging(config.log_level, f"{topology.name} supervisor", fmt=config.log_format,
+                  instance="supervisor", client_interval_s=config.client_log_interval_s)
     _log_unnamed_state(topology, names)
     sup = Supervisor(args.module, names, args.workers, args.config, config.shutdown_timeout_s,
                      config.health_port)
@@ -78,7 +73,9 @@ def _run_worker(topology: Topology, name: str, config: Config, worker_id: str, *
     from streamflow.kafka.client import KafkaException
     from streamflow.runtime.worker import Worker
 
-    setup_logging(config.log_level, f"{topology.name}/{name}#{worker_id}")
+    setup_logging(config.log_level, f"{topology.name}/{name}#{worker_id}", fmt=config.log_format,
+                  processor=name, instance=worker_id,
+                  client_interval_s=config.client_log_interval_s)
     if warn:
         _log_unnamed_state(topology, [name])
     worker = Worker(topology.processors[name], config, worker_id=worker_id)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from streamflow.config import Config
+from streamflow.config import Config, ConfigError
 from streamflow.kafka.ports import KafkaAdmin, KafkaChangelogs, KafkaGroupConsumer, KafkaProducer
+from streamflow.observability.logs import client_log_conf
 from streamflow.runtime.ports import OnDelivery, Ports
 
 if TYPE_CHECKING:
@@ -47,21 +48,50 @@ def consumer_conf(processor: Processor, config: Config, worker_id: str) -> dict[
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        # stateful processors keep partition N of every input in one task: the range
-        # assignor gives one member the same partition numbers of co-partitioned topics
-        "partition.assignment.strategy": (
-            "range" if processor.is_stateful() else "cooperative-sticky"
-        ),
+        **group_protocol_conf(processor, config),
         "isolation.level": "read_committed",
         "client.id": f"{processor.topology.name}.{processor.name}.{worker_id}",
         # librdkafka >= 2.4 otherwise idles up to 1 s between fetches once its prefetch
         # queue is full, which halves throughput of a loop that drains it in batches
         "fetch.queue.backoff.ms": 10,
+        **_statistics(config),
+        **config.consumer,
+    }
+
+
+GROUP_PROTOCOLS = ("classic", "consumer")
+
+
+def group_protocol_conf(processor: Processor, config: Config) -> dict[str, Any]:
+    """The rebalance protocol settings of ``config.group_protocol``.
+
+    Stateful processors keep partition N of every input in one task, so their inputs' partition
+    N must go to one member: the range assignor does that (client-side under "classic", on the
+    broker under "consumer", KIP-848). Under "consumer" the session and heartbeat are the
+    broker's settings (``group.consumer.session.timeout.ms``...), not the client's.
+    """
+    if config.group_protocol not in GROUP_PROTOCOLS:
+        msg = (f"group_protocol must be one of {', '.join(GROUP_PROTOCOLS)}, "
+               f"got {config.group_protocol!r}")
+        raise ConfigError(msg)
+    stateful = processor.is_stateful()
+    assignor = config.group_assignor
+    if assignor and assignor != "range" and stateful and len(processor.source_topics()) > 1:
+        msg = (
+            f"group_assignor {assignor!r} cannot keep the co-partitioned inputs of processor "
+            f"{processor.name!r} ({', '.join(processor.source_topics())}) together: use "
+            "\"range\" (the default for stateful processors)"
+        )
+        raise ConfigError(msg)
+    if config.group_protocol == "consumer":
+        return {"group.protocol": "consumer",
+                "group.remote.assignor": assignor or ("range" if stateful else "uniform")}
+    return {
+        "partition.assignment.strategy": assignor or (
+            "range" if stateful else "cooperative-sticky"),
         # a crashed worker's partitions move on after 10 s, not the 45 s default
         "session.timeout.ms": 10000,
         "heartbeat.interval.ms": 2000,
-        **_statistics(config),
-        **config.consumer,
     }
 
 
@@ -74,8 +104,10 @@ def _statistics(config: Config) -> dict[str, Any]:
 
 def _base(config: Config) -> dict[str, Any]:
     # Kafka's Java clients always set TCP_NODELAY; librdkafka leaves Nagle on, which holds
-    # back small pipelined requests (the per-partition produces of a transaction) ~40 ms
-    return {"socket.nagle.disable": True, **config.client_conf()}
+    # back small pipelined requests (the per-partition produces of a transaction) ~40 ms;
+    # librdkafka's lines go through Python logging, rate-limited (observability.logs)
+    return {"socket.nagle.disable": True, **client_log_conf(config.client_log_interval_s),
+            **config.client_conf()}
 
 
 def kafka_ports(config: Config, cconf: dict[str, Any], pconf: dict[str, Any],
@@ -93,5 +125,8 @@ def kafka_ports(config: Config, cconf: dict[str, Any], pconf: dict[str, Any],
         consumer=lambda: KafkaGroupConsumer(cconf),
         producer=producer,
         admin=admin or KafkaAdmin(config.client_conf()),
-        changelogs=KafkaChangelogs(config.client_conf()),
+        # restore consumers log as the group consumer does (an admin client's lines would wait
+        # for a poll() nobody makes, so it keeps librdkafka's own logging)
+        changelogs=KafkaChangelogs({**client_log_conf(config.client_log_interval_s),
+                                    **config.client_conf()}),
     )

@@ -38,7 +38,9 @@ class Collector:
         self._producer: Any = None
         self._outputs = outputs
         self.emit: Emit = None
-        self._emit_plain: Emit = None
+        self._emit_dead: Emit = None  # dead letters: not outputs, so never counted
+        # wraps each new emit (trace context on outputs: observability.tracing.trace_outputs)
+        self.wrap_emit: Any = None
 
     @property
     def producer(self) -> Any:
@@ -48,9 +50,14 @@ class Collector:
     @producer.setter
     def producer(self, producer: Producer | None) -> None:
         self._producer = producer
-        self._emit_plain = None if producer is None else _emitter(producer)
-        self.emit = (self._emit_plain if producer is None or self._outputs is None
-                     else _counting_emitter(producer, self._outputs))
+        if producer is None:
+            self.emit = self._emit_dead = None
+            return
+        plain = _emitter(producer)
+        counting = plain if self._outputs is None else _counting_emitter(producer, self._outputs)
+        wrap = self.wrap_emit
+        self.emit = counting if wrap is None else wrap(counting)
+        self._emit_dead = plain if wrap is None else wrap(plain)
 
     def on_delivery(self, err: Any, msg: Any) -> None:
         """The producer's delivery callback (configured to report errors only)."""
@@ -61,7 +68,7 @@ class Collector:
     def dead_letter(self, topic: str, key: bytes | None, value: bytes | None, ts: int,
                     headers: Headers | None) -> None:
         """Produce a dead letter (through the current producer)."""
-        self._emit_plain(topic, key, value, ts, headers)
+        self._emit_dead(topic, key, value, ts, headers)
 
     def send_to(self, topic: str, partition: int, key: bytes, value: bytes | None,
                 headers: Headers) -> None:

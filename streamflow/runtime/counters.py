@@ -98,6 +98,9 @@ def worker_status(engine: Engine, worker_id: str, last_loop: float | None) -> Wo
     for (topic, part), r in sorted(routes.items()):
         if (topic, part) not in tasks.consumed:
             parts.append(PartitionStatus(topic, part, 0, r.position, r.committed))
+    assigned = set(routes)  # running, and restoring (their inputs paused)
+    for restore in list(tasks.restores.values()):
+        assigned.update(list(restore.pairs))
     stores: dict[str, list[int]] = {}
     task_metrics: dict[str, int] = {}
     for task in list(tasks.tasks.values()):
@@ -110,7 +113,7 @@ def worker_status(engine: Engine, worker_id: str, last_loop: float | None) -> Wo
     p = e.processor
     return WorkerStatus(
         processor=p.name, worker_id=worker_id, last_loop=last_loop,
-        assigned=tuple(sorted(routes)), ready=e.ready, restoring=tasks.restoring,
+        assigned=tuple(sorted(assigned)), ready=e.ready, restoring=tasks.restoring,
         processed=e.processed, commits=e.committer.commits, aborts=e.committer.aborts,
         skipped=e.policy.skipped, dead_lettered=e.policy.dead_lettered,
         task_metrics=task_metrics, topology=p.topology.name, guarantee=p.guarantee,
@@ -118,7 +121,8 @@ def worker_status(engine: Engine, worker_id: str, last_loop: float | None) -> Wo
         produced=dict(c.produced), errors=dict(e.policy.errors),
         rebalances=dict(c.rebalances), changelog_records=tasks.changelog_records,
         latency=c.latency.snapshot(), batch=c.batch.snapshot(), commit=c.commit.snapshot(),
-        restore=RestoreStatus(tasks.restored_records, 0, tasks.restore_seconds),
+        restore=RestoreStatus(tasks.restore_records_done, tasks.restore_records_remaining,
+                              tasks.restore_seconds),
         stores=tuple(StoreStatus(n, hm[0], hm[1]) for n, hm in sorted(stores.items())),
         consumer_stats=c.consumer_stats, consumer_stats_at=c.consumer_stats_at,
         producer_stats=c.producer_stats)

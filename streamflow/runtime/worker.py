@@ -19,7 +19,9 @@ from streamflow.dsl.topology import Processor
 from streamflow.kafka import client
 from streamflow.kafka.ports import KafkaAdmin
 from streamflow.observability.health import serve_worker_health
+from streamflow.observability.lineage import LineageEmitter, start_lineage, with_provenance
 from streamflow.observability.status import WorkerStatus
+from streamflow.observability.tracing import batch_tracer, output_tracer
 from streamflow.runtime.clients import consumer_conf, kafka_ports, producer_conf
 from streamflow.runtime.collector import DeliveryFailed
 from streamflow.runtime.contracts import check_processor as check_contracts
@@ -68,11 +70,16 @@ class Worker:
             processor, kafka_ports(config, self.consumer_conf, self.producer_conf, self._admin),
             serde_ctx=serde_context(config), state_dir=Path(config.state_dir),
             cache_entries=config.store_cache_entries, timeout_s=config.shutdown_timeout_s,
+            restore_chunk=config.restore_chunk_records, restore_max_rate=config.restore_max_rate,
             metrics=config.metrics)
         self.engine.policy.budget = error_budget(config.max_error_ratio, config.error_window)
+        # with tracing on, outputs continue the batch span's trace
+        self.engine.collector.wrap_emit = output_tracer(config.tracing)
         self._stop = False
         self.last_loop: float | None = None
         self.health: Any = None
+        self.lineage: LineageEmitter | None = None  # run events, when the setting is on
+        self.failure: BaseException | None = None
 
     @property
     def processed(self) -> int:
@@ -108,6 +115,7 @@ class Worker:
                       copartitioned=self.processor.joined_topics())
         check_contracts(self.processor, self.engine.tasks.serde_ctx)  # may refuse
         self.engine.start()
+        self.lineage = start_lineage(self.processor, self.config)
         log.info(
             "processor %s started: reading %s as group %s (%s)",
             self.processor.name, ", ".join(self.processor.source_topics()),
@@ -128,8 +136,9 @@ class Worker:
             gc.set_threshold(50_000, 20, 100)
             self.run_loop()
             self.engine.commit()
-        except BaseException:
+        except BaseException as e:
             self.engine.failed = True  # never commit past a failure
+            self.failure = e
             raise
         finally:
             self.close()
@@ -143,6 +152,10 @@ class Worker:
         batch = self.config.batch_size
         timeout = self.config.poll_timeout_ms / 1000.0
         eos = engine.eos
+        process = with_provenance(
+            batch_tracer(engine.process, enabled=self.config.tracing,
+                         processor=self.processor.name, group_id=self.processor.group_id),
+            enabled=self.config.provenance_headers)
         default_ms = self.config.eos_commit_interval_ms if eos else self.config.commit_interval_ms
         interval = (self.processor.commit_interval_ms or default_ms) / 1000.0
         # exactly-once: commit early once the input is drained (see Config)
@@ -153,9 +166,14 @@ class Worker:
             self.last_loop = time.monotonic()
             # take what has arrived without waiting; when nothing has, wait for the first
             # record only: consume(n, t) would hold early records back until n arrive or t
-            # passes, adding up to the poll timeout to every record's latency
-            msgs = consumer.consume(batch, 0) or consumer.consume(1, timeout)
-            engine.process(msgs)
+            # passes, adding up to the poll timeout to every record's latency. While tasks
+            # restore, never wait here: the restore consumer waits for its records instead.
+            msgs = consumer.consume(batch, 0)
+            if not msgs and not engine.restoring:
+                msgs = consumer.consume(1, timeout)
+            process(msgs)
+            if engine.restoring:  # one chunk of changelog records between two polls
+                engine.restore()
             now = time.monotonic()
             if now >= next_punctuate:
                 engine.punctuate(int(time.time() * 1000))
@@ -175,6 +193,9 @@ class Worker:
             self.health = None
         self.engine.close()
         self._admin.close()
+        if self.lineage is not None:  # COMPLETE, or FAIL with the error
+            self.lineage.stop(self.failure)
+            self.lineage = None
 
 
 __all__ = ["ConsumerFatal", "DeliveryFailed", "ProcessingFailed", "Worker"]

@@ -313,3 +313,24 @@ def test_deploy_k8s_annotates_pods_for_a_prometheus_scrape() -> None:
     (sts,) = [d for d in k8s.render(t, "m", opts, Config(metrics=False)).documents
               if d["kind"] == "StatefulSet"]
     assert "prometheus.io/scrape" not in sts["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_restore_progress_is_exposed_while_and_after_a_restore() -> None:
+    with TopologyTestDriver(parsing(partitions=1), auto_commit=False,
+                            config={"restore_chunk_records": 10}) as driver:
+        for i in range(60):
+            driver.input("in").send(str(i), key=f"k{i}")
+        driver.commit()
+        driver.crash(settle=False)  # the new instance restores 60 changelog records
+        driver.step()
+        midway = worker_status(engine(driver), "0", None)
+        assert midway.restoring and midway.assigned == (("in", 0),) and not midway.ready
+        assert 0 < midway.restore.records < 60 and midway.restore.remaining > 0
+        fams = families(midway)
+        assert total(fams, "streamflow_restore_remaining_records", "") == \
+            midway.restore.remaining
+        for _ in range(10):
+            driver.step()
+        done = worker_status(engine(driver), "0", None)
+    assert not done.restoring and done.restore.remaining == 0
+    assert done.restore.records == 60 and done.restore.seconds > 0
