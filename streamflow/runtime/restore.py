@@ -185,7 +185,7 @@ class Restorer:
         finished = self._apply(msgs)
         for topic, part, off in ends:
             r = self.active.get((topic, part))
-            if r is not None and off >= r.position:
+            if r is not None and not r.done and off >= r.position:
                 finished.append(r)
                 self._finish(r, off)
         for r in finished:
