@@ -5,8 +5,9 @@ built site:
 
 - ``reference/configuration.md`` from :class:`streamflow.config.Config`: every field, its TOML
   key, ``STREAMFLOW_*`` variable, type, default and description. Descriptions are the comment
-  lines right above a field in ``streamflow/config.py`` (or a comment block of neighbouring
-  fields that names it); a setting without one fails the strict build.
+  lines right above a field in ``streamflow/config.py`` and a comment at the end of its line
+  (or a comment block over a run of fields that names it); ``tests/unit/test_docs.py`` fails
+  on a setting without one.
 - ``reference/cli.md`` from :func:`streamflow.cli.build_parser`: every command and subcommand
   with its ``--help`` text, and the exit codes of :mod:`streamflow.errors`.
 
@@ -70,7 +71,9 @@ def _comment_blocks(source: str, cls: ast.ClassDef) -> dict[int, list[str]]:
     for number in range(cls.lineno + 1, (cls.end_lineno or cls.lineno) + 1):
         text = lines[number - 1].strip()
         if text.startswith("#"):
-            pending.append(text.lstrip("#").strip())
+            comment = text.lstrip("#").strip()
+            if not (comment.startswith("--") and comment.endswith("--")):  # a section heading
+                pending.append(comment)
         elif text:
             blocks[number] = pending
             pending = []
@@ -175,7 +178,7 @@ def config_reference() -> str:
     for s in scalars:
         out.append(
             f"| `{s.name}` | `{s.toml_key}` | `{s.env_var}` | `{s.type}` | {_default(s.default)} "
-            f"| {_cell(s.description)} |"
+            f"| {_cell(s.description) or '(no description)'} |"
         )
     out += [
         "",
@@ -310,9 +313,9 @@ def on_files(files: Any, config: Any) -> Any:
     from mkdocs.structure.files import File
 
     for s in settings():
-        if not s.description and s.name not in TABLES:
-            log.warning("setting %r has no description: add a comment line above it in "
-                        "streamflow/config.py", s.name)
+        if not s.description and s.name not in TABLES:  # tests/unit/test_docs.py fails on it
+            log.info("setting %r has no description: add a comment line above it in "
+                     "streamflow/config.py", s.name)
     for uri, text in ((CONFIG_PAGE, config_reference()), (CLI_PAGE, cli_reference())):
         files.append(File.generated(config, uri, content=text))
     return files

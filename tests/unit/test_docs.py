@@ -130,6 +130,7 @@ def test_descriptions_come_from_the_comments_above_a_field(hooks: ModuleType) ->
         "    # c and d are tuned together\n    c: int = 3\n    d: int = 4\n"
         "    e: int = 5\n"
         "\n    # far away\n\n    f: int = 6\n"
+        "    # -- a section --\n    g: int = 7  # seven\n"
     )
     assert hooks.field_descriptions(source, "Config") == {
         "a": "the first of two lines",
@@ -138,6 +139,7 @@ def test_descriptions_come_from_the_comments_above_a_field(hooks: ModuleType) ->
         "d": "Described with `c` above.",
         "e": "",
         "f": "",
+        "g": "seven",
     }
 
 
