@@ -116,6 +116,17 @@ def impl_module(target: str) -> str:
 
 
 MAIN_PY = ROOT / ".venv" / "bin" / "python"
+
+
+def _streamflow_variant(name: str, *, metrics: bool, stats_ms: int, scrape_s: float
+                        ) -> Framework:
+    """``streamflow`` with its metrics settings; ``scrape_s`` > 0 serves and scrapes /metrics."""
+    env = {"STREAMFLOW_METRICS": str(metrics).lower(),
+           "STREAMFLOW_STATISTICS_INTERVAL_MS": str(stats_ms)}
+    if not scrape_s:
+        env["STREAMFLOW_HEALTH_PORT"] = "0"
+    return Framework(name, MAIN_PY, ("streamflow", "confluent-kafka", "orjson"),
+                     "create the project .venv", impl="streamflow", env=env, scrape_s=scrape_s)
 FRAMEWORKS: dict[str, Framework] = {
     f.name: f
     for f in (
@@ -126,26 +137,15 @@ FRAMEWORKS: dict[str, Framework] = {
             ("streamflow", "confluent-kafka", "orjson"),
             "create the project .venv",
         ),
-        # the metrics-overhead pair (bench/README.md, "Metrics overhead"): streamflow with
-        # metrics on and /metrics scraped every second, and with every metrics piece off
-        Framework(
-            "streamflow_metrics",
-            MAIN_PY,
-            ("streamflow", "confluent-kafka", "orjson"),
-            "create the project .venv",
-            impl="streamflow",
-            env={"STREAMFLOW_METRICS": "true", "STREAMFLOW_STATISTICS_INTERVAL_MS": "5000"},
-            scrape_s=1.0,
-        ),
-        Framework(
-            "streamflow_off",
-            MAIN_PY,
-            ("streamflow", "confluent-kafka", "orjson"),
-            "create the project .venv",
-            impl="streamflow",
-            env={"STREAMFLOW_METRICS": "false", "STREAMFLOW_STATISTICS_INTERVAL_MS": "0",
-                 "STREAMFLOW_HEALTH_PORT": "0"},
-        ),
+        # metrics overhead (bench/README.md, "Metrics overhead"): every metrics piece off, all
+        # on with /metrics scraped every second, and all on less one piece
+        _streamflow_variant("streamflow_off", metrics=False, stats_ms=0, scrape_s=0.0),
+        _streamflow_variant("streamflow_metrics", metrics=True, stats_ms=5000, scrape_s=1.0),
+        _streamflow_variant("streamflow_metrics_nostats", metrics=True, stats_ms=0,
+                            scrape_s=1.0),
+        _streamflow_variant("streamflow_metrics_noscrape", metrics=True, stats_ms=5000,
+                            scrape_s=0.0),
+        _streamflow_variant("streamflow_metrics_loop", metrics=True, stats_ms=0, scrape_s=0.0),
         Framework(
             "quix",
             BENCH / ".venvs" / "quix" / "bin" / "python",
