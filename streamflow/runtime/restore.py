@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamflow.runtime.ports import RestoreConsumer
+from streamflow.state.backends import MemoryBackend
 from streamflow.state.task_state import SOURCE_HEADER, TaskState, decode_positions
 
 log = logging.getLogger("streamflow.restore")
@@ -120,7 +121,9 @@ class Restorer:
         for store, topic in state.changelogs.items():
             part = state.partition
             low, high = self.changelogs.watermarks(topic, part)
-            start = checkpoint = state.read_checkpoint(store)
+            # a store in memory starts empty whatever its checkpoint file says
+            in_memory = isinstance(state.stores[store].backend, MemoryBackend)
+            start = checkpoint = None if in_memory else state.read_checkpoint(store)
             if start is None or start < low or start > high:
                 if start is not None:
                     log.warning("checkpoint of %s[%d] (%d) is outside the changelog [%d, %d]; "

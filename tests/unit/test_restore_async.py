@@ -148,6 +148,18 @@ def test_an_abandoned_restore_checkpoints_how_far_it_got_and_goes_on_from_there(
         assert dict(d.store("n").items()) == {k: 4 for k in KEYS}
 
 
+def test_stores_in_memory_restore_the_whole_changelog_whatever_their_checkpoint_says() -> None:
+    """A checkpoint tells how far the local database got; a store in memory starts empty."""
+    with TopologyTestDriver(counting("at_least_once"), config={"store": "memory"}) as d:
+        for k in KEYS:
+            d.input("in").send(1, key=k)
+        d.scale(2)  # the revoked tasks close with a checkpoint
+        d.scale(1)  # and open again, empty
+        d.input("in").send(1, key="user-3")
+        assert d.store("n").get("user-3") == 2
+        assert dict(d.store("n").items()) == {**{k: 1 for k in KEYS}, "user-3": 2}
+
+
 def test_lost_partitions_during_a_restore_are_abandoned_without_a_checkpoint() -> None:
     with _driver("exactly_once") as d:
         _build_state(d, rounds=3)
