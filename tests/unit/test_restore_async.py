@@ -253,6 +253,32 @@ def test_the_restorer_applies_at_most_a_chunk_per_step_and_honours_its_rate_cap(
     assert state.read_checkpoint("n") == 300
 
 
+def test_interleaved_records_of_two_changelogs_of_one_partition_go_to_their_own_stores(
+        tmp_path: Path) -> None:
+    """Records come in runs per changelog partition; two stores of one task share the
+    partition number, so runs must be told apart by topic too."""
+    t = sf.Topology("eng")
+    src = t.topic("in", key=sf.String(), value=sf.Int(), partitions=1, external=True)
+    p = t.processor("p")
+    grouped = p.stream(src).group_by_key()
+    grouped.count(name="a")
+    grouped.reduce(lambda x, y: x + y, name="b")
+    cluster = InMemoryCluster()
+    header = [(SOURCE_HEADER, encode_positions({"in": 1}))]
+    recs = {store: [cluster.append(p.stores[store].changelog, 0, f"{store}{i}".encode(), b"1",
+                                   0, header) for i in range(4)] for store in ("a", "b")}
+    state = TaskState(p.stores, 0, tmp_path, "memory", SerdeContext())
+    restorer = Restorer(MemoryChangelogs(cluster))
+    restorer.begin(state, {"in": 1})
+    a, b = recs["a"], recs["b"]  # runs of one record or two; the first and last from "a"
+    interleaved = [Message(r) for r in (a[0], b[0], b[1], a[1], a[2], b[2], b[3], a[3])]
+    ended = restorer._apply(interleaved)
+    assert sorted(r.store for r in ended) == ["a", "b"]
+    for store in ("a", "b"):
+        keys = [k for k, _ in state.stores[store].backend.scan(None, None)]
+        assert keys == [f"{store}{i}".encode() for i in range(4)]
+
+
 # -- group protocols ----------------------------------------------------------------------
 def test_the_classic_protocol_keeps_todays_assignors_and_client_side_session() -> None:
     t = counting("at_least_once")
