@@ -147,6 +147,9 @@ class KafkaChangelogs:
                 "isolation.level": "read_committed",
                 "fetch.max.bytes": 64 * 1024 * 1024,
                 "fetch.wait.max.ms": 10,  # a short tail must not wait out the default 500 ms
+                # librdkafka >= 2.4 otherwise idles up to 1 s between fetches once its
+                # prefetch queue is full (as for the group consumer, runtime/clients.py)
+                "fetch.queue.backoff.ms": 10,
             })
         return self._client
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamflow.runtime.ports import RestoreConsumer
+from streamflow.state.backends import MemoryBackend
 from streamflow.state.task_state import SOURCE_HEADER, TaskState, decode_positions
 
 log = logging.getLogger("streamflow.restore")
@@ -120,7 +121,9 @@ class Restorer:
         for store, topic in state.changelogs.items():
             part = state.partition
             low, high = self.changelogs.watermarks(topic, part)
-            start = checkpoint = state.read_checkpoint(store)
+            # a store in memory starts empty whatever its checkpoint file says
+            in_memory = isinstance(state.stores[store].backend, MemoryBackend)
+            start = checkpoint = None if in_memory else state.read_checkpoint(store)
             if start is None or start < low or start > high:
                 if start is not None:
                     log.warning("checkpoint of %s[%d] (%d) is outside the changelog [%d, %d]; "
@@ -208,12 +211,22 @@ class Restorer:
     def _apply(self, msgs: list[Any]) -> list[StoreRestore]:
         """Write ``msgs`` to their stores, one batch per run of one changelog partition."""
         finished: list[StoreRestore] = []
+        # runs are found by partition number alone (a record's topic costs a string each
+        # time) when no two changelogs being read share one, checking each run's ends
+        numbers = [p for _, p in self.active]
+        by_number = len(numbers) == len(set(numbers))
         i, n = 0, len(msgs)
         while i < n:
             topic, part = msgs[i].topic(), msgs[i].partition()
             j = i + 1
-            while j < n and msgs[j].partition() == part and msgs[j].topic() == topic:
-                j += 1
+            if by_number:
+                while j < n and msgs[j].partition() == part:
+                    j += 1
+                by_number = msgs[j - 1].topic() == topic
+            if not by_number:
+                j = i + 1
+                while j < n and msgs[j].partition() == part and msgs[j].topic() == topic:
+                    j += 1
             r = self.active.get((topic, part))
             if r is not None and not r.done:  # else abandoned (or ended) since the fetch
                 self._apply_run(r, msgs[i:j])

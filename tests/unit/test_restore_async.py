@@ -148,6 +148,18 @@ def test_an_abandoned_restore_checkpoints_how_far_it_got_and_goes_on_from_there(
         assert dict(d.store("n").items()) == {k: 4 for k in KEYS}
 
 
+def test_stores_in_memory_restore_the_whole_changelog_whatever_their_checkpoint_says() -> None:
+    """A checkpoint tells how far the local database got; a store in memory starts empty."""
+    with TopologyTestDriver(counting("at_least_once"), config={"store": "memory"}) as d:
+        for k in KEYS:
+            d.input("in").send(1, key=k)
+        d.scale(2)  # the revoked tasks close with a checkpoint
+        d.scale(1)  # and open again, empty
+        d.input("in").send(1, key="user-3")
+        assert d.store("n").get("user-3") == 2
+        assert dict(d.store("n").items()) == {**{k: 1 for k in KEYS}, "user-3": 2}
+
+
 def test_lost_partitions_during_a_restore_are_abandoned_without_a_checkpoint() -> None:
     with _driver("exactly_once") as d:
         _build_state(d, rounds=3)
@@ -239,6 +251,32 @@ def test_the_restorer_applies_at_most_a_chunk_per_step_and_honours_its_rate_cap(
     assert steps >= 6 and restorer.records_done == 300
     assert sum(1 for _ in state.stores["n"].backend.scan(None, None)) == 300
     assert state.read_checkpoint("n") == 300
+
+
+def test_interleaved_records_of_two_changelogs_of_one_partition_go_to_their_own_stores(
+        tmp_path: Path) -> None:
+    """Records come in runs per changelog partition; two stores of one task share the
+    partition number, so runs must be told apart by topic too."""
+    t = sf.Topology("eng")
+    src = t.topic("in", key=sf.String(), value=sf.Int(), partitions=1, external=True)
+    p = t.processor("p")
+    grouped = p.stream(src).group_by_key()
+    grouped.count(name="a")
+    grouped.reduce(lambda x, y: x + y, name="b")
+    cluster = InMemoryCluster()
+    header = [(SOURCE_HEADER, encode_positions({"in": 1}))]
+    recs = {store: [cluster.append(p.stores[store].changelog, 0, f"{store}{i}".encode(), b"1",
+                                   0, header) for i in range(4)] for store in ("a", "b")}
+    state = TaskState(p.stores, 0, tmp_path, "memory", SerdeContext())
+    restorer = Restorer(MemoryChangelogs(cluster))
+    restorer.begin(state, {"in": 1})
+    a, b = recs["a"], recs["b"]  # runs of one record or two; the first and last from "a"
+    interleaved = [Message(r) for r in (a[0], b[0], b[1], a[1], a[2], b[2], b[3], a[3])]
+    ended = restorer._apply(interleaved)
+    assert sorted(r.store for r in ended) == ["a", "b"]
+    for store in ("a", "b"):
+        keys = [k for k, _ in state.stores[store].backend.scan(None, None)]
+        assert keys == [f"{store}{i}".encode() for i in range(4)]
 
 
 # -- group protocols ----------------------------------------------------------------------
