@@ -1,7 +1,12 @@
 """Supervise worker processes: start them, restart crashed ones with backoff, stop them all.
 
 Each worker is a ``streamflow run MODULE --processor NAME --worker-id I`` child process in
-the processor's consumer group, so Kafka splits the partitions between them.
+the processor's consumer group, so Kafka splits the partitions between them. Child ``I``'s
+instance id is ``<base>-I`` (:mod:`streamflow.runtime.identity`; the base is the
+``--instance-id`` passed on, else ``POD_NAME``, else the host name).
+
+A child that exits on its configuration (exit 3) stops them all; one that exits because
+another live worker has its instance id (exit 5) is not restarted, the others go on.
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-log = logging.getLogger("streamflow.supervisor")
+from streamflow.errors import EXIT_CONFIG, EXIT_DUPLICATE_INSTANCE
 
-EXIT_CONFIG = 3  # a child that fails on configuration would fail again: do not restart
+log = logging.getLogger("streamflow.supervisor")
 
 
 @dataclass
@@ -35,7 +40,7 @@ class Supervisor:
 
     def __init__(self, module: str, processors: list[str], workers: int,
                  config_file: str | None, shutdown_timeout_s: float = 30.0,
-                 health_port: int = 0) -> None:
+                 health_port: int = 0, extra_args: list[str] | None = None) -> None:
         self.children: list[_Child] = []
         self.health_port = health_port
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -46,6 +51,7 @@ class Supervisor:
                         "--worker-id", str(i)]
                 if config_file:
                     argv += ["--config", config_file]
+                argv += extra_args or []
                 self.children.append(_Child(p, i, argv))
 
     def _start(self, c: _Child) -> None:
@@ -87,6 +93,14 @@ class Supervisor:
                     code = EXIT_CONFIG
                     self._stopping = True
                     break
+                if rc == EXIT_DUPLICATE_INSTANCE:
+                    # a restart would only fence the other worker with this id, or be refused
+                    log.error("%s#%d: another worker has its instance id (exit %d); not "
+                              "restarting it", c.processor, c.worker_id, rc)
+                    code = EXIT_DUPLICATE_INSTANCE
+                    c.proc = None
+                    c.next_start = float("inf")
+                    continue
                 if rc == 0:
                     log.info("%s#%d exited cleanly", c.processor, c.worker_id)
                     c.proc = None

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,12 @@ from streamflow.runtime.collector import DeliveryFailed
 from streamflow.runtime.contracts import check_processor as check_contracts
 from streamflow.runtime.engine import ConsumerFatal, Engine
 from streamflow.runtime.errors import ProcessingFailed
+from streamflow.runtime.identity import (
+    InstanceLock,
+    instance_in_use,
+    resolve_identity,
+    static_membership,
+)
 from streamflow.runtime.topics import ensure_topics, processor_topics
 from streamflow.serde import SerdeContext
 
@@ -47,20 +55,39 @@ def serde_context(config: Config) -> SerdeContext:
 
 
 class Worker:
-    """Runs one processor of a topology in this process until stopped."""
+    """Runs one processor of a topology in this process until stopped.
 
-    def __init__(self, processor: Processor, config: Config, *, worker_id: str = "0") -> None:
+    ``worker_id`` is the local index a supervisor gives its children (``--worker-id``), None
+    for an unsupervised worker; with the ``instance_id`` setting and ``env`` (``POD_NAME``;
+    default ``os.environ``) it makes the worker's instance id
+    (:mod:`streamflow.runtime.identity`).
+    """
+
+    def __init__(self, processor: Processor, config: Config, *, worker_id: str | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.processor = processor
         self.config = config
         self.worker_id = worker_id
-        self.producer_conf = producer_conf(processor, config, worker_id)
-        self.consumer_conf = consumer_conf(processor, config, worker_id)
+        self.identity = resolve_identity(config.instance_id,
+                                         os.environ if env is None else env, worker_id)
+        self.instance_id = self.identity.instance_id
+        self.static = static_membership(config, self.identity)
+        self.producer_conf = producer_conf(processor, config, self.instance_id)
+        self.consumer_conf = consumer_conf(processor, config, self.instance_id,
+                                           static=self.static)
         self._admin = KafkaAdmin(config.client_conf())
+        # the instance's own folder: two workers on one host never share a RocksDB directory
+        state_dir = Path(config.state_dir) / self.instance_id
+        self.lock = InstanceLock(state_dir / processor.topology.name / processor.name,
+                                 self.instance_id, processor.name)
         self.engine = Engine(
             processor, kafka_ports(config, self.consumer_conf, self.producer_conf, self._admin),
-            serde_ctx=serde_context(config), state_dir=Path(config.state_dir),
+            serde_ctx=serde_context(config), state_dir=state_dir,
             cache_entries=config.store_cache_entries, timeout_s=config.shutdown_timeout_s)
         self._stop = False
+        # set once the loop stopped and committed: only then may a static member leave (a
+        # failed start may be a duplicate, whose leave would remove the live worker)
+        self.stopped_cleanly = False
         self.last_loop: float | None = None
         self.health: Any = None
 
@@ -73,7 +100,7 @@ class Worker:
         """A snapshot for probes and metrics (read from another thread)."""
         e = self.engine
         return WorkerStatus(
-            processor=self.processor.name, worker_id=self.worker_id, last_loop=self.last_loop,
+            processor=self.processor.name, worker_id=self.instance_id, last_loop=self.last_loop,
             assigned=tuple(e.tasks.assigned), ready=e.ready, restoring=e.tasks.restoring,
             processed=e.processed, commits=e.committer.commits, aborts=e.committer.aborts,
             skipped=e.policy.skipped, dead_lettered=e.policy.dead_lettered)
@@ -93,6 +120,7 @@ class Worker:
                 f"{e}; choose a free port (STREAMFLOW_HEALTH_PORT) or 0 to disable"
             )
             raise ConfigError(msg) from e
+        self.lock.acquire()  # a second worker with this id on this host stops here
         admin = self._admin.client
         client.ping(admin, self.config.startup_timeout_s)
         ensure_topics(admin, processor_topics(self.processor), self.config,
@@ -101,9 +129,10 @@ class Worker:
         check_contracts(self.processor, self.engine.tasks.serde_ctx)  # may refuse
         self.engine.start()
         log.info(
-            "processor %s started: reading %s as group %s (%s)",
+            "processor %s started: reading %s as group %s (%s), instance %s (from %s, %s member)",
             self.processor.name, ", ".join(self.processor.source_topics()),
-            self.processor.group_id, self.processor.guarantee,
+            self.processor.group_id, self.processor.guarantee, self.instance_id,
+            self.identity.source, "static" if self.static else "dynamic",
         )
 
     def run(self, install_signals: bool = True) -> None:
@@ -120,6 +149,15 @@ class Worker:
             gc.set_threshold(50_000, 20, 100)
             self.run_loop()
             self.engine.commit()
+            self.stopped_cleanly = True
+        except ConsumerFatal as e:
+            self.engine.failed = True
+            if self.static and fenced_instance(e):
+                raise instance_in_use(
+                    self.instance_id, self.processor.name,
+                    f"in group {self.processor.group_id!r}: Kafka fenced this static member "
+                    "because another consumer joined with the same group.instance.id") from e
+            raise
         except BaseException:
             self.engine.failed = True  # never commit past a failure
             raise
@@ -166,7 +204,42 @@ class Worker:
             self.health.stop()
             self.health = None
         self.engine.close()
+        if self.static and self.config.leave_on_shutdown and self.stopped_cleanly:
+            self._leave_group()
         self._admin.close()
+        self.lock.release()
+
+    def _leave_group(self) -> None:
+        """Scale-down: remove this static member from its group now.
+
+        Not after its session timeout: librdkafka's close() sends no LeaveGroup for a static
+        member.
+        """
+        from streamflow.kafka.membership import LeaveGroupError, leave_group
+
+        try:
+            leave_group(self.config.client_conf(), self.processor.group_id, self.instance_id,
+                        timeout_s=min(10.0, self.config.shutdown_timeout_s))
+        except LeaveGroupError as e:
+            log.warning("could not leave group %s as %s (its partitions move on after the "
+                        "session timeout, %d ms): %s", self.processor.group_id,
+                        self.instance_id, self.config.static_session_timeout_ms, e)
+        else:
+            log.info("left group %s as static member %s", self.processor.group_id,
+                     self.instance_id)
+
+
+def fenced_instance(error: BaseException) -> bool:
+    """Whether a fatal consumer error is Kafka fencing this static member.
+
+    Another consumer took its ``group.instance.id`` (FENCED_INSTANCE_ID).
+    """
+    err: Any = error.args[0] if error.args else None
+    code = err.code() if hasattr(err, "code") else None
+    if code == client.KafkaError.FENCED_INSTANCE_ID:
+        return True
+    text = str(err if err is not None else error).lower()
+    return "fenced_instance_id" in text or "group.instance.id" in text
 
 
 __all__ = ["ConsumerFatal", "DeliveryFailed", "ProcessingFailed", "Worker"]
