@@ -150,16 +150,18 @@ class Worker:
             self.run_loop()
             self.engine.commit()
             self.stopped_cleanly = True
-        except ConsumerFatal as e:
-            self.engine.failed = True
-            if self.static and fenced_instance(e):
+        except Exception as e:
+            self.engine.failed = True  # never commit past a failure
+            # a fenced static member fails wherever it next touches the group: the fatal
+            # event itself, or a seek/commit refused in the consumer's fatal state
+            if self.static and (fenced_instance(e) or self._fenced_since()):
                 raise instance_in_use(
                     self.instance_id, self.processor.name,
                     f"in group {self.processor.group_id!r}: Kafka fenced this static member "
                     "because another consumer joined with the same group.instance.id") from e
             raise
         except BaseException:
-            self.engine.failed = True  # never commit past a failure
+            self.engine.failed = True
             raise
         finally:
             self.close()
@@ -208,6 +210,18 @@ class Worker:
             self._leave_group()
         self._admin.close()
         self.lock.release()
+
+    def _fenced_since(self) -> bool:
+        """Whether the consumer holds a not yet consumed FENCED_INSTANCE_ID event."""
+        consumer = self.engine.consumer
+        if consumer is None:
+            return False
+        try:
+            events = consumer.consume(100, 0)
+        except Exception as e:
+            return fenced_instance(e)
+        return any(m.error() is not None and fenced_instance(ConsumerFatal(m.error()))
+                   for m in events)
 
     def _leave_group(self) -> None:
         """Scale-down: remove this static member from its group now.

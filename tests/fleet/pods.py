@@ -257,8 +257,11 @@ class PodFleet:
                 self.kill(pod)
 
     def fenced_lines(self) -> dict[str, int]:
-        """Per pod: log lines that mention ``_FENCED`` (a producer fenced by its id)."""
-        return {p.name: sum("_FENCED" in line for line in p.log_text().splitlines())
+        """Per pod: streamflow's log lines that mention ``_FENCED`` (a producer fenced by
+        its transactional id: recreated, or failing to abort). librdkafka's own ``%1|...
+        TXNERR`` lines are left out: it prints one per partition of the same fence."""
+        return {p.name: sum("_FENCED" in line and " streamflow." in line
+                            for line in p.log_text().splitlines())
                 for p in self.pods.values()}
 
 

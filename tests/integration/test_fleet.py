@@ -1,9 +1,11 @@
 """The fleet scenarios of issue 19, bounded for CI: pods started from the rendered ``deploy
 k8s`` manifests (the container's command and environment, ``POD_NAME`` = the pod's name, a
-state folder per pod) are scaled 1 -> 3 -> 2, rolling-restarted, killed with SIGKILL, and run
-as two hosts each with ``--workers 2`` while they process seeded input; the chaos verifier
+state folder per pod) are scaled 1 -> 3 -> 2, rolling-restarted, killed with SIGKILL, run as
+two hosts each with ``--workers 2``, and joined by a twin with a live pod's name while they
+process seeded input; the chaos verifier
 then recomputes every output (read_committed: no duplicate, no loss, exact sums and window
-finals). ``_FENCED`` lines: at most one per kill, none otherwise. With static membership a
+finals). ``_FENCED`` lines: at most one per kill, none otherwise (the twin: a few, then one
+of the two exits 5 and is not restarted). With static membership a
 rolling restart rebalances none of the members that stay up, and the restarted member
 resumes from its checkpoint.
 
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("scenario", ["rolling", "scale", "kill", "hosts"])
+@pytest.mark.parametrize("scenario", ["rolling", "scale", "kill", "hosts", "duplicate"])
 def test_fleet_scenario_is_exactly_once_without_fencing_loops(
         scenario: str, kafka_bootstrap: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

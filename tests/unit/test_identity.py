@@ -199,6 +199,55 @@ def test_a_fenced_static_member_stops_with_the_duplicate_instance_error(
     assert left == []  # leaving would remove the live worker that took the id
 
 
+class _Event:
+    def __init__(self, err: Any) -> None:
+        self._err = err
+
+    def error(self) -> Any:
+        return self._err
+
+
+class _FencedConsumer:
+    """A consumer in librdkafka's fatal state: the fence is its next event."""
+
+    def __init__(self) -> None:
+        self.events = [_Event(client.KafkaError(client.KafkaError._FATAL, FENCED_TEXT))]
+
+    def consume(self, n: int, timeout: float) -> list[_Event]:
+        out, self.events = self.events, []
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_seek_refused_after_the_fence_is_reported_as_the_duplicate_instance(
+        tmp_path: Path) -> None:
+    """Seen live: the twin's producer fences this one's, the rewind's seek then fails with
+    _STATE in the consumer's fatal state, and the fence is still waiting as an event."""
+    w = Worker(_processor(), Config(state_dir=str(tmp_path)), env={"POD_NAME": "shop-count-1"})
+
+    def start() -> None:
+        w.engine.consumer = _FencedConsumer()  # type: ignore[assignment]
+        raise client.KafkaException(client.KafkaError(client.KafkaError._STATE,
+                                                      "Failed to seek: Erroneous state"))
+
+    w.start = start  # type: ignore[method-assign]
+    with pytest.raises(DuplicateInstanceError, match="shop-count-1"):
+        w.run(install_signals=False)
+    # a dynamic member's failure stays what it was
+    d = Worker(_processor(), Config(state_dir=str(tmp_path), static_membership="off"),
+               env={"POD_NAME": "shop-count-1"})
+
+    def start_d() -> None:
+        d.engine.consumer = _FencedConsumer()  # type: ignore[assignment]
+        raise client.KafkaException(client.KafkaError(client.KafkaError._STATE, "x"))
+
+    d.start = start_d  # type: ignore[method-assign]
+    with pytest.raises(client.KafkaException):
+        d.run(install_signals=False)
+
+
 def test_only_a_clean_stop_leaves_the_group(tmp_path: Path) -> None:
     w = Worker(_processor(), Config(state_dir=str(tmp_path), leave_on_shutdown=True),
                env={"POD_NAME": "shop-count-0"})
