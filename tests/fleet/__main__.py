@@ -13,7 +13,7 @@ from pathlib import Path
 
 from streamflow.testing.admin import discover_bootstrap
 from tests.chaos.harness import ROOT
-from tests.fleet.harness import SCENARIOS, config_for, run_scenario, summary_of
+from tests.fleet.harness import SCENARIOS, config_for, run_scenario
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                          guarantee=args.guarantee, worker_env=env,
                          workdir=args.workdir / name if args.workdir else None, **kw)
         results.append(run_scenario(cfg, name))
-    print(summary_of(results))
+    print("\n".join(r.summary().splitlines()[0] for r in results))
     return 0 if all(r.ok for r in results) else 1
 
 

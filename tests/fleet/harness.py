@@ -326,10 +326,6 @@ def _judge(result: FleetResult, fleet: PodFleet) -> None:
                                        "a checkpoint (a full restore)")
 
 
-def summary_of(results: list[FleetResult]) -> str:
-    return "\n".join(r.summary() for r in results)
-
-
 def config_for(bootstrap: str, **kw: Any) -> ChaosConfig:
     """A fleet run's chaos configuration (records, rate, partitions...)."""
     base: dict[str, Any] = {"bootstrap": bootstrap, "seed": random.randrange(1, 1_000_000),
