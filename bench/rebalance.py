@@ -139,7 +139,7 @@ def run_protocol(name: str, bootstrap: str, args: argparse.Namespace, log: Any
     template = render_pods(topology, "rebalance_topology", bootstrap, 3)["count"]
     base = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
     base.update(env, PYTHONPATH=os.pathsep.join([str(workdir), str(ROOT)]),
-                STREAMFLOW_LOG_LEVEL="INFO", **PROTOCOLS[name])
+                STREAMFLOW_LOG_LEVEL="INFO")
     admin = TopicAdmin(bootstrap)
     admin.create_topics([env["RB_IN"], env["RB_OUT"]], args.partitions, replication_factor=1)
     fleet = PodFleet(template, workdir, base, log)
@@ -164,7 +164,8 @@ def run_protocol(name: str, bootstrap: str, args: argparse.Namespace, log: Any
     try:
         arrivals.start()
         producer.start()
-        pods = [fleet.pod(i) for i in range(3)]
+        # the protocol's settings win over the ConfigMap's (as a pod's own env would)
+        pods = [fleet.pod(i, env=PROTOCOLS[name]) for i in range(3)]
         fleet.start(pods[0], "first")
         fleet.wait_ready(pods[0])
         fleet.wait(args.settle)

@@ -221,8 +221,75 @@ def duplicate(run: Run) -> None:
     run.fleet.wait(run.cfg.warmup_s)
 
 
+# restores slowed down so that they last (restore_max_rate: the restore helper's setting of
+# issue 19 items 3-4; without it the restores are too quick for these two scenarios)
+SLOW_RESTORE = {"STREAMFLOW_RESTORE_MAX_RATE": "1500", "STREAMFLOW_RESTORE_CHUNK_RECORDS": "500"}
+
+
+def _lose_disk(run: Run, pod: Pod) -> None:
+    """SIGTERM ``pod`` and delete its volume, so it comes back with a full restore."""
+    run.fleet.terminate(pod, "lose its disk")
+    shutil.rmtree(Path(pod.env["STREAMFLOW_STATE_DIR"]), ignore_errors=True)
+
+
+def kill_restore(run: Run) -> None:
+    """A pod that lost its disk is SIGKILLed while it restores, then comes back."""
+    pods = [run.fleet.pod(i, env=SLOW_RESTORE) for i in range(3)]
+    for p in pods:
+        run.fleet.start(p, "start")
+    for p in pods:
+        run.fleet.wait_ready(p)
+    run.fleet.wait(run.cfg.warmup_s * 2)
+    victim = pods[1]
+
+    def kill_while_restoring() -> None:
+        _lose_disk(run, victim)
+        run.fleet.start(victim, "empty volume: full restore")
+        deadline = time.monotonic() + 60
+        while not victim.probe().get("restoring") and time.monotonic() < deadline:
+            run.fleet.wait(0.05)
+        if not victim.probe().get("restoring"):
+            run.result.problems.append("never saw the pod restoring (restores too quick?)")
+        run.fleet.kill(victim)
+        run.fleet.wait(1.0)
+        run.fleet.start(victim, "restart after kill -9 during the restore")
+        run.fleet.wait_ready(victim, timeout=180)
+
+    run.step(f"kill -9 {victim.name} while it restores", victim, kill_while_restoring)
+
+
+def long_restore(run: Run) -> None:
+    """A restore longer than max.poll.interval.ms (set low) keeps the member in the group."""
+    slow = {**SLOW_RESTORE, "STREAMFLOW_STATIC_SESSION_TIMEOUT_MS": "6000",
+            "STREAMFLOW_CONSUMER_MAX_POLL_INTERVAL_MS": "7000"}
+    pods = [run.fleet.pod(i, env=slow) for i in range(3)]
+    for p in pods:
+        run.fleet.start(p, "start")
+    for p in pods:
+        run.fleet.wait_ready(p)
+    run.fleet.wait(run.cfg.warmup_s * 2)
+    victim = pods[1]
+
+    def restore() -> None:
+        _lose_disk(run, victim)
+        run.fleet.start(victim, "empty volume: full restore")
+        took = run.fleet.wait_ready(victim, timeout=300)
+        run.fleet.log(f"[{run.fleet.elapsed():6.1f}s] {victim.name} restored in {took:.1f}s")
+        if took < 8.0:
+            run.result.problems.append(f"the restore took {took:.1f}s, not longer than "
+                                       "max.poll.interval.ms (7 s): nothing was shown")
+
+    mark = victim.log_size()
+    run.step(f"full restore of {victim.name} (> max.poll.interval.ms)", victim, restore)
+    text = victim.log_text(mark)
+    if "lost " in text or "MAX_POLL_EXCEEDED" in text or "max.poll.interval" in text:
+        run.result.problems.append(f"{victim.name} left the group during its restore:\n"
+                                   + text[-2000:])
+
+
+SOAK_ONLY: dict[str, Scenario] = {"kill-restore": kill_restore, "long-restore": long_restore}
 SCENARIOS: dict[str, Scenario] = {"scale": scale, "rolling": rolling, "kill": kill,
-                                  "hosts": hosts, "duplicate": duplicate}
+                                  "hosts": hosts, "duplicate": duplicate, **SOAK_ONLY}
 
 
 # -- a run --------------------------------------------------------------------------------

@@ -125,6 +125,21 @@ class Pod:
                 return False
         return True
 
+    def probe(self) -> dict[str, Any]:
+        """The first worker's ``/readyz`` answer (its JSON, 200 or 503); {} when none."""
+        import json
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_ports[0]}/readyz",
+                                        timeout=1) as r:
+                return dict(json.loads(r.read()))
+        except urllib.error.HTTPError as e:
+            with contextlib.suppress(ValueError):
+                return dict(json.loads(e.read()))
+        except (urllib.error.URLError, OSError):
+            pass
+        return {}
+
     def log_text(self, since: int = 0) -> str:
         try:
             with open(self.log_path, "rb") as f:
