@@ -3,7 +3,9 @@
 Produces N changelog records (distinct keys, JSON values, the source-offset header) into a
 fresh single-partition changelog topic, then times ``restore_store`` into an empty RocksDB
 (the path a worker takes after losing its disk), and once more from a checkpoint at the end
-(nothing to replay). Run: ``.venv/bin/python bench/restore.py --records 1000000``.
+(nothing to replay). ``restore_store`` runs the engine's chunked restore (``Restorer.step``,
+``--chunk`` records per step, the worker's ``restore_chunk_records``) back to back, through
+the one long-lived restore consumer. Run: ``.venv/bin/python bench/restore.py --records 1000000``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import orjson
 from confluent_kafka import Producer
 
 import streamflow as sf
+from streamflow.config import Config
 from streamflow.kafka.ports import KafkaChangelogs
 from streamflow.runtime.restore import restore_store
 from streamflow.serde import SerdeContext
@@ -39,6 +42,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--keys", type=int, default=1_000_000, help="distinct keys")
+    ap.add_argument("--chunk", type=int, default=Config().restore_chunk_records,
+                    help="changelog records per restore step")
     args = ap.parse_args()
     bootstrap = _bootstrap()
     name = f"restore-bench-{uuid.uuid4().hex[:6]}"
@@ -66,9 +71,10 @@ def main() -> None:
     state_dir = Path(tempfile.mkdtemp(prefix="restore-bench-"))
     try:
         state = TaskState(p.stores, 0, state_dir, "rocksdb", SerdeContext())
-        conf = KafkaChangelogs({"bootstrap.servers": bootstrap})
-        res = restore_store(state, "counts", conf, {"in": 1})
-        again = restore_store(state, "counts", conf, {"in": 1})
+        changelogs = KafkaChangelogs({"bootstrap.servers": bootstrap})
+        res = restore_store(state, "counts", changelogs, {"in": 1}, chunk=args.chunk)
+        again = restore_store(state, "counts", changelogs, {"in": 1}, chunk=args.chunk)
+        changelogs.close()
         rows = sum(1 for _ in state.stores["counts"].backend.scan(None, None))
         state.close()
         print("| records | keys | produce s | restore s | records/s | rows | from checkpoint s |")

@@ -53,6 +53,16 @@ class Config:
     # data itself lives in RocksDB; this only saves decoding on reads)
     store_cache_entries: int = 1_000_000
     poll_timeout_ms: int = 100
+    # restores and rebalances (issue 19). Restores read changelog records in chunks between
+    # polls of the group consumer: at most restore_chunk_records per turn of the loop, and at
+    # most restore_max_rate records/s (0: no cap). group_protocol "classic" (group_assignor:
+    # range for stateful processors, cooperative-sticky for stateless ones, unless set) or
+    # "consumer" (Kafka 4's KIP-848 protocol; group_assignor is the broker's: range for
+    # stateful processors, so co-partitioned inputs stay together, uniform for stateless)
+    restore_chunk_records: int = 20_000
+    restore_max_rate: int = 0
+    group_protocol: str = "classic"
+    group_assignor: str = ""
     create_topics: bool = True
     default_partitions: int = 1
     default_replication: int = 1

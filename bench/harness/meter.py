@@ -85,10 +85,7 @@ def pid_cpu(pid: int | None) -> float | None:
 
 def local_broker_pid(bootstrap: str) -> int | None:
     """PID of the deploy/local broker when `bootstrap` points at it (for broker CPU)."""
-    script = find_local_stack(ROOT)
-    if script is None:
-        return None
-    stack = LocalStack(script)
+    stack = LocalStack(find_local_stack(ROOT))
     pid_file = stack.run_dir / "kafka.pid"
     if not pid_file.exists() or not stack.env_file.is_file():
         return None

@@ -19,7 +19,7 @@ import time
 import uuid
 
 import orjson
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,6 +34,24 @@ def _order(rng: random.Random, n: int) -> tuple[str, bytes]:
     order = {"id": f"o{n}", "customer": customer, "country": rng.choice(["DE", "FR", "NL", "US"]),
              "status": rng.choice(["new"] * 9 + ["cancelled"]), "lines": lines}
     return customer, orjson.dumps(order)
+
+
+def _show(msgs: list[Message], since_ms: int) -> int:
+    """Print this run's results among ``msgs``; return how many there were."""
+    shown = 0
+    for m in msgs:
+        if m.error() or m.timestamp()[1] < since_ms:
+            continue
+        shown += 1
+        if m.topic() == "orders.enrich.dlq":
+            err = dict(m.headers() or []).get("streamflow.error.message", b"").decode()
+            print(f"  DLQ    {m.value()[:40]!r}  <- {err[:60]}", flush=True)
+        else:
+            o = orjson.loads(m.value())
+            size = "LARGE" if m.topic() == "orders.large" else "small"
+            print(f"  {size:6} {o['id']:>6} {o['customer']} {o['country']} "
+                  f"gross={o['gross']:>8.2f}", flush=True)
+    return shown
 
 
 def main() -> int:
@@ -54,8 +72,14 @@ def main() -> int:
     app = subprocess.Popen([sys.executable, "-m", "streamflow", "run", "topologies.orders"],
                            cwd=ROOT, env=env)
     producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 5})
+    # from the beginning: the output topics may not exist yet (the app creates them), and a
+    # consumer starting at "latest" of a topic created later misses its first results; the
+    # results of earlier demo runs are told apart by their timestamps (an output keeps its
+    # order's timestamp)
+    since_ms = int(time.time() * 1000)
     consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": f"demo-{uuid.uuid4()}",
-                         "auto.offset.reset": "latest", "enable.auto.commit": False})
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "topic.metadata.refresh.interval.ms": 1000})
     consumer.subscribe(["orders.large", "orders.small", "orders.enrich.dlq"])
 
     stopping = False
@@ -82,19 +106,17 @@ def main() -> int:
             n += 1
             next_send += 1.0 / args.rate
         producer.poll(0)
-        for m in consumer.consume(100, 0.2):
-            if m.error():
-                continue
-            seen += 1
-            if m.topic() == "orders.enrich.dlq":
-                err = dict(m.headers() or []).get("streamflow.error.message", b"").decode()
-                print(f"  DLQ    {m.value()[:40]!r}  <- {err[:60]}", flush=True)
-            else:
-                o = orjson.loads(m.value())
-                size = "LARGE" if m.topic() == "orders.large" else "small"
-                print(f"  {size:6} {o['id']:>6} {o['customer']} {o['country']} "
-                      f"gross={o['gross']:>8.2f}", flush=True)
+        seen += _show(consumer.consume(100, 0.2), since_ms)
     producer.flush(10)
+    # the last orders are still on their way through the pipeline: wait for their results
+    # until none has come for two seconds (at most 20 s)
+    quiet_until = time.monotonic() + 2
+    deadline = time.monotonic() + 20
+    while not stopping and app.poll() is None and time.monotonic() < min(quiet_until, deadline):
+        got = _show(consumer.consume(100, 0.2), since_ms)
+        if got:
+            seen += got
+            quiet_until = time.monotonic() + 2
     consumer.close()
     if app.poll() is None:
         app.send_signal(signal.SIGTERM)

@@ -8,7 +8,8 @@ the command (its ``exit_code``).
 
 The commands live in :mod:`streamflow.cli.run` (``run``, ``describe``),
 :mod:`streamflow.cli.ops` (``check``, ``topics``, ``deploy``) and
-:mod:`streamflow.cli.schemas` (``schemas``); they call :mod:`streamflow.ops`, which returns
+:mod:`streamflow.cli.schemas` (``schemas``), :mod:`streamflow.cli.stack` (``stack``, the
+local Kafka and registry); they call :mod:`streamflow.ops`, which returns
 data and raises errors, and print the results.
 """
 
@@ -18,7 +19,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streamflow.cli import ops, run, schemas
+from streamflow.cli import ops, run, schemas, stack
 from streamflow.cli.common import CliError, err
 from streamflow.dsl.topology import TopologyError
 from streamflow.errors import (
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_commands(sub)
     ops.add_commands(sub)
     schemas.add_commands(sub)
+    stack.add_commands(sub)
     return parser
 
 

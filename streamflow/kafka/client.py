@@ -243,8 +243,43 @@ def end_offsets(admin: Any, partitions: Iterable[tuple[str, int]], timeout: floa
 
 
 def assign(consumer: Any, partitions: Iterable[tuple[str, int, int]]) -> None:
-    """Assign ``(topic, partition, offset)`` to a consumer outside any group protocol."""
-    consumer.assign([TopicPartition(t, p, o) for t, p, o in partitions])
+    """Add ``(topic, partition, offset)`` to a consumer outside any group protocol."""
+    consumer.incremental_assign([TopicPartition(t, p, o) for t, p, o in partitions])
+
+
+def assign_group_partitions(consumer: Any, partitions: Iterable[Any], incremental: bool
+                            ) -> None:
+    """Take the partitions a rebalance gives, inside the assignment callback.
+
+    ``incremental`` for the cooperative protocols (cooperative-sticky, KIP-848), which give
+    only the added partitions; the eager ones give the whole new assignment.
+    """
+    parts = list(partitions)
+    if incremental:
+        consumer.incremental_assign(parts)
+    else:
+        consumer.assign(parts)
+
+
+def pause(consumer: Any, partitions: Iterable[tuple[str, int]]) -> None:
+    """Stop fetching ``(topic, partition)`` pairs; they stay assigned."""
+    tps = [TopicPartition(t, p) for t, p in partitions]
+    if tps:
+        consumer.pause(tps)
+
+
+def resume(consumer: Any, partitions: Iterable[tuple[str, int]]) -> None:
+    """Fetch paused ``(topic, partition)`` pairs again."""
+    tps = [TopicPartition(t, p) for t, p in partitions]
+    if tps:
+        consumer.resume(tps)
+
+
+def unassign(consumer: Any, partitions: Iterable[tuple[str, int]]) -> None:
+    """Remove ``(topic, partition)`` pairs from a manually assigned consumer."""
+    tps = [TopicPartition(t, p) for t, p in partitions]
+    if tps:
+        consumer.incremental_unassign(tps)
 
 
 def seek(consumer: Any, topic: str, partition: int, offset: int) -> None:

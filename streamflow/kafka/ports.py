@@ -8,7 +8,7 @@ partition, offset)`` tuples into ``TopicPartition`` objects and client errors in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from streamflow.kafka import client
@@ -22,13 +22,24 @@ class KafkaGroupConsumer:
     def __init__(self, conf: dict[str, Any]) -> None:
         self._consumer = client.make_consumer(conf)
         self.consume = self._consumer.consume  # (num_messages, timeout)
+        # cooperative protocols hand out (and take back) only the partitions that move
+        self._incremental = (conf.get("group.protocol") == "consumer"
+                             or "cooperative" in str(conf.get("partition.assignment.strategy")))
 
     def subscribe(self, topics: list[str], *, on_assign: Callable[[Pairs], None],
                   on_revoke: Callable[[Pairs], None], on_lost: Callable[[Pairs], None]) -> None:
         """Join the group; the callbacks get ``(topic, partition)`` pairs."""
+
+        def assigned(_c: Any, parts: list[Any]) -> None:
+            # take the partitions before the engine sees them, so that it can pause the
+            # ones whose state must be restored first (the client would only assign them
+            # after the callback, and a pause of a partition not yet assigned is not kept)
+            client.assign_group_partitions(self._consumer, parts, self._incremental)
+            on_assign(client.tp_pairs(parts))
+
         self._consumer.subscribe(
             topics,
-            on_assign=lambda _c, parts: on_assign(client.tp_pairs(parts)),
+            on_assign=assigned,
             on_revoke=lambda _c, parts: on_revoke(client.tp_pairs(parts)),
             on_lost=lambda _c, parts: on_lost(client.tp_pairs(parts)),
         )
@@ -44,6 +55,14 @@ class KafkaGroupConsumer:
     def seek(self, topic: str, partition: int, offset: int) -> None:
         """Move the fetch position of an assigned partition."""
         client.seek(self._consumer, topic, partition, offset)
+
+    def pause(self, partitions: Pairs) -> None:
+        """Stop fetching assigned partitions (polling goes on, so the member stays)."""
+        client.pause(self._consumer, partitions)
+
+    def resume(self, partitions: Pairs) -> None:
+        """Fetch paused partitions again."""
+        client.resume(self._consumer, partitions)
 
     def group_metadata(self) -> Any:
         """What a transaction needs to commit this group's offsets (KIP-447)."""
@@ -106,50 +125,70 @@ class KafkaAdmin:
 
 
 class KafkaChangelogs:
-    """Reads changelog partitions with a short-lived assigned consumer per read."""
+    """One long-lived consumer that reads the changelogs of every restore.
 
-    def __init__(self, conf: dict[str, Any], batch: int = 20_000) -> None:
+    It belongs to no group: changelog partitions are assigned to it by hand as restores start
+    and taken away as they end. Created on first use.
+    """
+
+    def __init__(self, conf: dict[str, Any]) -> None:
         self._conf = conf
-        self._batch = batch
+        self._client: Any = None
+        self._assigned: set[tuple[str, int]] = set()
 
-    def _consumer(self, topic: str) -> Any:
-        return client.make_consumer({
-            **self._conf,
-            "group.id": f"streamflow-restore-{topic}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "fetch.wait.max.ms": 10,  # a short tail must not wait out the default 500 ms
-        })
+    @property
+    def _consumer(self) -> Any:
+        if self._client is None:
+            self._client = client.make_consumer({
+                **self._conf,
+                "group.id": "streamflow-restore",  # never joined; nothing is committed
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "fetch.wait.max.ms": 10,  # a short tail must not wait out the default 500 ms
+            })
+        return self._client
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         """Low and high watermark of one partition."""
-        consumer = self._consumer(topic)
-        try:
-            return client.watermarks(consumer, topic, partition)
-        finally:
-            consumer.close()
+        return client.watermarks(self._consumer, topic, partition)
 
-    def read(self, topic: str, partition: int, start: int) -> Iterator[list[Any]]:
-        """Batches of messages from ``start`` until the end of the partition.
+    def add(self, topic: str, partition: int, start: int) -> None:
+        """Read a changelog partition from ``start``."""
+        client.assign(self._consumer, [(topic, partition, start)])
+        self._assigned.add((topic, partition))
+
+    def remove(self, pairs: Pairs) -> None:
+        """Stop reading changelog partitions."""
+        gone = [tp for tp in pairs if tp in self._assigned]
+        if gone:
+            client.unassign(self._consumer, gone)
+            self._assigned.difference_update(gone)
+
+    def consume(self, num_messages: int, timeout: float
+                ) -> tuple[list[Any], list[tuple[str, int, int]]]:
+        """Records of the assigned partitions, and the partitions found at their end (where).
 
         The end is the last stable offset (``read_committed``).
         """
-        consumer = self._consumer(topic)
-        try:
-            client.assign(consumer, [(topic, partition, start)])
-            while True:
-                batch = []
-                for m in consumer.consume(self._batch, 0.05):
-                    err = m.error()
-                    if err is None:
-                        batch.append(m)
-                    elif client.partition_eof(err):
-                        yield batch
-                        return
-                    else:
-                        raise client.KafkaException(err)
-                yield batch
-        finally:
-            consumer.close()
+        if not self._assigned:
+            return [], []
+        records = []
+        ends: list[tuple[str, int, int]] = []
+        for m in self._consumer.consume(num_messages, timeout):
+            err = m.error()
+            if err is None:
+                records.append(m)
+            elif client.partition_eof(err):
+                ends.append((m.topic(), m.partition(), m.offset()))
+            else:
+                raise client.KafkaException(err)
+        return records, ends
+
+    def close(self) -> None:
+        """Close the consumer (a later restore opens a new one)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+            self._assigned.clear()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 
 from streamflow.dsl.topology import Topology
-from streamflow.errors import ConfigurationError
+from streamflow.errors import ConfigurationError, StreamflowError
 
 __all__ = ["load_topology"]
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def load_topology(spec: str) -> Topology:
@@ -17,7 +20,9 @@ def load_topology(spec: str) -> Topology:
 
     ATTR may also name a function returning one. The current directory is importable, as
     it is for ``python -m``. Raises :class:`~streamflow.errors.ConfigurationError` saying
-    what to do when the module or the attribute is missing.
+    what to do when the module or the attribute is missing, and naming the cause with the
+    user's file and line when the module fails to import (a syntax error, a missing
+    dependency, an exception at import) or the function fails.
     """
     module_name, _, attr = spec.partition(":")
     attr = attr or "topology"
@@ -33,7 +38,11 @@ def load_topology(spec: str) -> Topology:
                 "it, or give its dotted path (e.g. topologies.payments)"
             )
             raise ConfigurationError(msg) from e
-        raise
+        raise ConfigurationError(_broken(module_name, e)) from e
+    except StreamflowError:
+        raise  # an invalid topology says what is wrong itself
+    except Exception as e:  # SyntaxError, an exception raised by the module's own code
+        raise ConfigurationError(_broken(module_name, e)) from e
     try:
         topology = getattr(module, attr)
     except AttributeError:
@@ -43,7 +52,12 @@ def load_topology(spec: str) -> Topology:
         )
         raise ConfigurationError(msg) from None
     if callable(topology) and not isinstance(topology, Topology):
-        topology = topology()
+        try:
+            topology = topology()
+        except StreamflowError:
+            raise
+        except Exception as e:
+            raise ConfigurationError(_broken(spec, e, "building the topology with")) from e
     if not isinstance(topology, Topology):
         msg = (
             f"{spec} is a {type(topology).__name__}, "
@@ -51,3 +65,27 @@ def load_topology(spec: str) -> Topology:
         )
         raise ConfigurationError(msg)
     return topology
+
+
+def _broken(what: str, e: BaseException, doing: str = "importing") -> str:
+    """One short block: the cause, then the user's file and line (not a framework traceback)."""
+    where = ""
+    if isinstance(e, SyntaxError) and e.filename:
+        where = f"{e.filename}, line {e.lineno}"
+        text = (e.text or "").strip()
+    else:
+        # the innermost frame of the user's own code: outside the import machinery and
+        # streamflow, and in the user's folder when there is one (a library's own frames
+        # say less than the user's line that called it)
+        frames = [f for f in traceback.extract_tb(e.__traceback__)
+                  if not f.filename.startswith(("<frozen", _PACKAGE))]
+        frames = [f for f in frames if f.filename.startswith(os.getcwd())] or frames
+        text = ""
+        if frames:
+            where = f"{frames[-1].filename}, line {frames[-1].lineno}"
+            text = (frames[-1].line or "").strip()
+    cause = f"{type(e).__name__}: {e.msg if isinstance(e, SyntaxError) else e}"
+    msg = f"{doing} {what!r} failed: {cause}"
+    if where:
+        msg += f"\n  at {where}" + (f": {text}" if text else "")
+    return msg

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from streamflow.config import Config
+from streamflow.config import Config, ConfigError
 from streamflow.kafka.ports import KafkaAdmin, KafkaChangelogs, KafkaGroupConsumer, KafkaProducer
 from streamflow.runtime.ports import OnDelivery, Ports
 
@@ -53,28 +53,60 @@ def consumer_conf(processor: Processor, config: Config, instance_id: str, *,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        # stateful processors keep partition N of every input in one task: the range
-        # assignor gives one member the same partition numbers of co-partitioned topics
-        "partition.assignment.strategy": (
-            "range" if processor.is_stateful() else "cooperative-sticky"
-        ),
+        **group_protocol_conf(processor, config),
         "isolation.level": "read_committed",
         "client.id": f"{processor.topology.name}.{processor.name}.{instance_id}",
         # librdkafka >= 2.4 otherwise idles up to 1 s between fetches once its prefetch
         # queue is full, which halves throughput of a loop that drains it in batches
         "fetch.queue.backoff.ms": 10,
+        **(_static_member(config, instance_id) if static else {}),
+        **config.consumer,
+    }
+
+
+GROUP_PROTOCOLS = ("classic", "consumer")
+
+
+def group_protocol_conf(processor: Processor, config: Config) -> dict[str, Any]:
+    """The rebalance protocol settings of ``config.group_protocol``.
+
+    Stateful processors keep partition N of every input in one task, so their inputs' partition
+    N must go to one member: the range assignor does that (client-side under "classic", on the
+    broker under "consumer", KIP-848). Under "consumer" the session and heartbeat are the
+    broker's settings (``group.consumer.session.timeout.ms``...), not the client's.
+    """
+    if config.group_protocol not in GROUP_PROTOCOLS:
+        msg = (f"group_protocol must be one of {', '.join(GROUP_PROTOCOLS)}, "
+               f"got {config.group_protocol!r}")
+        raise ConfigError(msg)
+    stateful = processor.is_stateful()
+    assignor = config.group_assignor
+    if assignor and assignor != "range" and stateful and len(processor.source_topics()) > 1:
+        msg = (
+            f"group_assignor {assignor!r} cannot keep the co-partitioned inputs of processor "
+            f"{processor.name!r} ({', '.join(processor.source_topics())}) together: use "
+            "\"range\" (the default for stateful processors)"
+        )
+        raise ConfigError(msg)
+    if config.group_protocol == "consumer":
+        return {"group.protocol": "consumer",
+                "group.remote.assignor": assignor or ("range" if stateful else "uniform")}
+    return {
+        "partition.assignment.strategy": assignor or (
+            "range" if stateful else "cooperative-sticky"),
         # a crashed worker's partitions move on after 10 s, not the 45 s default
         "session.timeout.ms": 10000,
         "heartbeat.interval.ms": 2000,
-        **(_static_member(config, instance_id) if static else {}),
-        **config.consumer,
     }
 
 
 def _static_member(config: Config, instance_id: str) -> dict[str, Any]:
     # a static member that restarts within the session timeout gets its own partitions back
     # with no rebalance; a crashed one is noticed only after it (and it never sends a
-    # LeaveGroup on close: see streamflow.kafka.membership for leaving at once)
+    # LeaveGroup on close: see streamflow.kafka.membership for leaving at once). Under
+    # KIP-848 the session timeout is the broker's (group.consumer.session.timeout.ms, 45 s)
+    if config.group_protocol == "consumer":
+        return {"group.instance.id": instance_id}
     return {
         "group.instance.id": instance_id,
         "session.timeout.ms": config.static_session_timeout_ms,

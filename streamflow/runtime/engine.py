@@ -42,7 +42,8 @@ class Engine:
 
     def __init__(self, processor: Processor, ports: Ports, *, serde_ctx: SerdeContext,
                  state_dir: Path, backend: str | None = None, cache_entries: int = 1_000_000,
-                 timeout_s: float = 30.0, clock: Callable[[], int] | None = None) -> None:
+                 timeout_s: float = 30.0, clock: Callable[[], int] | None = None,
+                 restore_chunk: int = 20_000, restore_max_rate: float = 0.0) -> None:
         self.processor = processor
         self.ports = ports
         self.eos = processor.guarantee == "exactly_once"
@@ -52,12 +53,14 @@ class Engine:
             timeout_s)
         self.tasks = TaskManager(processor, state_dir=state_dir, backend=backend,
                                  serde_ctx=serde_ctx, changelogs=ports.changelogs,
-                                 admin=ports.admin, cache_entries=cache_entries, clock=clock)
+                                 admin=ports.admin, cache_entries=cache_entries, clock=clock,
+                                 restore_chunk=restore_chunk,
+                                 restore_max_rate=restore_max_rate)
         self.policy = ErrorPolicy(processor.on_error, processor.name,
                                   processor.dead_letter_topic, self.collector.dead_letter)
         self.consumer: GroupConsumer | None = None
         self.failed = False  # once set, nothing more is committed or checkpointed
-        self.ready = False
+        self.joined = False  # a first assignment came (possibly of nothing)
         self.processed = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -84,13 +87,26 @@ class Engine:
         if self.collector.producer is not None:
             self.committer.close()
 
+    @property
+    def ready(self) -> bool:
+        """True once the group assigned partitions and every assigned task is restored."""
+        return self.joined and not self.tasks.restoring
+
+    @property
+    def restoring(self) -> bool:
+        """True while a task restores its stores (``restore()`` has work)."""
+        return self.tasks.restoring
+
     # -- partitions --------------------------------------------------------------------
     def on_assign(self, pairs: list[tuple[str, int]]) -> None:
-        """Open the tasks of the assigned partitions."""
-        self.ready = False
+        """Open the tasks of the assigned partitions (those with stores start restoring)."""
         log.info("assigned %s", _fmt(pairs))
         self.tasks.assign(pairs)
-        self.ready = True
+        self.joined = True
+
+    def restore(self) -> None:
+        """Restore one chunk of changelog records; called between polls while ``restoring``."""
+        self.tasks.restore()
 
     def on_revoke(self, pairs: list[tuple[str, int]]) -> None:
         """Commit what was processed of the revoked partitions, then close their tasks."""

@@ -11,7 +11,7 @@ A ``Message`` is whatever the consumer hands out, read through the methods confl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -74,6 +74,12 @@ class GroupConsumer(Protocol):
     def seek(self, topic: str, partition: int, offset: int) -> None:
         """Continue reading a partition from ``offset``."""
 
+    def pause(self, partitions: TopicPartitions) -> None:
+        """Stop fetching ``partitions`` (they stay assigned; the member stays in the group)."""
+
+    def resume(self, partitions: TopicPartitions) -> None:
+        """Fetch ``partitions`` again."""
+
     def group_metadata(self) -> Any:
         """The group metadata a transactional commit of offsets needs."""
 
@@ -121,15 +127,28 @@ class Admin(Protocol):
         """The end offset (last stable offset) of each partition."""
 
 
-class ChangelogReader(Protocol):
-    """Reads a changelog partition outside any group (``read_committed``), for restores."""
+class RestoreConsumer(Protocol):
+    """One long-lived consumer outside any group (``read_committed``) reading changelogs.
+
+    Changelog partitions are added and removed as restores start and end; ``consume`` reads
+    from all of them at once, between polls of the group consumer.
+    """
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         """``(low, high)`` watermarks of a partition."""
 
-    def read(self, topic: str, partition: int, start: int) -> Iterator[list[Any]]:
-        """Batches of messages from ``start`` to the end of the partition."""
+    def add(self, topic: str, partition: int, start: int) -> None:
+        """Read ``partition`` of ``topic`` from offset ``start``."""
+
+    def remove(self, pairs: TopicPartitions) -> None:
+        """Stop reading these partitions."""
+
+    def consume(self, num_messages: int, timeout: float) -> tuple[list[Any], Offsets]:
+        """Up to ``num_messages`` records, and the partitions found at their end (and where)."""
         ...
+
+    def close(self) -> None:
+        """Release the client."""
 
 
 @dataclass(frozen=True)
@@ -139,4 +158,4 @@ class Ports:
     consumer: Callable[[], GroupConsumer]
     producer: Callable[[OnDelivery], Producer]
     admin: Admin
-    changelogs: ChangelogReader
+    changelogs: RestoreConsumer

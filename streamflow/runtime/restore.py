@@ -1,26 +1,41 @@
-"""Restoring a store from its changelog topic.
+"""Restoring stores from their changelog topics, in chunks between polls of the group consumer.
 
-Only the tail after the local checkpoint is replayed, in large WriteBatches. Changelog
-records carry the source positions that produced them; records beyond the committed
-source offsets (written just before a crash, for input that will be processed again)
-are skipped, so the restored state matches the committed input exactly.
+Kafka Streams' ``StoreChangelogReader``: one long-lived restore consumer (outside the group,
+``read_committed``) reads every changelog partition being restored. ``Restorer.step`` applies at
+most one chunk of records per turn of the worker's loop, so the group consumer keeps polling
+(the member stays in the group and can rebalance) and the tasks that are already running keep
+processing while others restore.
+
+Only the tail after the local checkpoint is replayed, in large WriteBatches. Changelog records
+carry the source positions that produced them; records beyond the committed source offsets
+(written just before a crash, for input that will be processed again) are skipped, so the
+restored state matches the committed input exactly.
+
+A restore ends when the changelog partition's end (its high watermark, taken when the restore
+began) is reached, or when the consumer reports the end of the partition (the last stable
+offset, below which every record is read). A restore abandoned midway (its task revoked or lost)
+may checkpoint how far it got: the local database then holds exactly the changelog below that
+offset, filtered as a complete restore would have, so a later restore goes on from there.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from streamflow.runtime.ports import ChangelogReader
+from streamflow.runtime.ports import RestoreConsumer
 from streamflow.state.task_state import SOURCE_HEADER, TaskState, decode_positions
 
 log = logging.getLogger("streamflow.restore")
 
+PROGRESS_EVERY_S = 5.0
+
 
 @dataclass
 class RestoreResult:
-    """What a restore did."""
+    """What the restore of one store did."""
 
     store: str
     partition: int
@@ -29,6 +44,30 @@ class RestoreResult:
     applied: int
     skipped: int
     seconds: float
+
+
+@dataclass(eq=False)
+class StoreRestore:
+    """One store being brought up to date from one changelog partition."""
+
+    state: TaskState
+    store: str
+    topic: str
+    committed: dict[str, int]
+    start: int
+    end: int  # the high watermark when the restore began
+    checkpoint: int | None
+    position: int = 0  # the next changelog offset to apply
+    applied: int = 0
+    skipped: int = 0
+    began: float = field(default_factory=time.monotonic)
+    done: bool = False
+    verdicts: dict[bytes | None, bool] = field(default_factory=dict)  # by source header
+
+    @property
+    def partition(self) -> int:
+        """The task's (and the changelog's) partition."""
+        return self.state.partition
 
 
 def _beyond(raw: bytes | None, committed: dict[str, int]) -> bool:
@@ -42,51 +81,194 @@ def _beyond(raw: bytes | None, committed: dict[str, int]) -> bool:
     return False
 
 
-def restore_store(state: TaskState, store: str, changelogs: ChangelogReader,
-                  committed: dict[str, int], timeout_s: float = 300.0) -> RestoreResult:
-    """Bring ``store`` of ``state`` up to date from its changelog partition."""
+class Restorer:
+    """Restores the stores of many tasks at once, one chunk per call of ``step``.
+
+    ``chunk`` caps the records applied per step; ``max_rate`` (records per second, 0 for no
+    cap) throttles restores, e.g. to leave a shared broker room.
+
+    Counters for metrics: ``records_done`` (changelog records read by restores since start,
+    applied or skipped), ``seconds`` (time spent in restore steps since start) and
+    ``remaining`` (changelog records still to read by the restores under way).
+    """
+
+    def __init__(self, changelogs: RestoreConsumer, *, chunk: int = 20_000,
+                 max_rate: float = 0.0) -> None:
+        self.changelogs = changelogs
+        self.chunk = max(1, chunk)
+        self.max_rate = max_rate
+        self.active: dict[tuple[str, int], StoreRestore] = {}
+        self.records_done = 0
+        self.seconds = 0.0
+        self._rate_since = 0.0
+        self._rate_done = 0
+        self._logged_at = 0.0
+        self._logged_done = 0
+
+    @property
+    def remaining(self) -> int:
+        """Changelog offsets still to read by the restores under way."""
+        return sum(max(r.end - r.position, 0) for r in self.active.values())
+
+    # -- starting and ending -----------------------------------------------------------
+    def begin(self, state: TaskState, committed: dict[str, int]) -> list[StoreRestore]:
+        """Start restoring every store of ``state``; those already up to date end at once.
+
+        ``committed`` holds the task's committed source offsets (changes past them are skipped).
+        """
+        out = []
+        for store, topic in state.changelogs.items():
+            part = state.partition
+            low, high = self.changelogs.watermarks(topic, part)
+            start = checkpoint = state.read_checkpoint(store)
+            if start is None or start < low or start > high:
+                if start is not None:
+                    log.warning("checkpoint of %s[%d] (%d) is outside the changelog [%d, %d]; "
+                                "rebuilding", topic, part, start, low, high)
+                state.wipe(store)
+                start = low
+            r = StoreRestore(state, store, topic, committed, start, high, checkpoint,
+                             position=start)
+            out.append(r)
+            if start >= high:
+                self._finish(r, start)
+            else:
+                if not self.active:  # a new round: its rate and progress count from now
+                    now = time.monotonic()
+                    self._rate_since, self._rate_done = now, 0
+                    self._logged_at, self._logged_done = now, self.records_done
+                self.active[(topic, part)] = r
+                self.changelogs.add(topic, part, start)
+        return out
+
+    def abandon(self, state: TaskState, *, checkpoint: bool) -> None:
+        """Stop the restores of ``state``'s stores (its task was revoked or lost).
+
+        With ``checkpoint``, record how far each got: the database holds exactly that.
+        """
+        gone = [tp for tp, r in self.active.items() if r.state is state]
+        for tp in gone:
+            r = self.active.pop(tp)
+            if checkpoint and r.position > r.start:
+                state.write_checkpoint(r.store, r.position)
+            log.info("abandoned the restore of %s[%d] at offset %d of %d (%d changes applied)",
+                     r.topic, r.partition, r.position, r.end, r.applied)
+        self.changelogs.remove(gone)
+
+    def _finish(self, r: StoreRestore, end: int) -> None:
+        r.done = True
+        r.position = max(r.position, end)
+        r.state.write_checkpoint(r.store, r.position)
+        log.info("restored %s[%d]: %d changes applied, %d uncommitted skipped (offsets %d..%d, "
+                 "checkpoint %s) in %.2fs", r.topic, r.partition, r.applied, r.skipped, r.start,
+                 r.position, r.checkpoint, time.monotonic() - r.began)
+
+    def close(self) -> None:
+        """Forget every restore and release the restore consumer."""
+        self.active.clear()
+        self.changelogs.close()
+
+    # -- reading -----------------------------------------------------------------------
+    def step(self, timeout: float = 0.05) -> list[StoreRestore]:
+        """Apply at most one chunk of changelog records; return the restores that ended.
+
+        Waits at most ``timeout`` for records that are not fetched yet.
+        """
+        if not self.active:
+            return []
+        began = time.monotonic()
+        budget = self._budget(began)
+        if budget <= 0:
+            time.sleep(min(timeout, 1.0 / self.max_rate))
+            return []
+        msgs, ends = self.changelogs.consume(budget, timeout)
+        finished = self._apply(msgs)
+        for topic, part, off in ends:
+            r = self.active.get((topic, part))
+            if r is not None and off >= r.position:
+                finished.append(r)
+                self._finish(r, off)
+        for r in finished:
+            self.active.pop((r.topic, r.partition), None)
+        self.changelogs.remove([(r.topic, r.partition) for r in finished])
+        self.records_done += len(msgs)
+        self._rate_done += len(msgs)
+        now = time.monotonic()
+        self.seconds += now - began
+        if now - self._logged_at >= PROGRESS_EVERY_S and self.active:
+            self._progress(now)
+        return finished
+
+    def _budget(self, now: float) -> int:
+        if not self.max_rate:
+            return self.chunk
+        allowed = int(self.max_rate * (now - self._rate_since)) - self._rate_done
+        return min(self.chunk, allowed)
+
+    def _apply(self, msgs: list[Any]) -> list[StoreRestore]:
+        """Write ``msgs`` to their stores, one batch per changelog partition run."""
+        finished: list[StoreRestore] = []
+        active = self.active
+        r: StoreRestore | None = None
+        batch: list[tuple[bytes, bytes | None]] = []
+        last: tuple[str, int] | None = None
+        for m in msgs:
+            tp = (m.topic(), m.partition())
+            if tp != last:
+                if r is not None:
+                    self._write(r, batch, finished)
+                batch = []
+                last = tp
+                r = active.get(tp)
+            if r is None or r.done:
+                continue  # a restore abandoned (or ended) since the fetch
+            r.position = m.offset() + 1
+            src = None
+            for k, v in m.headers() or ():
+                if k == SOURCE_HEADER:
+                    src = v
+            beyond = r.verdicts.get(src)
+            if beyond is None:
+                beyond = r.verdicts[src] = _beyond(src, r.committed)
+            if beyond:
+                r.skipped += 1
+                continue
+            batch.append((m.key(), m.value()))
+        if r is not None:
+            self._write(r, batch, finished)
+        return finished
+
+    def _write(self, r: StoreRestore, batch: list[tuple[bytes, bytes | None]],
+               finished: list[StoreRestore]) -> None:
+        if batch:
+            r.state.stores[r.store].backend.write(batch)
+            r.applied += len(batch)
+        if not r.done and r.position >= r.end:
+            finished.append(r)
+            self._finish(r, r.position)
+
+    def _progress(self, now: float) -> None:
+        rate = (self.records_done - self._logged_done) / max(now - self._logged_at, 1e-3)
+        remaining = self.remaining
+        eta = f"~{remaining / rate:.0f}s left" if rate > 0 else "no progress"
+        log.info("restoring %d changelog partitions: %d records restored, %d remaining, "
+                 "%.0f records/s, %s", len(self.active), self.records_done, remaining, rate, eta)
+        self._logged_at = now
+        self._logged_done = self.records_done
+
+
+def restore_store(state: TaskState, store: str, changelogs: RestoreConsumer,
+                  committed: dict[str, int], *, chunk: int = 20_000) -> RestoreResult:
+    """Bring every store of ``state`` up to date at once; return the result for ``store``.
+
+    The engine restores through ``Restorer.step`` between polls; this runs the same steps
+    back to back (benchmarks, tools).
+    """
+    restorer = Restorer(changelogs, chunk=chunk)
     started = time.monotonic()
-    topic = state.changelogs[store]
-    part = state.partition
-    low, high = changelogs.watermarks(topic, part)
-    start = checkpoint = state.read_checkpoint(store)
-    if start is None or start < low or start > high:
-        if start is not None:
-            log.warning("checkpoint of %s[%d] (%d) is outside the changelog [%d, %d]; "
-                        "rebuilding", topic, part, start, low, high)
-        state.wipe(store)
-        start = low
-    applied = skipped = 0
-    end = start
-    if start < high:
-        backend = state.stores[store].backend
-        verdicts: dict[bytes | None, bool] = {}  # a commit's records share one header
-        deadline = time.monotonic() + timeout_s
-        for msgs in changelogs.read(topic, part, start):
-            if time.monotonic() > deadline:
-                msg = f"restoring {topic}[{part}] took over {timeout_s}s"
-                raise TimeoutError(msg)
-            batch: list[tuple[bytes, bytes | None]] = []
-            for m in msgs:
-                end = m.offset() + 1
-                src = None
-                for k, v in m.headers() or ():
-                    if k == SOURCE_HEADER:
-                        src = v
-                beyond = verdicts.get(src)
-                if beyond is None:
-                    beyond = verdicts[src] = _beyond(src, committed)
-                if beyond:
-                    skipped += 1
-                    continue
-                batch.append((m.key(), m.value()))
-            applied += len(batch)
-            if batch:
-                backend.write(batch)
-        end = max(end, high)
-    state.write_checkpoint(store, end)
-    result = RestoreResult(store, part, start, end, applied, skipped, time.monotonic() - started)
-    log.info("restored %s[%d]: %d changes applied, %d uncommitted skipped (offsets %d..%d, "
-             "checkpoint %s) in %.2fs", topic, part, applied, skipped, start, end,
-             checkpoint, result.seconds)
-    return result
+    restores = restorer.begin(state, committed)
+    while restorer.active:
+        restorer.step()
+    r = next(x for x in restores if x.store == store)
+    return RestoreResult(store, state.partition, r.start, r.position, r.applied, r.skipped,
+                         time.monotonic() - started)

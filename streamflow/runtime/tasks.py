@@ -4,15 +4,22 @@ Kafka Streams' ``TaskManager`` and ``StreamTask``: a task is one partition numbe
 compiled chains and the stores of that partition; a route is one assigned ``(topic, partition)``
 of a task, with how far it is processed and committed.
 
-The manager opens tasks when partitions are assigned (restoring their stores from the
-changelogs first), closes them when they are revoked or lost, processes batches of
-consumed records, flushes stores to their changelogs, writes checkpoints, and rewinds every
-task to its committed state after a failed transaction.
+The manager opens tasks when partitions are assigned, closes them when they are revoked or
+lost, processes batches of consumed records, flushes stores to their changelogs, writes
+checkpoints, and rewinds every task to its committed state after a failed transaction.
+
+A task with stores opens in a restoring state (Kafka Streams' RESTORING): its input partitions
+are paused while the group consumer keeps polling, and ``restore()`` (called on every turn of
+the loop) looks up its committed offsets, then brings its stores up to date from their
+changelogs one chunk at a time. When every store has reached its changelog's end the task
+runs: its inputs are moved back to the committed offsets if records of them were fetched
+before the pause (they were dropped, never processed), and resumed.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from streamflow.kafka import client
 from streamflow.plan.compile import StepError, TaskContext, compile_task
 from streamflow.runtime.errors import ErrorPolicy, ProcessingFailed
-from streamflow.runtime.ports import Admin, ChangelogReader, GroupConsumer, Offsets
-from streamflow.runtime.restore import restore_store
+from streamflow.runtime.ports import Admin, GroupConsumer, Offsets, RestoreConsumer
+from streamflow.runtime.restore import Restorer, StoreRestore
 from streamflow.serde import SerdeContext
 from streamflow.state.task_state import TaskState
 
@@ -32,6 +39,11 @@ log = logging.getLogger("streamflow.tasks")
 
 ProduceTo = Callable[[str, int, bytes, "bytes | None", "list[tuple[str, bytes]]"], None]
 CHECKPOINT_EVERY_S = 30.0
+# committed offsets are read with read_committed: the broker answers once the transactions
+# that hold them are complete. Each turn of the loop asks for at most COMMITTED_WAIT_S and
+# asks again on the next turn, for COMMITTED_TIMEOUT_S in all.
+COMMITTED_WAIT_S = 2.0
+COMMITTED_TIMEOUT_S = 60.0
 
 
 class Route:
@@ -57,79 +69,205 @@ class Task:
         self.state = state
 
 
+class TaskRestore:
+    """A task whose stores are being restored before it runs."""
+
+    __slots__ = ("committed", "dropped", "pairs", "partition", "rewound", "since", "state",
+                 "stores")
+
+    def __init__(self, partition: int, state: TaskState, pairs: list[tuple[str, int]],
+                 *, rewound: bool) -> None:
+        self.partition = partition
+        self.state = state
+        self.pairs = set(pairs)  # its assigned inputs, paused
+        self.rewound = rewound  # reopened after a failed transaction: inputs go back
+        self.committed: dict[str, int] | None = None  # source topic -> committed offset
+        self.stores: list[StoreRestore] | None = None  # None until the restore began
+        self.dropped: dict[tuple[str, int], int] = {}  # first offset fetched before the pause
+        self.since = time.monotonic()
+
+    @property
+    def done(self) -> bool:
+        """True when every store has reached the end of its changelog."""
+        return self.stores is not None and all(r.done for r in self.stores)
+
+
 class TaskManager:
     """Opens, runs, commits and closes the tasks of one processor."""
 
     def __init__(self, processor: Processor, *, state_dir: Path, backend: str | None,
-                 serde_ctx: SerdeContext, changelogs: ChangelogReader, admin: Admin,
-                 cache_entries: int, clock: Callable[[], int] | None = None) -> None:
+                 serde_ctx: SerdeContext, changelogs: RestoreConsumer, admin: Admin,
+                 cache_entries: int, clock: Callable[[], int] | None = None,
+                 restore_chunk: int = 20_000, restore_max_rate: float = 0.0) -> None:
         self.processor = processor
         self.state_dir = state_dir / processor.topology.name / processor.name
         self.backend = backend or processor.store_backend
         self.serde_ctx = serde_ctx
-        self.changelogs = changelogs
+        self.restorer = Restorer(changelogs, chunk=restore_chunk, max_rate=restore_max_rate)
         self.admin = admin
         self.cache_entries = cache_entries
         self.clock = clock
         self.routes: dict[tuple[str, int], Route] = {}
-        self.tasks: dict[int, Task] = {}
-        self.restoring = False
+        self.tasks: dict[int, Task] = {}  # running
+        self.restores: dict[int, TaskRestore] = {}  # restoring, by partition
         self.consumer: GroupConsumer | None = None
         self.emit: Any = None  # the collector's emit for newly opened tasks
 
     # -- opening and closing ---------------------------------------------------------
     @property
     def assigned(self) -> list[tuple[str, int]]:
-        """The assigned ``(topic, partition)`` pairs, sorted."""
-        return sorted(self.routes)
+        """The assigned ``(topic, partition)`` pairs (running or restoring), sorted."""
+        return sorted({*self.routes, *(tp for r in self.restores.values() for tp in r.pairs)})
+
+    @property
+    def restoring(self) -> bool:
+        """True while any assigned task is restoring its stores."""
+        return bool(self.restores)
+
+    # simple counters for metrics (see Restorer)
+    @property
+    def restore_records_done(self) -> int:
+        """Changelog records read by restores since the start (applied or skipped)."""
+        return self.restorer.records_done
+
+    @property
+    def restore_records_remaining(self) -> int:
+        """Changelog records still to read by the restores under way."""
+        return self.restorer.remaining
+
+    @property
+    def restore_seconds(self) -> float:
+        """Seconds spent restoring since the start."""
+        return self.restorer.seconds
 
     def assign(self, pairs: list[tuple[str, int]]) -> None:
-        """Open the tasks of newly assigned partitions (restoring their stores)."""
-        for part in sorted({p for _, p in pairs} - set(self.tasks)):
-            self.tasks[part] = self._open(part)
+        """Open the tasks of newly assigned partitions.
+
+        Tasks with stores start restoring: their inputs are paused until ``restore()`` has
+        brought the stores up to date. Partitions may come in several assignments (the
+        cooperative protocols give only the partitions that move).
+        """
+        for part in sorted({p for _, p in pairs} - set(self.tasks) - set(self.restores)):
+            state = self._state(part)
+            if state.stores:
+                self.restores[part] = TaskRestore(part, state, [], rewound=False)
+            else:
+                self.tasks[part] = self._task(part, state)
+        paused = []
         for topic, part in pairs:
-            task = self.tasks[part]
-            self.routes[(topic, part)] = Route(task.compiled.entries[topic],
-                                               task.compiled.context)
+            restore = self.restores.get(part)
+            if restore is not None:
+                restore.pairs.add((topic, part))
+                paused.append((topic, part))
+            else:
+                task = self.tasks[part]
+                self.routes[(topic, part)] = Route(task.compiled.entries[topic],
+                                                   task.compiled.context)
+        if paused:
+            assert self.consumer is not None
+            self.consumer.pause(paused)
         self._share_cache()
 
-    def _open(self, part: int) -> Task:
-        state = TaskState(self.processor.stores, part, self.state_dir, self.backend,
-                          self.serde_ctx)
-        if state.stores:
-            self.restoring = True
-            try:
-                assert self.consumer is not None
-                sources = self.processor.source_topics()
-                # read_committed: waits for stable offsets, up to the transaction timeout
-                committed = {t: o for (t, _), o in self.consumer.committed(
-                    [(t, part) for t in sources], 60.0).items()}
-                for store in state.stores:
-                    restore_store(state, store, self.changelogs, committed)
-            except BaseException:
-                state.close()
-                raise
-            finally:
-                self.restoring = False
+    def _state(self, part: int) -> TaskState:
+        return TaskState(self.processor.stores, part, self.state_dir, self.backend,
+                         self.serde_ctx)
+
+    def _task(self, part: int, state: TaskState) -> Task:
         ctx = TaskContext(self.processor.name, part, self.emit, self.serde_ctx, state.stores)
         if self.clock is not None:
             ctx.clock = self.clock
         return Task(part, compile_task(self.processor, ctx), state)
 
+    # -- restoring ---------------------------------------------------------------------
+    def restore(self) -> int:
+        """One turn of restoring: begin the restores that can, apply one chunk.
+
+        Tasks whose stores are all restored start running. Return how many started.
+        """
+        if not self.restores:
+            return 0
+        self._begin_restores()
+        self.restorer.step()
+        ready = [r for r in self.restores.values() if r.done]
+        for r in ready:
+            self._run(r)
+        if ready:
+            self._share_cache()
+        return len(ready)
+
+    def _begin_restores(self) -> None:
+        """Look up the committed offsets of new restores (outside any callback) and begin."""
+        waiting = [r for r in self.restores.values() if r.committed is None]
+        if not waiting:
+            return
+        consumer = self.consumer
+        assert consumer is not None
+        sources = self.processor.source_topics()
+        wanted = [(t, r.partition) for r in waiting for t in sources]
+        try:
+            committed = consumer.committed(wanted, COMMITTED_WAIT_S)
+        except client.KafkaException as e:
+            if time.monotonic() - min(r.since for r in waiting) > COMMITTED_TIMEOUT_S:
+                raise
+            log.info("committed offsets not known yet (%s); asking again", e)
+            return
+        for r in waiting:
+            r.committed = {t: committed[(t, r.partition)] for t in sources}
+            r.stores = self.restorer.begin(r.state, r.committed)
+
+    def _run(self, r: TaskRestore) -> None:
+        """A task's stores are restored: route its inputs to it and resume them."""
+        consumer = self.consumer
+        assert consumer is not None and r.committed is not None
+        del self.restores[r.partition]
+        task = self.tasks[r.partition] = self._task(r.partition, r.state)
+        for topic, part in sorted(r.pairs):
+            self.routes[(topic, part)] = Route(task.compiled.entries[topic],
+                                               task.compiled.context)
+            # records fetched before the pause were dropped, and after a rewind the
+            # processed ones must be processed again: both go back to the committed offset
+            off = r.committed.get(topic, -1)
+            if off < 0:
+                off = r.dropped.get((topic, part), client.OFFSET_BEGINNING)
+            if r.rewound or (topic, part) in r.dropped:
+                consumer.seek(topic, part, off)
+        consumer.resume(sorted(r.pairs))
+        log.info("task %d restored: running %s", r.partition,
+                 ", ".join(f"{t}[{p}]" for t, p in sorted(r.pairs)))
+
     def forget(self, pairs: list[tuple[str, int]], *, checkpoint: bool) -> None:
-        """Drop revoked or lost partitions; close tasks with no partition left."""
+        """Drop revoked or lost partitions; close tasks with no partition left.
+
+        A restore whose task has no partition left is abandoned (see ``Restorer.abandon``).
+        """
         for tp in pairs:
             self.routes.pop(tp, None)
         live = {p for _, p in self.routes}
         self.close([self.tasks.pop(p) for p in list(self.tasks) if p not in live],
                    checkpoint=checkpoint)
+        gone = set(pairs)
+        paused = [tp for r in self.restores.values() for tp in r.pairs if tp in gone]
+        for r in list(self.restores.values()):
+            r.pairs -= gone
+            if not r.pairs:
+                self._abandon(r, checkpoint=checkpoint)
+        if paused and self.consumer is not None:
+            self.consumer.resume(paused)  # a pause must not outlive the assignment
         self._share_cache()
 
+    def _abandon(self, r: TaskRestore, *, checkpoint: bool) -> None:
+        del self.restores[r.partition]
+        self.restorer.abandon(r.state, checkpoint=checkpoint)
+        r.state.close()
+
     def close(self, tasks: list[Task] | None = None, *, checkpoint: bool = True) -> None:
-        """Close ``tasks`` (default: all), checkpointing their stores first."""
+        """Close ``tasks`` (default: all, restoring ones too), checkpointing their stores first."""
         if tasks is None:
             tasks = [self.tasks.pop(p) for p in list(self.tasks)]
             self.routes.clear()
+            for r in list(self.restores.values()):
+                self._abandon(r, checkpoint=checkpoint)
+            self.restorer.close()
         if checkpoint:
             self.checkpoint(tasks)
         for task in tasks:
@@ -143,6 +281,8 @@ class TaskManager:
         for task in self.tasks.values():
             task.state.discard_uncommitted()
             task.state.close()
+        for r in list(self.restores.values()):
+            self._abandon(r, checkpoint=False)
         self.tasks.clear()
         self.routes.clear()
 
@@ -174,8 +314,9 @@ class TaskManager:
             if part != last_part or topic != last_topic:  # partition runs
                 route = routes.get((topic, part))
                 last_part, last_topic = part, topic
-                if route is None:
-                    continue  # revoked in the meantime
+                if route is None:  # revoked in the meantime, or restoring
+                    self._dropped(topic, part, m.offset())
+                    continue
                 entry = route.entry
                 ctx = route.ctx
                 ctx.topic = topic
@@ -189,6 +330,12 @@ class TaskManager:
                 policy.handle(e, topic, part, off, m.key(), m.value(), m.timestamp()[1],
                               m.headers())
             route.position = off + 1
+
+    def _dropped(self, topic: str, part: int, offset: int) -> None:
+        """A record of a partition that is not running was fetched: it is not processed."""
+        r = self.restores.get(part)
+        if r is not None and (topic, part) in r.pairs:
+            r.dropped.setdefault((topic, part), offset)
 
     def punctuate(self, wall_ms: int, before: Callable[[], None]) -> None:
         """Let time-driven steps (windows closing on idleness) act on the wall clock.
@@ -262,30 +409,29 @@ class TaskManager:
                 task.state.write_checkpoint(store, ends[(topic, task.partition)])
 
     def rewind(self) -> None:
-        """After a failed transaction: reopen every task and rewind every input.
+        """After a failed transaction: reopen every running task and rewind its inputs.
 
-        Drop uncommitted state, reopen every task from its store and changelog, and seek every
-        input back to its committed offset.
+        Uncommitted state is dropped; each task restores again (through ``restore()``, like a
+        newly assigned one: the changelog's tail after its checkpoint) with its inputs paused,
+        then goes back to its committed offsets. Nothing of this runs here, so a rewind inside
+        a rebalance callback does not hold up the rebalance.
         """
         consumer = self.consumer
         assert consumer is not None
         parts = list(self.tasks)
+        paused = []
         for part in parts:
             task = self.tasks.pop(part)
             task.state.discard_uncommitted()
             task.state.close()
-        committed = consumer.committed(list(self.routes), 60.0)
-        for part in parts:
-            self.tasks[part] = self._open(part)
-        for (topic, part) in list(self.routes):
-            task = self.tasks[part]
-            route = Route(task.compiled.entries[topic], task.compiled.context)
-            off = committed.get((topic, part), -1)
-            route.position = route.committed = off if off >= 0 else -1
-            self.routes[(topic, part)] = route
-            consumer.seek(topic, part, off if off >= 0 else client.OFFSET_BEGINNING)
-        self._share_cache()
-        log.warning("rewound %d tasks to their committed offsets", len(parts))
+            pairs = [tp for tp in self.routes if tp[1] == part]
+            for tp in pairs:
+                del self.routes[tp]
+            self.restores[part] = TaskRestore(part, self._state(part), pairs, rewound=True)
+            paused += pairs
+        if paused:
+            consumer.pause(paused)
+        log.warning("rewinding %d tasks to their committed offsets", len(parts))
 
     def metrics(self) -> dict[str, int]:
         """Task counters (e.g. ``"<window step>.late_records"``) summed over tasks."""

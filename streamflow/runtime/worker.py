@@ -83,7 +83,8 @@ class Worker:
         self.engine = Engine(
             processor, kafka_ports(config, self.consumer_conf, self.producer_conf, self._admin),
             serde_ctx=serde_context(config), state_dir=state_dir,
-            cache_entries=config.store_cache_entries, timeout_s=config.shutdown_timeout_s)
+            cache_entries=config.store_cache_entries, timeout_s=config.shutdown_timeout_s,
+            restore_chunk=config.restore_chunk_records, restore_max_rate=config.restore_max_rate)
         self._stop = False
         # set once the loop stopped and committed: only then may a static member leave (a
         # failed start may be a duplicate, whose leave would remove the live worker)
@@ -185,9 +186,14 @@ class Worker:
             self.last_loop = time.monotonic()
             # take what has arrived without waiting; when nothing has, wait for the first
             # record only: consume(n, t) would hold early records back until n arrive or t
-            # passes, adding up to the poll timeout to every record's latency
-            msgs = consumer.consume(batch, 0) or consumer.consume(1, timeout)
+            # passes, adding up to the poll timeout to every record's latency. While tasks
+            # restore, never wait here: the restore consumer waits for its records instead.
+            msgs = consumer.consume(batch, 0)
+            if not msgs and not engine.restoring:
+                msgs = consumer.consume(1, timeout)
             engine.process(msgs)
+            if engine.restoring:  # one chunk of changelog records between two polls
+                engine.restore()
             now = time.monotonic()
             if now >= next_punctuate:
                 engine.punctuate(int(time.time() * 1000))

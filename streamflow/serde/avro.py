@@ -62,6 +62,7 @@ from streamflow.serde.base import (
     SerdeUnavailable,
     Serializer,
 )
+from streamflow.serde.models import ModelCodec, check_against_record, model_codec
 
 __all__ = ["MAGIC_BYTE", "MAX_NESTING", "SUBJECT_STRATEGIES", "Avro"]
 
@@ -87,6 +88,11 @@ class Avro:
     With ``auto_register`` (default) producing registers the schema if the subject lacks
     it; without, it must already be registered (``streamflow schemas register MODULE``).
 
+    ``model`` (a dataclass or pydantic model class) makes the values typed: records decode
+    into instances and instances encode. Its fields must match the record's (checked when
+    the topic is bound, at start-up); a record that does not fit the model is a
+    :class:`SerdeError`.
+
     >>> Avro("schemas/payment.avsc").describe()
     'Avro(com.example.Payment)'
     >>> Avro("payment", subject_strategy="record").subject("payments", False)
@@ -96,6 +102,7 @@ class Avro:
     schema: str | Path | Mapping[str, Any] | list[Any]
     subject_strategy: str = field(default="topic", kw_only=True)
     auto_register: bool = field(default=True, kw_only=True)
+    model: Any = field(default=None, kw_only=True)
     _cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -111,13 +118,15 @@ class Avro:
                 f"got {type(self.schema).__name__}"
             )
             raise TypeError(msg)
+        if self.model is not None:
+            model_codec(self.model, json=False)  # TypeError now, not at the first record
 
     # -- identity ------------------------------------------------------------------------
 
     def _key(self) -> tuple[Any, ...]:
         s = self.schema
         spec = json.dumps(s, sort_keys=True) if isinstance(s, (Mapping, list)) else str(s)
-        return (spec, self.subject_strategy, self.auto_register)
+        return (spec, self.subject_strategy, self.auto_register, self.model)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Avro) and self._key() == other._key()
@@ -131,6 +140,8 @@ class Avro:
             opts += f", subject_strategy={self.subject_strategy!r}"
         if not self.auto_register:
             opts += ", auto_register=False"
+        if self.model is not None:
+            opts += f", model={self.model.__name__}"
         s = self.schema
         shown = f"{str(s)!r}" if isinstance(s, (str, Path)) else "{...}"
         return f"Avro({shown}{opts})"
@@ -242,10 +253,17 @@ class Avro:
         parsed = loaded.parsed
         write = fastavro.schemaless_writer
         name = self.describe(ctx)
+        to_data = self._codec(loaded, name).to_data if self.model is not None else None
 
         def serialize(value: Any) -> bytes | None:
             if value is None:
                 return None
+            if to_data is not None:
+                try:
+                    value = to_data(value)
+                except SerdeError as e:
+                    msg = f"{name} cannot serialize a value for topic {topic!r}: {e}"
+                    raise SerdeError(msg) from e
             buf = BytesIO()
             buf.write(header)
             try:
@@ -264,6 +282,7 @@ class Avro:
         entries: dict[int, tuple[Any, Any, Callable[[Any], None] | None]] = {}
         read = fastavro.schemaless_reader
         unpack = _HEADER.unpack_from
+        from_data = self._codec(loaded, name).from_data if self.model is not None else None
 
         def resolve(schema_id: int) -> tuple[Any, Any, Callable[[Any], None] | None]:
             who = f"{name} cannot deserialize a {side} from topic {topic!r}"
@@ -302,9 +321,20 @@ class Avro:
                     f"{schema_id}; the bytes do not match the writer schema): {preview(data)}"
                 )
                 raise SerdeError(msg)
+            if from_data is not None:
+                try:
+                    return from_data(value)
+                except SerdeError as e:
+                    msg = f"{name} cannot deserialize a {side} from topic {topic!r}: {e}"
+                    raise SerdeError(msg) from e
             return value
 
         return deserialize
+
+    def _codec(self, loaded: LoadedSchema, name: str) -> ModelCodec:
+        codec = model_codec(self.model, json=False)
+        check_against_record(codec, loaded.schema, name)
+        return codec
 
     # -- loading -------------------------------------------------------------------------
 

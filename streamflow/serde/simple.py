@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from streamflow.serde.base import Deserializer, SerdeContext, SerdeError, Serializer
+from streamflow.serde.models import is_pydantic, model_codec
 
 
 def _codec(
@@ -164,13 +165,73 @@ class Double(_Simple):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Json(_Simple):
-    """JSON via orjson: dicts, lists, strings, numbers, booleans.
+    """JSON via orjson: dicts, lists, strings, numbers, booleans; or typed values.
 
     >>> Json().deserializer("t", False, SerdeContext())(b'{"a":1}')
     {'a': 1}
+
+    With a model (a dataclass or a pydantic model class), records decode into instances and
+    only instances encode; data that does not fit the model is a :class:`SerdeError` naming
+    the fields (dead-lettered or skipped like any undecodable record):
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Reading:
+    ...     device: str
+    ...     celsius: float
+    >>> Json(Reading).deserializer("t", False, SerdeContext())(b'{"device":"d1","celsius":21.5}')
+    Reading(device='d1', celsius=21.5)
+    >>> Json(Reading).serializer("t", False, SerdeContext())(Reading("d2", 19.0))
+    b'{"device":"d2","celsius":19.0}'
+    >>> Json(Reading).deserializer("t", False, SerdeContext())(b'{"device":"d1"}')
+    Traceback (most recent call last):
+    ...
+    streamflow.serde.base.SerdeError: Json(Reading) cannot deserialize b'{"device":"d1"}': \
+does not fit Reading: missing celsius
     """
 
+    model: Any = None
     _name = "Json"
 
+    def __post_init__(self) -> None:
+        if self.model is not None:
+            model_codec(self.model, json=True)  # TypeError now, not at the first record
+
+    def describe(self) -> str:
+        """``Json``, or ``Json(Model)`` for typed values."""
+        return self._name if self.model is None else f"Json({self.model.__name__})"
+
+    def __repr__(self) -> str:
+        return "Json()" if self.model is None else f"Json({self.model.__name__})"
+
     def _pair(self) -> tuple[Serializer, Deserializer]:
-        return _codec("Json", orjson.dumps, orjson.loads)
+        if self.model is None:
+            return _codec("Json", orjson.dumps, orjson.loads)
+        codec = model_codec(self.model, json=True)
+        name = self.describe()
+        to_data, from_data = codec.to_data, codec.from_data
+        native = not is_pydantic(self.model)  # orjson writes dataclasses itself
+
+        def serialize(value: Any) -> bytes | None:
+            if value is None:
+                return None
+            try:
+                if native:
+                    if not isinstance(value, self.model):
+                        to_data(value)  # raises, naming the expected class
+                    return orjson.dumps(value)
+                return orjson.dumps(to_data(value))
+            except (SerdeError, TypeError, orjson.JSONEncodeError) as e:
+                msg = f"{name} cannot serialize {value!r:.80}: {e}"
+                raise SerdeError(msg) from e
+
+        def deserialize(data: bytes | None) -> Any:
+            if data is None:
+                return None
+            try:
+                return from_data(orjson.loads(data))
+            except (SerdeError, orjson.JSONDecodeError, UnicodeError) as e:
+                msg = f"{name} cannot deserialize {bytes(data[:40])!r}: {e}"
+                raise SerdeError(msg) from e
+
+        return serialize, deserialize

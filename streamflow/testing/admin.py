@@ -49,8 +49,6 @@ def discover_bootstrap(start: Path | None = None) -> str | None:
         script = find_local_stack(start)
     except ClusterUnavailable:
         return None
-    if script is None:
-        return None
     env_file = LocalStack(script).env_file
     if not env_file.is_file():
         return None

@@ -7,12 +7,15 @@ Used by the ``streamflow`` pytest plugin (:mod:`streamflow.testing.plugin`), usa
    ``STREAMFLOW_TEST_SCHEMA_REGISTRY_URL``;
 2. testcontainers (a KRaft Kafka and an Apicurio Registry container) when a Docker engine
    answers;
-3. the JVM stack in ``deploy/local`` (``deploy/local/stack``): reused when already up and
-   healthy (and left running), otherwise started now and stopped by the returned teardown.
+3. the local JVM stack (``streamflow stack``): reused when already up and healthy (and left
+   running), otherwise started now and stopped by the returned teardown. In a streamflow
+   checkout that is ``deploy/local/stack`` (state in ``deploy/local/.run``); anywhere else the
+   stack shipped in the package (state in ``./.streamflow/stack``).
 
 ``STREAMFLOW_TEST_CLUSTER`` = ``auto`` (default) | ``docker`` | ``local`` restricts steps 2-3,
-``STREAMFLOW_LOCAL_STACK`` points at the ``deploy/local`` directory (or its ``stack`` script),
-``STREAMFLOW_TEST_KEEP_STACK=1`` leaves a stack started by the tests running.
+``STREAMFLOW_LOCAL_STACK`` points at another stack script (or the folder holding ``stack``),
+``STREAMFLOW_STACK_RUN_DIR`` at another state folder, ``STREAMFLOW_TEST_KEEP_STACK=1`` leaves
+a stack started by the tests running.
 
 Nothing here imports ``confluent_kafka``, ``docker`` or ``testcontainers`` at module level.
 """
@@ -25,6 +28,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +46,7 @@ __all__ = [
     "ENV_KEEP_STACK",
     "ENV_LOCAL_STACK",
     "ENV_REGISTRY",
+    "PACKAGED_STACK",
     "Cluster",
     "ClusterUnavailable",
     "LocalStack",
@@ -66,6 +71,9 @@ DEFAULT_REGISTRY_IMAGE = "apicurio/apicurio-registry:3.3.3"
 
 STACK_ENV_BOOTSTRAP = "STREAMFLOW_BOOTSTRAP_SERVERS"
 STACK_ENV_REGISTRY = "STREAMFLOW_SCHEMA_REGISTRY_URL"
+
+PACKAGED_STACK = Path(__file__).parent / "localstack" / "stack.sh"
+"""The stack script shipped in the package (``streamflow stack`` runs it)."""
 
 # a cold `stack up` downloads ~220 MB from Maven Central before the JVMs start
 STACK_UP_TIMEOUT_S = 900.0
@@ -172,8 +180,12 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def find_local_stack(start: Path | None = None) -> Path | None:
-    """The ``stack`` script: from ``STREAMFLOW_LOCAL_STACK`` or by walking up from ``start``."""
+def find_local_stack(start: Path | None = None) -> Path:
+    """The ``stack`` script to use.
+
+    From ``STREAMFLOW_LOCAL_STACK``, else a checkout's ``deploy/local/stack`` found by walking
+    up from ``start`` and the working directory, else the one shipped in the package.
+    """
     named = os.environ.get(ENV_LOCAL_STACK)
     if named:
         path = Path(named).expanduser().resolve()
@@ -189,25 +201,28 @@ def find_local_stack(start: Path | None = None) -> Path | None:
             script = directory / "deploy" / "local" / "stack"
             if script.is_file():
                 return script
-    return None
+    return PACKAGED_STACK
 
 
 @dataclass(frozen=True)
 class LocalStack:
-    """``deploy/local/stack`` driven from Python."""
+    """The local stack script driven from Python."""
 
     script: Path
 
     @property
-    def directory(self) -> Path:
-        """The stack's directory (``deploy/local``)."""
-        return self.script.parent
-
-    @property
     def run_dir(self) -> Path:
-        """Where the running stack keeps its state (``STREAMFLOW_STACK_RUN_DIR`` or ``.run``)."""
+        """Where the stack keeps its state.
+
+        ``STREAMFLOW_STACK_RUN_DIR``, else ``.run`` beside a checkout's ``deploy/local/stack``,
+        else ``./.streamflow/stack`` (as the script itself decides).
+        """
         run_dir = os.environ.get("STREAMFLOW_STACK_RUN_DIR")
-        return Path(run_dir) if run_dir else self.directory / ".run"
+        if run_dir:
+            return Path(run_dir)
+        if self.script.resolve() == PACKAGED_STACK.resolve():
+            return Path.cwd() / ".streamflow" / "stack"
+        return self.script.parent / ".run"
 
     @property
     def env_file(self) -> Path:
@@ -218,6 +233,7 @@ class LocalStack:
         try:
             return subprocess.run(
                 ["bash", str(self.script), command],
+                env=self.env(),
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -227,6 +243,11 @@ class LocalStack:
         except subprocess.TimeoutExpired as exc:
             msg = f"`{self.script} {command}` did not finish within {timeout:.0f}s"
             raise ClusterUnavailable(msg) from exc
+
+    def env(self) -> dict[str, str]:
+        """The script's environment: this run dir, and this Python for its health check."""
+        return {**os.environ, "STREAMFLOW_STACK_RUN_DIR": str(self.run_dir),
+                "STREAMFLOW_PYTHON": os.environ.get("STREAMFLOW_PYTHON", sys.executable)}
 
     def healthy(self) -> bool:
         """Whether ``stack status`` reports the stack up."""
@@ -264,12 +285,6 @@ def _truthy(name: str) -> bool:
 
 def _local_stack_cluster(start: Path | None) -> tuple[Cluster, Teardown]:
     script = find_local_stack(start)
-    if script is None:
-        msg = (
-            "no deploy/local/stack found (walked up from "
-            f"{start or Path.cwd()}); set {ENV_LOCAL_STACK}=/path/to/streamflow/deploy/local"
-        )
-        raise ClusterUnavailable(msg)
     missing = [tool for tool in ("bash", "java") if shutil.which(tool) is None]
     if missing:
         msg = (
@@ -429,7 +444,8 @@ def acquire_cluster(start: Path | None = None) -> tuple[Cluster, Teardown]:
             "no Kafka / schema registry for integration tests. Tried:\n  - "
             + "\n  - ".join(tried)
             + f"\nFix one of: set {ENV_BOOTSTRAP} and {ENV_REGISTRY}; start a Docker engine; or "
-            "make deploy/local/stack work (Java 17+, Java 21+, Maven; see deploy/local/README.md)."
+            "make `streamflow stack up` work (Java 17+, Java 21+, Maven; see "
+            "deploy/local/README.md)."
         ) from exc
     if tried:
         cluster = Cluster(

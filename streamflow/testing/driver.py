@@ -14,6 +14,11 @@ processor between the two and see what is processed again, ``scale()`` it to sev
 instances (a rebalance moves tasks and their state), or inject broker failures through
 ``cluster.fail_next(...)``.
 
+Stores are restored as a worker restores them: in chunks of ``restore_chunk_records`` between
+polls, with the task's inputs paused. Driver calls run every restore to its end, unless
+``scale()`` or ``crash()`` is told ``settle=False``: then ``step()`` turns every instance's
+loop once (a batch processed, a chunk restored), so a test can look at an instance midway.
+
 >>> import streamflow as sf
 >>> from streamflow.testing import TopologyTestDriver
 >>> t = sf.Topology("demo")
@@ -128,8 +133,11 @@ class TopologyTestDriver:
 
     ``config`` may set ``schema_registry.url`` (default: a fresh ``mock://`` registry, so
     Avro topics work out of the box), ``schemas_dir``, ``store`` (``memory`` or ``rocksdb``
-    for every store), ``state_dir``, ``wall_clock_ms`` (the start time) and ``partitions``
-    (of topics that declare none; default 1).
+    for every store), ``state_dir``, ``wall_clock_ms`` (the start time), ``partitions``
+    (of topics that declare none; default 1), ``restore_chunk_records`` (changelog records
+    restored per loop turn; default 1000) and ``group_protocol`` (``classic``: eager range
+    rebalances, the default; ``consumer``: incremental ones, as KIP-848 and cooperative-sticky
+    do).
     """
 
     __test__ = False  # not a pytest test class
@@ -154,7 +162,13 @@ class TopologyTestDriver:
         )
         self.wall_clock_ms: int = int(cfg.get("wall_clock_ms", 0))
         self.auto_commit = auto_commit
-        self.cluster = InMemoryCluster(int(cfg.get("partitions", 1)))
+        protocol = cfg.get("group_protocol", "classic")
+        if protocol not in ("classic", "consumer"):
+            msg = f"group_protocol must be 'classic' or 'consumer', got {protocol!r}"
+            raise ValueError(msg)
+        self.cluster = InMemoryCluster(int(cfg.get("partitions", 1)),
+                                       incremental=protocol == "consumer")
+        self._restore_chunk = int(cfg.get("restore_chunk_records", 1000))
         self._backend: str | None = cfg.get("store")
         self._tmp_state: str | None = None
         state_dir = cfg.get("state_dir")
@@ -169,6 +183,7 @@ class TopologyTestDriver:
         try:
             for p in self.processors:
                 self._start_instance(p)
+            self._pump()  # restore the stores (from local state in ``state_dir``, if any)
         except BaseException:
             self.close()
             raise
@@ -206,7 +221,7 @@ class TopologyTestDriver:
             member = next(str(i) for i in itertools.count() if str(i) not in taken)
         engine = Engine(p, self._ports(p, member), serde_ctx=self.serde_context,
                         state_dir=self._state_dir / member, backend=self._backend,
-                        clock=self._wall_clock)
+                        clock=self._wall_clock, restore_chunk=self._restore_chunk)
         instances.append(engine)
         self._members[id(engine)] = member
         engine.start()
@@ -266,18 +281,29 @@ class TopologyTestDriver:
         for instances in self.engines.values():
             yield from instances
 
+    def step(self) -> int:
+        """Turn every instance's loop once: process one consumed batch, restore one chunk.
+
+        Return how many records were processed. Nothing is committed (see ``commit()``).
+        """
+        n = 0
+        for engine in list(self._engines()):
+            assert engine.consumer is not None
+            msgs = engine.consumer.consume(1000, 0)
+            if msgs:
+                engine.process(msgs)
+                n += len(msgs)
+            if engine.restoring:
+                engine.restore()
+        return n
+
     def _pump(self) -> int:
-        """Process what every instance can consume, until none has anything new."""
+        """Process what every instance can consume and restore, until none has anything new."""
         total = 0
         while True:
-            n = 0
-            for engine in list(self._engines()):
-                assert engine.consumer is not None
-                msgs = engine.consumer.consume(1000, 0)
-                if msgs:
-                    engine.process(msgs)
-                    n += len(msgs)
-            if not n:
+            restoring = any(e.restoring for e in self._engines())
+            n = self.step()
+            if not n and not restoring:  # a restore that ended resumes partitions: go on
                 return total
             total += n
 
@@ -316,12 +342,14 @@ class TopologyTestDriver:
         self._run()
 
     # -- failures and fleets -----------------------------------------------------------
-    def crash(self, processor: str | None = None, *, keep_state: bool = False) -> None:
+    def crash(self, processor: str | None = None, *, keep_state: bool = False,
+              settle: bool = True) -> None:
         """Kill every instance of ``processor`` as kill -9 would.
 
         ``processor`` defaults to the only driven one. Nothing is committed, an open transaction
         is left to be fenced. New instances start at once and restore their stores from the
-        changelogs (from the local state too, with ``keep_state=True``).
+        changelogs (from the local state too, with ``keep_state=True``); with ``settle=False``
+        they are only started, and ``step()`` runs them.
         """
         p = self._processor(processor)
         members = [self._members.pop(id(e)) for e in self.engines[p.name]]
@@ -334,13 +362,16 @@ class TopologyTestDriver:
             if not keep_state:
                 shutil.rmtree(self._state_dir / member, ignore_errors=True)
             self._start_instance(p, member)
-        self._run()
+        if settle:
+            self._run()
 
-    def scale(self, instances: int, processor: str | None = None) -> None:
+    def scale(self, instances: int, processor: str | None = None, *,
+              settle: bool = True) -> None:
         """Run ``instances`` instances of ``processor`` in its consumer group.
 
-        Every change rebalances the group (eagerly: revoked tasks commit and close, assigned ones
-        restore their state from the changelogs).
+        Every change rebalances the group: revoked tasks commit and close, assigned ones
+        restore their state from the changelogs. With ``settle=False`` nothing more runs:
+        ``step()`` turns the instances' loops.
         """
         if instances < 1:
             msg = "a processor needs at least one instance"
@@ -353,7 +384,8 @@ class TopologyTestDriver:
             engine.close()
         while len(running) < instances:
             self._start_instance(p)
-        self._run()
+        if settle:
+            self._run()
 
     def _processor(self, name: str | None) -> Processor:
         if name is None:

@@ -1,7 +1,8 @@
 """An in-memory Kafka for ``TopologyTestDriver``.
 
-Partitioned topics, consumer groups with eager range assignment, committed offsets, and
-transactions with ``read_committed`` reads and producer fencing. It implements the engine's
+Partitioned topics, consumer groups with range assignment (eager, or incremental as the
+cooperative protocols do), paused partitions, committed offsets, and transactions with
+``read_committed`` reads and producer fencing. It implements the engine's
 ports (``streamflow.runtime.ports``), so the driver runs the same tasks, committers and
 collector as a worker against a broker.
 
@@ -19,7 +20,6 @@ Failures can be injected with ``InMemoryCluster.fail_next(operation)``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,8 +136,9 @@ class _Group:
 class InMemoryCluster:
     """Topics, groups and transactions in memory."""
 
-    def __init__(self, default_partitions: int = 1) -> None:
+    def __init__(self, default_partitions: int = 1, *, incremental: bool = False) -> None:
         self.default_partitions = default_partitions
+        self.incremental = incremental  # rebalances move only the partitions that change
         self.logs: dict[str, list[list[_Rec]]] = {}
         self.order: dict[str, list[_Rec]] = {}  # every topic's records in append order
         self.groups: dict[str, _Group] = {}
@@ -190,6 +191,13 @@ class InMemoryCluster:
         """The high watermark."""
         return len(self.logs[topic][partition])
 
+    def stable_end(self, topic: str, partition: int, start: int) -> int:
+        """The last stable offset: the first record of an open transaction, else the end."""
+        for rec in self.logs[topic][partition][max(start, 0):]:
+            if rec.txn is not None and rec.txn.state == "open":
+                return rec.offset
+        return self.end_offset(topic, partition)
+
     # -- failures ----------------------------------------------------------------------
     def fail_next(self, operation: str, *, abortable: bool = True) -> None:
         """Make the next ``operation`` fail once.
@@ -216,12 +224,15 @@ class InMemoryCluster:
         return self.groups[name]
 
     def rebalance(self, group: _Group) -> None:
-        """Eager range assignment: every member gives up its partitions (committing them).
+        """Range assignment: partition N of every subscribed topic goes to the same member.
 
-        Then partition N of every subscribed topic goes to the same member.
+        Eager (the classic range protocol): every member first gives up all its partitions
+        (committing them). Incremental (cooperative-sticky, KIP-848): members give up only the
+        partitions that move, then the new owners get them.
         """
-        for member in group.members:
-            member.revoke_all()
+        if not self.incremental:
+            for member in group.members:
+                member.revoke(sorted(member.positions))
         group.generation += 1
         members = sorted(group.members, key=lambda m: m.member_id)
         plan: dict[int, list[tuple[str, int]]] = {id(m): [] for m in members}
@@ -237,7 +248,9 @@ class InMemoryCluster:
                                     if topic in m.topics]
                     start += count
         for m in members:
-            m.assign(plan[id(m)])
+            m.revoke(sorted(set(m.positions) - set(plan[id(m)])))
+        for m in members:
+            m.assign([tp for tp in plan[id(m)] if tp not in m.positions])
 
 
 class MemoryConsumer:
@@ -249,6 +262,7 @@ class MemoryConsumer:
         self.member_id = member_id
         self.topics: list[str] = []
         self.positions: dict[tuple[str, int], int] = {}
+        self.paused: set[tuple[str, int]] = set()
         self._callbacks: tuple[Any, Any, Any] | None = None
         self.closed = False
 
@@ -267,12 +281,16 @@ class MemoryConsumer:
         if pairs and self._callbacks:
             self._callbacks[0](list(pairs))
 
+    def revoke(self, pairs: list[tuple[str, int]]) -> None:
+        """Give up ``pairs``, telling the member first (it commits)."""
+        if pairs and self._callbacks:
+            self._callbacks[1](list(pairs))
+        for tp in pairs:
+            self.positions.pop(tp, None)
+
     def revoke_all(self) -> None:
         """Give up every partition, telling the member first (it commits)."""
-        pairs = sorted(self.positions)
-        if pairs and self._callbacks:
-            self._callbacks[1](pairs)
-        self.positions.clear()
+        self.revoke(sorted(self.positions))
 
     def lose_all(self) -> None:
         """Lose every partition without a revocation (a missed session timeout)."""
@@ -287,20 +305,25 @@ class MemoryConsumer:
         for tp in sorted(self.positions):
             if len(out) >= num_messages:
                 break
+            if tp in self.paused:
+                continue
             recs = self.cluster.stable(tp[0], tp[1], self.positions[tp])
             recs = recs[:num_messages - len(out)]
             if recs:
                 out += [Message(r) for r in recs]
                 self.positions[tp] = recs[-1].offset + 1
             else:  # skip aborted records below the stable end
-                self.positions[tp] = max(self.positions[tp], self._stable_end(tp))
+                self.positions[tp] = max(self.positions[tp],
+                                         self.cluster.stable_end(*tp, self.positions[tp]))
         return out
 
-    def _stable_end(self, tp: tuple[str, int]) -> int:
-        for rec in self.cluster.logs[tp[0]][tp[1]][self.positions[tp]:]:
-            if rec.txn is not None and rec.txn.state == "open":
-                return rec.offset
-        return self.cluster.end_offset(*tp)
+    def pause(self, partitions: list[tuple[str, int]]) -> None:
+        """Stop handing out records of ``partitions`` (the member stays in the group)."""
+        self.paused.update(partitions)
+
+    def resume(self, partitions: list[tuple[str, int]]) -> None:
+        """Hand out records of ``partitions`` again."""
+        self.paused.difference_update(partitions)
 
     def commit(self, offsets: list[tuple[str, int, int]]) -> None:
         """Commit offsets of this group."""
@@ -462,15 +485,44 @@ class MemoryAdmin:
 
 
 class MemoryChangelogs:
-    """Changelog reads from the in-memory cluster (``ChangelogReader``)."""
+    """The restore consumer over the in-memory cluster (``RestoreConsumer``)."""
 
     def __init__(self, cluster: InMemoryCluster) -> None:
         self.cluster = cluster
+        self.positions: dict[tuple[str, int], int] = {}
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         """``(0, end)``: nothing is ever deleted here."""
         return 0, self.cluster.end_offset(topic, partition)
 
-    def read(self, topic: str, partition: int, start: int) -> Iterator[list[Any]]:
-        """The committed records from ``start`` in one batch."""
-        yield [Message(r) for r in self.cluster.stable(topic, partition, start)]
+    def add(self, topic: str, partition: int, start: int) -> None:
+        """Read a changelog partition from ``start``."""
+        self.positions[(topic, partition)] = start
+
+    def remove(self, pairs: list[tuple[str, int]]) -> None:
+        """Stop reading changelog partitions."""
+        for tp in pairs:
+            self.positions.pop(tp, None)
+
+    def consume(self, num_messages: int, timeout: float
+                ) -> tuple[list[Message], list[tuple[str, int, int]]]:
+        """Up to ``num_messages`` committed records, and the partitions read to their end."""
+        out: list[Message] = []
+        ends: list[tuple[str, int, int]] = []
+        for tp in sorted(self.positions):
+            room = num_messages - len(out)
+            if room <= 0:
+                break
+            recs = self.cluster.stable(tp[0], tp[1], self.positions[tp])
+            out += [Message(r) for r in recs[:room]]
+            if len(recs) <= room:
+                end = self.cluster.stable_end(*tp, self.positions[tp])
+                self.positions[tp] = end
+                ends.append((*tp, end))
+            else:
+                self.positions[tp] = recs[room - 1].offset + 1
+        return out, ends
+
+    def close(self) -> None:
+        """Forget every partition."""
+        self.positions.clear()

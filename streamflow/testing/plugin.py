@@ -16,6 +16,11 @@ first: ``-p no:streamflow -p streamflow.testing.plugin``. Fixtures:
 ``new_topic`` (function)
     factory ``new_topic(partitions=1, config=None, compacted=False) -> str`` creating uniquely
     named topics for one test (waits until they exist, deletes them afterwards).
+``streamflow_app`` (function)
+    factory ``streamflow_app(module, processor=None, env=None, args=None, cwd=None) ->``
+    :class:`~streamflow.testing.processes.TopologyApp`: runs ``streamflow run`` against the test
+    cluster as a child process, returns once its readiness probe answers, stops it cleanly at
+    the end of the test, and attaches its log to the report of a failed test.
 
 Where the cluster comes from (see :func:`streamflow.testing.cluster.acquire_cluster`):
 ``STREAMFLOW_TEST_BOOTSTRAP_SERVERS`` / ``STREAMFLOW_TEST_SCHEMA_REGISTRY_URL``, else
@@ -31,13 +36,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 if TYPE_CHECKING:
     from streamflow.testing.admin import TopicAdmin
     from streamflow.testing.cluster import Cluster
+    from streamflow.testing.processes import TopologyApp
 
 __all__ = [
     "NewTopic",
@@ -45,10 +51,12 @@ __all__ = [
     "kafka_bootstrap",
     "new_topic",
     "schema_registry_url",
+    "streamflow_app",
     "streamflow_cluster",
 ]
 
 _CLUSTER_KEY = pytest.StashKey["Cluster"]()
+_APPS_KEY = pytest.StashKey[list["TopologyApp"]]()
 
 
 class NewTopic(Protocol):
@@ -69,6 +77,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "integration: needs a real Kafka broker and schema registry "
         "(streamflow fixtures: kafka_bootstrap, schema_registry_url, new_topic)",
     )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Attach the logs of the test's ``streamflow_app`` processes to its report on failure."""
+    outcome: Any = yield
+    report = outcome.get_result()
+    if report.failed:
+        for app in item.stash.get(_APPS_KEY, []):
+            report.sections.append((f"streamflow app {app.name} (log)", app.logs()[-20_000:]))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -152,3 +170,30 @@ def new_topic(kafka_admin: TopicAdmin, request: pytest.FixtureRequest) -> Iterat
             import warnings
 
             warnings.warn(f"could not delete test topics {created}: {exc}", stacklevel=1)
+
+
+@pytest.fixture
+def streamflow_app(streamflow_cluster: Cluster, request: pytest.FixtureRequest,
+                   tmp_path: Path) -> Iterator[Any]:
+    """Factory running ``streamflow run MODULE [-p NAME]`` against the test cluster.
+
+    Each app is ready when returned and stopped (SIGTERM) when the test ends.
+    """
+    from streamflow.testing.processes import TopologyApp
+
+    apps: list[TopologyApp] = []
+    request.node.stash[_APPS_KEY] = apps
+
+    def factory(module: str, processor: str | None = None, *, env: dict[str, str] | None = None,
+                args: list[str] | None = None, cwd: Path | None = None,
+                ready_timeout_s: float = 60.0) -> TopologyApp:
+        app = TopologyApp(module, processor, bootstrap=streamflow_cluster.bootstrap_servers,
+                          registry=streamflow_cluster.schema_registry_url,
+                          workdir=tmp_path / "apps", cwd=cwd, env=env, args=args,
+                          ready_timeout_s=ready_timeout_s)
+        apps.append(app)
+        return app.start()
+
+    yield factory
+    for app in reversed(apps):
+        app.stop()

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 import time
 import uuid
@@ -14,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
+
+from streamflow.testing.processes import StreamflowProcess
+
+__all__ = ["ROOT", "StreamflowProcess", "produce", "read_all", "write_module"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,35 +79,3 @@ def write_module(tmp: Path, name: str, body: str) -> str:
     """Write a topology module into ``tmp`` and return its module name."""
     (tmp / f"{name}.py").write_text(textwrap.dedent(body))
     return name
-
-
-class StreamflowProcess:
-    """``streamflow run ...`` as a child process, its output kept in a log file."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
-        self.log_path = log
-        self._log = open(log, "ab")  # noqa: SIM115
-        full_env = {**os.environ, "PYTHONPATH": f"{cwd}{os.pathsep}{ROOT}", **env}
-        self.proc = subprocess.Popen([sys.executable, "-m", "streamflow", *args], cwd=cwd,
-                                     env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def terminate(self, timeout: float = 60.0) -> int:
-        """SIGTERM, then wait for the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout)
-        self._log.close()
-        return rc
-
-    def kill(self) -> int:
-        """SIGKILL the process (and, for a supervisor, nothing else)."""
-        self.proc.kill()
-        rc = self.proc.wait(30)
-        self._log.close()
-        return rc
-
-    def output(self) -> str:
-        """What the process printed so far."""
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")

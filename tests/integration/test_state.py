@@ -1,5 +1,7 @@
 """Stateful processing on a real broker: counts survive kill -9, lost state is rebuilt from
-the changelog, and state follows its partition when workers rebalance."""
+the changelog, state follows its partition when workers rebalance (under the classic and the
+KIP-848 consumer protocol), and a restore longer than ``max.poll.interval.ms`` keeps the
+member in its group."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ SLOW = bool(os.environ.get("T_SLOW"))
 topology = sf.Topology(os.environ["T_APP"])
 src = topology.topic(os.environ["T_IN"], key=sf.String(), value=sf.Json(), external=True)
 out = topology.topic(os.environ["T_OUT"], key=sf.String(), value=sf.Long())
-p = topology.processor("counter")
+p = topology.processor("counter", guarantee=os.environ.get("T_GUARANTEE", "at_least_once"))
 
 
 def add(count, v):
@@ -166,23 +168,46 @@ def test_deleted_local_state_is_rebuilt_from_the_changelog(app: dict[str, Any]) 
     assert latest == dict(_truth(total + 1000))
 
 
-def test_state_moves_with_its_partition_when_a_second_worker_joins(app: dict[str, Any]) -> None:
+def _sequences(app: dict[str, Any], expect: int) -> dict[str, list[int]]:
+    """Every count the output holds per key, in order (read_committed)."""
+    seqs: dict[str, list[int]] = {}
+    for m in read_all(app["bootstrap"], app["env"]["T_OUT"], expect=expect, settle=3):
+        seqs.setdefault(m.key().decode(), []).append(
+            int.from_bytes(m.value(), "big", signed=True))
+    return seqs
+
+
+def _exactly_once(seqs: dict[str, list[int]], truth: Counter[str]) -> None:
+    """Each input counted once: every key's counts go 1, 2, ... its number of inputs."""
+    wrong = {k: seqs.get(k) for k in truth if seqs.get(k) != list(range(1, truth[k] + 1))}
+    assert not wrong, f"{len(wrong)} keys not counted exactly once: {list(wrong.items())[:3]}"
+
+
+@pytest.mark.parametrize("protocol, guarantee", [("classic", "at_least_once"),
+                                                  ("consumer", "exactly_once")])
+def test_state_moves_with_its_partition_when_a_second_worker_joins(
+        app: dict[str, Any], protocol: str, guarantee: str) -> None:
+    """The second worker restores the state of the partitions it takes over. Under the KIP-848
+    consumer protocol the broker's range assignor keeps co-partitioned inputs together and the
+    engine takes incremental assignments (only the moved partitions are revoked)."""
+    env = {"STREAMFLOW_GROUP_PROTOCOL": protocol, "T_GUARANTEE": guarantee}
     first = _truth(10_000)
     produce(app["bootstrap"], app["env"]["T_IN"], _inputs(10_000))
     w0 = _start(app, "--worker-id", "0", log="w0.log",
-                env={"STREAMFLOW_STATE_DIR": str(app["tmp"] / "state-w0")})
+                env={**env, "STREAMFLOW_STATE_DIR": str(app["tmp"] / "state-w0")})
     try:
         _wait_until_counts(app, first)
         w1 = _start(app, "--worker-id", "1", log="w1.log",
-                    env={"STREAMFLOW_STATE_DIR": str(app["tmp"] / "state-w1")})
+                    env={**env, "STREAMFLOW_STATE_DIR": str(app["tmp"] / "state-w1")})
         try:
-            deadline = time.monotonic() + 60
-            while not re.search(r"assigned (?!nothing)", w1.output()):
+            deadline = time.monotonic() + 90
+            while not re.search(r"task \d+ restored", w1.output()):
                 assert time.monotonic() < deadline, w1.output()
                 time.sleep(0.5)
             produce(app["bootstrap"], app["env"]["T_IN"], _inputs(10_000, start=10_000))
             truth = _truth(20_000)
             latest = _wait_until_counts(app, truth)
+            moved = re.findall(r"revoking (.*)", w0.output())  # before either stops
         finally:
             assert w1.terminate() == 0, w1.output()
     finally:
@@ -191,6 +216,53 @@ def test_state_moves_with_its_partition_when_a_second_worker_joins(app: dict[str
     # the second worker restored the partitions it took over from the changelog
     applied = [int(a) for a in re.findall(r"restored .*?: (\d+) changes applied", w1.output())]
     assert sum(applied) > 0, w1.output()
+    assert "lost" not in w0.output()
+    if guarantee == "exactly_once":
+        _exactly_once(_sequences(app, 20_000), truth)
+    # 8 partitions (input and repartition topic, 4 each): eager range revokes all of them,
+    # the consumer protocol only those that move
+    revoked = len(moved[0].split(", ")) if moved else 0
+    assert revoked == 8 if protocol == "classic" else 0 < revoked < 8, w0.output()
+
+
+def test_a_restore_longer_than_max_poll_interval_keeps_the_member_in_the_group(
+        app: dict[str, Any]) -> None:
+    """The restore runs in chunks between polls: 30,000 changelog records at 2,000 records/s
+    (~15 s) with max.poll.interval.ms = 10 s. The member is never evicted (one assignment, no
+    revocation, no poll-interval error) and the output stays exactly-once."""
+    env = {"T_GUARANTEE": "exactly_once"}
+    users = 30_000
+    inputs = [(f"r{i}".encode(), orjson.dumps({"n": i, "user": f"w{i}"})) for i in range(users)]
+    produce(app["bootstrap"], app["env"]["T_IN"], inputs)
+    proc = _start(app, env=env)
+    try:
+        _wait_until_counts(app, Counter(f"w{i}" for i in range(users)))
+    finally:
+        assert proc.terminate() == 0, proc.output()
+    shutil.rmtree(app["env"]["STREAMFLOW_STATE_DIR"])
+    proc2 = _start(app, log="run2.log", env={
+        **env, "STREAMFLOW_RESTORE_MAX_RATE": "2000",
+        "STREAMFLOW_CONSUMER_MAX_POLL_INTERVAL_MS": "10000"})
+    more = [(f"s{i}".encode(), orjson.dumps({"n": i, "user": f"w{i}"})) for i in range(2000)]
+    try:
+        deadline = time.monotonic() + 60
+        while "assigned" not in proc2.output():
+            assert time.monotonic() < deadline, proc2.output()
+            time.sleep(0.5)
+        produce(app["bootstrap"], app["env"]["T_IN"], more)  # arrives while restoring
+        truth = Counter(f"w{i}" for i in range(users)) + Counter(f"w{i}" for i in range(2000))
+        latest = _wait_until_counts(app, truth, timeout=240)
+        log = proc2.output()
+    finally:
+        assert proc2.terminate() == 0, proc2.output()
+    assert latest == dict(truth)
+    took = [float(s) for s in re.findall(r"restored .*? in ([\d.]+)s", log)]
+    assert max(took) > 10, log  # longer than max.poll.interval.ms
+    assert re.search(r"restoring \d+ changelog partitions: .* remaining", log), log
+    assert len(re.findall(r"\bassigned ", log)) == 1, log
+    assert "revoking" not in log and "lost" not in log, log
+    assert "poll interval" not in log, log
+    _exactly_once(_sequences(app, users + 2000), truth)
 
 
 JOIN_MODULE = """

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from streamflow.cli import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, build_parser, load_topology, main
+from streamflow.errors import ConfigurationError
 
 TOPOLOGY_SOURCE = """
 import streamflow as sf
@@ -160,12 +161,16 @@ def test_unknown_submodule_of_a_package_exits_3(
     assert f"cannot import module '{package}.no_such_thing'" in capsys.readouterr().err
 
 
-def test_module_with_a_missing_dependency_shows_the_real_import_error(
-    module_in: Callable[[str], str],
+def test_module_with_a_missing_dependency_exits_3_with_the_real_import_error_and_line(
+    module_in: Callable[[str], str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    name = module_in("import sf_cli_missing_dependency  # noqa\n")
-    with pytest.raises(ModuleNotFoundError, match="sf_cli_missing_dependency"):
-        main(["describe", name])
+    name = module_in("x = 1\nimport sf_cli_missing_dependency  # noqa\n")
+    assert main(["describe", name]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert (f"importing {name!r} failed: ModuleNotFoundError: "
+            "No module named 'sf_cli_missing_dependency'") in err
+    assert f"{name}.py, line 2: import sf_cli_missing_dependency" in err
+    assert "Traceback" not in err
 
 
 def test_missing_dependency_whose_name_prefixes_the_module_is_not_masked(
@@ -173,8 +178,40 @@ def test_missing_dependency_whose_name_prefixes_the_module_is_not_masked(
 ) -> None:
     name = module_in("import sf_cli  # noqa\n")  # 'sf_cli' is a prefix of the module's name
     assert name.startswith("sf_cli")
-    with pytest.raises(ModuleNotFoundError, match="'sf_cli'"):
+    with pytest.raises(ConfigurationError, match="No module named 'sf_cli'") as info:
         load_topology(name)
+    assert "cannot import module" not in str(info.value)
+
+
+def test_module_with_a_syntax_error_exits_3_naming_file_and_line(
+    module_in: Callable[[str], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = module_in("import streamflow as sf\n\ntopology = sf.Topology('x'\n")
+    assert main(["describe", name]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert f"importing {name!r} failed: SyntaxError:" in err
+    assert f"{name}.py, line 3" in err
+    assert "Traceback" not in err
+
+
+def test_module_raising_at_import_exits_3_naming_the_users_line(
+    module_in: Callable[[str], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = module_in("def f():\n    return {}['missing']\n\nf()\n")
+    assert main(["run", name]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert f"importing {name!r} failed: KeyError: 'missing'" in err
+    assert f"{name}.py, line 2: return {{}}['missing']" in err
+
+
+def test_topology_function_that_raises_exits_3(
+    module_in: Callable[[str], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = module_in("def make():\n    raise RuntimeError('no config')\n")
+    assert main(["describe", f"{name}:make"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert f"building the topology with '{name}:make' failed: RuntimeError: no config" in err
+    assert f"{name}.py, line 2" in err
 
 
 def test_missing_attribute_exits_3_naming_it(

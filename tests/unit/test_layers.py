@@ -33,7 +33,7 @@ LAYERS: dict[str, set[str]] = {
     "ops": {"dsl", "plan", "runtime", "kafka", "serde", "state", "errors", "config", "record",
             "windows"},
     "cli": {"ops", "dsl", "plan", "runtime", "kafka", "serde", "state", "observability",
-            "errors", "config", "record", "windows"},
+            "errors", "config", "record", "windows", "testing"},  # testing: `streamflow stack`
     "testing": {"dsl", "plan", "runtime", "state", "serde", "kafka", "record", "errors",
                 "config", "windows"},
     # the package itself (streamflow/__init__.py: the public API) and ``python -m streamflow``
