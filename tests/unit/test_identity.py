@@ -117,6 +117,19 @@ def test_the_instance_id_names_the_clients_and_the_static_member(tmp_path: Path)
     assert w.consumer_conf["heartbeat.interval.ms"] <= 60000 // 3
 
 
+def test_under_kip_848_a_static_member_leaves_the_session_timeout_to_the_broker(
+        tmp_path: Path) -> None:
+    """librdkafka refuses session.timeout.ms and heartbeat.interval.ms with
+    group.protocol=consumer: there they are the broker's settings."""
+    w = Worker(_processor(stateful=True),
+               Config(state_dir=str(tmp_path), group_protocol="consumer"),
+               env={"POD_NAME": "shop-count-1"})
+    assert w.consumer_conf["group.instance.id"] == "shop-count-1"
+    assert w.consumer_conf["group.protocol"] == "consumer"
+    assert "session.timeout.ms" not in w.consumer_conf
+    assert "heartbeat.interval.ms" not in w.consumer_conf
+
+
 def test_a_dynamic_member_keeps_the_short_session_timeout(tmp_path: Path) -> None:
     w = Worker(_processor(), Config(state_dir=str(tmp_path)), worker_id="1",
                env={"HOSTNAME": "ignored"})
