@@ -1,8 +1,7 @@
 """Fleet soak: ``python -m tests.fleet rolling scale kill hosts --records 500000``.
 
-Besides the CI scenarios there are two soak-only ones, ``kill-restore`` (kill -9 during a
-full restore) and ``long-restore`` (a restore longer than ``max.poll.interval.ms``), which
-slow restores down with ``restore_max_rate``.
+``kill-restore`` (kill -9 during a full restore) and ``long-restore`` (a restore longer than
+``max.poll.interval.ms``) slow restores down with ``restore_max_rate``.
 
 Runs each named scenario of :mod:`tests.fleet.harness` (default: all) against a real Kafka,
 prints a summary per scenario and exits non-zero when one failed. The bootstrap servers come
