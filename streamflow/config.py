@@ -84,6 +84,16 @@ class Config:
     # on a clean stop, a static member leaves the group at once (scale-down) instead of
     # holding its partitions for the session timeout (a restart)
     leave_on_shutdown: bool = False
+    # -- logs, trace context and lineage (docs/observability.md) --
+    log_format: str = "text"  # "text", or "json": one JSON object per line
+    # librdkafka repeats a failing connection's lines (FAIL, ERROR) many times a second: one
+    # line per (facility, broker) and interval, with how many were held back
+    client_log_interval_s: float = 10.0
+    tracing: bool = False  # a span per processed batch through OpenTelemetry (streamflow[otel])
+    lineage: bool = False  # OpenLineage run events (streamflow[lineage]; openlineage.yml)
+    lineage_namespace: str = "streamflow"  # the OpenLineage job namespace
+    lineage_interval_s: float = 60.0  # a RUNNING event this often
+    provenance_headers: bool = False  # outputs carry their input's topic, partition, offset
     kafka: dict[str, Any] = field(default_factory=dict)
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
@@ -109,6 +119,7 @@ _SCALARS = {f.name: f for f in fields(Config) if f.name not in _TABLES}
 
 
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_CHOICES = {"log_format": ("text", "json")}
 
 
 def _coerce(name: str, raw: Any, source: str) -> Any:
@@ -133,11 +144,12 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         elif kind is float:
             if isinstance(raw, int | float | str):
                 return float(raw)
-        elif isinstance(raw, str):
+        elif isinstance(raw, str) and raw in _CHOICES.get(name, (raw,)):
             return raw
     except ValueError:
         pass
-    msg = f"setting {name!r} ({source}) must be {_KINDS[kind]}, got {raw!r}"
+    want = f"one of {', '.join(_CHOICES[name])}" if name in _CHOICES else _KINDS[kind]
+    msg = f"setting {name!r} ({source}) must be {want}, got {raw!r}"
     raise ConfigError(msg)
 
 

@@ -7,9 +7,9 @@ unreachable. Each comes from the :class:`~streamflow.errors.StreamflowError` tha
 the command (its ``exit_code``).
 
 The commands live in :mod:`streamflow.cli.run` (``run``, ``describe``),
-:mod:`streamflow.cli.ops` (``check``, ``topics``, ``deploy``) and
-:mod:`streamflow.cli.schemas` (``schemas``), :mod:`streamflow.cli.stack` (``stack``, the
-local Kafka and registry); they call :mod:`streamflow.ops`, which returns
+:mod:`streamflow.cli.ops` (``check``, ``topics``, ``deploy``), :mod:`streamflow.cli.schemas`
+(``schemas``), :mod:`streamflow.cli.lineage` (``lineage``) and :mod:`streamflow.cli.stack`
+(``stack``, the local Kafka and registry); they call :mod:`streamflow.ops`, which returns
 data and raises errors, and print the results.
 """
 
@@ -19,7 +19,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streamflow.cli import ops, run, schemas, stack
+from streamflow.cli import lineage, ops, run, schemas, stack
 from streamflow.cli.common import CliError, err
 from streamflow.dsl.topology import TopologyError
 from streamflow.errors import (
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_commands(sub)
     schemas.add_commands(sub)
     stack.add_commands(sub)
+    lineage.add_commands(sub)
     return parser
 
 

@@ -1,15 +1,23 @@
-"""What every ``streamflow`` command shares: its error, messages and logging set-up."""
+"""What every ``streamflow`` command shares: its error, messages and logging set-up.
+
+``setup_logging`` lives in :mod:`streamflow.observability.logs` (re-exported here).
+"""
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from streamflow.errors import EXIT_CONFIG, StreamflowError
+from streamflow.observability.logs import setup_logging
 
-__all__ = ["CONFIG_HELP", "CliError", "err", "failing", "setup_logging", "warn"]
+if TYPE_CHECKING:
+    from streamflow.dsl.topology import Topology
+
+__all__ = ["CONFIG_HELP", "CliError", "err", "failing", "processor_names", "setup_logging",
+           "warn"]
 
 CONFIG_HELP = "TOML config file (else $STREAMFLOW_CONFIG); STREAMFLOW_* variables override it"
 
@@ -41,13 +49,14 @@ def failing(what: str) -> Iterator[None]:
         raise CliError(msg, e.exit_code) from e
 
 
-def setup_logging(level: str, prefix: str) -> None:
-    """Log to stderr, each line tagged with ``prefix`` (which worker or supervisor)."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format=f"%(asctime)s %(levelname)-7s [{prefix}] %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    for noisy in ("httpx", "httpx2", "httpcore"):  # one INFO line per registry request
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def processor_names(topology: Topology, only: str | None) -> list[str]:
+    """The processors a command acts on: ``only``, or every one (``CliError`` if unknown)."""
+    if only is None:
+        return list(topology.processors)
+    if only not in topology.processors:
+        msg = (
+            f"topology {topology.name!r} has no processor {only!r}; it has "
+            f"{', '.join(sorted(topology.processors))}"
+        )
+        raise CliError(msg)
+    return [only]

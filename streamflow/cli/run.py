@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Any
 
-from streamflow.cli.common import CliError, setup_logging
+from streamflow.cli.common import CliError, processor_names, setup_logging
 from streamflow.config import Config, load_config
 from streamflow.dsl import render
 from streamflow.dsl.topology import Topology
@@ -31,23 +31,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.leave_on_shutdown:
         config = config.with_overrides(leave_on_shutdown=True)
     topology = load_topology(args.module)
-    if args.processor and args.processor not in topology.processors:
-        msg = (
-            f"topology {topology.name!r} has no processor {args.processor!r}; it has "
-            f"{', '.join(sorted(topology.processors))}"
-        )
-        raise CliError(msg)
-    if not topology.processors:
+    names = processor_names(topology, args.processor)
+    if not names:
         msg = f"topology {topology.name!r} declares no processors"
         raise CliError(msg)
-    names = [args.processor] if args.processor else list(topology.processors)
     if len(names) == 1 and args.workers == 1:
         # a supervisor's children stay quiet: the supervisor warned already
         return _run_worker(topology, names[0], config, args.worker_id,
                            warn=args.worker_id is None)
     from streamflow.runtime.supervisor import Supervisor
 
-    setup_logging(config.log_level, f"{topology.name} supervisor")
+    setup_logging(config.log_level, f"{topology.name} supervisor", fmt=config.log_format,
+                  instance="supervisor", client_interval_s=config.client_log_interval_s)
     _log_unnamed_state(topology, names)
     sup = Supervisor(args.module, names, args.workers, args.config, config.shutdown_timeout_s,
                      config.health_port, extra_args=_child_args(args))
@@ -88,13 +83,17 @@ def _run_worker(topology: Topology, name: str, config: Config, worker_id: str | 
     from streamflow.kafka.client import KafkaException
     from streamflow.runtime.worker import Worker
 
+    logging_opts: dict[str, Any] = {"fmt": config.log_format, "processor": name,
+                                    "client_interval_s": config.client_log_interval_s}
     try:
         worker = Worker(topology.processors[name], config, worker_id=worker_id)
     except StreamflowError as e:
-        setup_logging(config.log_level, f"{topology.name}/{name}")
+        setup_logging(config.log_level, f"{topology.name}/{name}", instance=worker_id or "",
+                      **logging_opts)
         log.error("%s", e)
         return e.exit_code
-    setup_logging(config.log_level, f"{topology.name}/{name}#{worker.instance_id}")
+    setup_logging(config.log_level, f"{topology.name}/{name}#{worker.instance_id}",
+                  instance=worker.instance_id, **logging_opts)
     if warn:
         _log_unnamed_state(topology, [name])
     try:

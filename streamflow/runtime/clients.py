@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamflow.config import Config, ConfigError
 from streamflow.kafka.ports import KafkaAdmin, KafkaChangelogs, KafkaGroupConsumer, KafkaProducer
+from streamflow.observability.logs import client_log_conf
 from streamflow.runtime.ports import OnDelivery, Ports
 
 if TYPE_CHECKING:
@@ -116,8 +117,10 @@ def _static_member(config: Config, instance_id: str) -> dict[str, Any]:
 
 def _base(config: Config) -> dict[str, Any]:
     # Kafka's Java clients always set TCP_NODELAY; librdkafka leaves Nagle on, which holds
-    # back small pipelined requests (the per-partition produces of a transaction) ~40 ms
-    return {"socket.nagle.disable": True, **config.client_conf()}
+    # back small pipelined requests (the per-partition produces of a transaction) ~40 ms;
+    # librdkafka's lines go through Python logging, rate-limited (observability.logs)
+    return {"socket.nagle.disable": True, **client_log_conf(config.client_log_interval_s),
+            **config.client_conf()}
 
 
 def kafka_ports(config: Config, cconf: dict[str, Any], pconf: dict[str, Any],
@@ -135,5 +138,8 @@ def kafka_ports(config: Config, cconf: dict[str, Any], pconf: dict[str, Any],
         consumer=lambda: KafkaGroupConsumer(cconf),
         producer=producer,
         admin=admin or KafkaAdmin(config.client_conf()),
-        changelogs=KafkaChangelogs(config.client_conf()),
+        # restore consumers log as the group consumer does (an admin client's lines would wait
+        # for a poll() nobody makes, so it keeps librdkafka's own logging)
+        changelogs=KafkaChangelogs({**client_log_conf(config.client_log_interval_s),
+                                    **config.client_conf()}),
     )

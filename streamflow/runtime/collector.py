@@ -35,6 +35,8 @@ class Collector:
         self.errors: list[str] = []
         self._producer: Any = None
         self.emit: Emit = None
+        # wraps each new emit (trace context on outputs: observability.tracing.trace_outputs)
+        self.wrap_emit: Any = None
 
     @property
     def producer(self) -> Any:
@@ -44,7 +46,8 @@ class Collector:
     @producer.setter
     def producer(self, producer: Producer | None) -> None:
         self._producer = producer
-        self.emit = None if producer is None else _emitter(producer)
+        emit = None if producer is None else _emitter(producer)
+        self.emit = emit if emit is None or self.wrap_emit is None else self.wrap_emit(emit)
 
     def on_delivery(self, err: Any, msg: Any) -> None:
         """The producer's delivery callback (configured to report errors only)."""

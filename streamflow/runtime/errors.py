@@ -31,6 +31,11 @@ def where(topic: str | None, partition: int | None, offset: int | None) -> str:
     return f"{topic}[{partition}]@{offset}"
 
 
+def _fields(topic: str, partition: int, offset: int, step: str) -> dict[str, object]:
+    """The record's position for JSON log lines (``observability.logs.RECORD_FIELDS``)."""
+    return {"topic": topic, "partition": partition, "offset": offset, "step": step}
+
+
 class ErrorPolicy:
     """Applies ``on_error`` to a failed record."""
 
@@ -64,7 +69,8 @@ class ErrorPolicy:
             raise ProcessingFailed(msg) from error.cause
         if self.mode == "skip":
             self.skipped += 1
-            log.warning("skipped record %s: step %r: %s", pos, error.step, error.cause)
+            log.warning("skipped record %s: step %r: %s", pos, error.step, error.cause,
+                        extra=_fields(topic, partition, offset, error.step))
             return
         self.dead_lettered += 1
         tb = "".join(traceback.format_exception(error.cause)).encode()[-8000:]
@@ -82,5 +88,6 @@ class ErrorPolicy:
         log.warning(
             "dead-lettered record %s to %s: step %r: %s",
             pos, self.dead_letter_topic, error.step, error.cause,
+            extra=_fields(topic, partition, offset, error.step),
         )
         self.produce(self.dead_letter_topic, key, value, timestamp, dlq_headers)

@@ -21,7 +21,9 @@ from streamflow.dsl.topology import Processor
 from streamflow.kafka import client
 from streamflow.kafka.ports import KafkaAdmin
 from streamflow.observability.health import serve_worker_health
+from streamflow.observability.lineage import LineageEmitter, start_lineage, with_provenance
 from streamflow.observability.status import WorkerStatus
+from streamflow.observability.tracing import batch_tracer, output_tracer
 from streamflow.runtime.clients import consumer_conf, kafka_ports, producer_conf
 from streamflow.runtime.collector import DeliveryFailed
 from streamflow.runtime.contracts import check_processor as check_contracts
@@ -85,12 +87,16 @@ class Worker:
             serde_ctx=serde_context(config), state_dir=state_dir,
             cache_entries=config.store_cache_entries, timeout_s=config.shutdown_timeout_s,
             restore_chunk=config.restore_chunk_records, restore_max_rate=config.restore_max_rate)
+        # with tracing on, outputs continue the batch span's trace
+        self.engine.collector.wrap_emit = output_tracer(config.tracing)
         self._stop = False
         # set once the loop stopped and committed: only then may a static member leave (a
         # failed start may be a duplicate, whose leave would remove the live worker)
         self.stopped_cleanly = False
         self.last_loop: float | None = None
         self.health: Any = None
+        self.lineage: LineageEmitter | None = None  # run events, when the setting is on
+        self.failure: BaseException | None = None
 
     @property
     def processed(self) -> int:
@@ -129,6 +135,7 @@ class Worker:
                       copartitioned=self.processor.joined_topics())
         check_contracts(self.processor, self.engine.tasks.serde_ctx)  # may refuse
         self.engine.start()
+        self.lineage = start_lineage(self.processor, self.config)
         log.info(
             "processor %s started: reading %s as group %s (%s), instance %s (from %s, %s member)",
             self.processor.name, ", ".join(self.processor.source_topics()),
@@ -153,16 +160,19 @@ class Worker:
             self.stopped_cleanly = True
         except Exception as e:
             self.engine.failed = True  # never commit past a failure
+            self.failure = e
             # a fenced static member fails wherever it next touches the group: the fatal
             # event itself, or a seek/commit refused in the consumer's fatal state
             if self.static and (fenced_instance(e) or self._fenced_since()):
-                raise instance_in_use(
+                self.failure = instance_in_use(
                     self.instance_id, self.processor.name,
                     f"in group {self.processor.group_id!r}: Kafka fenced this static member "
-                    "because another consumer joined with the same group.instance.id") from e
+                    "because another consumer joined with the same group.instance.id")
+                raise self.failure from e
             raise
-        except BaseException:
+        except BaseException as e:
             self.engine.failed = True
+            self.failure = e
             raise
         finally:
             self.close()
@@ -176,6 +186,10 @@ class Worker:
         batch = self.config.batch_size
         timeout = self.config.poll_timeout_ms / 1000.0
         eos = engine.eos
+        process = with_provenance(
+            batch_tracer(engine.process, enabled=self.config.tracing,
+                         processor=self.processor.name, group_id=self.processor.group_id),
+            enabled=self.config.provenance_headers)
         default_ms = self.config.eos_commit_interval_ms if eos else self.config.commit_interval_ms
         interval = (self.processor.commit_interval_ms or default_ms) / 1000.0
         # exactly-once: commit early once the input is drained (see Config)
@@ -191,7 +205,7 @@ class Worker:
             msgs = consumer.consume(batch, 0)
             if not msgs and not engine.restoring:
                 msgs = consumer.consume(1, timeout)
-            engine.process(msgs)
+            process(msgs)
             if engine.restoring:  # one chunk of changelog records between two polls
                 engine.restore()
             now = time.monotonic()
@@ -215,6 +229,9 @@ class Worker:
         if self.static and self.config.leave_on_shutdown and self.stopped_cleanly:
             self._leave_group()
         self._admin.close()
+        if self.lineage is not None:  # COMPLETE, or FAIL with the error
+            self.lineage.stop(self.failure)
+            self.lineage = None
         self.lock.release()
 
     def _fenced_since(self) -> bool:

@@ -29,7 +29,8 @@ LAYERS: dict[str, set[str]] = {
     "kafka": {"errors", "config"},
     "serde": {"kafka", "record", "errors", "windows"},  # kafka: the registry client only
     "state": {"serde", "record", "errors", "windows"},
-    "observability": {"errors", "config", "record"},
+    # dsl and serde: lineage describes a processor's topics and their Avro contracts
+    "observability": {"dsl", "serde", "errors", "config", "record"},
     "ops": {"dsl", "plan", "runtime", "kafka", "serde", "state", "errors", "config", "record",
             "windows"},
     "cli": {"ops", "dsl", "plan", "runtime", "kafka", "serde", "state", "observability",
