@@ -8,7 +8,7 @@ STACK_ENV := deploy/local/.run/stack.env
 # set STREAMFLOW_TEST_BOOTSTRAP_SERVERS (and ..._SCHEMA_REGISTRY_URL) to use an existing cluster
 EXTERNAL := $(STREAMFLOW_TEST_BOOTSTRAP_SERVERS)
 
-.PHONY: help venv graphviz test unit integration lint demo bench stack-up stack-down clean
+.PHONY: help venv graphviz test unit integration lint docs demo bench stack-up stack-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -16,10 +16,10 @@ help: ## list the targets
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,docs]'
 	@touch $@
 
-venv: $(BIN)/.installed ## create .venv and install streamflow with its test extras
+venv: $(BIN)/.installed ## create .venv and install streamflow with its test and docs extras
 
 graphviz: ## install Graphviz (for describe --format png|svg) when missing and we are root
 	@command -v dot >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
@@ -32,7 +32,7 @@ stack-up: ## start the local Kafka + schema registry (deploy/local)
 stack-down: ## stop the local stack
 	$(STACK) down
 
-test: venv graphviz ## run the whole suite (unit + integration) against a real broker and registry
+test: venv graphviz docs ## strict docs build, then the whole suite (unit + integration) against a real broker and registry
 	@set -euo pipefail; \
 	started=0; \
 	if [ -z "$(EXTERNAL)" ]; then \
@@ -49,8 +49,11 @@ unit: venv ## run the unit tests and the doctests of streamflow/ (no broker)
 	$(BIN)/python -m pytest tests/unit streamflow -q $(PYTEST_ARGS)
 
 lint: venv ## ruff on the whole tree, mypy --strict on streamflow/
-	$(BIN)/ruff check streamflow tests bench deploy topologies
+	$(BIN)/ruff check streamflow tests bench deploy topologies docs
 	$(BIN)/mypy --strict streamflow
+
+docs: venv ## build the documentation site into build/site (mkdocs --strict: warnings are errors)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 demo: venv ## run the example topology on generated data (Ctrl-C stops it)
 	@$(STACK) up

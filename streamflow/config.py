@@ -42,16 +42,22 @@ class ConfigError(ConfigurationError, ValueError):
 class Config:
     """Settings of a streamflow worker."""
 
+    # the Kafka brokers to connect to (librdkafka's bootstrap.servers)
     bootstrap_servers: str = "127.0.0.1:9092"
+    # at-least-once: how often a worker flushes stores and the producer, then commits offsets
+    # (a processor's commit_interval_ms= overrides it)
     commit_interval_ms: int = 1000
+    # exactly-once: the longest a transaction stays open before it commits
     eos_commit_interval_ms: int = 100
     # exactly-once also commits as soon as its input is drained, once the transaction is
     # this old: at moderate rates outputs then wait ~one commit, not a whole interval
     eos_min_commit_interval_ms: int = 10
+    # the most records a worker takes from its consumer per turn of its loop
     batch_size: int = 1000
     # decoded store values kept in memory per worker, shared by all its tasks' stores (the
     # data itself lives in RocksDB; this only saves decoding on reads)
     store_cache_entries: int = 1_000_000
+    # how long a worker's loop waits for the first record when none has arrived
     poll_timeout_ms: int = 100
     # restores and rebalances (issue 19). Restores read changelog records in chunks between
     # polls of the group consumer: at most restore_chunk_records per turn of the loop, and at
@@ -63,14 +69,25 @@ class Config:
     restore_max_rate: int = 0
     group_protocol: str = "classic"
     group_assignor: str = ""
+    # a worker creates the missing topics it owns at start (never external ones); off: a
+    # missing topic is a configuration error
     create_topics: bool = True
+    # partitions of created topics that declare none
     default_partitions: int = 1
+    # replication factor of created topics that declare none
     default_replication: int = 1
+    # where RocksDB state lives: <state_dir>/<topology>/<processor>/...
     state_dir: str = ".streamflow/state"
+    # how long a stopping worker (or the supervisor's children) may take to finish cleanly
     shutdown_timeout_s: float = 30.0
+    # how long start-up waits for the cluster to answer (and topics to be described)
     startup_timeout_s: float = 30.0
+    # the folder of Avro schema files (*.avsc) that sf.Avro("name") refers to
     schemas_dir: str = "schemas"
+    # the port of /healthz, /readyz and /metrics (0: off); `run --workers N` gives each
+    # worker process its own port from this one up
     health_port: int = 0
+    # the level of the workers' logs on stderr: DEBUG, INFO, WARNING or ERROR
     log_level: str = "INFO"
     # the worker's identity in its fleet (streamflow.runtime.identity): "" = POD_NAME, else
     # the host name (plus the local worker index)

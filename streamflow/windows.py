@@ -180,10 +180,10 @@ class Tumbling:
 
 @dataclass(frozen=True, init=False)
 class Hopping:
-    """Fixed-size windows ``[start.
+    """Fixed-size windows that overlap: one starts every ``advance``.
 
-    Start + size)`` starting every ``advance``; a record falls into ``size / advance`` of them
-    (``advance <= size``; ``advance == size`` is tumbling).
+    Windows are ``[start, start + size)``, aligned to the epoch; a record falls into
+    ``size / advance`` of them (``advance <= size``; ``advance == size`` is tumbling).
 
     >>> Hopping(minutes(5), minutes(1)).describe()
     'hopping(5m, advance=1m)'

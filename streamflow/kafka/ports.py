@@ -161,7 +161,7 @@ class KafkaChangelogs:
 
     def remove(self, pairs: Pairs) -> None:
         """Stop reading changelog partitions."""
-        gone = [tp for tp in pairs if tp in self._assigned]
+        gone = sorted(set(pairs) & self._assigned)  # librdkafka aborts on any other
         if gone:
             client.unassign(self._consumer, gone)
             self._assigned.difference_update(gone)

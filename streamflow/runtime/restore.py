@@ -185,7 +185,7 @@ class Restorer:
         finished = self._apply(msgs)
         for topic, part, off in ends:
             r = self.active.get((topic, part))
-            if r is not None and off >= r.position:
+            if r is not None and not r.done and off >= r.position:
                 finished.append(r)
                 self._finish(r, off)
         for r in finished:
@@ -206,46 +206,47 @@ class Restorer:
         return min(self.chunk, allowed)
 
     def _apply(self, msgs: list[Any]) -> list[StoreRestore]:
-        """Write ``msgs`` to their stores, one batch per changelog partition run."""
+        """Write ``msgs`` to their stores, one batch per run of one changelog partition."""
         finished: list[StoreRestore] = []
-        active = self.active
-        r: StoreRestore | None = None
+        i, n = 0, len(msgs)
+        while i < n:
+            topic, part = msgs[i].topic(), msgs[i].partition()
+            j = i + 1
+            while j < n and msgs[j].partition() == part and msgs[j].topic() == topic:
+                j += 1
+            r = self.active.get((topic, part))
+            if r is not None and not r.done:  # else abandoned (or ended) since the fetch
+                self._apply_run(r, msgs[i:j])
+                if r.position >= r.end:
+                    finished.append(r)
+                    self._finish(r, r.position)
+            i = j
+        return finished
+
+    @staticmethod
+    def _apply_run(r: StoreRestore, msgs: list[Any]) -> None:
+        """Write a run of one partition's records, but those past the committed input."""
+        verdicts = r.verdicts  # a commit's records share one source header
         batch: list[tuple[bytes, bytes | None]] = []
-        last: tuple[str, int] | None = None
+        append = batch.append
+        skipped = 0
         for m in msgs:
-            tp = (m.topic(), m.partition())
-            if tp != last:
-                if r is not None:
-                    self._write(r, batch, finished)
-                batch = []
-                last = tp
-                r = active.get(tp)
-            if r is None or r.done:
-                continue  # a restore abandoned (or ended) since the fetch
-            r.position = m.offset() + 1
             src = None
             for k, v in m.headers() or ():
                 if k == SOURCE_HEADER:
                     src = v
-            beyond = r.verdicts.get(src)
+            beyond = verdicts.get(src)
             if beyond is None:
-                beyond = r.verdicts[src] = _beyond(src, r.committed)
+                beyond = verdicts[src] = _beyond(src, r.committed)
             if beyond:
-                r.skipped += 1
+                skipped += 1
                 continue
-            batch.append((m.key(), m.value()))
-        if r is not None:
-            self._write(r, batch, finished)
-        return finished
-
-    def _write(self, r: StoreRestore, batch: list[tuple[bytes, bytes | None]],
-               finished: list[StoreRestore]) -> None:
+            append((m.key(), m.value()))
         if batch:
             r.state.stores[r.store].backend.write(batch)
-            r.applied += len(batch)
-        if not r.done and r.position >= r.end:
-            finished.append(r)
-            self._finish(r, r.position)
+        r.applied += len(batch)
+        r.skipped += skipped
+        r.position = msgs[-1].offset() + 1
 
     def _progress(self, now: float) -> None:
         rate = (self.records_done - self._logged_done) / max(now - self._logged_at, 1e-3)

@@ -69,9 +69,10 @@ class TestInput:
 
     def send(self, value: Any, *, key: Any = None, timestamp: int | None = None,
              headers: Headers | None = None, partition: int | None = None) -> None:
-        """Serialize and process one record (timestamp defaults to the wall clock.
+        """Serialize and process one record.
 
-        The partition to the one the key's partitioner picks).
+        ``timestamp`` defaults to the driver's wall clock, ``partition`` to the one Kafka's
+        partitioner picks for the key.
         """
         self.send_raw(self._vs(value), key=self._ks(key), timestamp=timestamp, headers=headers,
                       partition=partition)

@@ -41,19 +41,23 @@ def add(count, v):
     return count + 1
 
 
-(p.stream(src)
-    .group_by(lambda v: v["user"], name="by-user", key_serde=sf.String())
-    .aggregate(lambda: 0, add, name="clicks")
-    .to_stream()
-    .to(out))
+stream = p.stream(src)
+grouped = (stream.group_by_key() if os.environ.get("T_BY_KEY")  # inputs keyed by user
+           else stream.group_by(lambda v: v["user"], name="by-user", key_serde=sf.String()))
+grouped.aggregate(lambda: 0, add, name="clicks").to_stream().to(out)
 """
 
 KEYS = 500
 
 
-def _inputs(n: int, start: int = 0) -> list[tuple[bytes, bytes]]:
-    return [(f"r{i}".encode(), orjson.dumps({"n": i, "user": f"u{(i * 7919) % KEYS}"}))
-            for i in range(start, start + n)]
+def _inputs(n: int, start: int = 0, *, by_user: bool = False) -> list[tuple[bytes, bytes]]:
+    """Records ``r<i>`` (or keyed by their user) of users ``u<j>``."""
+    out = []
+    for i in range(start, start + n):
+        user = f"u{(i * 7919) % KEYS}"
+        out.append(((user if by_user else f"r{i}").encode(),
+                     orjson.dumps({"n": i, "user": user})))
+    return out
 
 
 def _truth(n: int, start: int = 0) -> Counter[str]:
@@ -183,16 +187,22 @@ def _exactly_once(seqs: dict[str, list[int]], truth: Counter[str]) -> None:
     assert not wrong, f"{len(wrong)} keys not counted exactly once: {list(wrong.items())[:3]}"
 
 
-@pytest.mark.parametrize("protocol, guarantee", [("classic", "at_least_once"),
-                                                  ("consumer", "exactly_once")])
+@pytest.mark.parametrize("protocol, assignor, guarantee", [
+    ("classic", "", "at_least_once"),  # today's eager range
+    ("classic", "cooperative-sticky", "exactly_once"),  # one input: no co-partitioning
+    ("consumer", "", "exactly_once"),  # KIP-848, the broker's range assignor
+])
 def test_state_moves_with_its_partition_when_a_second_worker_joins(
-        app: dict[str, Any], protocol: str, guarantee: str) -> None:
+        app: dict[str, Any], protocol: str, assignor: str, guarantee: str) -> None:
     """The second worker restores the state of the partitions it takes over. Under the KIP-848
-    consumer protocol the broker's range assignor keeps co-partitioned inputs together and the
-    engine takes incremental assignments (only the moved partitions are revoked)."""
-    env = {"STREAMFLOW_GROUP_PROTOCOL": protocol, "T_GUARANTEE": guarantee}
+    consumer protocol the broker's range assignor keeps co-partitioned inputs together; under
+    it and cooperative-sticky the engine takes incremental assignments (only the moved
+    partitions are revoked)."""
+    by_user = bool(assignor)  # cooperative-sticky cannot keep co-partitioned inputs together
+    env = {"STREAMFLOW_GROUP_PROTOCOL": protocol, "STREAMFLOW_GROUP_ASSIGNOR": assignor,
+           "T_GUARANTEE": guarantee, "T_BY_KEY": "1" if by_user else ""}
     first = _truth(10_000)
-    produce(app["bootstrap"], app["env"]["T_IN"], _inputs(10_000))
+    produce(app["bootstrap"], app["env"]["T_IN"], _inputs(10_000, by_user=by_user))
     w0 = _start(app, "--worker-id", "0", log="w0.log",
                 env={**env, "STREAMFLOW_STATE_DIR": str(app["tmp"] / "state-w0")})
     try:
@@ -204,7 +214,8 @@ def test_state_moves_with_its_partition_when_a_second_worker_joins(
             while not re.search(r"task \d+ restored", w1.output()):
                 assert time.monotonic() < deadline, w1.output()
                 time.sleep(0.5)
-            produce(app["bootstrap"], app["env"]["T_IN"], _inputs(10_000, start=10_000))
+            produce(app["bootstrap"], app["env"]["T_IN"],
+                    _inputs(10_000, start=10_000, by_user=by_user))
             truth = _truth(20_000)
             latest = _wait_until_counts(app, truth)
             moved = re.findall(r"revoking (.*)", w0.output())  # before either stops
@@ -219,10 +230,12 @@ def test_state_moves_with_its_partition_when_a_second_worker_joins(
     assert "lost" not in w0.output()
     if guarantee == "exactly_once":
         _exactly_once(_sequences(app, 20_000), truth)
-    # 8 partitions (input and repartition topic, 4 each): eager range revokes all of them,
-    # the consumer protocol only those that move
+    # 8 partitions (input and repartition topic, 4 each; 4 when keyed by user): eager range
+    # revokes all of them, the incremental protocols only those that move
+    owned = 4 if by_user else 8
     revoked = len(moved[0].split(", ")) if moved else 0
-    assert revoked == 8 if protocol == "classic" else 0 < revoked < 8, w0.output()
+    incremental = protocol == "consumer" or "cooperative" in assignor
+    assert 0 < revoked < owned if incremental else revoked == owned, w0.output()
 
 
 def test_a_restore_longer_than_max_poll_interval_keeps_the_member_in_the_group(

@@ -228,11 +228,13 @@ def test_the_restorer_applies_at_most_a_chunk_per_step_and_honours_its_rate_cap(
     began = time.monotonic()
     restorer.begin(state, {"in": 1})
     steps = 0
+    ended = []
     while restorer.active:
         before = restorer.records_done
-        restorer.step()
+        ended += restorer.step()
         assert restorer.records_done - before <= 50
         steps += 1
+    assert [r.store for r in ended] == ["n"]  # ended once, though its end was also reported
     assert time.monotonic() - began >= 0.25  # 300 records at 1000/s
     assert steps >= 6 and restorer.records_done == 300
     assert sum(1 for _ in state.stores["n"].backend.scan(None, None)) == 300
