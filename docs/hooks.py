@@ -291,6 +291,8 @@ def cli_reference() -> str:
         errors.EXIT_CONFIG: ("bad configuration or topology", errors.ConfigurationError),
         errors.EXIT_UNREACHABLE: ("Kafka or the schema registry unreachable",
                                   errors.UnreachableError),
+        errors.EXIT_DUPLICATE_INSTANCE: ("another live worker has this worker's instance id",
+                                         errors.DuplicateInstanceError),
     }
     for code, (meaning, family) in sorted(families.items()):
         name = f"`{family.__name__}`" if isinstance(family, type) else ""

@@ -103,6 +103,18 @@ class Config:
     error_window: str = "1000"
     # the level of the workers' logs on stderr: DEBUG, INFO, WARNING or ERROR
     log_level: str = "INFO"
+    # the worker's identity in its fleet (streamflow.runtime.identity): "" = POD_NAME, else
+    # the host name (plus the local worker index)
+    instance_id: str = ""
+    # join as a static group member (group.instance.id = the instance id): "auto" where the
+    # identity is stable (an explicit instance_id or POD_NAME), "on" or "off"
+    static_membership: str = "auto"
+    # a static member's session timeout: long enough for a rolling restart of one worker, so
+    # it gets its own partitions back without a rebalance (a dynamic member: 10 s)
+    static_session_timeout_ms: int = 45000
+    # on a clean stop, a static member leaves the group at once (scale-down) instead of
+    # holding its partitions for the session timeout (a restart)
+    leave_on_shutdown: bool = False
     # -- logs, trace context and lineage (docs/observability.md) --
     log_format: str = "text"  # "text", or "json": one JSON object per line
     # librdkafka repeats a failing connection's lines (FAIL, ERROR) many times a second: one

@@ -9,7 +9,10 @@
 - 3 :data:`EXIT_CONFIG`: bad configuration or topology (module not found, invalid topology,
   topic mismatch, incompatible contract) — :class:`ConfigurationError`;
 - 4 :data:`EXIT_UNREACHABLE`: Kafka or the schema registry unreachable —
-  :class:`UnreachableError`.
+  :class:`UnreachableError`;
+- 5 :data:`EXIT_DUPLICATE_INSTANCE`: another live worker has this worker's instance id (on
+  this host, or fenced by Kafka's static membership) — :class:`DuplicateInstanceError`.
+  A supervisor does not restart a worker that exits with it: it would only fence the other.
 
 Each error class of streamflow derives from one of these families (its module keeps the
 class, so ``from streamflow.kafka.client import Unreachable`` still works):
@@ -27,11 +30,13 @@ from __future__ import annotations
 
 __all__ = [
     "EXIT_CONFIG",
+    "EXIT_DUPLICATE_INSTANCE",
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "ConfigurationError",
+    "DuplicateInstanceError",
     "ProcessingError",
     "StreamflowError",
     "UnreachableError",
@@ -39,6 +44,7 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+EXIT_DUPLICATE_INSTANCE = 5
 
 
 class StreamflowError(Exception):
@@ -77,3 +83,9 @@ class UnreachableError(StreamflowError):
     """Kafka or the schema registry cannot be reached (exit 4). An outage, not bad data."""
 
     exit_code = EXIT_UNREACHABLE
+
+
+class DuplicateInstanceError(StreamflowError):
+    """Another live worker has this worker's instance id (exit 5); never retried."""
+
+    exit_code = EXIT_DUPLICATE_INSTANCE

@@ -26,6 +26,10 @@ log = logging.getLogger("streamflow.cli")
 def cmd_run(args: argparse.Namespace) -> int:
     """``streamflow run MODULE``: every processor supervised, or one with N workers."""
     config = load_config(args.config)
+    if args.instance_id:
+        config = config.with_overrides(instance_id=args.instance_id)
+    if args.leave_on_shutdown:
+        config = config.with_overrides(leave_on_shutdown=True)
     topology = load_topology(args.module)
     names = processor_names(topology, args.processor)
     if not names:
@@ -33,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(msg)
     if len(names) == 1 and args.workers == 1:
         # a supervisor's children stay quiet: the supervisor warned already
-        return _run_worker(topology, names[0], config, args.worker_id or "0",
+        return _run_worker(topology, names[0], config, args.worker_id,
                            warn=args.worker_id is None)
     from streamflow.runtime.supervisor import Supervisor
 
@@ -41,8 +45,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                   instance="supervisor", client_interval_s=config.client_log_interval_s)
     _log_unnamed_state(topology, names)
     sup = Supervisor(args.module, names, args.workers, args.config, config.shutdown_timeout_s,
-                     config.health_port)
+                     config.health_port, extra_args=_child_args(args))
     return sup.run()
+
+
+def _child_args(args: argparse.Namespace) -> list[str]:
+    """The options a supervisor passes on to its children (each appends its index)."""
+    out = ["--instance-id", args.instance_id] if args.instance_id else []
+    return out + (["--leave-on-shutdown"] if args.leave_on_shutdown else [])
 
 
 def _log_unnamed_state(topology: Topology, processors: list[str]) -> None:
@@ -68,17 +78,24 @@ def _run_message(e: StreamflowError, config: Config) -> str:
     return str(e)
 
 
-def _run_worker(topology: Topology, name: str, config: Config, worker_id: str, *,
+def _run_worker(topology: Topology, name: str, config: Config, worker_id: str | None, *,
                 warn: bool) -> int:
     from streamflow.kafka.client import KafkaException
     from streamflow.runtime.worker import Worker
 
-    setup_logging(config.log_level, f"{topology.name}/{name}#{worker_id}", fmt=config.log_format,
-                  processor=name, instance=worker_id,
-                  client_interval_s=config.client_log_interval_s)
+    logging_opts: dict[str, Any] = {"fmt": config.log_format, "processor": name,
+                                    "client_interval_s": config.client_log_interval_s}
+    try:
+        worker = Worker(topology.processors[name], config, worker_id=worker_id)
+    except StreamflowError as e:
+        setup_logging(config.log_level, f"{topology.name}/{name}", instance=worker_id or "",
+                      **logging_opts)
+        log.error("%s", e)
+        return e.exit_code
+    setup_logging(config.log_level, f"{topology.name}/{name}#{worker.instance_id}",
+                  instance=worker.instance_id, **logging_opts)
     if warn:
         _log_unnamed_state(topology, [name])
-    worker = Worker(topology.processors[name], config, worker_id=worker_id)
     try:
         worker.run()
     except StreamflowError as e:
@@ -88,6 +105,27 @@ def _run_worker(topology: Topology, name: str, config: Config, worker_id: str, *
         log.error("%s", e)
         return EXIT_FAILED
     log.info("stopped cleanly after %d records", worker.processed)
+    return EXIT_OK
+
+
+def cmd_fleet_leave(args: argparse.Namespace) -> int:
+    """``streamflow fleet leave MODULE -p NAME --instance-id ID...``: after a scale-down.
+
+    Removes static members that will not come back from the processor's group, so their
+    partitions move on now rather than after the session timeout.
+    """
+    from streamflow.kafka.membership import leave_group
+
+    config = load_config(args.config)
+    topology = load_topology(args.module)
+    if args.processor not in topology.processors:
+        msg = (f"topology {topology.name!r} has no processor {args.processor!r}; it has "
+               f"{', '.join(sorted(topology.processors))}")
+        raise CliError(msg)
+    group = topology.processors[args.processor].group_id
+    for instance in args.instance_id:
+        leave_group(config.client_conf(), group, instance, timeout_s=config.startup_timeout_s)
+        sys.stdout.write(f"{instance} left group {group}\n")
     return EXIT_OK
 
 
@@ -138,8 +176,32 @@ def add_commands(sub: Any) -> None:
     run.add_argument("--workers", "-w", type=int, default=1,
                      help="worker processes per processor (default 1)")
     run.add_argument("--config", "-c", help="TOML config file (else $STREAMFLOW_CONFIG)")
-    run.add_argument("--worker-id", help=argparse.SUPPRESS)  # set by the supervisor
+    run.add_argument("--instance-id",
+                     help="this worker's id in the fleet, unique per processor and stable "
+                     "across restarts (default: $STREAMFLOW_INSTANCE_ID, else $POD_NAME, else "
+                     "the host name); names its transactional id, client id, static group "
+                     "member and state folder; with --workers N child i is ID-i")
+    run.add_argument("--leave-on-shutdown", action="store_true",
+                     help="on a clean stop, leave the consumer group at once (a scale-down) "
+                     "instead of keeping the static member's partitions for its session "
+                     "timeout (a restart)")
+    run.add_argument("--worker-id", help=argparse.SUPPRESS)  # the supervisor's child index
     run.set_defaults(func=cmd_run)
+
+    fleet = sub.add_parser("fleet", help="operate a processor's fleet of workers")
+    fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True)
+    leave = fleet_sub.add_parser(
+        "leave", help="remove static members from a processor's group (after a scale-down)",
+        description="Remove workers that will not come back (e.g. the pods a StatefulSet "
+        "scale-down removed) from the processor's consumer group at once. A static member "
+        "sends no LeaveGroup when it stops, so without this its partitions wait for its "
+        "session timeout (static_session_timeout_ms). Speaks PLAINTEXT only.")
+    leave.add_argument("module", metavar="MODULE[:ATTR]")
+    leave.add_argument("--processor", "-p", required=True)
+    leave.add_argument("--instance-id", action="append", required=True,
+                       help="the member's instance id, e.g. the pod name (repeatable)")
+    leave.add_argument("--config", "-c", help="TOML config file (else $STREAMFLOW_CONFIG)")
+    leave.set_defaults(func=cmd_fleet_leave)
 
     desc = sub.add_parser("describe", help="print a topology's topics, processors and steps",
                           description="Print a topology's topics, processors and steps.")

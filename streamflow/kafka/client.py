@@ -83,7 +83,13 @@ def admin_conf(conf: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_is_fatal(err: Any) -> bool:
-    """True for errors a client cannot recover from."""
+    """True for errors a client cannot recover from.
+
+    librdkafka hands a consumer's fatal error (e.g. a static member fenced by another with its
+    ``group.instance.id``) out as a ``_FATAL`` event whose ``fatal()`` is False.
+    """
+    if hasattr(err, "code") and err.code() == KafkaError._FATAL:
+        return True
     return bool(err.fatal()) if hasattr(err, "fatal") else False
 
 

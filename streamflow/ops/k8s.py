@@ -3,10 +3,10 @@
 One StatefulSet per processor (the processor's consumer group; a volume claim per pod for
 its state; liveness on ``/healthz``, readiness on ``/readyz``; the ``prometheus.io/scrape``,
 ``port`` and ``path`` annotations for ``/metrics``; ``streamflow run MODULE
---processor NAME``), a headless Service per StatefulSet, and one ConfigMap with the
-``STREAMFLOW_*`` settings. Secrets (SASL passwords, registry credentials) are never
-rendered: pods read them from a Secret named ``<topology>-secrets`` that you create
-(``envFrom``, optional), and settings the configuration marks as secret become
+--processor NAME``, the pod name as its instance id), a headless Service per StatefulSet, and
+one ConfigMap with the ``STREAMFLOW_*`` settings. Secrets (SASL passwords, registry
+credentials) are never rendered: pods read them from a Secret named ``<topology>-secrets``
+that you create (``envFrom``, optional), and settings the configuration marks as secret become
 ``secretKeyRef`` entries pointing into it.
 
 Replicas are capped at the source topics' declared partitions: a consumer group member
@@ -110,6 +110,8 @@ def _settings(config: Config, opts: K8sOptions) -> tuple[dict[str, str], list[tu
         "STREAMFLOW_LOG_LEVEL": config.log_level,
         "STREAMFLOW_COMMIT_INTERVAL_MS": str(config.commit_interval_ms),
         "STREAMFLOW_SHUTDOWN_TIMEOUT_S": str(config.shutdown_timeout_s),
+        "STREAMFLOW_STATIC_MEMBERSHIP": config.static_membership,
+        "STREAMFLOW_STATIC_SESSION_TIMEOUT_MS": str(config.static_session_timeout_ms),
     }
     secrets: list[tuple[str, str]] = []
     for section in ("kafka", "consumer", "producer", "schema_registry"):
@@ -176,6 +178,11 @@ def _statefulset(topology: Topology, module: str, p: Processor, name: str, repli
         ],
         "env": [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            # the pod name (<statefulset>-<ordinal>) is the worker's instance id: unique in
+            # the group and stable per slot, so it names the transactional id and the static
+            # group member, and a restarted pod gets its own partitions (and state) back
+            {"name": "STREAMFLOW_INSTANCE_ID",
+             "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             *[
                 {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
                 for var, key in secret_env

@@ -13,10 +13,12 @@ if TYPE_CHECKING:
     from streamflow.dsl.topology import Processor
 
 
-def producer_conf(processor: Processor, config: Config, worker_id: str) -> dict[str, Any]:
+def producer_conf(processor: Processor, config: Config, instance_id: str) -> dict[str, Any]:
     """The producer's settings (transactional under exactly-once).
 
-    The user's ``[producer]`` settings win over every default.
+    The transactional id is ``<group>-<instance id>``: stable per worker slot, so a restarted
+    worker fences its crashed predecessor. The user's ``[producer]`` settings win over every
+    default.
     """
     conf: dict[str, Any] = {
         **_base(config),
@@ -29,7 +31,7 @@ def producer_conf(processor: Processor, config: Config, worker_id: str) -> dict[
     }
     if processor.guarantee == "exactly_once":
         conf.update({
-            "transactional.id": f"{processor.group_id}-{worker_id}",
+            "transactional.id": f"{processor.group_id}-{instance_id}",
             "transaction.timeout.ms": 30000,
             # a transaction begun while the previous one's markers are still being written
             # is refused with CONCURRENT_TRANSACTIONS until they are; retry soon (as the Java
@@ -40,8 +42,13 @@ def producer_conf(processor: Processor, config: Config, worker_id: str) -> dict[
     return {**conf, **config.producer}
 
 
-def consumer_conf(processor: Processor, config: Config, worker_id: str) -> dict[str, Any]:
-    """The group consumer's settings; the user's ``[consumer]`` settings win."""
+def consumer_conf(processor: Processor, config: Config, instance_id: str, *,
+                  static: bool = False) -> dict[str, Any]:
+    """The group consumer's settings; the user's ``[consumer]`` settings win.
+
+    ``static``: join as the static member ``instance_id`` (KIP-345), with the longer
+    ``static_session_timeout_ms``.
+    """
     return {
         **_base(config),
         "group.id": processor.group_id,
@@ -50,11 +57,12 @@ def consumer_conf(processor: Processor, config: Config, worker_id: str) -> dict[
         "auto.offset.reset": "earliest",
         **group_protocol_conf(processor, config),
         "isolation.level": "read_committed",
-        "client.id": f"{processor.topology.name}.{processor.name}.{worker_id}",
+        "client.id": f"{processor.topology.name}.{processor.name}.{instance_id}",
         # librdkafka >= 2.4 otherwise idles up to 1 s between fetches once its prefetch
         # queue is full, which halves throughput of a loop that drains it in batches
         "fetch.queue.backoff.ms": 10,
         **_statistics(config),
+        **(_static_member(config, instance_id) if static else {}),
         **config.consumer,
     }
 
@@ -100,6 +108,20 @@ def _statistics(config: Config) -> dict[str, Any]:
     # the worker adds the stats_cb that keeps them
     interval = config.statistics_interval_ms
     return {"statistics.interval.ms": interval} if interval > 0 else {}
+
+
+def _static_member(config: Config, instance_id: str) -> dict[str, Any]:
+    # a static member that restarts within the session timeout gets its own partitions back
+    # with no rebalance; a crashed one is noticed only after it (and it never sends a
+    # LeaveGroup on close: see streamflow.kafka.membership for leaving at once). Under
+    # KIP-848 the session timeout is the broker's (group.consumer.session.timeout.ms, 45 s)
+    if config.group_protocol == "consumer":
+        return {"group.instance.id": instance_id}
+    return {
+        "group.instance.id": instance_id,
+        "session.timeout.ms": config.static_session_timeout_ms,
+        "heartbeat.interval.ms": max(1000, min(3000, config.static_session_timeout_ms // 10)),
+    }
 
 
 def _base(config: Config) -> dict[str, Any]:

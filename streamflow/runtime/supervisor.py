@@ -1,7 +1,12 @@
 """Supervise worker processes: start them, restart crashed ones with backoff, stop them all.
 
 Each worker is a ``streamflow run MODULE --processor NAME --worker-id I`` child process in
-the processor's consumer group, so Kafka splits the partitions between them.
+the processor's consumer group, so Kafka splits the partitions between them. Child ``I``'s
+instance id is ``<base>-I`` (:mod:`streamflow.runtime.identity`; the base is the
+``--instance-id`` passed on, else ``POD_NAME``, else the host name).
+
+A child that exits on its configuration (exit 3) stops them all; one that exits because
+another live worker has its instance id (exit 5) is not restarted, the others go on.
 
 With a ``health_port``, the supervisor serves the one endpoint of the pod there (probes,
 ``/status`` and ``/metrics`` of all its workers, see ``observability.fleet``); each child
@@ -20,12 +25,11 @@ import time
 from dataclasses import dataclass, field
 
 from streamflow.config import ConfigError
+from streamflow.errors import EXIT_CONFIG, EXIT_DUPLICATE_INSTANCE
 from streamflow.observability.fleet import FleetView, Member
 from streamflow.observability.health import HealthServer
 
 log = logging.getLogger("streamflow.supervisor")
-
-EXIT_CONFIG = 3  # a child that fails on configuration would fail again: do not restart
 
 
 @dataclass
@@ -45,7 +49,7 @@ class Supervisor:
 
     def __init__(self, module: str, processors: list[str], workers: int,
                  config_file: str | None, shutdown_timeout_s: float = 30.0,
-                 health_port: int = 0) -> None:
+                 health_port: int = 0, extra_args: list[str] | None = None) -> None:
         self.children: list[_Child] = []
         self.health_port = health_port
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -56,6 +60,7 @@ class Supervisor:
                         "--worker-id", str(i)]
                 if config_file:
                     argv += ["--config", config_file]
+                argv += extra_args or []
                 self.children.append(_Child(p, i, argv))
 
     def _start(self, c: _Child) -> None:
@@ -125,6 +130,14 @@ class Supervisor:
                     code = EXIT_CONFIG
                     self._stopping = True
                     break
+                if rc == EXIT_DUPLICATE_INSTANCE:
+                    # a restart would only fence the other worker with this id, or be refused
+                    log.error("%s#%d: another worker has its instance id (exit %d); not "
+                              "restarting it", c.processor, c.worker_id, rc)
+                    code = EXIT_DUPLICATE_INSTANCE
+                    c.proc = None
+                    c.next_start = float("inf")
+                    continue
                 if rc == 0:
                     log.info("%s#%d exited cleanly", c.processor, c.worker_id)
                     c.proc = None

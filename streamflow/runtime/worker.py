@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,12 @@ from streamflow.runtime.contracts import check_processor as check_contracts
 from streamflow.runtime.counters import worker_status
 from streamflow.runtime.engine import ConsumerFatal, Engine
 from streamflow.runtime.errors import ProcessingFailed, error_budget
+from streamflow.runtime.identity import (
+    InstanceLock,
+    instance_in_use,
+    resolve_identity,
+    static_membership,
+)
 from streamflow.runtime.topics import ensure_topics, processor_topics
 from streamflow.serde import SerdeContext
 
@@ -50,25 +58,41 @@ def serde_context(config: Config) -> SerdeContext:
 
 
 class Worker:
-    """Runs one processor of a topology in this process until stopped."""
+    """Runs one processor of a topology in this process until stopped.
+
+    ``worker_id`` is the local index a supervisor gives its children (``--worker-id``), None
+    for an unsupervised worker; with the ``instance_id`` setting and ``env`` (``POD_NAME``;
+    default ``os.environ``) it makes the worker's instance id
+    (:mod:`streamflow.runtime.identity`).
+    """
 
     engine: Engine
 
-    def __init__(self, processor: Processor, config: Config, *, worker_id: str = "0") -> None:
+    def __init__(self, processor: Processor, config: Config, *, worker_id: str | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.processor = processor
         self.config = config
         self.worker_id = worker_id
-        self.producer_conf = producer_conf(processor, config, worker_id)
-        self.consumer_conf = consumer_conf(processor, config, worker_id)
+        self.identity = resolve_identity(config.instance_id,
+                                         os.environ if env is None else env, worker_id)
+        self.instance_id = self.identity.instance_id
+        self.static = static_membership(config, self.identity)
+        self.producer_conf = producer_conf(processor, config, self.instance_id)
+        self.consumer_conf = consumer_conf(processor, config, self.instance_id,
+                                           static=self.static)
         if config.statistics_interval_ms > 0:  # kept for metrics and probes (observability)
             self.consumer_conf["stats_cb"] = lambda raw: self.engine.counters.on_consumer_stats(
                 raw)
             self.producer_conf["stats_cb"] = lambda raw: self.engine.counters.on_producer_stats(
                 raw)
         self._admin = KafkaAdmin(config.client_conf())
+        # the instance's own folder: two workers on one host never share a RocksDB directory
+        state_dir = Path(config.state_dir) / self.instance_id
+        self.lock = InstanceLock(state_dir / processor.topology.name / processor.name,
+                                 self.instance_id, processor.name)
         self.engine = Engine(
             processor, kafka_ports(config, self.consumer_conf, self.producer_conf, self._admin),
-            serde_ctx=serde_context(config), state_dir=Path(config.state_dir),
+            serde_ctx=serde_context(config), state_dir=state_dir,
             cache_entries=config.store_cache_entries, timeout_s=config.shutdown_timeout_s,
             restore_chunk=config.restore_chunk_records, restore_max_rate=config.restore_max_rate,
             metrics=config.metrics)
@@ -76,6 +100,9 @@ class Worker:
         # with tracing on, outputs continue the batch span's trace
         self.engine.collector.wrap_emit = output_tracer(config.tracing)
         self._stop = False
+        # set once the loop stopped and committed: only then may a static member leave (a
+        # failed start may be a duplicate, whose leave would remove the live worker)
+        self.stopped_cleanly = False
         self.last_loop: float | None = None
         self.health: Any = None
         self.lineage: LineageEmitter | None = None  # run events, when the setting is on
@@ -88,7 +115,7 @@ class Worker:
 
     def status(self) -> WorkerStatus:
         """A snapshot for probes and metrics (read from another thread)."""
-        return worker_status(self.engine, self.worker_id, self.last_loop)
+        return worker_status(self.engine, self.instance_id, self.last_loop)
 
     def stop(self, *_: Any) -> None:
         """Ask the loop to finish its batch, commit and exit."""
@@ -108,6 +135,7 @@ class Worker:
                 f"{e}; choose a free port (STREAMFLOW_HEALTH_PORT) or 0 to disable"
             )
             raise ConfigError(msg) from e
+        self.lock.acquire()  # a second worker with this id on this host stops here
         admin = self._admin.client
         client.ping(admin, self.config.startup_timeout_s)
         ensure_topics(admin, processor_topics(self.processor), self.config,
@@ -117,9 +145,10 @@ class Worker:
         self.engine.start()
         self.lineage = start_lineage(self.processor, self.config)
         log.info(
-            "processor %s started: reading %s as group %s (%s)",
+            "processor %s started: reading %s as group %s (%s), instance %s (from %s, %s member)",
             self.processor.name, ", ".join(self.processor.source_topics()),
-            self.processor.group_id, self.processor.guarantee,
+            self.processor.group_id, self.processor.guarantee, self.instance_id,
+            self.identity.source, "static" if self.static else "dynamic",
         )
 
     def run(self, install_signals: bool = True) -> None:
@@ -136,8 +165,21 @@ class Worker:
             gc.set_threshold(50_000, 20, 100)
             self.run_loop()
             self.engine.commit()
-        except BaseException as e:
+            self.stopped_cleanly = True
+        except Exception as e:
             self.engine.failed = True  # never commit past a failure
+            self.failure = e
+            # a fenced static member fails wherever it next touches the group: the fatal
+            # event itself, or a seek/commit refused in the consumer's fatal state
+            if self.static and (fenced_instance(e) or self._fenced_since()):
+                self.failure = instance_in_use(
+                    self.instance_id, self.processor.name,
+                    f"in group {self.processor.group_id!r}: Kafka fenced this static member "
+                    "because another consumer joined with the same group.instance.id")
+                raise self.failure from e
+            raise
+        except BaseException as e:
+            self.engine.failed = True
             self.failure = e
             raise
         finally:
@@ -192,10 +234,57 @@ class Worker:
             self.health.stop()
             self.health = None
         self.engine.close()
+        if self.static and self.config.leave_on_shutdown and self.stopped_cleanly:
+            self._leave_group()
         self._admin.close()
         if self.lineage is not None:  # COMPLETE, or FAIL with the error
             self.lineage.stop(self.failure)
             self.lineage = None
+        self.lock.release()
+
+    def _fenced_since(self) -> bool:
+        """Whether the consumer holds a not yet consumed FENCED_INSTANCE_ID event."""
+        consumer = self.engine.consumer
+        if consumer is None:
+            return False
+        try:
+            events = consumer.consume(100, 0)
+        except Exception as e:
+            return fenced_instance(e)
+        return any(m.error() is not None and fenced_instance(ConsumerFatal(m.error()))
+                   for m in events)
+
+    def _leave_group(self) -> None:
+        """Scale-down: remove this static member from its group now.
+
+        Not after its session timeout: librdkafka's close() sends no LeaveGroup for a static
+        member.
+        """
+        from streamflow.kafka.membership import LeaveGroupError, leave_group
+
+        try:
+            leave_group(self.config.client_conf(), self.processor.group_id, self.instance_id,
+                        timeout_s=min(10.0, self.config.shutdown_timeout_s))
+        except LeaveGroupError as e:
+            log.warning("could not leave group %s as %s (its partitions move on after the "
+                        "session timeout, %d ms): %s", self.processor.group_id,
+                        self.instance_id, self.config.static_session_timeout_ms, e)
+        else:
+            log.info("left group %s as static member %s", self.processor.group_id,
+                     self.instance_id)
+
+
+def fenced_instance(error: BaseException) -> bool:
+    """Whether a fatal consumer error is Kafka fencing this static member.
+
+    Another consumer took its ``group.instance.id`` (FENCED_INSTANCE_ID).
+    """
+    err: Any = error.args[0] if error.args else None
+    code = err.code() if hasattr(err, "code") else None
+    if code == client.KafkaError.FENCED_INSTANCE_ID:
+        return True
+    text = str(err if err is not None else error).lower()
+    return "fenced_instance_id" in text or "group.instance.id" in text
 
 
 __all__ = ["ConsumerFatal", "DeliveryFailed", "ProcessingFailed", "Worker"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -157,9 +158,11 @@ def test_a_run_emits_valid_lineage_json_logs_and_carries_trace_context_and_prove
     assert {d["name"] for d in start["outputs"]} == {
         env["T_OUT"], env["T_COUNTS"], f"{env['T_APP']}-p-per-key-changelog", app["dlq"]}
 
-    # JSON logs: every line an object with the process's processor and instance
+    # JSON logs: every line an object with the process's processor and instance id (no
+    # POD_NAME or STREAMFLOW_INSTANCE_ID here: the host name and local index 0)
     lines = [json.loads(line) for line in proc.output().splitlines() if line.strip()]
-    assert all(d["processor"] == "p" and d["instance"] == "0" for d in lines)
+    instance = f"{socket.gethostname()}-0"
+    assert all(d["processor"] == "p" and d["instance"] == instance for d in lines)
     dead_line = next(d for d in lines if d["message"].startswith("dead-lettered"))
     assert dead_line["topic"] == env["T_IN"] and dead_line["step"] == "invert"
     assert {"partition", "offset", "time", "level", "logger"} <= set(dead_line)

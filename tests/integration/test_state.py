@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import time
 import uuid
 from collections import Counter
@@ -108,7 +109,11 @@ def _wait_until_counts(app: dict[str, Any], truth: Counter[str], timeout: float 
 
 
 def _local_state(app: dict[str, Any]) -> dict[str, int]:
-    root = Path(app["env"]["STREAMFLOW_STATE_DIR"]) / app["topology"] / "counter" / "clicks"
+    # the worker's own folder: <state_dir>/<instance id>/<topology>/<processor>; without
+    # POD_NAME or STREAMFLOW_INSTANCE_ID the instance id is <hostname>-0
+    instance = f"{socket.gethostname()}-0"
+    root = (Path(app["env"]["STREAMFLOW_STATE_DIR"]) / instance / app["topology"] / "counter"
+            / "clicks")
     state: dict[str, int] = {}
     for part in sorted(p for p in root.iterdir() if p.is_dir()):
         db = RocksBackend(part)

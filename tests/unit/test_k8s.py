@@ -246,3 +246,29 @@ def test_dockerfile_runs_streamflow_as_a_non_root_user_with_a_state_volume() -> 
     for src in re.findall(r"^COPY (?:--\S+ )*(\S+) ", text, re.M):
         if not src.startswith("/"):
             assert (ROOT / src).exists(), src
+
+
+def test_each_pod_runs_as_its_own_static_member_named_by_the_pod() -> None:
+    """The pod name is the instance id (transactional id, static member, state folder): two
+    replicas never share one, and a restarted pod is the same member again."""
+    from streamflow.config import load_config
+    from streamflow.runtime.identity import resolve_identity, static_membership
+
+    docs, _ = _render(replicas=3)
+    cm = docs[0]["data"]
+    assert int(cm["STREAMFLOW_STATIC_SESSION_TIMEOUT_MS"]) >= 30000
+    for sts in (d for d in docs if d["kind"] == "StatefulSet"):
+        env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+        ref = env["STREAMFLOW_INSTANCE_ID"]["valueFrom"]["fieldRef"]
+        assert ref["fieldPath"] == "metadata.name"
+        # as Kubernetes would start replica i: the ConfigMap plus the pod's own name
+        ids = set()
+        for i in range(sts["spec"]["replicas"]):
+            pod = f"{sts['metadata']['name']}-{i}"
+            pod_env = {**cm, "STREAMFLOW_INSTANCE_ID": pod, "POD_NAME": pod}
+            config = load_config(env=pod_env)
+            identity = resolve_identity(config.instance_id, pod_env, None)
+            assert identity.instance_id == pod
+            assert static_membership(config, identity)
+            ids.add(identity.instance_id)
+        assert len(ids) == 3

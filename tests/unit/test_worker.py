@@ -55,11 +55,11 @@ def test_a_non_fatal_consumer_error_is_only_logged(caplog: pytest.LogCaptureFixt
 
 def test_exactly_once_clients_disable_nagle_and_retry_transactions_soon() -> None:
     p = _topology("exactly_once").processors["p"]
-    w = Worker(p, Config(), worker_id="3")
+    w = Worker(p, Config(instance_id="w3"))
     assert w.producer_conf["socket.nagle.disable"] is True
     assert w.consumer_conf["socket.nagle.disable"] is True
     assert w.producer_conf["retry.backoff.ms"] == 20
-    assert w.producer_conf["transactional.id"] == "unit.p-3"
+    assert w.producer_conf["transactional.id"] == "unit.p-w3"
     user = Worker(p, Config(producer={"retry.backoff.ms": 7}))
     assert user.producer_conf["retry.backoff.ms"] == 7  # the user's setting wins
 
