@@ -141,6 +141,9 @@ FRAMEWORKS: dict[str, Framework] = {
         # on with /metrics scraped every second, and all on less one piece
         _streamflow_variant("streamflow_off", metrics=False, stats_ms=0, scrape_s=0.0),
         _streamflow_variant("streamflow_metrics", metrics=True, stats_ms=5000, scrape_s=1.0),
+        # ... and scraped at Prometheus' default interval
+        _streamflow_variant("streamflow_metrics_15s", metrics=True, stats_ms=5000,
+                            scrape_s=15.0),
         _streamflow_variant("streamflow_metrics_nostats", metrics=True, stats_ms=0,
                             scrape_s=1.0),
         _streamflow_variant("streamflow_metrics_noscrape", metrics=True, stats_ms=5000,

@@ -45,7 +45,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                   instance="supervisor", client_interval_s=config.client_log_interval_s)
     _log_unnamed_state(topology, names)
     sup = Supervisor(args.module, names, args.workers, args.config, config.shutdown_timeout_s,
-                     config.health_port, extra_args=_child_args(args))
+                     config.health_port, extra_args=_child_args(args),
+                     instance_id=config.instance_id)
     return sup.run()
 
 

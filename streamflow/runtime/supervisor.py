@@ -28,6 +28,7 @@ from streamflow.config import ConfigError
 from streamflow.errors import EXIT_CONFIG, EXIT_DUPLICATE_INSTANCE
 from streamflow.observability.fleet import FleetView, Member
 from streamflow.observability.health import HealthServer
+from streamflow.runtime.identity import resolve_identity
 
 log = logging.getLogger("streamflow.supervisor")
 
@@ -42,6 +43,7 @@ class _Child:
     next_start: float = 0.0
     started_at: float = field(default=0.0)
     port: int | None = None  # the child's internal health port
+    instance: str = ""  # the child's instance id
 
 
 class Supervisor:
@@ -49,7 +51,8 @@ class Supervisor:
 
     def __init__(self, module: str, processors: list[str], workers: int,
                  config_file: str | None, shutdown_timeout_s: float = 30.0,
-                 health_port: int = 0, extra_args: list[str] | None = None) -> None:
+                 health_port: int = 0, extra_args: list[str] | None = None,
+                 instance_id: str = "") -> None:
         self.children: list[_Child] = []
         self.health_port = health_port
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -61,7 +64,9 @@ class Supervisor:
                 if config_file:
                     argv += ["--config", config_file]
                 argv += extra_args or []
-                self.children.append(_Child(p, i, argv))
+                # the child's instance id, as it resolves it itself (its metrics' instance)
+                instance = resolve_identity(instance_id, os.environ, str(i)).instance_id
+                self.children.append(_Child(p, i, argv, instance=instance))
 
     def _start(self, c: _Child) -> None:
         env = os.environ.copy()
@@ -93,7 +98,8 @@ class Supervisor:
         for c in self.children:
             proc = c.proc
             running = proc is not None and proc.poll() is None
-            out.append(Member(c.processor, str(c.worker_id), c.port if running else None))
+            out.append(Member(c.processor, c.instance or str(c.worker_id),
+                              c.port if running else None))
         return out
 
     def _serve_health(self) -> HealthServer | None:

@@ -88,7 +88,7 @@ def free_port() -> int:
 
 @dataclass
 class Pod:
-    """One replica: a process (or a supervisor of ``health_ports`` worker processes)."""
+    """One replica: a process, or a supervisor serving one endpoint for its worker processes."""
 
     name: str
     argv: list[str]
@@ -180,14 +180,16 @@ class PodFleet:
         name = name or pod_name
         if name in self.pods:
             return self.pods[name]
-        port = free_port() if workers == 1 else _free_range(workers)
+        # a supervisor (workers > 1) serves the pod's one endpoint for all its workers, ready
+        # when every worker is
+        port = free_port()
         full = {**self.base_env, **pod_env, **(env or {}),
                 "STREAMFLOW_STATE_DIR": str(self.workdir / "volumes" / name),
                 "STREAMFLOW_HEALTH_PORT": str(port)}
         argv = [*self.template.command, *extra_args]
         if workers > 1:
             argv += ["--workers", str(workers)]
-        pod = Pod(name, argv, full, [port + i for i in range(workers)],
+        pod = Pod(name, argv, full, [port],
                   self.workdir / f"{name}.log")
         self.pods[name] = pod
         return pod
@@ -278,23 +280,3 @@ class PodFleet:
         return {p.name: sum("_FENCED" in line and " streamflow." in line
                             for line in p.log_text().splitlines())
                 for p in self.pods.values()}
-
-
-def _free_range(n: int) -> int:
-    """A base port with ``n`` free ports after it (a supervisor gives child i base+i)."""
-    for _ in range(50):
-        base = free_port()
-        try:
-            socks = []
-            for i in range(n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + i))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return base
-    msg = f"no {n} consecutive free ports"
-    raise RuntimeError(msg)

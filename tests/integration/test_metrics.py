@@ -40,6 +40,8 @@ p = topology.processor("p", on_error="dead_letter")
 p.stream(src).map(lambda v: {"n": v["n"], "sq": v["n"] * v["n"]}, name="square").to(out)
 """
 
+HOST = socket.gethostname()
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -138,7 +140,7 @@ def test_metrics_count_what_was_sent_produced_and_dead_lettered(app: dict[str, A
     assert value(fams, "streamflow_assigned_partitions", "") == 4
     labels = fams["streamflow_records_consumed"].samples[0].labels
     assert labels["topology"] == app["env"]["T_APP"] and labels["processor"] == "p"
-    assert labels["instance"] == "0"
+    assert labels["instance"] == f"{HOST}-0"  # the worker's instance id (no POD_NAME here)
 
 
 def broker_pid(bootstrap: str) -> int:
@@ -233,7 +235,8 @@ def test_a_supervisor_serves_one_endpoint_for_all_its_workers(app: dict[str, Any
             fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
             samples = fams.get("streamflow_records_consumed")
             return (samples is not None and value(fams, "streamflow_records_consumed") == n
-                    and {s.labels["instance"] for s in samples.samples} == {"0", "1"})
+                    and {s.labels["instance"] for s in samples.samples}
+                    == {f"{HOST}-0", f"{HOST}-1"})
 
         wait_for("the supervisor's /metrics counts both workers", both_counted, 60)
         wait_for("ready when both workers are", lambda: get(port, "/readyz")[0] == 200, 60)
@@ -242,8 +245,8 @@ def test_a_supervisor_serves_one_endpoint_for_all_its_workers(app: dict[str, Any
     finally:
         assert proc.terminate() == 0, proc.output()
     up = {s.labels["instance"]: s.value for s in fams["streamflow_worker_up"].samples}
-    assert up == {"0": 1.0, "1": 1.0}
+    assert up == {f"{HOST}-0": 1.0, f"{HOST}-1": 1.0}
     assigned = {s.labels["instance"]: s.value
                 for s in fams["streamflow_assigned_partitions"].samples}
-    assert sum(assigned.values()) == 4 and set(assigned) == {"0", "1"}
+    assert sum(assigned.values()) == 4 and set(assigned) == {f"{HOST}-0", f"{HOST}-1"}
     assert code == 200 and len(orjson.loads(body)["workers"]) == 2

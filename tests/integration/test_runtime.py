@@ -187,7 +187,8 @@ def test_two_workers_split_the_partitions_and_both_process(app: dict[str, Any]) 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until the group has settled on both members
         log = proc.output()
-        if all(re.search(rf"p#{i}\] streamflow.engine: assigned (?!nothing)", log)
+        # each child's log prefix names its instance id, <hostname>-<index>
+        if all(re.search(rf"p#\S*-{i}\] streamflow.engine: assigned (?!nothing)", log)
                for i in (0, 1)):
             break
         time.sleep(0.5)
