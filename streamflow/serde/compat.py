@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from streamflow.errors import ConfigurationError
+from streamflow.kafka.registry import COMPATIBILITY_LEVELS
 
 __all__ = [
     "LEVELS",
@@ -52,15 +53,7 @@ __all__ = [
     "explain",
 ]
 
-LEVELS = (
-    "BACKWARD",
-    "BACKWARD_TRANSITIVE",
-    "FORWARD",
-    "FORWARD_TRANSITIVE",
-    "FULL",
-    "FULL_TRANSITIVE",
-    "NONE",
-)
+LEVELS = COMPATIBILITY_LEVELS  # the registry's compatibility levels
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _NAMED = frozenset({"record", "error", "enum", "fixed"})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from streamflow.serde.base import SerdeError
@@ -98,10 +98,19 @@ def _dataclass(model: type) -> ModelCodec:
             raise _wrong_type(model.__name__, value)
         return _plain(value)
 
-    required = frozenset(
-        f.name for f in fields
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-    return ModelCodec(model, to_data, build, tuple(f.name for f in fields if f.init), required)
+    return ModelCodec(model, to_data, build, tuple(f.name for f in fields if f.init),
+                      frozenset(_required(fields)))
+
+
+def _required(fields: Iterable[dataclasses.Field[Any]]) -> set[str]:
+    """The names of the dataclass fields without a default."""
+    return {f.name for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+
+
+def _problems(*lists: tuple[Sequence[str], str]) -> str:
+    """The non-empty name lists, each put into its template's ``{}``, joined by ``; ``."""
+    return "; ".join(template.format(", ".join(names)) for names, template in lists if names)
 
 
 def _plain(value: Any) -> Any:
@@ -147,8 +156,7 @@ def _identity(data: Any) -> Any:
 def _dataclass_builder(model: type) -> FromData:
     fields = [f for f in dataclasses.fields(model) if f.init]
     names = {f.name for f in fields}
-    required = {f.name for f in fields
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    required = _required(fields)
     builders: dict[str, FromData] = {}
 
     def resolve() -> dict[str, FromData]:
@@ -162,15 +170,10 @@ def _dataclass_builder(model: type) -> FromData:
         if not isinstance(data, dict):
             msg = f"does not fit {model.__name__}: expected an object, got {data!r:.80}"
             raise SerdeError(msg)
-        missing = required - data.keys()
-        unknown = data.keys() - names
-        if missing or unknown:
-            parts = []
-            if missing:
-                parts.append(f"missing {', '.join(sorted(missing))}")
-            if unknown:
-                parts.append(f"unknown {', '.join(sorted(map(str, unknown)))}")
-            msg = f"does not fit {model.__name__}: {'; '.join(parts)}"
+        problems = _problems((sorted(required - data.keys()), "missing {}"),
+                             (sorted(map(str, data.keys() - names)), "unknown {}"))
+        if problems:
+            msg = f"does not fit {model.__name__}: {problems}"
             raise SerdeError(msg)
         b = resolve()
         try:
@@ -196,11 +199,8 @@ def check_against_record(codec: ModelCodec, schema: Any, who: str) -> None:
     record = {f["name"]: f for f in schema.get("fields", [])}
     extra = [n for n in codec.fields if n not in record]
     lacking = [n for n, f in record.items() if n not in codec.fields and "default" not in f]
-    if extra or lacking:
-        parts = []
-        if extra:
-            parts.append(f"{codec.name} has {', '.join(extra)}, not in the schema")
-        if lacking:
-            parts.append(f"the schema's {', '.join(lacking)} (no default) not in {codec.name}")
-        msg = f"{who}: model and schema differ: {'; '.join(parts)}"
+    problems = _problems((extra, f"{codec.name} has {{}}, not in the schema"),
+                         (lacking, f"the schema's {{}} (no default) not in {codec.name}"))
+    if problems:
+        msg = f"{who}: model and schema differ: {problems}"
         raise SerdeError(msg)
