@@ -232,6 +232,19 @@ class Topology:
         """A readable text of topics, processors and their steps."""
         return describe_text(self)
 
+    def with_name_suffix(self, suffix: str) -> Topology:
+        """A copy whose every topic and consumer group, and its own name, end with ``suffix``.
+
+        Topics declared, internal (repartition, changelog) and dead-letter ones, so that tests
+        (or branches) running the same topology on one cluster share nothing; ``streamflow``
+        commands apply the ``name_suffix`` setting (``STREAMFLOW_NAME_SUFFIX``) this way::
+
+            t = topology.with_name_suffix("-pr42")  # "orders" becomes "orders-pr42"
+        """
+        from streamflow.dsl.rename import with_name_suffix
+
+        return with_name_suffix(self, suffix)
+
     def __repr__(self) -> str:
         return f"Topology({self.name!r}, processors={list(self.processors)})"
 
