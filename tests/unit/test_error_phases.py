@@ -222,3 +222,25 @@ def test_dead_letters_says_whether_any_policy_may_write_the_dead_letter_topic(
     if step is not None:
         t.processors["p"].stream(t.topic("more", external=True)).map(str, on_error=step)
     assert t.processors["p"].dead_letters is expected
+
+
+def test_split_and_process_take_on_error_too() -> None:
+    t = sf.Topology("t")
+    src = t.topic("in", key=sf.String(), value=sf.Json(), external=True)
+    out = t.topic("out", key=sf.String(), value=sf.Json())
+    p = t.processor("p")
+    parts = p.stream(src).split(name="sign", on_error="skip", neg=lambda v: v["n"] < 0,
+                                default="pos")
+
+    def forward_inverse(record: sf.Record, ctx: Any) -> None:
+        ctx.forward(record.key, 1 / record.value["n"])
+
+    parts["pos"].process(forward_inverse, name="inverse", on_error="dead_letter").to(out)
+    with TopologyTestDriver(t) as driver:
+        for v in [{"n": 2}, {"m": 1}, {"n": 0}, {"n": -1}]:
+            driver.input("in").send(v, key="k")
+        assert driver.output("out").read_values() == [0.5]
+        (dead,) = driver.output(DLQ).read_records()
+        assert dict(dead.headers or [])["streamflow.error.step"] == b"inverse"
+        assert driver.engines["p"][0].policy.skipped == 1  # {"m": 1} in sign
+    assert "sign: split(neg, pos (default)) [on_error=skip]" in t.describe()
