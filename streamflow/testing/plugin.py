@@ -192,8 +192,11 @@ def name_suffix(request: pytest.FixtureRequest) -> Iterator[str]:
     yield suffix
     if "streamflow_cluster" not in request.fixturenames:
         return
-    admin: TopicAdmin = request.getfixturevalue("kafka_admin")
+    from streamflow.testing.admin import TopicAdmin
+
+    cluster: Cluster = request.getfixturevalue("streamflow_cluster")  # set up already
     try:
+        admin = TopicAdmin(cluster.bootstrap_servers)
         topics = [t for t in admin.topics() if t.endswith(suffix)]
         if topics:
             admin.delete_topics(topics)
