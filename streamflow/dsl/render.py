@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from streamflow.dsl.nodes import Node
+from streamflow.dsl.policies import phases_label, policy_label
 
 if TYPE_CHECKING:
     from streamflow.dsl.topology import Processor, Topic, Topology
@@ -36,7 +37,8 @@ def _steps(p: Processor) -> list[str]:
             lines.append(f"{pad}-> {node.name} (see above)")
             return
         seen.add(node.name)
-        lines.append(f"{pad}{node.name}: {node.label()}")
+        on_error = "" if node.on_error is None else f" [on_error={policy_label(node.on_error)}]"
+        lines.append(f"{pad}{node.name}: {node.label()}{on_error}")
         for c in children[node.name]:
             walk(c, depth + 1)
 
@@ -51,7 +53,8 @@ def describe_text(topology: Topology) -> str:
     out = [f"Topology {topology.name}", "Topics:"]
     out += [_topic_line(t) for t in topology.topics.values()]
     for p in topology.processors.values():
-        out.append(f"Processor {p.name} (group {p.group_id}, {p.guarantee}, on_error={p.on_error})")
+        out.append(f"Processor {p.name} (group {p.group_id}, {p.guarantee}, "
+                   f"{phases_label(p.policies)})")
         out.append(f"  reads: {', '.join(p.source_topics()) or '-'}")
         out.append(f"  writes: {', '.join(p.sink_topics()) or '-'}")
         out += _steps(p)
