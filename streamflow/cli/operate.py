@@ -34,12 +34,25 @@ __all__ = ["add_commands", "cmd_dlq", "cmd_reset", "cmd_status", "cmd_tail"]
 
 @contextmanager
 def kafka_errors(config: Config) -> Iterator[None]:
-    """Turn a refusal by Kafka into a :class:`CliError` (exit 1) naming the cluster."""
+    """Name the cluster in Kafka's errors: unreachable (exit 4) or a refusal (exit 1)."""
     try:
         yield
+    except client.Unreachable as e:
+        msg = f"cannot reach Kafka at {config.bootstrap_servers}: {e}"
+        raise CliError(msg, e.exit_code) from e
     except client.KafkaException as e:
         msg = f"Kafka at {config.bootstrap_servers} refused: {e}"
         raise CliError(msg, EXIT_FAILED) from e
+
+
+def _config(path: str | None) -> Config:
+    """The configuration, with librdkafka's own error lines off unless ``[kafka]`` sets them.
+
+    Without a broker, librdkafka prints a connection failure every few tens of milliseconds;
+    the command reports the outage once, with exit code 4.
+    """
+    config = load_config(path)
+    return config.with_overrides(kafka={"log_level": 2, **config.kafka})
 
 
 def _timeout(config: Config) -> float:
@@ -102,7 +115,7 @@ def format_status(s: ops_status.TopologyStatus, max_lag: int | None = None) -> s
 
 def cmd_status(args: argparse.Namespace) -> int:
     """``streamflow status MODULE``: exit 1 when a processor has no members or too much lag."""
-    config = load_config(args.config)
+    config = _config(args.config)
     topology = load_topology(args.module)
     names = processor_names(topology, args.processor)
     urls = [u.strip() for u in args.instances.split(",") if u.strip()] \
@@ -134,6 +147,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             time.sleep(args.rate_interval)
             current = sample(current)
         return show(current)
+    code = EXIT_OK
     try:
         while True:
             code = show(current)
@@ -172,7 +186,7 @@ def format_record(r: ops_tail.DecodedRecord) -> str:
 
 def cmd_tail(args: argparse.Namespace) -> int:
     """``streamflow tail TOPIC --module MODULE``."""
-    config = load_config(args.config)
+    config = _config(args.config)
     topology = load_topology(args.module) if args.module else Topology("tail")
     last = args.last if args.last is not None else (
         None if args.from_beginning or args.follow else 10)
@@ -213,7 +227,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def cmd_reset(args: argparse.Namespace) -> int:
     """``streamflow reset MODULE -p NAME --to-...``: exit 7 while the group has members."""
-    config = load_config(args.config)
+    config = _config(args.config)
     topology = load_topology(args.module)
     (name,) = processor_names(topology, args.processor)
     target = ops_reset.reset_target(to_earliest=args.to_earliest, to_latest=args.to_latest,
@@ -250,7 +264,7 @@ def _counts(title: str, counts: dict[str, int]) -> list[str]:
 
 def cmd_dlq(args: argparse.Namespace) -> int:
     """``streamflow dlq list|replay MODULE -p NAME``."""
-    config = load_config(args.config)
+    config = _config(args.config)
     topology = load_topology(args.module)
     if args.action == "list":
         names = [n for n in processor_names(topology, args.processor)
@@ -262,6 +276,9 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             print(json.dumps([dataclasses.asdict(s) for s in sums]))
             return EXIT_OK
         for s in sums:
+            if not s.exists:
+                print(f"{s.processor}: no dead letters ({s.topic} does not exist yet)")
+                continue
             print(f"{s.processor}: {s.total} dead letter(s) in {s.topic}, {s.pending} not "
                   "replayed yet")
             for title, counts in (("error type", s.by_error), ("step", s.by_step),

@@ -160,6 +160,7 @@ class DeadLetterSummary:
     by_source: dict[str, int] = field(default_factory=dict)
     first_timestamp: int | None = None
     last_timestamp: int | None = None
+    exists: bool = True  # False: the dead-letter topic was not created yet
 
 
 def _offsets(admin: Any, topic: str, timeout: float) -> tuple[dict[Pair, int], dict[Pair, int]]:
@@ -201,7 +202,7 @@ def summarize(topology: Topology, processor: str, config: Config, *, admin: Any 
     return DeadLetterSummary(
         processor, topic, total, pending, dict(counts["error"].most_common()),
         dict(counts["step"].most_common()), dict(counts["phase"].most_common()),
-        dict(counts["topic"].most_common()), first, last)
+        dict(counts["topic"].most_common()), first, last, bool(start))
 
 
 @dataclass
