@@ -55,6 +55,11 @@ def _config(path: str | None) -> Config:
     return config.with_overrides(kafka={"log_level": 2, **config.kafka})
 
 
+def _topology(module: str, config: Config) -> Topology:
+    """The topology every command here acts on (the one place that loads it)."""
+    return load_topology(module)
+
+
 def _timeout(config: Config) -> float:
     return min(10.0, config.startup_timeout_s)
 
@@ -116,7 +121,7 @@ def format_status(s: ops_status.TopologyStatus, max_lag: int | None = None) -> s
 def cmd_status(args: argparse.Namespace) -> int:
     """``streamflow status MODULE``: exit 1 when a processor has no members or too much lag."""
     config = _config(args.config)
-    topology = load_topology(args.module)
+    topology = _topology(args.module, config)
     names = processor_names(topology, args.processor)
     urls = [u.strip() for u in args.instances.split(",") if u.strip()] \
         if args.instances else None
@@ -187,7 +192,7 @@ def format_record(r: ops_tail.DecodedRecord) -> str:
 def cmd_tail(args: argparse.Namespace) -> int:
     """``streamflow tail TOPIC --module MODULE``."""
     config = _config(args.config)
-    topology = load_topology(args.module) if args.module else Topology("tail")
+    topology = _topology(args.module, config) if args.module else Topology("tail")
     last = args.last if args.last is not None else (
         None if args.from_beginning or args.follow else 10)
 
@@ -228,7 +233,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 def cmd_reset(args: argparse.Namespace) -> int:
     """``streamflow reset MODULE -p NAME --to-...``: exit 7 while the group has members."""
     config = _config(args.config)
-    topology = load_topology(args.module)
+    topology = _topology(args.module, config)
     (name,) = processor_names(topology, args.processor)
     target = ops_reset.reset_target(to_earliest=args.to_earliest, to_latest=args.to_latest,
                                     to_datetime=args.to_datetime, by_duration=args.by_duration)
@@ -265,7 +270,7 @@ def _counts(title: str, counts: dict[str, int]) -> list[str]:
 def cmd_dlq(args: argparse.Namespace) -> int:
     """``streamflow dlq list|replay MODULE -p NAME``."""
     config = _config(args.config)
-    topology = load_topology(args.module)
+    topology = _topology(args.module, config)
     if args.action == "list":
         names = [n for n in processor_names(topology, args.processor)
                  if args.processor or topology.processors[n].on_error == "dead_letter"]

@@ -176,7 +176,7 @@ def test_status_table_names_members_lag_instances_and_problems() -> None:
                                                                     "pod-0")),
         "shop.count.dlq", 3,
         (InstanceStatus("pod-0", "http://10.0.0.1:8080", True, ready=True, processed=25,
-                        dead_lettered=3, commits=4, consumed_per_s={"orders": 12.5},
+                        dead_lettered=3, commits=4, consumed_per_s={"orders": 12.5}, rated=True,
                         last_commit_age_s=0.25),
          InstanceStatus("pod-1", "http://10.0.0.2:8080", False, "timed out")))
     text = format_status(TopologyStatus("shop", "k:9092", 0.0, (p,)), max_lag=10)
