@@ -70,6 +70,9 @@ class MemberStatus:
 class PartitionLag:
     """One input partition: its log start and end, the group's committed offset, the owner.
 
+    On a transactional input the lag at rest is 1 (the commit marker after the last record
+    takes an offset the group's commit stops before), as ``kafka-consumer-groups.sh`` shows.
+
     ``committed`` is None when the group has committed nothing there (it then starts from
     the log start, so the lag counts from there). ``owner`` is the instance id of the member
     it is assigned to.
@@ -149,7 +152,9 @@ class ProcessorStatus:
     members: tuple[MemberStatus, ...] = ()
     partitions: tuple[PartitionLag, ...] = ()
     dead_letter_topic: str | None = None  # None unless on_error="dead_letter"
-    dead_letters: int | None = None  # records in the dead-letter topic (None: it is missing)
+    # offsets in the dead-letter topic (None: it is missing); under exactly-once each
+    # transaction's commit marker takes an offset too: `dlq list` counts the letters
+    dead_letters: int | None = None
     instances: tuple[InstanceStatus, ...] = ()
     notes: tuple[str, ...] = ()
 
