@@ -57,7 +57,7 @@ def _config(path: str | None) -> Config:
 
 def _topology(module: str, config: Config) -> Topology:
     """The topology every command here acts on (the one place that loads it)."""
-    return load_topology(module)
+    return load_topology(module, name_suffix=config.name_suffix)
 
 
 def _timeout(config: Config) -> float:
