@@ -3,8 +3,9 @@ r"""The dashboard's HTTP server: the page, its graph library, JSON and a server-
 One poller thread observes the topology every ``interval`` seconds (the broker's figures and
 the instances' ``/status`` and ``/metrics``, through the ``observe`` function it is given) and
 turns each observation into a frame (:mod:`streamflow.dashboard.frames`). Each browser gets a
-thread (stdlib ``ThreadingHTTPServer``) that sends it every new frame as a server-sent event;
-however many pages are open, the processors are asked once per interval.
+thread (:class:`~streamflow.observability.httpd.BackgroundHTTPServer`) that sends it every new
+frame as a server-sent event; however many pages are open, the processors are asked once per
+interval.
 
 Routes: ``/`` the page; ``/static/*`` its own script and style; ``/assets/*`` the graph
 library installed from npm (``make dashboard-assets``); ``/api/graph`` the DAG;
@@ -23,13 +24,14 @@ import logging
 import threading
 import urllib.parse
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from streamflow.dashboard.frames import FrameBuilder
 from streamflow.dashboard.graph import topology_graph
 from streamflow.dsl.topology import Topology
+from streamflow.observability.httpd import BackgroundHTTPServer, send
 
 __all__ = ["ASSETS", "ASSETS_DIR", "STATIC_DIR", "DashboardServer", "Poller", "missing_assets",
            "sse_event"]
@@ -174,40 +176,35 @@ class DashboardServer:
         self._records = records
         self._assets_dir = assets_dir
         self._keepalive_s = keepalive_s
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._http = BackgroundHTTPServer(host, port, self._handler_class(),
+                                          name="streamflow-dashboard")
 
     @property
     def port(self) -> int:
         """The port actually bound."""
-        return int(self._server.server_address[1])
+        return self._http.port
 
     @property
     def url(self) -> str:
         """The page's address."""
-        host = str(self._server.server_address[0])
+        host = self._http.host
         return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.port}/"
 
     def start(self) -> DashboardServer:
         """Start polling and serving in daemon threads; returns ``self``."""
         self.poller.start()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            name="streamflow-dashboard", daemon=True)
-            self._thread.start()
+        self._http.start()
         return self
 
     def serve_forever(self) -> None:
         """Poll in the background and serve in this thread until interrupted."""
         self.poller.start()
-        self._server.serve_forever()
+        self._http.serve_forever()
 
     def stop(self) -> None:
         """Stop polling (ending every event stream) and serving."""
         self.poller.stop()
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()
 
     def __enter__(self) -> DashboardServer:
         return self.start()
@@ -286,13 +283,7 @@ class DashboardServer:
                 if urllib.parse.urlsplit(self.path).path == "/api/events":
                     self._events()
                     return
-                status, ctype, body = dashboard.answer(self.path)
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
+                send(self, *dashboard.answer(self.path))
 
             def _events(self) -> None:
                 self.send_response(200)

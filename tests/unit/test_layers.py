@@ -34,7 +34,7 @@ LAYERS: dict[str, set[str]] = {
     "ops": {"dsl", "plan", "runtime", "kafka", "serde", "state", "errors", "config", "record",
             "windows"},
     # the dashboard: ops' status and tail, the graph describe draws, topic ends from kafka
-    "dashboard": {"ops", "dsl", "kafka", "config", "errors"},
+    "dashboard": {"ops", "dsl", "kafka", "observability", "config", "errors"},
     # testing: `streamflow stack`
     "cli": {"dashboard", "ops", "dsl", "plan", "runtime", "kafka", "serde", "state",
             "observability", "errors", "config", "record", "windows", "testing"},
