@@ -21,7 +21,7 @@ from confluent_kafka import Producer
 
 from streamflow.dashboard.server import missing_assets
 from streamflow.testing.processes import StreamflowProcess, free_port
-from tests.integration.kafka_helpers import ROOT, write_module
+from tests.integration.kafka_helpers import ROOT, wait_for, write_module
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +41,6 @@ out = topology.topic(os.environ["T_OUT"], key=sf.String(), value=sf.Json())
 
 SHOTS = ROOT / "build" / "dashboard"
 CY = "window.streamflowDashboard.cy"
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float) -> float:
-    """Seconds until ``check()`` held (polled); fails after ``timeout``."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.2)
-    pytest.fail(f"{what}: not within {timeout}s")
 
 
 def answers(url: str) -> bool:
@@ -151,7 +141,7 @@ def test_dashboard_shows_the_running_topology_live_and_a_stopped_processor_down(
                              tmp_path / "dashboard.log")
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_until("the dashboard answers", lambda: answers(url) or dash.poll() is not None, 30)
+        wait_for("the dashboard answers", lambda: answers(url) or dash.poll() is not None, 30)
         assert dash.poll() is None, dash.output()
         page = browser.new_page(viewport={"width": 1500, "height": 820})
         errors: list[str] = []
@@ -174,7 +164,7 @@ def test_dashboard_shows_the_running_topology_live_and_a_stopped_processor_down(
             return str(page.get_attribute(f"#summary tr[data-processor='{name}']",
                                           "data-health"))
 
-        wait_until("both processors ok", lambda: health("enrich") == health("route") == "ok", 30)
+        wait_for("both processors ok", lambda: health("enrich") == health("route") == "ok", 30)
         lap("page drawn, both processors ok")
 
         # the counters increase: records/s on the processors, topic ends on the edges
@@ -187,9 +177,9 @@ def test_dashboard_shows_the_running_topology_live_and_a_stopped_processor_down(
             }"""))
 
         first = figures()
-        wait_until("records/s above 0 on both processors",
+        wait_for("records/s above 0 on both processors",
                    lambda: (figures()["enrich"] or 0) > 0 and (figures()["route"] or 0) > 0, 20)
-        wait_until("every topic's end grows", lambda: all(
+        wait_for("every topic's end grows", lambda: all(
             figures()["ends"][t] > first["ends"][t] for t in (t_in, t_mid, t_out)), 20)
         label = page.evaluate(f"{CY}.getElementById('processor:enrich').data('label')")
         assert "rec/s" in label and "lag" in label
@@ -216,7 +206,7 @@ def test_dashboard_shows_the_running_topology_live_and_a_stopped_processor_down(
         # a stopped processor turns down within a few seconds; the other stays up
         stopping = time.monotonic()
         route.stop()
-        wait_until("the stopped processor shown down", lambda: health("route") == "down", 10)
+        wait_for("the stopped processor shown down", lambda: health("route") == "down", 10)
         took = time.monotonic() - stopping
         assert health("enrich") != "down"
         page.screenshot(path=str(SHOTS / "stopped.png"))
