@@ -21,7 +21,7 @@ from confluent_kafka import Producer
 
 from streamflow.dashboard.server import missing_assets
 from streamflow.testing.processes import StreamflowProcess, free_port
-from tests.integration.kafka_helpers import ROOT, wait_for, write_module
+from tests.integration.kafka_helpers import ROOT, produce, wait_for, write_module
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ topology = sf.Topology(os.environ["T_APP"])
 src = topology.topic(os.environ["T_IN"], key=sf.String(), value=sf.Json(), external=True)
 mid = topology.topic(os.environ["T_MID"], key=sf.String(), value=sf.Json())
 out = topology.topic(os.environ["T_OUT"], key=sf.String(), value=sf.Json())
-(topology.processor("enrich").stream(src)
+(topology.processor("enrich", on_error="dead_letter").stream(src)
  .map(lambda v: {**v, "square": v["n"] * v["n"]}, name="square").to(mid))
 (topology.processor("route").stream(mid)
  .filter(lambda v: v["n"] % 2 == 0, name="even").to(out))
@@ -95,7 +95,8 @@ def topics(kafka_admin: Any) -> Iterator[dict[str, str]]:
     for key in ("T_IN", "T_MID", "T_OUT"):
         kafka_admin.create_topic(names[key], 2, {})
     yield names
-    kafka_admin.delete_topics([names[k] for k in ("T_IN", "T_MID", "T_OUT")])
+    kafka_admin.delete_topics([*(names[k] for k in ("T_IN", "T_MID", "T_OUT")),
+                               f"{app}.enrich.dlq"])
     kafka_admin.delete_groups([f"{app}.enrich", f"{app}.route"])
 
 
@@ -199,8 +200,15 @@ def test_dashboard_shows_the_running_topology_live_and_a_stopped_processor_down(
         records = page.inner_text("#topic-records")
         assert '"square"' in records
         lap("details and records shown")
-        SHOTS.mkdir(parents=True, exist_ok=True)
+
+        # records that fail count as errors: dead letters, and errors by step in the details
         page.click("#summary tr[data-processor='enrich']")
+        produce(kafka_bootstrap, t_in, [(b"bad", b"{not json")] * 3)
+        errors_cell = "#summary tr[data-processor='enrich'] [data-field='errors']"
+        wait_for("3 errors shown", lambda: page.inner_text(errors_cell) == "3", 20)
+        wait_for("errors by step shown", lambda: "SerdeError" in page.inner_text("#details"), 10)
+        lap("errors shown")
+        SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "running.png"))
 
         # a stopped processor turns down within a few seconds; the other stays up

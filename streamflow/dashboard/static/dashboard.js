@@ -162,7 +162,7 @@
       num(x.end), num(x.lag)]);
     const insts = (p.instances || []).map((i) => [i.instance_id || i.url || "?",
       i.reachable === false ? "no answer" : i.ready ? "ready" : "not ready",
-      num(i.processed), num(i.errors), restoreText(i)]);
+      num(i.processed), num(i.dead_lettered), num(i.skipped), restoreText(i)]);
     fill(document.getElementById("details"),
       el("h2", {}, `processor ${name}`),
       el("p", {}, el("span", { class: `health ${health}` }, health),
@@ -179,7 +179,8 @@
       parts.length ? table(["topic", "partition", "committed", "end", "lag"], parts, [1, 2, 3, 4])
         : el("p", { class: "hint" }, "none known"),
       el("h3", {}, "instances (/status)"),
-      insts.length ? table(["instance", "state", "processed", "errors", "restore"], insts, [2, 3])
+      insts.length ? table(["instance", "state", "processed", "dead letters", "skipped", "restore"],
+        insts, [2, 3, 4])
         : el("p", { class: "hint" }, "none known"),
       errorTable(p));
   }
