@@ -312,3 +312,17 @@ def test_error_kinds_keep_one_workers_errors_from_a_merged_document() -> None:
     assert error_kinds(text, "count", "h-0") == [
         {"step": "add", "exception": "TypeError", "count": 2}]
     assert len(error_kinds(text)) == 3
+
+
+def test_an_unreachable_broker_is_a_frame_error_and_the_next_poll_tries_again() -> None:
+    from streamflow.config import Config
+    from streamflow.dashboard.observe import TopologyObserver
+
+    observer = TopologyObserver(_topology(), Config(bootstrap_servers="127.0.0.1:9"),
+                                timeout_s=1.0)
+    poller = Poller(observer, 1.0)
+    first = poller.poll_once()
+    assert first["error"] and "Unreachable" in first["error"], first["error"]
+    assert first["processors"] == {}
+    second = poller.poll_once()
+    assert second["seq"] == first["seq"] + 1 and second["error"]
