@@ -70,6 +70,9 @@ class MemberStatus:
 class PartitionLag:
     """One input partition: its log start and end, the group's committed offset, the owner.
 
+    On a transactional input the lag at rest is 1 (the commit marker after the last record
+    takes an offset the group's commit stops before), as ``kafka-consumer-groups.sh`` shows.
+
     ``committed`` is None when the group has committed nothing there (it then starts from
     the log start, so the lag counts from there). ``owner`` is the instance id of the member
     it is assigned to.
@@ -120,16 +123,17 @@ class InstanceStatus:
     consumed_per_s: dict[str, float] = field(default_factory=dict)
     produced_per_s: dict[str, float] = field(default_factory=dict)
     fetched_at: float = 0.0  # time.monotonic() of the answer
+    rated: bool = False  # the rates compare two answers of one run of the instance
 
     @property
     def records_in_per_s(self) -> float | None:
         """Records consumed per second over the last interval (all inputs)."""
-        return sum(self.consumed_per_s.values()) if self.consumed_per_s else None
+        return sum(self.consumed_per_s.values()) if self.rated else None
 
     @property
     def records_out_per_s(self) -> float | None:
         """Records produced per second over the last interval (all outputs)."""
-        return sum(self.produced_per_s.values()) if self.produced_per_s else None
+        return sum(self.produced_per_s.values()) if self.rated else None
 
 
 def _sum(values: Iterable[float | None]) -> float | None:
@@ -148,7 +152,9 @@ class ProcessorStatus:
     members: tuple[MemberStatus, ...] = ()
     partitions: tuple[PartitionLag, ...] = ()
     dead_letter_topic: str | None = None  # None unless on_error="dead_letter"
-    dead_letters: int | None = None  # records in the dead-letter topic (None: it is missing)
+    # offsets in the dead-letter topic (None: it is missing); under exactly-once each
+    # transaction's commit marker takes an offset too: `dlq list` counts the letters
+    dead_letters: int | None = None
     instances: tuple[InstanceStatus, ...] = ()
     notes: tuple[str, ...] = ()
 
@@ -206,7 +212,7 @@ class ProcessorStatus:
         for i, idict in zip(self.instances, d["instances"], strict=True):
             idict["records_in_per_s"] = i.records_in_per_s
             idict["records_out_per_s"] = i.records_out_per_s
-            del idict["fetched_at"]
+            del idict["fetched_at"], idict["rated"]
         d["records_in_per_s"] = self.records_in_per_s
         d["records_out_per_s"] = self.records_out_per_s
         d["last_commit_age_s"] = self.last_commit_age_s
@@ -246,7 +252,8 @@ class TopologyStatus:
             "bootstrap_servers": self.bootstrap_servers,
             "taken_at": self.taken_at,
             "processors": [p.to_dict() for p in self.processors],
-            "unreachable": [{k: v for k, v in asdict(i).items() if k != "fetched_at"}
+            "unreachable": [{k: v for k, v in asdict(i).items()
+                             if k not in ("fetched_at", "rated")}
                             for i in self.unreachable],
         }
 
@@ -305,9 +312,10 @@ def _counts(v: Any) -> dict[str, int]:
             if isinstance(n, int | float)} if isinstance(v, dict) else {}
 
 
-def _rates(now: dict[str, int], before: dict[str, int], seconds: float) -> dict[str, float]:
+def _rates(now: dict[str, int], before: dict[str, int], seconds: float
+           ) -> dict[str, float] | None:
     if seconds <= 0 or any(now.get(k, 0) < n for k, n in before.items()):
-        return {}  # the instance restarted: its counters began again
+        return None  # the instance restarted: its counters began again
     return {k: (n - before.get(k, 0)) / seconds for k, n in now.items()}
 
 
@@ -316,7 +324,7 @@ def _instance(doc: dict[str, Any], url: str, at: float,
     raw_restore = doc.get("restore")
     restore: dict[str, Any] = raw_restore if isinstance(raw_restore, dict) else {}
     consumed, produced = _counts(doc.get("consumed")), _counts(doc.get("produced"))
-    ins, outs = {}, {}
+    ins = outs = None
     if previous is not None and previous.reachable:
         seconds = at - previous.fetched_at
         ins = _rates(consumed, previous.consumed, seconds)
@@ -334,7 +342,8 @@ def _instance(doc: dict[str, Any], url: str, at: float,
         restore_remaining=_int(restore.get("remaining")),
         last_commit_age_s=_float(doc.get("last_commit_age_s")),
         loop_age_s=_float(doc.get("loop_age_s")), consumed=consumed, produced=produced,
-        consumed_per_s=ins, produced_per_s=outs, fetched_at=at)
+        consumed_per_s=ins or {}, produced_per_s=outs or {}, fetched_at=at,
+        rated=ins is not None and outs is not None)
 
 
 # -- the broker ---------------------------------------------------------------------------------

@@ -191,9 +191,10 @@ def test_a_supervisor_answers_for_each_of_its_workers() -> None:
 
 
 def test_instance_status_to_dict_has_rates() -> None:
-    i = InstanceStatus("a", "u", True, consumed_per_s={"x": 1.5, "y": 2.0})
+    i = InstanceStatus("a", "u", True, consumed_per_s={"x": 1.5, "y": 2.0}, rated=True)
     p = ProcessorStatus("p", "g", "Stable", instances=(i,))
     d = p.to_dict()
     assert d["instances"][0]["records_in_per_s"] == 3.5
     assert "fetched_at" not in d["instances"][0]
-    assert d["records_in_per_s"] == 3.5 and d["records_out_per_s"] is None
+    assert d["records_in_per_s"] == 3.5 and d["records_out_per_s"] == 0  # nothing produced
+    assert InstanceStatus("a", "u", True).records_in_per_s is None  # one answer: no rate
