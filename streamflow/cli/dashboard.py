@@ -9,10 +9,9 @@ from types import FrameType
 from typing import Any
 
 from streamflow.cli.common import CONFIG_HELP, warn
-from streamflow.config import load_config
+from streamflow.cli.operate import _config, _topology
 from streamflow.dashboard import DashboardServer, missing_assets
 from streamflow.errors import EXIT_OK
-from streamflow.ops.load import load_topology
 
 __all__ = ["add_commands", "cmd_dashboard"]
 
@@ -25,9 +24,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     """Serve the dashboard until interrupted (Ctrl-C or SIGTERM); return the exit code."""
     from streamflow.dashboard.observe import TopologyObserver, topic_records
 
-    config = load_config(args.config)
-    topology = load_topology(args.module)
-    instances = [u for arg in args.instances or [] for u in arg.split(",") if u] or None
+    config = _config(args.config)  # as status and tail: librdkafka's own error lines off
+    topology = _topology(args.module, config)
+    instances = [u.strip() for u in (args.instances or "").split(",") if u.strip()] or None
     if missing_assets():
         warn("the dashboard's graph library is not installed (run `make dashboard-assets`); "
              "the page will say so")
@@ -74,7 +73,7 @@ def add_commands(sub: Any) -> None:
                    help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
     p.add_argument("--interval", type=_positive, default=2.0,
                    help="seconds between two polls of the broker and instances (default 2)")
-    p.add_argument("--instances", action="append", metavar="URL[,URL...]",
+    p.add_argument("--instances", metavar="URL,...",
                    help="base URLs of the instances' health ports (default: each group "
                    "member's host at the health_port setting)")
     p.add_argument("--config", "-c", help=CONFIG_HELP)

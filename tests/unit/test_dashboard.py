@@ -287,7 +287,7 @@ def test_dashboard_command_is_registered_with_its_options() -> None:
     args = build_parser().parse_args(["dashboard", "topologies.orders", "--port", "9000",
                                       "--interval", "0.5", "--instances", "http://a:1,http://b:2"])
     assert (args.port, args.interval, args.host) == (9000, 0.5, "127.0.0.1")
-    assert args.instances == ["http://a:1,http://b:2"]
+    assert args.instances == "http://a:1,http://b:2"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["dashboard", "m", "--interval", "0"])
 
