@@ -127,7 +127,8 @@ class FrameBuilder:
         """The frame of ``obs``, with rates against the previous observation."""
         now = time.time() if now is None else now
         dt = 0.0 if self._last_time is None else now - self._last_time
-        self._last_time = now
+        if obs.get("processors") or obs.get("topics"):
+            self._last_time = now  # a failed poll leaves the rates' baseline where it was
         self._seq += 1
         topics = {}
         for name, t in (obs.get("topics") or {}).items():

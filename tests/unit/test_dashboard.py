@@ -276,7 +276,10 @@ def test_rates_come_from_the_instances_else_from_committed_offsets() -> None:
     assert f["processors"]["pay"]["rate"] == 50.0 and f["topics"]["orders"]["rate"] == 50.0
     f = b.update(obs(100, 100, rate=7.25), now=14.0)
     assert f["processors"]["pay"]["rate"] == 7.2  # the instances' own figure
-    f = b.update(obs(0, 0), now=16.0)  # the topic was recreated: no negative rates
+    assert b.update({"error": "Unreachable: broker down"}, now=16.0)["processors"] == {}
+    f = b.update(obs(140, 140), now=18.0)  # against the last good poll, 4 s before
+    assert f["processors"]["pay"]["rate"] == 10.0 and f["topics"]["orders"]["rate"] == 10.0
+    f = b.update(obs(0, 0), now=20.0)  # the topic was recreated: no negative rates
     assert f["processors"]["pay"]["rate"] == 0.0 and f["topics"]["orders"]["rate"] == 0.0
 
 
