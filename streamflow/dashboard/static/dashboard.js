@@ -136,7 +136,7 @@
       row.dataset.health = p.health;
       cell("health").textContent = p.health;
       cell("health").className = `health ${p.health}`;
-      cell("members").textContent = num((p.members || []).length);
+      cell("members").textContent = num(p.members ? p.members.length : null);
       cell("rate").textContent = num(p.rate, 1);
       cell("lag").textContent = num(p.lag);
       cell("errors").textContent = num(p.errors);
