@@ -10,9 +10,9 @@ that stopped the command (its ``exit_code``).
 The commands live in :mod:`streamflow.cli.run` (``run``, ``describe``),
 :mod:`streamflow.cli.ops` (``check``, ``topics``, ``deploy``), :mod:`streamflow.cli.schemas`
 (``schemas``), :mod:`streamflow.cli.lineage` (``lineage``), :mod:`streamflow.cli.operate`
-(``status``, ``tail``, ``reset``, ``dlq``) and :mod:`streamflow.cli.stack` (``stack``, the local
-Kafka and registry); they call :mod:`streamflow.ops`, which returns
-data and raises errors, and print the results.
+(``status``, ``tail``, ``reset``, ``dlq``), :mod:`streamflow.cli.dashboard` (``dashboard``) and
+:mod:`streamflow.cli.stack` (``stack``, the local Kafka and registry); they call
+:mod:`streamflow.ops`, which returns data and raises errors, and print the results.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streamflow.cli import lineage, operate, ops, run, schemas, stack
+from streamflow.cli import dashboard, lineage, operate, ops, run, schemas, stack
 from streamflow.cli.common import CliError, err
 from streamflow.dsl.topology import TopologyError
 from streamflow.errors import (
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_commands(sub)
     lineage.add_commands(sub)
     operate.add_commands(sub)
+    dashboard.add_commands(sub)
     return parser
 
 
