@@ -9,7 +9,7 @@ from types import FrameType
 from typing import Any
 
 from streamflow.cli.common import CONFIG_HELP, warn
-from streamflow.cli.operate import _config, _topology
+from streamflow.cli.operate import operator_config, operator_topology
 from streamflow.dashboard import DashboardServer, missing_assets
 from streamflow.errors import EXIT_OK
 
@@ -24,8 +24,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     """Serve the dashboard until interrupted (Ctrl-C or SIGTERM); return the exit code."""
     from streamflow.dashboard.observe import TopologyObserver, topic_records
 
-    config = _config(args.config)  # as status and tail: librdkafka's own error lines off
-    topology = _topology(args.module, config)
+    config = operator_config(args.config)  # as status and tail: librdkafka's own error lines off
+    topology = operator_topology(args.module, config)
     instances = [u.strip() for u in (args.instances or "").split(",") if u.strip()] or None
     if missing_assets():
         warn("the dashboard's graph library is not installed (run `make dashboard-assets`); "

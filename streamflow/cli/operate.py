@@ -29,7 +29,8 @@ from streamflow.ops import status as ops_status
 from streamflow.ops import tail as ops_tail
 from streamflow.ops.load import load_topology
 
-__all__ = ["add_commands", "cmd_dlq", "cmd_reset", "cmd_status", "cmd_tail"]
+__all__ = ["add_commands", "cmd_dlq", "cmd_reset", "cmd_status", "cmd_tail", "operator_config",
+           "operator_topology"]
 
 
 @contextmanager
@@ -45,7 +46,7 @@ def kafka_errors(config: Config) -> Iterator[None]:
         raise CliError(msg, EXIT_FAILED) from e
 
 
-def _config(path: str | None) -> Config:
+def operator_config(path: str | None) -> Config:
     """The configuration, with librdkafka's own error lines off unless ``[kafka]`` sets them.
 
     Without a broker, librdkafka prints a connection failure every few tens of milliseconds;
@@ -55,7 +56,7 @@ def _config(path: str | None) -> Config:
     return config.with_overrides(kafka={"log_level": 2, **config.kafka})
 
 
-def _topology(module: str, config: Config) -> Topology:
+def operator_topology(module: str, config: Config) -> Topology:
     """The topology every command here acts on (the one place that loads it)."""
     return load_topology(module, name_suffix=config.name_suffix)
 
@@ -120,8 +121,8 @@ def format_status(s: ops_status.TopologyStatus, max_lag: int | None = None) -> s
 
 def cmd_status(args: argparse.Namespace) -> int:
     """``streamflow status MODULE``: exit 1 when a processor has no members or too much lag."""
-    config = _config(args.config)
-    topology = _topology(args.module, config)
+    config = operator_config(args.config)
+    topology = operator_topology(args.module, config)
     names = processor_names(topology, args.processor)
     urls = [u.strip() for u in args.instances.split(",") if u.strip()] \
         if args.instances else None
@@ -191,8 +192,8 @@ def format_record(r: ops_tail.DecodedRecord) -> str:
 
 def cmd_tail(args: argparse.Namespace) -> int:
     """``streamflow tail TOPIC --module MODULE``."""
-    config = _config(args.config)
-    topology = _topology(args.module, config) if args.module else Topology("tail")
+    config = operator_config(args.config)
+    topology = operator_topology(args.module, config) if args.module else Topology("tail")
     last = args.last if args.last is not None else (
         None if args.from_beginning or args.follow else 10)
 
@@ -232,8 +233,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def cmd_reset(args: argparse.Namespace) -> int:
     """``streamflow reset MODULE -p NAME --to-...``: exit 7 while the group has members."""
-    config = _config(args.config)
-    topology = _topology(args.module, config)
+    config = operator_config(args.config)
+    topology = operator_topology(args.module, config)
     (name,) = processor_names(topology, args.processor)
     target = ops_reset.reset_target(to_earliest=args.to_earliest, to_latest=args.to_latest,
                                     to_datetime=args.to_datetime, by_duration=args.by_duration)
@@ -269,8 +270,8 @@ def _counts(title: str, counts: dict[str, int]) -> list[str]:
 
 def cmd_dlq(args: argparse.Namespace) -> int:
     """``streamflow dlq list|replay MODULE -p NAME``."""
-    config = _config(args.config)
-    topology = _topology(args.module, config)
+    config = operator_config(args.config)
+    topology = operator_topology(args.module, config)
     if args.action == "list":
         names = [n for n in processor_names(topology, args.processor)
                  if args.processor or topology.processors[n].on_error == "dead_letter"]
