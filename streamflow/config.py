@@ -125,6 +125,9 @@ class Config:
     lineage_namespace: str = "streamflow"  # the OpenLineage job namespace
     lineage_interval_s: float = 60.0  # a RUNNING event this often
     provenance_headers: bool = False  # outputs carry their input's topic, partition, offset
+    # the audit trail of admin commands (topics create/delete, schemas register, acls --apply,
+    # resets): a JSON-lines file appended to ("" = off); streamflow.ops.audit
+    audit_log: str = ".streamflow/audit.jsonl"
     kafka: dict[str, Any] = field(default_factory=dict)
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)

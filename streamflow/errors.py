@@ -13,6 +13,10 @@
 - 5 :data:`EXIT_DUPLICATE_INSTANCE`: another live worker has this worker's instance id (on
   this host, or fenced by Kafka's static membership) — :class:`DuplicateInstanceError`.
   A supervisor does not restart a worker that exits with it: it would only fence the other.
+- 6 :data:`EXIT_ACCESS`: Kafka refused access: the credentials (a wrong password, an untrusted
+  certificate) or a permission (a missing ACL; the message names the topic, group or
+  transactional id, the operation, the principal and the ``streamflow acls`` command that
+  grants it) — :class:`AccessError`. Retrying does not help; fix the credentials or the ACLs.
 
 Each error class of streamflow derives from one of these families (its module keeps the
 class, so ``from streamflow.kafka.client import Unreachable`` still works):
@@ -29,12 +33,14 @@ This module is a shared leaf: it imports nothing from streamflow.
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_ACCESS",
     "EXIT_CONFIG",
     "EXIT_DUPLICATE_INSTANCE",
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "AccessError",
     "ConfigurationError",
     "DuplicateInstanceError",
     "ProcessingError",
@@ -45,6 +51,7 @@ __all__ = [
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 EXIT_DUPLICATE_INSTANCE = 5
+EXIT_ACCESS = 6
 
 
 class StreamflowError(Exception):
@@ -89,3 +96,9 @@ class DuplicateInstanceError(StreamflowError):
     """Another live worker has this worker's instance id (exit 5); never retried."""
 
     exit_code = EXIT_DUPLICATE_INSTANCE
+
+
+class AccessError(StreamflowError):
+    """Kafka refused the credentials or a permission (exit 6); never retried."""
+
+    exit_code = EXIT_ACCESS

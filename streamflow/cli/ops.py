@@ -15,6 +15,7 @@ from streamflow.cli.common import CONFIG_HELP, CliError, err, failing, warn
 from streamflow.config import Config, load_config
 from streamflow.dsl.topology import Topology, TopologyError
 from streamflow.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from streamflow.ops import audit
 from streamflow.ops.check import Problem, check_topology
 from streamflow.ops.load import load_topology
 from streamflow.ops.state_names import orphan_fix, state_diff, unnamed_state
@@ -116,6 +117,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
         client.ping(admin, config.startup_timeout_s)
         if args.action == "create":
             created, existing = ops_topics.create(admin, topology, config)
+            audit.record("topics.create", topology.name, "ok", config=config,
+                         created=[t.name for t in created], existing=existing)
             for s in created:
                 cfg = ", ".join(f"{k}={v}" for k, v in sorted(s.config.items()))
                 print(f"created {s.name} (partitions={s.partitions}, "
@@ -144,6 +147,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
             err("nothing deleted: add --yes to delete these topics and their data")
             return EXIT_USAGE
         deleted, absent = ops_topics.delete(admin, names, config)
+        audit.record("topics.delete", topology.name, "ok", config=config, deleted=deleted,
+                     absent=absent)
         for n in deleted:
             print(f"deleted {n}")
         for n in absent:
@@ -153,6 +158,9 @@ def cmd_topics(args: argparse.Namespace) -> int:
         err(f"cannot reach Kafka at {config.bootstrap_servers}: {e}")
         return EXIT_UNREACHABLE
     except client.KafkaException as e:
+        if args.action in ("create", "delete"):
+            audit.record(f"topics.{args.action}", topology.name, f"refused: {e}",
+                         config=config)
         err(f"Kafka refused: {e}")
         return EXIT_FAILED
 
