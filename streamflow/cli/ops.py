@@ -178,7 +178,8 @@ def cmd_deploy_k8s(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     topology = load_topology(args.module)
     opts = k8s.K8sOptions(image=args.image, namespace=args.namespace, replicas=args.replicas,
-                          storage=args.storage, storage_class=args.storage_class)
+                          storage=args.storage, storage_class=args.storage_class,
+                          kafka_users=args.kafka_users)
     rendered = k8s.render(topology, args.module, opts, config)
     for w in rendered.warnings:
         warn(w)
@@ -275,5 +276,9 @@ def add_commands(sub: Any) -> None:
     k.add_argument("--storage-class", help="storageClassName of the state volumes")
     k.add_argument("--output", "-o", default="-",
                    help="directory to write one file per processor into, or - for stdout")
+    k.add_argument("--kafka-users", metavar="CLUSTER",
+                   help="also render a Strimzi KafkaUser per processor (in the Kafka cluster "
+                   "CLUSTER) with its least-privilege ACLs (see `streamflow acls`); its pods "
+                   "log in as that user with the password from the Secret Strimzi creates")
     k.add_argument("--config", "-c", help=CONFIG_HELP)
     k.set_defaults(func=cmd_deploy_k8s)

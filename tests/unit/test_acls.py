@@ -160,3 +160,21 @@ def test_authorization_refusals_become_permission_denied_with_the_grant_command(
     assert isinstance(info.value, AccessError)
     with pytest.raises(ValueError, match="other"), permission_errors(p, config):
         raise ValueError("other")  # anything else passes through
+
+
+def test_k8s_renders_a_kafka_user_per_processor_and_its_pods_log_in_as_it() -> None:
+    from streamflow.ops import k8s
+
+    rendered = k8s.render(_topology(), "shop_module", k8s.K8sOptions(kafka_users="prod"),
+                          Config(bootstrap_servers="kafka:9092",
+                                 kafka={"sasl.password": "never-rendered"}))
+    users = [d for d in rendered.documents if d["kind"] == "KafkaUser"]
+    assert [u["metadata"]["name"] for u in users] == ["shop-totals", "shop-windows"]
+    assert users[0]["metadata"]["labels"]["strimzi.io/cluster"] == "prod"
+    sts = next(d for d in rendered.documents if d["kind"] == "StatefulSet")
+    env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["STREAMFLOW_KAFKA_SASL_USERNAME"]["value"] == "shop-totals"
+    assert env["STREAMFLOW_KAFKA_SASL_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": "shop-totals", "key": "password"}}
+    assert "never-rendered" not in rendered.yaml()
+    assert not [d for d in k8s.render(_topology(), "m").documents if d["kind"] == "KafkaUser"]
