@@ -28,6 +28,9 @@ from confluent_kafka.admin import (
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
 from streamflow.config import Config, load_config
 from streamflow.errors import EXIT_ACCESS
@@ -37,7 +40,14 @@ from streamflow.ops.load import load_topology
 from streamflow.runtime.preflight import PermissionDenied
 from streamflow.runtime.worker import Worker
 from streamflow.testing.cluster import read_env_file
-from tests.integration.kafka_helpers import ROOT, StreamflowProcess, write_module
+from streamflow.testing.processes import TopologyApp
+from tests.integration.kafka_helpers import (
+    ROOT,
+    StreamflowProcess,
+    produce,
+    read_all,
+    write_module,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -129,13 +139,6 @@ def _worker(app: dict[str, Any], env: dict[str, str]) -> Worker:
                   env={"POD_NAME": ""})
 
 
-def _produce(conf: dict[str, Any], topic: str, n: int) -> None:
-    p = Producer(conf)
-    for i in range(n):
-        p.produce(topic, orjson.dumps({"user": f"u{i % 5}"}), f"k{i}".encode())
-    assert p.flush(30) == 0
-
-
 def _counts(conf: dict[str, Any], topic: str, want: dict[str, int], timeout: float) -> dict[
         str, int]:
     c = Consumer({**conf, "group.id": f"verify-{uuid.uuid4().hex[:6]}",
@@ -162,7 +165,10 @@ def test_exactly_once_processor_runs_with_exactly_the_generated_acls(
     out = cli(["acls", module, "--principal", principal, "--no-create-topics", "--check"], tmp,
               app["admin"])
     assert out.strip().endswith("has exactly the ACLs of count")
-    _produce(_conf(app["admin"]), app["T_IN"], 50)
+    admin_conf = _conf(app["admin"])
+    produce(admin_conf["bootstrap.servers"], app["T_IN"],
+            [(f"k{i}".encode(), orjson.dumps({"user": f"u{i % 5}"})) for i in range(50)],
+            conf=admin_conf)
     proc = StreamflowProcess(["run", module], tmp, app["user"], tmp / "run.log")
     try:
         seen = _counts(_conf(app["admin"]), app["T_OUT"], {f"u{i}": 10 for i in range(5)}, 60)
@@ -242,3 +248,130 @@ def test_untrusted_certificate_says_so(app: dict[str, Any]) -> None:
 
     with pytest.raises(AuthenticationFailed, match=r"TLS handshake with Kafka failed.*ssl\.ca"):
         connect(config)
+
+
+# -- the example topologies --------------------------------------------------------------------
+
+
+def _feed_orders(conf: dict[str, Any], registry: str) -> dict[str, int]:
+    """12 orders (half of them large), 2 cancelled ones and one that is not JSON."""
+    rows = [(f"o{i}", {"customer": f"c{i % 3}", "status": "cancelled" if i >= 12 else "new",
+                       "country": "DE", "lines": [{"qty": 1, "unit_price": 900 if i % 2 else 9}]})
+            for i in range(14)]
+    records = [(k.encode(), orjson.dumps(v)) for k, v in rows] + [(b"bad", b"{not json")]
+    produce(conf["bootstrap.servers"], "orders", records, conf=conf)
+    return {"orders.large": 6, "orders.small": 6, "orders.enrich.dlq": 1}
+
+
+def _feed_payments(conf: dict[str, Any], registry: str) -> dict[str, int]:
+    """The payments example's cards and payments; expected outputs from the test driver."""
+    from streamflow.testing import TopologyTestDriver
+    from tests.integration.test_example_payments import CARDS, _payments
+    from topologies import payments
+
+    _await_table(conf, "payments.flag", "cards")  # joined only once the table is there
+    serialize = AvroSerializer(SchemaRegistryClient({"url": registry}),
+                               (ROOT / "schemas/payment.avsc").read_text())
+    ctx = SerializationContext("payments", MessageField.VALUE)
+    rows = _payments()
+    producer = Producer({**conf, "partitioner": "murmur2_random"})  # as Java clients
+    for p in rows:
+        producer.produce("payments", serialize(p, ctx), p["card_id"].encode(),
+                         timestamp=payments.event_time(p))
+    assert producer.flush(30) == 0
+    with TopologyTestDriver(payments.topology, config={"store": "memory"}) as d:
+        for card, profile in CARDS.items():
+            d.input("cards").send(profile, key=card)
+        for p in rows:
+            d.input("payments").send(p, key=p["card_id"], timestamp=payments.event_time(p))
+        d.advance_wall_clock(payments.IDLE_MS + 1)
+        return {"fraud-alerts": len(d.output("fraud-alerts").read_values()),
+                "payments.flagged": len(d.output("payments.flagged").read_values())}
+
+
+def _feed_clickstream(conf: dict[str, Any], registry: str) -> dict[str, int]:
+    """One burst of the clickstream example's views: each comes out enriched."""
+    from tests.integration.test_example_clickstream import _views
+    from topologies import clickstream
+
+    _await_table(conf, "clickstream.enrich", "clickstream.users")
+    serialize = AvroSerializer(SchemaRegistryClient({"url": registry}),
+                               (ROOT / "schemas/page_view.avsc").read_text())
+    ctx = SerializationContext("clickstream.page-views", MessageField.VALUE)
+    views = _views()[0]
+    producer = Producer({**conf, "partitioner": "murmur2_random"})  # as Java clients
+    for v in views:
+        producer.produce("clickstream.page-views", serialize(v, ctx), v["user_id"].encode(),
+                         timestamp=clickstream.event_time(v))
+    assert producer.flush(30) == 0
+    return {"clickstream.views-enriched": len(views)}
+
+
+FEEDS = {"orders": _feed_orders, "payments": _feed_payments, "clickstream": _feed_clickstream}
+
+
+def _tables(example: str) -> dict[str, list[tuple[bytes, bytes]]]:
+    """The table topics' records, produced before the example starts."""
+    if example == "payments":
+        from tests.integration.test_example_payments import CARDS
+
+        return {"cards": [(c.encode(), orjson.dumps(p)) for c, p in CARDS.items()]}
+    if example == "clickstream":
+        from tests.integration.test_example_clickstream import USERS
+
+        return {"clickstream.users": [(u.encode(), orjson.dumps(p)) for u, p in USERS.items()]}
+    return {}
+
+
+def _await_table(conf: dict[str, Any], group: str, topic: str, timeout: float = 60) -> None:
+    """Wait until ``group`` has committed the end of every partition of ``topic``."""
+    from confluent_kafka import TopicPartition
+
+    c = Consumer({**conf, "group.id": group})
+    try:
+        parts = [TopicPartition(topic, p) for p in c.list_topics(topic, 10).topics[topic]
+                 .partitions]
+        ends = {tp.partition: c.get_watermark_offsets(tp, 10)[1] for tp in parts}
+        deadline = time.monotonic() + timeout
+        while True:
+            done = {tp.partition: tp.offset for tp in c.committed(parts, 10)}
+            if all(done[p] >= end for p, end in ends.items() if end > 0):
+                return
+            assert time.monotonic() < deadline, f"{group} did not read all of {topic}: {done}"
+            time.sleep(0.2)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("example", list(FEEDS))
+def test_example_topology_runs_with_exactly_the_generated_acls(
+        example: str, admin_env: dict[str, str], user: dict[str, str],
+        schema_registry_url: str, tmp_path: Path) -> None:
+    """Every processor of the example, its exactly-once ones included, under one principal
+    holding nothing but ``acls --apply``'s ACLs; the admin creates the topics."""
+    module = f"topologies.{example}"
+    common = {"STREAMFLOW_SCHEMA_REGISTRY_URL": schema_registry_url,
+              "STREAMFLOW_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+              "STREAMFLOW_CREATE_TOPICS": "false", "PAYMENTS_IDLE_MS": "3000",
+              "CLICKSTREAM_IDLE_MS": "3000"}
+    admin = {**admin_env, **common}
+    principal = f"User:{user['STREAMFLOW_KAFKA_SASL_USERNAME']}"
+    cli(["topics", "delete", module, "--yes", "--include-external"], ROOT, admin)
+    cli(["topics", "create", module], ROOT, admin)
+    cli(["acls", module, "--principal", principal, "--no-create-topics", "--apply"], ROOT,
+        admin)
+    app = TopologyApp(module, bootstrap=user["STREAMFLOW_BOOTSTRAP_SERVERS"],
+                      registry=schema_registry_url, workdir=tmp_path, cwd=ROOT,
+                      env={**user, **common}, ready_timeout_s=90)
+    conf = _conf(admin_env)
+    for topic, records in _tables(example).items():
+        produce(conf["bootstrap.servers"], topic, records, conf=conf)
+    with app:
+        expected = FEEDS[example](conf, schema_registry_url)
+        got = {topic: len(read_all(conf["bootstrap.servers"], topic, expect=n, timeout=90,
+                                   settle=2, conf=conf))
+               for topic, n in expected.items()}
+    assert app.exit_code == 0, app.logs()[-3000:]
+    assert got == expected, app.logs()[-3000:]
+    assert all(n > 0 for n in expected.values())
+    assert user["STREAMFLOW_KAFKA_SASL_PASSWORD"] not in app.logs()

@@ -310,6 +310,9 @@ resolve_artifacts() {
     local stamp_file="$RUN_DIR/artifacts.stamp" stamp tarball
     stamp="$(sha256sum "$POM" | cut -d' ' -f1) kafka=$KAFKA_VERSION apicurio=$APICURIO_VERSION"
     tarball="$DOWNLOAD_DIR/apicurio-registry-app-$APICURIO_VERSION-all.tar.gz"
+    # the secured stack runs no registry: Kafka's jars only
+    local -a goals=(dependency:copy-dependencies@kafka-libs dependency:copy@apicurio)
+    if [[ "$SECURE" == 1 ]]; then goals=(dependency:copy-dependencies@kafka-libs); tarball="$POM"; fi
     if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp" && -f "$tarball" ]] \
         && compgen -G "$LIBS_DIR/kafka_2.13-$KAFKA_VERSION.jar" >/dev/null; then
         return 0
@@ -325,13 +328,15 @@ resolve_artifacts() {
     if ! JAVA_HOME="$(dirname "$(dirname "$(readlink -f "$KAFKA_JAVA")")")" \
         mvn -B -q -f "$POM" ${STREAMFLOW_STACK_MAVEN_ARGS:-} \
         "-Drun.dir=$RUN_DIR" "-Dkafka.version=$KAFKA_VERSION" "-Dapicurio.version=$APICURIO_VERSION" \
-        dependency:copy-dependencies@kafka-libs dependency:copy@apicurio >"$mvn_log" 2>&1; then
+        "${goals[@]}" >"$mvn_log" 2>&1; then
         tail -n 30 "$mvn_log" >&2
         die "Maven could not resolve the stack's artifacts (full log: $mvn_log)"
     fi
     [[ -f "$tarball" ]] || die "Maven finished but $tarball is missing (see $mvn_log)"
     printf '%s\n' "$stamp" >"$stamp_file"
-    log "artifacts resolved in $(elapsed "$t0" "$(now)")s: kafka-libs $(du -sh "$LIBS_DIR" | cut -f1), registry $(du -sh "$tarball" | cut -f1)"
+    local sizes; sizes="kafka-libs $(du -sh "$LIBS_DIR" | cut -f1)"
+    if [[ "$SECURE" != 1 ]]; then sizes+=", registry $(du -sh "$tarball" | cut -f1)"; fi
+    log "artifacts resolved in $(elapsed "$t0" "$(now)")s: $sizes"
 }
 
 REGISTRY_JAR=""
