@@ -178,3 +178,34 @@ def test_k8s_renders_a_kafka_user_per_processor_and_its_pods_log_in_as_it() -> N
         "secretKeyRef": {"name": "shop-totals", "key": "password"}}
     assert "never-rendered" not in rendered.yaml()
     assert not [d for d in k8s.render(_topology(), "m").documents if d["kind"] == "KafkaUser"]
+
+
+def test_start_up_check_names_each_missing_operation_and_skips_what_the_broker_did_not_say(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamflow.kafka import security
+    from streamflow.runtime.preflight import check_permissions
+
+    p = _topology().processors["totals"]
+    every = {"READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS", "CREATE"}
+    answers: dict[str, set[str] | str | None] = {
+        "orders": {"DESCRIBE", "DESCRIBE_CONFIGS"},  # READ missing
+        "totals": "TOPIC_AUTHORIZATION_FAILED",
+        "shop.totals.dlq": None,  # an old broker: not told
+        "shop-totals-n-changelog": "UNKNOWN_TOPIC_OR_PART",  # created later
+    }
+    monkeypatch.setattr(security, "authorized_topic_operations",
+                        lambda admin, topics, timeout: {t: answers.get(t, every) for t in topics})
+    monkeypatch.setattr(security, "authorized_group_operations",
+                        lambda admin, group, timeout: {"DESCRIBE"})
+    config = Config(kafka={"sasl.username": "app"})
+    with pytest.raises(PermissionDenied) as info:
+        check_permissions(None, p, config)
+    lines = str(info.value).splitlines()
+    assert "  - topic 'orders': READ" in lines
+    assert any(x.startswith("  - topic 'totals': WRITE, DESCRIBE, DESCRIBE_CONFIGS") for x in lines)
+    assert "  - group 'shop.totals': READ" in lines
+    assert not [x for x in lines if "dlq" in x or "changelog" in x]
+    answers.clear()
+    monkeypatch.setattr(security, "authorized_group_operations",
+                        lambda admin, group, timeout: None)
+    check_permissions(None, p, config)  # everything granted: no error
