@@ -293,6 +293,8 @@ def cli_reference() -> str:
                                   errors.UnreachableError),
         errors.EXIT_DUPLICATE_INSTANCE: ("another live worker has this worker's instance id",
                                          errors.DuplicateInstanceError),
+        errors.EXIT_ACCESS: ("Kafka refused access: credentials or a missing ACL",
+                             errors.AccessError),
     }
     for code, (meaning, family) in sorted(families.items()):
         name = f"`{family.__name__}`" if isinstance(family, type) else ""

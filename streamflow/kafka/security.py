@@ -129,7 +129,8 @@ def authorized_topic_operations(admin: Any, topics: Iterable[str], timeout: floa
     """Per topic: the operations this client may do on it, an error name, or None (unknown).
 
     ``TOPIC_AUTHORIZATION_FAILED`` when it may not even describe the topic (the broker then
-    does not say whether it exists), ``UNKNOWN_TOPIC_OR_PART`` when it does not exist.
+    does not say whether it exists), ``UNKNOWN_TOPIC_OR_PART`` when it does not exist; None
+    when the answer says nothing about permissions (a timeout, a leader moving).
     """
     names = list(dict.fromkeys(topics))
     if not names:
@@ -141,7 +142,9 @@ def authorized_topic_operations(admin: Any, topics: Iterable[str], timeout: floa
         try:
             desc = fut.result()
         except KafkaException as e:
-            out[name] = e.args[0].name()
+            code = e.args[0].code()
+            # a timeout or a moving leader tells nothing about permissions: unknown
+            out[name] = e.args[0].name() if code in _TOPIC_VERDICTS else None
             continue
         out[name] = _names(desc.authorized_operations)
     return out
@@ -152,6 +155,8 @@ def _names(operations: Any) -> set[str] | None:
     return None if operations is None else {op.name for op in operations}
 
 
+_TOPIC_VERDICTS = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                             KafkaError.UNKNOWN_TOPIC_OR_PART})
 _COORDINATOR_MOVING = frozenset({KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
                                  KafkaError.COORDINATOR_NOT_AVAILABLE,
                                  KafkaError.NOT_COORDINATOR})

@@ -209,3 +209,21 @@ def test_start_up_check_names_each_missing_operation_and_skips_what_the_broker_d
     monkeypatch.setattr(security, "authorized_group_operations",
                         lambda admin, group, timeout: None)
     check_permissions(None, p, config)  # everything granted: no error
+
+
+def test_the_supervisor_stops_instead_of_restarting_a_worker_refused_access(
+        tmp_path: Path) -> None:
+    import sys
+    import time
+
+    from streamflow.runtime.supervisor import Supervisor
+
+    marker = tmp_path / "starts"
+    sup = Supervisor("m", ["p"], 1, None, shutdown_timeout_s=5)
+    for c in sup.children:
+        c.argv = [sys.executable, "-c",
+                  f"open({str(marker)!r}, 'a').write('x'); exit({EXIT_ACCESS})"]
+    began = time.monotonic()
+    assert sup.run() == EXIT_ACCESS
+    assert time.monotonic() - began < 10
+    assert marker.read_text() == "x"  # started once, not restarted
