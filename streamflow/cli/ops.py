@@ -107,14 +107,15 @@ def _against_cluster(topology: Topology, config: Config) -> tuple[list[Problem],
 
 def cmd_topics(args: argparse.Namespace) -> int:
     """``streamflow topics create|describe|delete MODULE``."""
-    from streamflow.kafka import client
+    from streamflow.kafka import client, security
     from streamflow.ops import topics as ops_topics
 
     config = load_config(args.config)
     topology = load_topology(args.module)
     admin = client.make_admin(config.client_conf())
     try:
-        client.ping(admin, config.startup_timeout_s)
+        # a wrong password or an untrusted certificate fails here at once (exit 6)
+        security.connect(config.client_conf(), config.startup_timeout_s)
         if args.action == "create":
             created, existing = ops_topics.create(admin, topology, config)
             audit.record("topics.create", topology.name, "ok", config=config,

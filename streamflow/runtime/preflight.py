@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from streamflow.config import Config
 from streamflow.errors import AccessError
 from streamflow.kafka import security
+from streamflow.observability.logs import client_log_conf
 from streamflow.runtime.permissions import principal_of, required_acls
 
 if TYPE_CHECKING:
@@ -35,7 +36,9 @@ class PermissionDenied(AccessError):
 
 def connect(config: Config) -> None:
     """Reach the cluster with the worker's settings; a refused login fails within seconds."""
-    security.connect(config.client_conf(), config.startup_timeout_s)
+    # librdkafka's lines go through logging, rate-limited, as the worker's clients' do
+    conf = {**client_log_conf(config.client_log_interval_s), **config.client_conf()}
+    security.connect(conf, config.startup_timeout_s)
 
 
 def grant_command(processor: Processor, principal: str) -> str:
