@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from streamflow.cli.common import CONFIG_HELP, CliError, processor_names
+from streamflow.cli.common import CONFIG_HELP, CliError, processor_names, warn
 from streamflow.config import load_config
 from streamflow.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from streamflow.ops import acls as ops_acls
@@ -33,6 +33,8 @@ def cmd_acls(args: argparse.Namespace) -> int:
     names = processor_names(topology, args.processor)
     create = config.create_topics if args.create_topics is None else args.create_topics
     planned = ops_acls.plan(topology, names, args.principal, create_topics=create)
+    for w in ops_acls.underivable(topology, names):
+        warn(w)
     if not args.apply and not args.check:
         sys.stdout.write(ops_acls.render(planned, args.format, cluster=args.cluster,
                                          namespace=args.namespace))

@@ -43,6 +43,7 @@ __all__ = [
     "render_json",
     "render_kafka_acls",
     "render_strimzi",
+    "underivable",
 ]
 
 FORMATS = ("kafka-acls", "json", "strimzi")
@@ -64,6 +65,17 @@ def plan(topology: Topology, processors: Iterable[str] | None, principal: str, *
     names = list(topology.processors) if processors is None else list(processors)
     return {n: required_acls(topology.processors[n], principal, create_topics=create_topics)
             for n in names}
+
+
+def underivable(topology: Topology, processors: Iterable[str] | None) -> list[str]:
+    """Warnings for routes whose topics only a function knows (their ACLs are not derived)."""
+    from streamflow.dsl.nodes import Sink
+
+    names = list(topology.processors) if processors is None else list(processors)
+    return [f"processor {n!r}: step {node.name!r} picks its topic per record "
+            f"({node.label()}); add WRITE and DESCRIBE on those topics by hand"
+            for n in names for node in topology.processors[n].nodes.values()
+            if isinstance(node, Sink) and node.topic is None]
 
 
 def _union(acls: dict[str, list[Acl]]) -> list[Acl]:

@@ -227,3 +227,13 @@ def test_the_supervisor_stops_instead_of_restarting_a_worker_refused_access(
     assert sup.run() == EXIT_ACCESS
     assert time.monotonic() - began < 10
     assert marker.read_text() == "x"  # started once, not restarted
+
+
+def test_a_route_chosen_per_record_is_named_as_not_derivable() -> None:
+    t = sf.Topology("r")
+    src = t.topic("in", external=True)
+    t.topic("a")
+    t.processor("route").stream(src).to(lambda record: "a", name="pick")
+    warnings = ops_acls.underivable(t, None)
+    assert len(warnings) == 1
+    assert "'route'" in warnings[0] and "'pick'" in warnings[0] and "by hand" in warnings[0]
