@@ -828,7 +828,9 @@ cmd_logs() {
             *) die "usage: stack logs [kafka|registry] [-f]" ;;
         esac
     done
-    (( ${#files[@]} > 0 )) || files=("$LOG_DIR/kafka.log" "$LOG_DIR/registry.log")
+    if (( ${#files[@]} == 0 )); then
+        for arg in "${SERVICES[@]}"; do files+=("$LOG_DIR/$arg.log"); done
+    fi
     for arg in "${files[@]}"; do [[ -f "$arg" ]] || die "no log yet: $arg"; done
     exec tail -n "${STREAMFLOW_STACK_LOG_LINES:-200}" "${follow[@]}" "${files[@]}"
 }
