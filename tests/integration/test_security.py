@@ -119,9 +119,12 @@ def app(tmp_path: Path, admin_env: dict[str, str], user: dict[str, str]) -> dict
             "principal": f"User:{user['STREAMFLOW_KAFKA_SASL_USERNAME']}"}
 
 
-def cli(args: list[str], cwd: Path, env: dict[str, str], expect: int = 0) -> str:
-    """``streamflow ARGS`` in a child; its output, after checking the exit code."""
-    proc = StreamflowProcess(args, cwd, env, cwd / f"cli-{uuid.uuid4().hex[:6]}.log")
+def cli(args: list[str], cwd: Path, env: dict[str, str], expect: int = 0, *,
+        logs: Path | None = None) -> str:
+    """``streamflow ARGS`` in a child (its output in ``logs``, default ``cwd``); its output,
+    after checking the exit code."""
+    log = (logs or cwd) / f"cli-{uuid.uuid4().hex[:6]}.log"
+    proc = StreamflowProcess(args, cwd, env, log)
     rc = proc.proc.wait(120)
     out = proc.output()
     proc.terminate()
@@ -349,10 +352,11 @@ def test_example_topology_runs_with_exactly_the_generated_acls(
               "CLICKSTREAM_IDLE_MS": "3000"}
     admin = {**admin_env, **common}
     principal = f"User:{user['STREAMFLOW_KAFKA_SASL_USERNAME']}"
-    cli(["topics", "delete", module, "--yes", "--include-external"], ROOT, admin)
-    cli(["topics", "create", module], ROOT, admin)
+    cli(["topics", "delete", module, "--yes", "--include-external"], ROOT, admin,
+        logs=tmp_path)
+    cli(["topics", "create", module], ROOT, admin, logs=tmp_path)
     cli(["acls", module, "--principal", principal, "--no-create-topics", "--apply"], ROOT,
-        admin)
+        admin, logs=tmp_path)
     app = TopologyApp(module, bootstrap=user["STREAMFLOW_BOOTSTRAP_SERVERS"],
                       registry=schema_registry_url, workdir=tmp_path, cwd=ROOT,
                       env={**user, **common}, ready_timeout_s=90)
