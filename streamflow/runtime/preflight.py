@@ -59,7 +59,7 @@ def _denied(processor: Processor, principal: str, problems: list[str]) -> Permis
     return PermissionDenied(
         f"processor {processor.name!r} (principal {principal}) lacks permissions it needs:\n"
         f"{lines}\nGrant them (as an admin) with: {grant_command(processor, principal)}\n"
-        "(add --format kafka-acls to print the kafka-acls commands instead)")
+        "(without --apply it prints them: --format kafka-acls, json or strimzi)")
 
 
 def check_permissions(admin: Any, processor: Processor, config: Config) -> None:
