@@ -5,12 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK := deploy/local/stack
 STACK_ENV := deploy/local/.run/stack.env
+# the secured stack (SASL_SSL, SCRAM, ACLs) of tests/integration/test_security.py
+SECURE_ENV := deploy/local/.run-secure/stack.env
 # set STREAMFLOW_TEST_BOOTSTRAP_SERVERS (and ..._SCHEMA_REGISTRY_URL) to use an existing cluster
 EXTERNAL := $(STREAMFLOW_TEST_BOOTSTRAP_SERVERS)
 # the dashboard's graph library (Cytoscape.js + dagre), pinned by package-lock.json, installed by npm
 DASH_ASSETS := streamflow/dashboard/assets
 
-.PHONY: help venv graphviz chromium dashboard-assets test unit integration lint docs demo bench stack-up stack-down clean
+.PHONY: help venv graphviz chromium dashboard-assets test unit integration lint docs demo bench stack-up stack-down secure-stack-up secure-stack-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -48,17 +50,28 @@ stack-up: ## start the local Kafka + schema registry (deploy/local)
 stack-down: ## stop the local stack
 	$(STACK) down
 
+secure-stack-up: ## start the secured local Kafka (SASL_SSL, SCRAM users admin/app, ACLs enforced)
+	$(STACK) up --secure
+
+secure-stack-down: ## stop the secured local Kafka
+	$(STACK) down --secure
+
 test: venv graphviz chromium docs ## strict docs build, then the whole suite (unit + integration) against a real broker and registry
 	@set -euo pipefail; \
-	started=0; \
+	started=0; secure_started=0; \
 	if [ -z "$(EXTERNAL)" ]; then \
 	  if ! $(STACK) status >/dev/null 2>&1; then $(STACK) up; started=1; fi; \
 	  set -a; . $(STACK_ENV); set +a; \
 	  export STREAMFLOW_TEST_BOOTSTRAP_SERVERS=$$STREAMFLOW_BOOTSTRAP_SERVERS; \
 	  export STREAMFLOW_TEST_SCHEMA_REGISTRY_URL=$$STREAMFLOW_SCHEMA_REGISTRY_URL; \
 	fi; \
+	if [ -z "$${STREAMFLOW_TEST_SECURE_ENV:-}" ]; then \
+	  if ! $(STACK) status --secure >/dev/null 2>&1; then $(STACK) up --secure >/dev/null; secure_started=1; fi; \
+	  export STREAMFLOW_TEST_SECURE_ENV=$(CURDIR)/$(SECURE_ENV); \
+	fi; \
 	rc=0; STREAMFLOW_REQUIRE_INTEGRATION=1 $(BIN)/python -m pytest tests streamflow -q $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$started = 1 ]; then $(STACK) down; fi; \
+	if [ $$secure_started = 1 ]; then $(STACK) down --secure; fi; \
 	exit $$rc
 
 unit: venv ## run the unit tests and the doctests of streamflow/ (no broker)

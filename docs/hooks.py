@@ -293,6 +293,8 @@ def cli_reference() -> str:
                                   errors.UnreachableError),
         errors.EXIT_DUPLICATE_INSTANCE: ("another live worker has this worker's instance id",
                                          errors.DuplicateInstanceError),
+        errors.EXIT_ACCESS: ("Kafka refused access: credentials or a missing ACL",
+                             errors.AccessError),
         errors.EXIT_GROUP_ACTIVE: ("the processor is running (`reset` needs it stopped)",
                                    errors.GroupActiveError),
     }

@@ -128,6 +128,9 @@ class Config:
     # appended to every topic and group name and to the topology's name by the commands that
     # load a topology (Topology.with_name_suffix): unique names per test or per branch
     name_suffix: str = ""
+    # the audit trail of admin commands (topics create/delete, schemas register, acls --apply,
+    # resets): a JSON-lines file appended to ("" = off); streamflow.ops.audit
+    audit_log: str = ".streamflow/audit.jsonl"
     kafka: dict[str, Any] = field(default_factory=dict)
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)

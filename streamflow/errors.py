@@ -13,6 +13,10 @@
 - 5 :data:`EXIT_DUPLICATE_INSTANCE`: another live worker has this worker's instance id (on
   this host, or fenced by Kafka's static membership) — :class:`DuplicateInstanceError`.
   A supervisor does not restart a worker that exits with it: it would only fence the other.
+- 6 :data:`EXIT_ACCESS`: Kafka refused access: the credentials (a wrong password, an untrusted
+  certificate) or a permission (a missing ACL; the message names the topic, group or
+  transactional id, the operation, the principal and the ``streamflow acls`` command that
+  grants it) — :class:`AccessError`. Retrying does not help; fix the credentials or the ACLs.
 - 7 :data:`EXIT_GROUP_ACTIVE`: an operation that needs a processor stopped (``streamflow
   reset``) found its consumer group with active members (or a local worker holding its state
   folder) — :class:`GroupActiveError`.
@@ -32,6 +36,7 @@ This module is a shared leaf: it imports nothing from streamflow.
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_ACCESS",
     "EXIT_CONFIG",
     "EXIT_DUPLICATE_INSTANCE",
     "EXIT_FAILED",
@@ -39,6 +44,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "AccessError",
     "ConfigurationError",
     "DuplicateInstanceError",
     "GroupActiveError",
@@ -50,7 +56,8 @@ __all__ = [
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 EXIT_DUPLICATE_INSTANCE = 5
-EXIT_GROUP_ACTIVE = 7  # 6 is left to the security work (issue 16)
+EXIT_ACCESS = 6
+EXIT_GROUP_ACTIVE = 7
 
 
 class StreamflowError(Exception):
@@ -101,3 +108,9 @@ class GroupActiveError(StreamflowError):
     """The processor is running: its group has active members (exit 7); stop it first."""
 
     exit_code = EXIT_GROUP_ACTIVE
+
+
+class AccessError(StreamflowError):
+    """Kafka refused the credentials or a permission (exit 6); never retried."""
+
+    exit_code = EXIT_ACCESS

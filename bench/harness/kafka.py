@@ -19,10 +19,15 @@ from streamflow.testing.cluster import ClusterUnavailable
 class Kafka:
     """The benchmark's view of the broker."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, conf: dict[str, Any] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """``conf``: the harness's extra client settings (SASL, TLS); ``env``: the
+        implementation's (``STREAMFLOW_KAFKA_*``)."""
         self.bootstrap = bootstrap
+        self.conf = dict(conf or {})
+        self.env = dict(env or {})
         # log_level 4: no "partition count changed" notices when our topics get deleted.
-        self.admin = TopicAdmin(bootstrap, conf={"log_level": 4})
+        self.admin = TopicAdmin(bootstrap, conf={"log_level": 4, **self.conf})
 
     def wait_ready(self, timeout: float) -> None:
         try:
@@ -79,6 +84,7 @@ class Kafka:
                 "queue.buffering.max.kbytes": 1_048_576,
                 "partitioner": "murmur2_random",  # Java-compatible key hashing
                 "acks": "all",
+                **self.conf,
             }
         )
         errors: list[str] = []

@@ -85,6 +85,7 @@ def run_once(
         "BENCH_STATE_DIR": state_dir,
         "BENCH_SCENARIO": scenario.name,
         **getattr(scenario, "env", dict)(),  # optional: e.g. the avro scenario's registry URL
+        **kafka.env,  # a secured broker's STREAMFLOW_KAFKA_* settings
     }
     env.update(fw.env)  # e.g. streamflow's metrics settings
     scraper = None

@@ -23,6 +23,7 @@ from streamflow.config import Config, load_config
 from streamflow.dsl.topology import Topology
 from streamflow.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from streamflow.kafka import client
+from streamflow.ops import audit
 from streamflow.ops import dlq as ops_dlq
 from streamflow.ops import reset as ops_reset
 from streamflow.ops import status as ops_status
@@ -251,9 +252,14 @@ def cmd_reset(args: argparse.Namespace) -> int:
             err("nothing changed: add --yes to reset the processor (its state and progress "
                 "are lost), or --dry-run to only print the steps")
             return EXIT_USAGE
-        for step in ops_reset.apply_reset(topology, plan, config, admin=admin,
-                                          timeout_s=config.startup_timeout_s):
-            print(f"done  {step}")
+        with audit.audited("offsets.reset", plan.group_id, config=config, processor=name,
+                           to=str(target)) as details:
+            done = []
+            for step in ops_reset.apply_reset(topology, plan, config, admin=admin,
+                                              timeout_s=config.startup_timeout_s):
+                print(f"done  {step}")
+                done.append(str(step))
+            details["steps"] = done
     print(f"processor {name!r} reset: its next run starts from the moved offsets with empty "
           "state")
     return EXIT_OK
@@ -274,7 +280,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     topology = operator_topology(args.module, config)
     if args.action == "list":
         names = [n for n in processor_names(topology, args.processor)
-                 if args.processor or topology.processors[n].on_error == "dead_letter"]
+                 if args.processor or topology.processors[n].dead_letters]
         with kafka_errors(config):
             sums = [ops_dlq.summarize(topology, n, config, timeout_s=_timeout(config))
                     for n in names]
@@ -297,8 +303,15 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     (name,) = processor_names(topology, args.processor)
     flt = ops_dlq.ReplayFilter.parse(args.filter)
     with kafka_errors(config):
-        r = ops_dlq.replay(topology, name, config, flt=flt, dry_run=args.dry_run,
-                           timeout_s=config.startup_timeout_s)
+        if args.dry_run:
+            r = ops_dlq.replay(topology, name, config, flt=flt, dry_run=True,
+                               timeout_s=config.startup_timeout_s)
+        else:
+            with audit.audited("dlq.replay", topology.processors[name].dead_letter_topic,
+                               config=config, processor=name, filter=str(flt)) as details:
+                r = ops_dlq.replay(topology, name, config, flt=flt, dry_run=False,
+                                   timeout_s=config.startup_timeout_s)
+                details.update(replayed=r.replayed, by_topic=r.by_topic)
     verb = "would replay" if r.dry_run else "replayed"
     where = ", ".join(f"{n} to {t}" for t, n in r.by_topic.items())
     print(f"{verb} {r.replayed} of {r.considered} dead letter(s) from {r.topic}"

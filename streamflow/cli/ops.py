@@ -15,6 +15,7 @@ from streamflow.cli.common import CONFIG_HELP, CliError, err, failing, warn
 from streamflow.config import Config, load_config
 from streamflow.dsl.topology import Topology, TopologyError
 from streamflow.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from streamflow.ops import audit
 from streamflow.ops.check import Problem, check_topology
 from streamflow.ops.load import load_topology
 from streamflow.ops.state_names import orphan_fix, state_diff, unnamed_state
@@ -106,16 +107,19 @@ def _against_cluster(topology: Topology, config: Config) -> tuple[list[Problem],
 
 def cmd_topics(args: argparse.Namespace) -> int:
     """``streamflow topics create|describe|delete MODULE``."""
-    from streamflow.kafka import client
+    from streamflow.kafka import client, security
     from streamflow.ops import topics as ops_topics
 
     config = load_config(args.config)
     topology = load_topology(args.module, name_suffix=config.name_suffix)
     admin = client.make_admin(config.client_conf())
     try:
-        client.ping(admin, config.startup_timeout_s)
+        # a wrong password or an untrusted certificate fails here at once (exit 6)
+        security.connect(config.client_conf(), config.startup_timeout_s)
         if args.action == "create":
             created, existing = ops_topics.create(admin, topology, config)
+            audit.record("topics.create", topology.name, "ok", config=config,
+                         created=[t.name for t in created], existing=existing)
             for s in created:
                 cfg = ", ".join(f"{k}={v}" for k, v in sorted(s.config.items()))
                 print(f"created {s.name} (partitions={s.partitions}, "
@@ -144,6 +148,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
             err("nothing deleted: add --yes to delete these topics and their data")
             return EXIT_USAGE
         deleted, absent = ops_topics.delete(admin, names, config)
+        audit.record("topics.delete", topology.name, "ok", config=config, deleted=deleted,
+                     absent=absent)
         for n in deleted:
             print(f"deleted {n}")
         for n in absent:
@@ -153,6 +159,9 @@ def cmd_topics(args: argparse.Namespace) -> int:
         err(f"cannot reach Kafka at {config.bootstrap_servers}: {e}")
         return EXIT_UNREACHABLE
     except client.KafkaException as e:
+        if args.action in ("create", "delete"):
+            audit.record(f"topics.{args.action}", topology.name, f"refused: {e}",
+                         config=config)
         err(f"Kafka refused: {e}")
         return EXIT_FAILED
 
@@ -170,7 +179,8 @@ def cmd_deploy_k8s(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     topology = load_topology(args.module, name_suffix=config.name_suffix)
     opts = k8s.K8sOptions(image=args.image, namespace=args.namespace, replicas=args.replicas,
-                          storage=args.storage, storage_class=args.storage_class)
+                          storage=args.storage, storage_class=args.storage_class,
+                          kafka_users=args.kafka_users)
     rendered = k8s.render(topology, args.module, opts, config)
     for w in rendered.warnings:
         warn(w)
@@ -267,5 +277,9 @@ def add_commands(sub: Any) -> None:
     k.add_argument("--storage-class", help="storageClassName of the state volumes")
     k.add_argument("--output", "-o", default="-",
                    help="directory to write one file per processor into, or - for stdout")
+    k.add_argument("--kafka-users", metavar="CLUSTER",
+                   help="also render a Strimzi KafkaUser per processor (in the Kafka cluster "
+                   "CLUSTER) with its least-privilege ACLs (see `streamflow acls`); its pods "
+                   "log in as that user with the password from the Secret Strimzi creates")
     k.add_argument("--config", "-c", help=CONFIG_HELP)
     k.set_defaults(func=cmd_deploy_k8s)

@@ -9,6 +9,7 @@ from typing import Any
 from streamflow.cli.common import CONFIG_HELP, CliError, failing
 from streamflow.config import load_config
 from streamflow.errors import EXIT_CONFIG, EXIT_OK
+from streamflow.ops import audit
 from streamflow.ops.load import load_topology
 from streamflow.ops.schemas import SubjectReport, check_schemas, register_schemas
 from streamflow.runtime.contracts import avro_sides
@@ -54,8 +55,16 @@ def cmd_schemas(args: argparse.Namespace) -> int:
             else:
                 reports = register_schemas(topology, ctx,
                                            include_external=args.include_external)
+    except Exception as e:
+        if args.action == "register":
+            audit.record("schemas.register", topology.name, f"error: {e}", config=config)
+        raise
     finally:
         registry.close()
+    if args.action == "register":
+        audit.record("schemas.register", topology.name,
+                     "refused" if any(r.failed for r in reports) else "ok", config=config,
+                     subjects={r.subject: r.status for r in reports})
     print(f"topology {topology.name!r}: Avro subjects against the schema registry at "
           f"{registry.url}")
     for r in reports:

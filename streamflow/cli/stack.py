@@ -42,17 +42,26 @@ def add_commands(sub: Any) -> None:
         "or is not healthy.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=list(ACTIONS), metavar="ACTION", help="see below")
+    p.add_argument("--secure", action="store_true",
+                   help="the secured stack instead: a separate Kafka with a SASL_SSL listener "
+                   "(SCRAM users admin and app), TLS and ACLs enforced, no registry; state in "
+                   "<run dir>-secure, env files stack.env (admin) and app.env (app)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="for logs: kafka|registry, -f")
     p.set_defaults(func=stack_command)
 
 
 def stack_command(args: argparse.Namespace) -> int:
     """Run the stack script; its output goes straight to the terminal."""
+    if "--secure" in args.args:  # after the action, REMAINDER takes it
+        args.args = [a for a in args.args if a != "--secure"]
+        args.secure = True
     if args.args and args.action != "logs":
         err(f"stack {args.action} takes no arguments (got {' '.join(args.args)})")
         return EXIT_USAGE
     stack = LocalStack(find_local_stack())
-    rc = subprocess.call(["bash", str(stack.script), args.action, *args.args], env=stack.env())
+    secure = ["--secure"] if args.secure else []
+    rc = subprocess.call(["bash", str(stack.script), args.action, *secure, *args.args],
+                         env=stack.env())
     if rc == 0:
         return EXIT_OK
     return rc if args.action == "logs" else EXIT_UNREACHABLE

@@ -57,6 +57,10 @@ class K8sOptions:
     storage: str = "1Gi"
     storage_class: str | None = None
     health_port: int = HEALTH_PORT
+    # the Strimzi Kafka cluster to render one KafkaUser per processor for (None: none): its
+    # least-privilege ACLs (streamflow acls), and the pods log in as it (SCRAM-SHA-512, the
+    # password from the Secret Strimzi's user operator creates under the user's name)
+    kafka_users: str | None = None
 
 
 @dataclass(frozen=True)
@@ -325,9 +329,32 @@ def render(topology: Topology, module: str, options: K8sOptions | None = None,
         sts = _statefulset(topology, module, p, name, replicas, config_map, secret,
                            secret_env, opts, config)
         svc = _service(topology, p, name, opts)
-        docs += [sts, svc]
-        files[f"{i:02d}-{dns_name(p.name, limit=60)}.yaml"] = [sts, svc]
+        objects = [sts, svc]
+        if opts.kafka_users:
+            objects.insert(0, _kafka_user(p, name, sts, opts, config))
+        docs += objects
+        files[f"{i:02d}-{dns_name(p.name, limit=60)}.yaml"] = objects
     return Rendered(docs, warnings, files)
+
+
+def _kafka_user(p: Processor, name: str, sts: dict[str, Any], opts: K8sOptions,
+                config: Config) -> dict[str, Any]:
+    """The processor's Strimzi KafkaUser ``name``; its pods log in as that user."""
+    from streamflow.ops.acls import strimzi_users
+    from streamflow.runtime.permissions import required_acls
+
+    assert opts.kafka_users is not None
+    acls = required_acls(p, f"User:{name}", create_topics=config.create_topics)
+    user = strimzi_users({p.name: acls}, opts.kafka_users, opts.namespace)[0]
+    user["metadata"]["labels"] = {**_labels(p.topology, p), **user["metadata"]["labels"]}
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    container["env"] += [
+        {"name": "STREAMFLOW_KAFKA_SASL_MECHANISM", "value": "SCRAM-SHA-512"},
+        {"name": "STREAMFLOW_KAFKA_SASL_USERNAME", "value": name},
+        {"name": "STREAMFLOW_KAFKA_SASL_PASSWORD",
+         "valueFrom": {"secretKeyRef": {"name": name, "key": "password"}}},
+    ]
+    return user
 
 
 def write(rendered: Rendered, directory: str | Path) -> list[Path]:

@@ -379,7 +379,7 @@ def collect_status(topology: Topology, config: Config, processors: Sequence[str]
     names = list(processors) if processors is not None else list(topology.processors)
     procs = [topology.processors[n] for n in names]
     admin = admin if admin is not None else client.make_admin(config.client_conf())
-    dlqs = {p.name: p.dead_letter_topic for p in procs if p.on_error == "dead_letter"}
+    dlqs = {p.name: p.dead_letter_topic for p in procs if p.dead_letters}
     topics = {t for p in procs for t in p.source_topics()} | set(dlqs.values())
     parts = groups.partitions_of(admin, sorted(topics), timeout_s)
     pairs = [(t, n) for t in sorted(parts) for n in parts[t]]

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from streamflow.config import ConfigError
-from streamflow.errors import EXIT_CONFIG, EXIT_DUPLICATE_INSTANCE
+from streamflow.errors import EXIT_ACCESS, EXIT_CONFIG, EXIT_DUPLICATE_INSTANCE
 from streamflow.observability.fleet import FleetView, Member
 from streamflow.observability.health import HealthServer
 from streamflow.runtime.identity import resolve_identity
@@ -130,10 +130,10 @@ class Supervisor:
                     if now - c.started_at > 60:
                         c.restarts = 0  # it has been healthy for a while
                     continue
-                if rc == EXIT_CONFIG:
-                    log.error("%s#%d failed on its configuration (exit %d); stopping",
+                if rc in (EXIT_CONFIG, EXIT_ACCESS):  # a restart would fail the same way
+                    log.error("%s#%d failed on its configuration or access (exit %d); stopping",
                               c.processor, c.worker_id, rc)
-                    code = EXIT_CONFIG
+                    code = rc
                     self._stopping = True
                     break
                 if rc == EXIT_DUPLICATE_INSTANCE:

@@ -24,6 +24,7 @@ from streamflow.observability.health import serve_worker_health
 from streamflow.observability.lineage import LineageEmitter, start_lineage, with_provenance
 from streamflow.observability.status import WorkerStatus
 from streamflow.observability.tracing import batch_tracer, output_tracer
+from streamflow.runtime import preflight
 from streamflow.runtime.clients import consumer_conf, kafka_ports, producer_conf
 from streamflow.runtime.collector import DeliveryFailed
 from streamflow.runtime.contracts import check_processor as check_contracts
@@ -137,12 +138,14 @@ class Worker:
             raise ConfigError(msg) from e
         self.lock.acquire()  # a second worker with this id on this host stops here
         admin = self._admin.client
-        client.ping(admin, self.config.startup_timeout_s)
-        ensure_topics(admin, processor_topics(self.processor), self.config,
-                      self.processor.source_topics(),
-                      copartitioned=self.processor.joined_topics())
-        check_contracts(self.processor, self.engine.tasks.serde_ctx)  # may refuse
-        self.engine.start()
+        preflight.connect(self.config)  # wrong credentials fail here, within seconds
+        preflight.check_permissions(admin, self.processor, self.config)  # missing ACLs too
+        with preflight.permission_errors(self.processor, self.config):
+            ensure_topics(admin, processor_topics(self.processor), self.config,
+                          self.processor.source_topics(),
+                          copartitioned=self.processor.joined_topics())
+            check_contracts(self.processor, self.engine.tasks.serde_ctx)  # may refuse
+            self.engine.start()
         self.lineage = start_lineage(self.processor, self.config)
         log.info(
             "processor %s started: reading %s as group %s (%s), instance %s (from %s, %s member)",

@@ -64,6 +64,7 @@ class TopicAdmin:
         self.bootstrap_servers = bootstrap_servers
         config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "log_level": 3}
         config.update(conf or {})
+        self._conf = config  # read_topic's consumer connects the same way (SASL, TLS)
         self._admin: Any = AdminClient(config)
 
     # -- cluster and topics ---------------------------------------------------------------
@@ -260,7 +261,7 @@ class TopicAdmin:
         from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
         consumer = Consumer({
-            "bootstrap.servers": self.bootstrap_servers,
+            **self._conf,
             "group.id": f"streamflow-read-{uuid.uuid4().hex}",  # assign() never joins it
             "enable.auto.commit": False,
             "enable.partition.eof": True,

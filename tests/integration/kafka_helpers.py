@@ -20,9 +20,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]],
-            partition: int | None = None) -> int:
-    """Produce ``(key, value)`` pairs and wait for all acknowledgements."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "partitioner": "murmur2_random"})
+            partition: int | None = None, *, conf: dict[str, Any] | None = None) -> int:
+    """Produce ``(key, value)`` pairs and wait for all acknowledgements.
+
+    ``conf``: more client settings (a secured cluster's SASL and TLS ones).
+    """
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "partitioner": "murmur2_random",
+                  **(conf or {})})
     n = 0
     errors: list[str] = []
 
@@ -49,12 +53,14 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, by
 
 
 def read_all(bootstrap: str, topic: str, *, expect: int, timeout: float = 120.0,
-             settle: float = 2.0) -> list[Any]:
+             settle: float = 2.0, conf: dict[str, Any] | None = None) -> list[Any]:
     """Read ``topic`` from the start (read_committed) until at least ``expect`` records have
-    arrived and nothing new came for ``settle`` seconds, or ``timeout`` passes."""
+    arrived and nothing new came for ``settle`` seconds, or ``timeout`` passes.
+
+    ``conf``: more client settings (a secured cluster's SASL and TLS ones)."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"verify-{uuid.uuid4()}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                  "isolation.level": "read_committed"})
+                  "isolation.level": "read_committed", **(conf or {})})
     c.subscribe([topic])
     out: list[Any] = []
     deadline = time.monotonic() + timeout

@@ -41,6 +41,17 @@ def _payments() -> list[dict[str, Any]]:
     return out
 
 
+def expected_outputs(rows: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+    """The fraud alerts and flagged payments the test driver computes for ``rows``."""
+    with TopologyTestDriver(payments.topology, config={"store": "memory"}) as d:
+        for card, profile in CARDS.items():
+            d.input("cards").send(profile, key=card)
+        for p in rows:
+            d.input("payments").send(p, key=p["card_id"], timestamp=payments.event_time(p))
+        d.advance_wall_clock(payments.IDLE_MS + 1)
+        return d.output("fraud-alerts").read_values(), d.output("payments.flagged").read_values()
+
+
 def _cli(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "-m", "streamflow", *args], cwd=ROOT, env=env,
                    capture_output=True, text=True, timeout=120)
@@ -74,14 +85,7 @@ def test_payments_end_to_end(kafka_bootstrap: str, schema_registry_url: str,
             producer.produce("payments", serialize(p, ctx), p["card_id"].encode(),
                              timestamp=payments.event_time(p))
         producer.flush(30)
-        with TopologyTestDriver(payments.topology, config={"store": "memory"}) as d:
-            for card, profile in CARDS.items():
-                d.input("cards").send(profile, key=card)
-            for p in rows:
-                d.input("payments").send(p, key=p["card_id"], timestamp=payments.event_time(p))
-            d.advance_wall_clock(payments.IDLE_MS + 1)
-            want_alerts = d.output("fraud-alerts").read_values()
-            want_flags = d.output("payments.flagged").read_values()
+        want_alerts, want_flags = expected_outputs(rows)
         alert_msgs = read_all(kafka_bootstrap, "fraud-alerts", expect=len(want_alerts),
                               timeout=120, settle=6)
         flag_msgs = read_all(kafka_bootstrap, "payments.flagged", expect=len(want_flags),

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import textwrap
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from streamflow.kafka.registry import make_registry_client
 from streamflow.serde import SerdeContext
 from streamflow.testing.admin import TopicAdmin
 from streamflow.testing.processes import TopologyApp
-from tests.integration.kafka_helpers import produce, read_all
+from tests.integration.kafka_helpers import produce, read_all, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +70,7 @@ def ops(tmp_path: Path, kafka_bootstrap: str, schema_registry_url: str,
     monkeypatch.setenv("STREAMFLOW_BOOTSTRAP_SERVERS", kafka_bootstrap)
     monkeypatch.setenv("STREAMFLOW_SCHEMA_REGISTRY_URL", schema_registry_url)
     monkeypatch.setenv("STREAMFLOW_STATE_DIR", str(tmp_path / "state"))  # the apps' too
+    monkeypatch.setenv("STREAMFLOW_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
     monkeypatch.syspath_prepend(str(tmp_path))
     apps: list[TopologyApp] = []
 
@@ -81,6 +81,7 @@ def ops(tmp_path: Path, kafka_bootstrap: str, schema_registry_url: str,
         dlq = f"{names['T_APP']}.p.dlq"
         bootstrap = kafka_bootstrap
         registry = schema_registry_url
+        folder = tmp_path
         module_name = ""
 
         def module(self, value: str = "sf.Json()", **env: str) -> str:
@@ -115,14 +116,6 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.3)
-
-
 def json_records(n: int, start: int = 0) -> list[tuple[bytes, bytes]]:
     return [(f"k{i}".encode(), orjson.dumps({"n": i})) for i in range(start, start + n)]
 
@@ -147,7 +140,7 @@ def test_status_shows_lag_before_and_after_processing_and_names_the_members(
     def caught_up() -> bool:
         return status(capsys, module, "--instances", url, "--rate-interval", "0")[1]["lag"] == 0
 
-    wait_for("lag back to 0", caught_up)
+    wait_for("lag back to 0", caught_up, timeout=60)
     code, p = status(capsys, module, "--instances", url, "--max-lag", "0")
     assert code == 0, p
     assert [m["instance_id"] for m in p["members"]] == [f"ops-a-{ops.uid}"]
@@ -161,7 +154,7 @@ def test_status_shows_lag_before_and_after_processing_and_names_the_members(
     assert inst["last_commit_age_s"] is not None
 
     produce(ops.bootstrap, ops.topic_in, json_records(40, start=60))
-    wait_for("the new records processed", caught_up)
+    wait_for("the new records processed", caught_up, timeout=60)
     code, out, _ = cli(capsys, "status", module, "--instances", f"{url},http://127.0.0.1:1",
                        "--rate-interval", "0")
     assert code == 0, out
@@ -219,6 +212,8 @@ def test_reset_refuses_while_running_then_a_second_run_reprocesses_everything(
     code, out, _ = cli(capsys, "reset", module, "-p", "p", "--to-earliest", "--yes")
     assert code == 0, out
     assert "reset:" in out
+    assert [(a["action"], a["target"], a["result"]) for a in audit_trail(ops.folder)] == [
+        ("offsets.reset", f"{ops.app_name}.p", "ok")]
     with ops.run():
         both = read_all(ops.bootstrap, ops.topic_out, expect=140, timeout=60, settle=1)
     ends: dict[int, int] = {}
@@ -264,3 +259,11 @@ def test_dlq_replay_brings_fixed_records_through_exactly_once(
                for m in replayed)
     code, out, _ = cli(capsys, "dlq", "list", module, "-p", "p")
     assert "0 not replayed yet" in out
+    replays = [(a["action"], a["result"], a["replayed"]) for a in audit_trail(ops.folder)]
+    assert replays == [("dlq.replay", "ok", 0), ("dlq.replay", "ok", 6), ("dlq.replay", "ok", 0)]
+
+
+def audit_trail(folder: Path) -> list[dict[str, Any]]:
+    """The audit records the commands appended (the STREAMFLOW_AUDIT_LOG of the fixture)."""
+    path = folder / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -112,7 +112,7 @@ def test_delete_without_yes_lists_and_deletes_nothing(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     calls: list[Any] = []
-    monkeypatch.setattr("streamflow.kafka.client.ping", lambda admin, timeout: None)
+    monkeypatch.setattr("streamflow.kafka.security.connect", lambda conf, timeout: None)
     monkeypatch.setattr("streamflow.kafka.client.delete_topics",
                         lambda *a, **k: calls.append(a))
     assert main(["topics", "delete", "topologies.orders"]) == 2

@@ -10,9 +10,20 @@
 #   streamflow stack logs [kafka|registry] [-f]
 #   streamflow stack env       print `export ...` lines for the running stack
 #
+#   --secure (with any command): the secured stack instead, a second, separate Kafka with a
+#   SASL_SSL listener (SCRAM-SHA-512 users admin and app, a self-signed TLS certificate), the
+#   standard authorizer (no ACL: no access; admin is a super user) and no registry. Its own run
+#   dir (<run dir>-secure) and ports (19192/19193), so both stacks can run side by side.
+#
 # (deploy/local/stack in a checkout.) The run dir is STREAMFLOW_STACK_RUN_DIR, else
 # ./.streamflow/stack. See deploy/local/README.md for the variables it understands.
 set -euo pipefail
+
+SECURE="${STREAMFLOW_STACK_SECURE:-0}"
+ARGS=()
+for _arg in "$@"; do
+    if [[ "$_arg" == --secure ]]; then SECURE=1; else ARGS+=("$_arg"); fi
+done
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # in a checkout this is the repository (its .venv has confluent_kafka for the health check)
@@ -21,6 +32,7 @@ POM="$HERE/pom.xml"
 # the project's own folder by default (`streamflow stack` from an installed package);
 # the repository's deploy/local/stack sets deploy/local/.run
 RUN_DIR="${STREAMFLOW_STACK_RUN_DIR:-$PWD/.streamflow/stack}"
+if [[ "$SECURE" == 1 ]]; then RUN_DIR="${STREAMFLOW_STACK_SECURE_RUN_DIR:-${RUN_DIR%/}-secure}"; fi
 LOG_DIR="$RUN_DIR/logs"
 ENV_FILE="$RUN_DIR/stack.env"
 PORTS_FILE="$RUN_DIR/ports.env"
@@ -42,6 +54,19 @@ DEFAULT_REGISTRY_PORT=18081
 DEFAULT_REGISTRY_MGMT_PORT=18082
 
 SERVICES=(kafka registry)
+# the env variables that choose the Kafka ports
+KAFKA_PORT_ENV=STREAMFLOW_STACK_KAFKA_PORT
+CONTROLLER_PORT_ENV=STREAMFLOW_STACK_KAFKA_CONTROLLER_PORT
+if [[ "$SECURE" == 1 ]]; then
+    DEFAULT_KAFKA_PORT=19192
+    DEFAULT_CONTROLLER_PORT=19193
+    SERVICES=(kafka)
+    KAFKA_PORT_ENV=STREAMFLOW_STACK_SECURE_KAFKA_PORT
+    CONTROLLER_PORT_ENV=STREAMFLOW_STACK_SECURE_KAFKA_CONTROLLER_PORT
+fi
+SECRETS_FILE="$RUN_DIR/secrets.env"
+TLS_DIR="$RUN_DIR/tls"
+APP_ENV_FILE="$RUN_DIR/app.env"
 
 # --------------------------------------------------------------------------------------------
 # small helpers
@@ -116,7 +141,7 @@ require_tools() {
         fi
         die "no 'java' found. Install a JDK 17+ for Kafka (e.g. apt-get install openjdk-17-jre-headless) and a JDK 21+ for Apicurio Registry, or set STREAMFLOW_STACK_KAFKA_JAVA / STREAMFLOW_STACK_REGISTRY_JAVA."
     fi
-    if [[ -z "$REGISTRY_JAVA" ]]; then
+    if [[ -z "$REGISTRY_JAVA" && "$SECURE" != 1 ]]; then
         die "Apicurio Registry $(pom_property apicurio.version) needs Java 21 or newer, and none was found (looked at STREAMFLOW_STACK_REGISTRY_JAVA, JAVA_HOME, PATH and /usr/lib/jvm/*). Install a JDK 21+ (e.g. Temurin 21/25) or set STREAMFLOW_STACK_REGISTRY_JAVA=/path/to/jdk-21+/bin/java."
     fi
     command -v curl >/dev/null 2>&1 || die "'curl' is needed for the registry health check; install curl."
@@ -249,11 +274,13 @@ kafka_healthy() {
     [[ -n "$KAFKA_PORT" ]] || return 1
     tcp_open "$KAFKA_PORT" || return 1
     if [[ "$PYTHON_HAS_KAFKA" == 1 ]]; then
-        "$PYTHON" - "127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1 <<'EOF'
-import sys
+        # the secured stack's admin settings come through the environment, never argv
+        STACK_CLIENT_CONF="$(client_conf_json)" "$PYTHON" - "127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1 <<'EOF'
+import json, os, sys
 from confluent_kafka.admin import AdminClient
 admin = AdminClient({"bootstrap.servers": sys.argv[1], "socket.timeout.ms": 3000,
-                     "socket.connection.setup.timeout.ms": 3000, "log_level": 0})
+                     "socket.connection.setup.timeout.ms": 3000, "log_level": 0,
+                     **json.loads(os.environ.get("STACK_CLIENT_CONF") or "{}")})
 md = admin.list_topics(timeout=4)
 sys.exit(0 if md.brokers else 1)
 EOF
@@ -283,6 +310,9 @@ resolve_artifacts() {
     local stamp_file="$RUN_DIR/artifacts.stamp" stamp tarball
     stamp="$(sha256sum "$POM" | cut -d' ' -f1) kafka=$KAFKA_VERSION apicurio=$APICURIO_VERSION"
     tarball="$DOWNLOAD_DIR/apicurio-registry-app-$APICURIO_VERSION-all.tar.gz"
+    # the secured stack runs no registry: Kafka's jars only
+    local -a goals=(dependency:copy-dependencies@kafka-libs dependency:copy@apicurio)
+    if [[ "$SECURE" == 1 ]]; then goals=(dependency:copy-dependencies@kafka-libs); tarball="$POM"; fi
     if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp" && -f "$tarball" ]] \
         && compgen -G "$LIBS_DIR/kafka_2.13-$KAFKA_VERSION.jar" >/dev/null; then
         return 0
@@ -298,13 +328,15 @@ resolve_artifacts() {
     if ! JAVA_HOME="$(dirname "$(dirname "$(readlink -f "$KAFKA_JAVA")")")" \
         mvn -B -q -f "$POM" ${STREAMFLOW_STACK_MAVEN_ARGS:-} \
         "-Drun.dir=$RUN_DIR" "-Dkafka.version=$KAFKA_VERSION" "-Dapicurio.version=$APICURIO_VERSION" \
-        dependency:copy-dependencies@kafka-libs dependency:copy@apicurio >"$mvn_log" 2>&1; then
+        "${goals[@]}" >"$mvn_log" 2>&1; then
         tail -n 30 "$mvn_log" >&2
         die "Maven could not resolve the stack's artifacts (full log: $mvn_log)"
     fi
     [[ -f "$tarball" ]] || die "Maven finished but $tarball is missing (see $mvn_log)"
     printf '%s\n' "$stamp" >"$stamp_file"
-    log "artifacts resolved in $(elapsed "$t0" "$(now)")s: kafka-libs $(du -sh "$LIBS_DIR" | cut -f1), registry $(du -sh "$tarball" | cut -f1)"
+    local sizes; sizes="kafka-libs $(du -sh "$LIBS_DIR" | cut -f1)"
+    if [[ "$SECURE" != 1 ]]; then sizes+=", registry $(du -sh "$tarball" | cut -f1)"; fi
+    log "artifacts resolved in $(elapsed "$t0" "$(now)")s: $sizes"
 }
 
 REGISTRY_JAR=""
@@ -320,6 +352,97 @@ unpack_registry() {
 }
 
 # --------------------------------------------------------------------------------------------
+# the secured stack (--secure): passwords, TLS, listener, env files
+# --------------------------------------------------------------------------------------------
+ADMIN_PASSWORD="" APP_PASSWORD="" STORE_PASSWORD=""
+
+random_secret() { head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 24; }
+
+load_secrets() { # generated once per run dir, kept (mode 600) across down/up and wipe
+    mkdir -p "$RUN_DIR"
+    if [[ ! -f "$SECRETS_FILE" ]]; then
+        (umask 077; cat >"$SECRETS_FILE" <<EOF
+ADMIN_PASSWORD=$(random_secret)
+APP_PASSWORD=$(random_secret)
+STORE_PASSWORD=$(random_secret)
+EOF
+        )
+    fi
+    # shellcheck disable=SC1090
+    . "$SECRETS_FILE"
+}
+
+make_tls() { # a self-signed certificate for 127.0.0.1/localhost; clients trust tls/ca.pem
+    [[ -f "$TLS_DIR/broker.p12" && -f "$TLS_DIR/ca.pem" ]] && return 0
+    local keytool; keytool="$(dirname "$(readlink -f "$KAFKA_JAVA")")/keytool"
+    [[ -x "$keytool" ]] || keytool="$(command -v keytool || true)"
+    [[ -n "$keytool" ]] || die "the secured stack needs the JDK's keytool to make its TLS certificate; install a full JDK 17+"
+    rm -rf "$TLS_DIR"; mkdir -p "$TLS_DIR"; chmod 700 "$TLS_DIR"
+    "$keytool" -genkeypair -noprompt -alias broker -keyalg RSA -keysize 2048 -validity 3650 \
+        -dname "CN=streamflow-local-broker" -ext "SAN=ip:127.0.0.1,dns:localhost" \
+        -ext "BC:c=ca:true" -storetype PKCS12 -keystore "$TLS_DIR/broker.p12" \
+        -storepass "$STORE_PASSWORD" >"$LOG_DIR/keytool.log" 2>&1 \
+        || { cat "$LOG_DIR/keytool.log" >&2; die "keytool could not create the broker certificate"; }
+    "$keytool" -exportcert -rfc -alias broker -keystore "$TLS_DIR/broker.p12" \
+        -storepass "$STORE_PASSWORD" -file "$TLS_DIR/ca.pem" >>"$LOG_DIR/keytool.log" 2>&1 \
+        || { cat "$LOG_DIR/keytool.log" >&2; die "keytool could not export the certificate"; }
+}
+
+listener_config() { # the listener lines of server.properties
+    if [[ "$SECURE" != 1 ]]; then
+        cat <<EOF
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+EOF
+        return 0
+    fi
+    # clients: SASL_SSL with SCRAM-SHA-512; the controller listener stays PLAINTEXT on loopback
+    # (SCRAM cannot authenticate it), so the broker reaches its controller as ANONYMOUS
+    cat <<EOF
+listeners=SASL_SSL://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=SASL_SSL://127.0.0.1:$KAFKA_PORT
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$ADMIN_PASSWORD";
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS_DIR/broker.p12
+ssl.keystore.password=$STORE_PASSWORD
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:admin;User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+EOF
+}
+
+client_conf_json() { # the health check's admin settings ({} for the plaintext stack)
+    if [[ "$SECURE" != 1 ]]; then printf '{}'; return 0; fi
+    printf '{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "admin", "sasl.password": "%s", "ssl.ca.location": "%s"}' \
+        "$ADMIN_PASSWORD" "$TLS_DIR/ca.pem"
+}
+
+write_secure_env_files() { # stack.env: the admin (super user); app.env: app, no ACLs of its own
+    local user pass file
+    for user in admin app; do
+        if [[ "$user" == admin ]]; then pass="$ADMIN_PASSWORD"; file="$ENV_FILE"; else pass="$APP_PASSWORD"; file="$APP_ENV_FILE"; fi
+        (umask 077; cat >"$file.tmp" <<EOF
+STREAMFLOW_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
+STREAMFLOW_KAFKA_SECURITY_PROTOCOL=SASL_SSL
+STREAMFLOW_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+STREAMFLOW_KAFKA_SASL_USERNAME=$user
+STREAMFLOW_KAFKA_SASL_PASSWORD=$pass
+STREAMFLOW_KAFKA_SSL_CA_LOCATION=$TLS_DIR/ca.pem
+EOF
+        )
+        mv "$file.tmp" "$file"
+    done
+}
+
+# --------------------------------------------------------------------------------------------
 # starting
 # --------------------------------------------------------------------------------------------
 write_kafka_config() {
@@ -330,11 +453,8 @@ write_kafka_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+$(listener_config)
 log.dirs=$KAFKA_DIR/data
 num.partitions=1
 default.replication.factor=1
@@ -358,6 +478,8 @@ num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
 EOF
+    # the secured stack's file holds the admin and key store passwords
+    if [[ "$SECURE" == 1 ]]; then chmod 600 "$conf/server.properties"; fi
     cat >"$conf/log4j2.properties" <<EOF
 # generated by streamflow's local stack; root level: STREAMFLOW_STACK_KAFKA_LOG_LEVEL (default WARN)
 status = warn
@@ -389,6 +511,11 @@ format_kafka_storage() { # once: the data survives down/up and restart; `wipe` r
     if [[ -f "$KAFKA_DIR/data/meta.properties" ]]; then
         return 0
     fi
+    local -a scram=()
+    if [[ "$SECURE" == 1 ]]; then # the SCRAM users exist from the first start on
+        scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$ADMIN_PASSWORD]"
+               --add-scram "SCRAM-SHA-512=[name=app,password=$APP_PASSWORD]")
+    fi
     local cluster_id
     cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
     while [[ "$cluster_id" == -* ]]; do
@@ -397,7 +524,7 @@ format_kafka_storage() { # once: the data survives down/up and restart; `wipe` r
     local -a opts; mapfile -t opts < <(kafka_jvm_opts)
     # a short-lived JVM: C1 only and serial GC start faster
     if ! "$KAFKA_JAVA" -XX:TieredStopAtLevel=1 -XX:+UseSerialGC "${opts[@]}" kafka.tools.StorageTool format --standalone \
-        -t "$cluster_id" -c "$KAFKA_DIR/config/server.properties" --ignore-formatted \
+        -t "$cluster_id" -c "$KAFKA_DIR/config/server.properties" --ignore-formatted "${scram[@]}" \
         >"$LOG_DIR/kafka-format.log" 2>&1 9>&-; then
         cat "$LOG_DIR/kafka-format.log" >&2
         die "kafka: formatting the storage directory failed"
@@ -414,6 +541,7 @@ launch() { # launch <service> <command...>: detached (own session / process grou
 
 KAFKA_FORMAT_S=""
 start_kafka() {
+    if [[ "$SECURE" == 1 ]]; then load_secrets; make_tls; fi
     write_kafka_config
     local t0; t0="$(now)"
     format_kafka_storage
@@ -498,6 +626,7 @@ stop_services() { # stop_services <service...>
 }
 
 write_env_file() {
+    if [[ "$SECURE" == 1 ]]; then write_secure_env_files; return 0; fi
     cat >"$ENV_FILE.tmp" <<EOF
 STREAMFLOW_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
 STREAMFLOW_SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7
@@ -506,6 +635,12 @@ EOF
 }
 
 print_summary() {
+    if [[ "$SECURE" == 1 ]]; then
+        printf 'STREAMFLOW_BOOTSTRAP_SERVERS=127.0.0.1:%s\n' "$KAFKA_PORT"
+        log "kafka     : SASL_SSL 127.0.0.1:$KAFKA_PORT (controller 127.0.0.1:$CONTROLLER_PORT), authorizer on"
+        log "env files : $ENV_FILE (admin, a super user), $APP_ENV_FILE (app, no ACLs yet); passwords only there"
+        return 0
+    fi
     printf 'STREAMFLOW_BOOTSTRAP_SERVERS=127.0.0.1:%s\n' "$KAFKA_PORT"
     printf 'STREAMFLOW_SCHEMA_REGISTRY_URL=http://127.0.0.1:%s/apis/ccompat/v7\n' "$REGISTRY_PORT"
     log "kafka     : 127.0.0.1:$KAFKA_PORT (controller 127.0.0.1:$CONTROLLER_PORT)"
@@ -524,6 +659,7 @@ cmd_up() {
     find_python
     require_tools
     load_ports
+    if [[ "$SECURE" == 1 ]]; then load_secrets; fi
 
     # 1. what is running already?
     local -a to_start=()
@@ -546,8 +682,8 @@ cmd_up() {
     done
 
     if (( ${#to_start[@]} == 0 )); then
-        warn_port_override STREAMFLOW_STACK_KAFKA_PORT "$KAFKA_PORT"
-        warn_port_override STREAMFLOW_STACK_KAFKA_CONTROLLER_PORT "$CONTROLLER_PORT"
+        warn_port_override "$KAFKA_PORT_ENV" "$KAFKA_PORT"
+        warn_port_override "$CONTROLLER_PORT_ENV" "$CONTROLLER_PORT"
         warn_port_override STREAMFLOW_STACK_REGISTRY_PORT "$REGISTRY_PORT"
         warn_port_override STREAMFLOW_STACK_REGISTRY_MGMT_PORT "$REGISTRY_MGMT_PORT"
         write_env_file
@@ -565,8 +701,8 @@ cmd_up() {
     done
     if (( start_kafka )); then
         if (( start_registry == 0 )); then TAKEN_PORTS+=" $REGISTRY_PORT $REGISTRY_MGMT_PORT"; fi
-        choose_port KAFKA_PORT kafka STREAMFLOW_STACK_KAFKA_PORT "$KAFKA_PORT" $DEFAULT_KAFKA_PORT
-        choose_port CONTROLLER_PORT 'kafka controller' STREAMFLOW_STACK_KAFKA_CONTROLLER_PORT "$CONTROLLER_PORT" $DEFAULT_CONTROLLER_PORT
+        choose_port KAFKA_PORT kafka "$KAFKA_PORT_ENV" "$KAFKA_PORT" $DEFAULT_KAFKA_PORT
+        choose_port CONTROLLER_PORT 'kafka controller' "$CONTROLLER_PORT_ENV" "$CONTROLLER_PORT" $DEFAULT_CONTROLLER_PORT
     else
         TAKEN_PORTS+=" $KAFKA_PORT $CONTROLLER_PORT"
     fi
@@ -647,7 +783,7 @@ cmd_down() {
     for svc in "${SERVICES[@]}"; do
         if service_pid "$svc" >/dev/null || [[ -n "$(marker_pids "$svc")" ]]; then any=1; fi
     done
-    rm -f "$ENV_FILE"
+    rm -f "$ENV_FILE" "$APP_ENV_FILE"
     if (( any == 0 )); then
         log "stack is not running"
         return 0
@@ -667,6 +803,7 @@ cmd_wipe() {
 cmd_status() {
     find_python
     load_ports
+    if [[ "$SECURE" == 1 ]]; then load_secrets; fi
     local rc=0 svc pid state
     for svc in "${SERVICES[@]}"; do
         if pid="$(service_pid "$svc" 2>/dev/null)"; then
@@ -693,7 +830,9 @@ cmd_logs() {
             *) die "usage: stack logs [kafka|registry] [-f]" ;;
         esac
     done
-    (( ${#files[@]} > 0 )) || files=("$LOG_DIR/kafka.log" "$LOG_DIR/registry.log")
+    if (( ${#files[@]} == 0 )); then
+        for arg in "${SERVICES[@]}"; do files+=("$LOG_DIR/$arg.log"); done
+    fi
     for arg in "${files[@]}"; do [[ -f "$arg" ]] || die "no log yet: $arg"; done
     exec tail -n "${STREAMFLOW_STACK_LOG_LINES:-200}" "${follow[@]}" "${files[@]}"
 }
@@ -704,7 +843,7 @@ cmd_env() {
 }
 
 usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -723,4 +862,4 @@ main() {
     esac
 }
 
-main "$@"
+main "${ARGS[@]}"
