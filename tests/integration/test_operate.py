@@ -182,7 +182,7 @@ def test_tail_prints_decoded_avro_records_and_dead_letter_headers(
 
     with ops.run():
         wait_for("two dead letters", lambda: len(read_all(
-            ops.bootstrap, ops.dlq, expect=2, timeout=2, settle=0)) >= 2)
+            ops.bootstrap, ops.dlq, expect=2, timeout=2, settle=0)) >= 2, timeout=60)
     code, out, _ = cli(capsys, "tail", ops.dlq, "--module", module, "--last", "5")
     assert code == 0
     assert "key=o5" in out and '"id": "o5"' in out  # decoded with the source topic's serdes
