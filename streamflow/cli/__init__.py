@@ -8,7 +8,8 @@ the command (its ``exit_code``).
 
 The commands live in :mod:`streamflow.cli.run` (``run``, ``describe``),
 :mod:`streamflow.cli.ops` (``check``, ``topics``, ``deploy``), :mod:`streamflow.cli.schemas`
-(``schemas``), :mod:`streamflow.cli.lineage` (``lineage``) and :mod:`streamflow.cli.stack`
+(``schemas``), :mod:`streamflow.cli.lineage` (``lineage``), :mod:`streamflow.cli.config`
+(``config show``) and :mod:`streamflow.cli.stack`
 (``stack``, the local Kafka and registry); they call :mod:`streamflow.ops`, which returns
 data and raises errors, and print the results.
 """
@@ -19,7 +20,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streamflow.cli import lineage, ops, run, schemas, stack
+from streamflow.cli import config, lineage, ops, run, schemas, stack
 from streamflow.cli.common import CliError, err
 from streamflow.dsl.topology import TopologyError
 from streamflow.errors import (
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_commands(sub)
     stack.add_commands(sub)
     lineage.add_commands(sub)
+    config.add_commands(sub)
     return parser
 
 
