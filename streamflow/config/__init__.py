@@ -23,15 +23,15 @@ as underscores (``STREAMFLOW_KAFKA_SASL_MECHANISM=SCRAM-SHA-512``), likewise
 flags (``run --instance-id``, ...) come last.
 
 Every value is typed and range-checked, and an unknown ``STREAMFLOW_*`` variable is an error
-that names the closest setting (a few variables that are not settings are known:
-``STREAMFLOW_CONFIG``, ``STREAMFLOW_TEST_*``, ``STREAMFLOW_STACK_*`` and others, see
-:data:`streamflow.config.load.NOT_SETTINGS`); each error is a :class:`ConfigError` (exit 3)
-that names the variable or the file key. The librdkafka and schema-registry keys are checked
-against the clients themselves when a command starts (``streamflow.kafka.settings``).
-``streamflow config show`` prints the effective settings and where each came from.
+that names the closest setting (the variables that are not settings, such as
+``STREAMFLOW_CONFIG``, ``STREAMFLOW_TEST_*`` and ``STREAMFLOW_STACK_*``, are listed in
+``NOT_SETTINGS`` and ``NOT_SETTINGS_PREFIXES``). Each error is a ``ConfigError`` (exit 3) that
+names the variable or the file key. The keys of the client tables are checked against the
+clients themselves when a command starts (``streamflow.kafka.settings``), and
+``streamflow config show`` prints the effective settings with the source of each.
 
-The settings are the fields of :class:`~streamflow.config.model.Config` (adding one is one
-field there); :mod:`streamflow.config.load` reads the sources through pydantic-settings.
+The settings are the fields of ``Config`` in ``streamflow/config/model.py`` (adding one is one
+field there); ``streamflow/config/load.py`` reads the sources through pydantic-settings.
 """
 
 from __future__ import annotations
