@@ -31,7 +31,8 @@ clients themselves when a command starts (``streamflow.kafka.settings``), and
 ``streamflow config show`` prints the effective settings with the source of each.
 
 The settings are the fields of ``Config`` in ``streamflow/config/model.py`` (adding one is one
-field there); ``streamflow/config/load.py`` reads the sources through pydantic-settings.
+field there); ``streamflow/config/sources.py`` reads the file and the environment through
+pydantic-settings.
 """
 
 from __future__ import annotations
