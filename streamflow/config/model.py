@@ -2,7 +2,6 @@
 
 Adding a setting is one field of :class:`Config`::
 
-    # <what it does, for the configuration reference>
     my_setting_ms: int = Field(500, ge=0, description="what it does (0: off)")
 
 It is then read from ``[streamflow] my_setting_ms`` in the file and ``STREAMFLOW_MY_SETTING_MS``
