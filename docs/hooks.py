@@ -3,11 +3,10 @@
 ``mkdocs.yml`` loads this file (``hooks:``). ``on_files`` adds two pages that exist only in the
 built site:
 
-- ``reference/configuration.md`` from :class:`streamflow.config.Config`: every field, its TOML
-  key, ``STREAMFLOW_*`` variable, type, default and description. Descriptions are the comment
-  lines right above a field in ``streamflow/config.py`` and a comment at the end of its line
-  (or a comment block over a run of fields that names it); ``tests/unit/test_docs.py`` fails
-  on a setting without one.
+- ``reference/configuration.md`` from the settings model :class:`streamflow.config.Config`:
+  every field, its TOML key, ``STREAMFLOW_*`` variable, type, default, allowed values (from
+  the field's constraints) and its ``description=``; ``tests/unit/test_docs.py`` fails on a
+  setting without one.
 - ``reference/cli.md`` from :func:`streamflow.cli.build_parser`: every command and subcommand
   with its ``--help`` text, and the exit codes of :mod:`streamflow.errors`.
 
@@ -17,18 +16,16 @@ built site:
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import inspect
 import logging
 import os
-import re
-from collections.abc import Iterator
 from typing import Any
 
 from streamflow import config as config_module
 from streamflow import errors
 from streamflow.cli import build_parser
+from streamflow.config import NOT_SETTINGS, NOT_SETTINGS_PREFIXES, Config
 
 log = logging.getLogger("mkdocs.hooks.streamflow")
 
@@ -47,6 +44,7 @@ class Setting:
     type: str
     default: Any
     description: str
+    constraints: str = ""
 
     @property
     def toml_key(self) -> str:
@@ -63,72 +61,34 @@ class Setting:
         return f"STREAMFLOW_{self.name.upper()}"
 
 
-def _comment_blocks(source: str, cls: ast.ClassDef) -> dict[int, list[str]]:
-    """Comment lines right above each line of the class body, keyed by that line (1-based)."""
-    lines = source.splitlines()
-    blocks: dict[int, list[str]] = {}
-    pending: list[str] = []
-    for number in range(cls.lineno + 1, (cls.end_lineno or cls.lineno) + 1):
-        text = lines[number - 1].strip()
-        if text.startswith("#"):
-            comment = text.lstrip("#").strip()
-            if not (comment.startswith("--") and comment.endswith("--")):  # a section heading
-                pending.append(comment)
-        elif text:
-            blocks[number] = pending
-            pending = []
-        else:
-            pending = []
-    return blocks
+_JSON_TYPES = {"integer": "int", "number": "float", "boolean": "bool", "string": "str",
+               "object": "table"}
+_BOUNDS = (("exclusiveMinimum", "> {}"), ("minimum", ">= {}"), ("exclusiveMaximum", "< {}"),
+           ("maximum", "<= {}"))
 
 
-def _field_lines(cls: ast.ClassDef) -> Iterator[tuple[str, int]]:
-    """(field name, line) of each annotated field of the class."""
-    for node in cls.body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            yield node.target.id, node.lineno
-
-
-def field_descriptions(source: str, class_name: str) -> dict[str, str]:
-    """The description of each field of class ``class_name`` in ``source``, from its comments.
-
-    A field's description is the comment block right above it, plus a comment at the end of its
-    line. A field without either, in a run of fields under one block that names it, points at
-    the field that carries the block.
-    """
-    tree = ast.parse(source)
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
-    blocks = _comment_blocks(source, cls)
-    lines = source.splitlines()
-    described: dict[str, str] = {}
-    block_owner = ""  # the last field with a comment block of its own
-    for name, line in _field_lines(cls):
-        own = " ".join(blocks.get(line, []))
-        inline = lines[line - 1].partition("  # ")[2].strip()
-        text = " ".join(t for t in (own, inline) if t)
-        if own:
-            block_owner = name
-        elif text or not block_owner:
-            block_owner = ""
-        elif re.search(rf"\b{name}\b", described[block_owner]):
-            text = f"Described with `{block_owner}` above."
-        else:
-            block_owner = ""
-        described[name] = text
-    return described
+def _constraints(schema: dict[str, Any]) -> str:
+    """The checks of a setting, from its JSON schema: bounds, choices, non-empty, a format."""
+    out = [template.format(schema[key]) for key, template in _BOUNDS if key in schema]
+    if "enum" in schema:
+        out.append("one of " + ", ".join(f'"{v}"' for v in schema["enum"]))
+    if schema.get("minLength") == 1:
+        out.append("not empty")
+    if "expects" in schema:
+        out.append(str(schema["expects"]))
+    return ", ".join(out)
 
 
 def settings() -> list[Setting]:
-    """The fields of ``Config`` with their descriptions, in declaration order."""
-    described = field_descriptions(inspect.getsource(config_module), "Config")
-    for table in TABLES:  # a table's name is a common word: only its own comment describes it
-        if described.get(table, "").startswith("Described with"):
-            described[table] = ""
-    defaults = config_module.Config()
-    return [
-        Setting(f.name, str(f.type), getattr(defaults, f.name), described.get(f.name, ""))
-        for f in dataclasses.fields(config_module.Config)
-    ]
+    """The fields of ``Config`` with their descriptions and checks, in declaration order."""
+    schema = Config.model_json_schema()["properties"]
+    defaults = Config()
+    out = []
+    for name, field in Config.model_fields.items():
+        kind = _JSON_TYPES.get(schema[name].get("type", ""), str(field.annotation))
+        out.append(Setting(name, kind, getattr(defaults, name), field.description or "",
+                           _constraints(schema[name])))
+    return out
 
 
 def _cell(text: str) -> str:
@@ -158,11 +118,22 @@ def config_reference() -> str:
     out = [
         "# Configuration reference",
         "",
-        "Generated from `streamflow/config.py` when the site is built. A worker takes its "
-        "settings from the defaults below, then the TOML file (`--config FILE` or "
-        "`STREAMFLOW_CONFIG`), then `STREAMFLOW_*` environment variables; a processor's own "
-        "options (`commit_interval_ms=` and the others of `topology.processor(...)`) "
-        "override them for that processor.",
+        "Generated from the settings model (`streamflow/config/model.py`) when the site is "
+        "built. A worker takes its settings from the defaults below, then the TOML file "
+        "(`--config FILE` or `STREAMFLOW_CONFIG`), then `STREAMFLOW_*` environment variables, "
+        "then command-line flags; a processor's own options (`commit_interval_ms=` and the "
+        "others of `topology.processor(...)`) override them for that processor. "
+        "`streamflow config show [MODULE]` prints the effective settings and the source of "
+        "each.",
+        "",
+        "Every value is checked when a command starts: its type, the range or choices under "
+        "*allowed*, and its name. A misspelt `STREAMFLOW_*` variable, a value out of range, "
+        "or a client key that librdkafka or the registry client does not know stops the "
+        "command with exit code 3 and a message that names the variable or the file key. "
+        "These variables are not settings and are left alone: "
+        + ", ".join(f"`{v}`" for v in sorted(NOT_SETTINGS))
+        + ", and those starting with "
+        + ", ".join(f"`{p}`" for p in NOT_SETTINGS_PREFIXES) + ".",
         "",
         "## The file and the environment",
         "",
@@ -172,13 +143,13 @@ def config_reference() -> str:
         "",
         "## Settings",
         "",
-        "| setting | TOML key | environment variable | type | default | description |",
-        "|---|---|---|---|---|---|",
+        "| setting | TOML key | environment variable | type | default | allowed | description |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in scalars:
         out.append(
             f"| `{s.name}` | `{s.toml_key}` | `{s.env_var}` | `{s.type}` | {_default(s.default)} "
-            f"| {_cell(s.description) or '(no description)'} |"
+            f"| {_cell(s.constraints) or 'any'} | {_cell(s.description) or '(no description)'} |"
         )
     out += [
         "",
@@ -187,23 +158,19 @@ def config_reference() -> str:
         "These tables pass their keys through to librdkafka (`kafka`, `consumer`, `producer`) "
         "or to the schema-registry client (`schema_registry`, e.g. `url`). In a variable's "
         "name, underscores after the prefix become dots "
-        "(`STREAMFLOW_KAFKA_SASL_MECHANISM` sets `sasl.mechanism`).",
+        "(`STREAMFLOW_KAFKA_SASL_MECHANISM` sets `sasl.mechanism`). When a command starts, "
+        "their keys are checked by building the clients from them (no broker needed): a key "
+        "or value librdkafka or the registry client refuses stops it with exit code 3, naming "
+        "the variable or the file key. `config show` masks the values of keys that look "
+        "secret (password, secret, key, token, credentials, user info, JAAS).",
         "",
         "| table | environment variables | default | description |",
         "|---|---|---|---|",
     ]
     for s in tables:
         out.append(f"| `[{s.name}]` | `{s.env_var}` | {_default(s.default)} "
-                   f"| {_cell(s.description or _TABLE_ROLES[s.name])} |")
+                   f"| {_cell(s.description)} |")
     return "\n".join(out) + "\n"
-
-
-_TABLE_ROLES = {
-    "kafka": "librdkafka settings for every client (SASL, TLS, ...)",
-    "consumer": "librdkafka settings for the consumer only",
-    "producer": "librdkafka settings for the producer only",
-    "schema_registry": "schema-registry client settings; `url` is the registry's address",
-}
 
 
 def _docstring_markdown(doc: str) -> str:
@@ -319,9 +286,9 @@ def on_files(files: Any, config: Any) -> Any:
     from mkdocs.structure.files import File
 
     for s in settings():
-        if not s.description and s.name not in TABLES:  # tests/unit/test_docs.py fails on it
-            log.info("setting %r has no description: add a comment line above it in "
-                     "streamflow/config.py", s.name)
+        if not s.description:  # tests/unit/test_docs.py fails on it
+            log.info("setting %r has no description: give its Field a description= in "
+                     "streamflow/config/model.py", s.name)
     for uri, text in ((CONFIG_PAGE, config_reference()), (CLI_PAGE, cli_reference())):
         files.append(File.generated(config, uri, content=text))
     return files

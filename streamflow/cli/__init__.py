@@ -13,9 +13,9 @@ The commands live in :mod:`streamflow.cli.run` (``run``, ``describe``),
 :mod:`streamflow.cli.ops` (``check``, ``topics``, ``deploy``), :mod:`streamflow.cli.schemas`
 (``schemas``), :mod:`streamflow.cli.lineage` (``lineage``), :mod:`streamflow.cli.operate`
 (``status``, ``tail``, ``reset``, ``dlq``), :mod:`streamflow.cli.dashboard` (``dashboard``),
-:mod:`streamflow.cli.acls` (``acls``) and :mod:`streamflow.cli.stack` (``stack``, the local
-Kafka and registry); they call :mod:`streamflow.ops`, which returns data and raises errors, and
-print the results.
+:mod:`streamflow.cli.acls` (``acls``), :mod:`streamflow.cli.config` (``config show``) and
+:mod:`streamflow.cli.stack` (``stack``, the local Kafka and registry); they call
+:mod:`streamflow.ops`, which returns data and raises errors, and print the results.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streamflow.cli import acls, dashboard, lineage, operate, ops, run, schemas, stack
+from streamflow.cli import acls, config, dashboard, lineage, operate, ops, run, schemas, stack
 from streamflow.cli.common import CliError, err
 from streamflow.dsl.topology import TopologyError
 from streamflow.errors import (
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     operate.add_commands(sub)
     dashboard.add_commands(sub)
     acls.add_commands(sub)
+    config.add_commands(sub)
     return parser
 
 

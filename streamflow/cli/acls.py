@@ -10,8 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from streamflow.cli.common import CONFIG_HELP, CliError, processor_names, warn
-from streamflow.config import load_config
+from streamflow.cli.common import CONFIG_HELP, CliError, load_settings, processor_names, warn
 from streamflow.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from streamflow.ops import acls as ops_acls
 from streamflow.ops import audit
@@ -28,8 +27,8 @@ def cmd_acls(args: argparse.Namespace) -> int:
     if ":" not in args.principal:
         msg = f"--principal {args.principal!r}: give it as TYPE:NAME, e.g. User:{args.principal}"
         raise CliError(msg, EXIT_USAGE)
-    config = load_config(args.config)
-    topology = load_topology(args.module)
+    config = load_settings(args.config)
+    topology = load_topology(args.module, name_suffix=config.name_suffix)
     names = processor_names(topology, args.processor)
     create = config.create_topics if args.create_topics is None else args.create_topics
     planned = ops_acls.plan(topology, names, args.principal, create_topics=create)

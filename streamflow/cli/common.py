@@ -10,14 +10,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from streamflow.config import Config, load_config
 from streamflow.errors import EXIT_CONFIG, StreamflowError
+from streamflow.kafka.settings import check_client_settings
 from streamflow.observability.logs import setup_logging
 
 if TYPE_CHECKING:
     from streamflow.dsl.topology import Topology
 
-__all__ = ["CONFIG_HELP", "CliError", "err", "failing", "processor_names", "setup_logging",
-           "warn"]
+__all__ = ["CONFIG_HELP", "CliError", "err", "failing", "load_settings", "processor_names",
+           "setup_logging", "warn"]
 
 CONFIG_HELP = "TOML config file (else $STREAMFLOW_CONFIG); STREAMFLOW_* variables override it"
 
@@ -27,6 +29,17 @@ class CliError(StreamflowError):
 
     def __init__(self, message: str, code: int = EXIT_CONFIG) -> None:
         super().__init__(message, exit_code=code)
+
+
+def load_settings(path: str | None) -> Config:
+    """A command's settings: :func:`load_config`, then the client tables checked.
+
+    The tables are checked against the clients themselves
+    (:func:`~streamflow.kafka.settings.check_client_settings`); errors exit 3.
+    """
+    config = load_config(path)
+    check_client_settings(config)
+    return config
 
 
 def err(message: str) -> None:

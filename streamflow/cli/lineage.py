@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from streamflow.cli.common import CONFIG_HELP, processor_names
-from streamflow.config import load_config
+from streamflow.cli.common import CONFIG_HELP, load_settings, processor_names
 from streamflow.errors import EXIT_OK
 from streamflow.observability.lineage import ProcessorLineage, require_openlineage
 from streamflow.ops.load import load_topology
@@ -20,7 +19,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     require_openlineage()
     from openlineage.client.serde import Serde
 
-    config = load_config(args.config)
+    config = load_settings(args.config)
     topology = load_topology(args.module, name_suffix=config.name_suffix)
     for name in processor_names(topology, args.processor):
         event = ProcessorLineage(topology.processors[name], config).job_event()

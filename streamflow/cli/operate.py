@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from streamflow.cli.common import CONFIG_HELP, CliError, err, processor_names
-from streamflow.config import Config, load_config
+from streamflow.cli.common import CONFIG_HELP, CliError, err, load_settings, processor_names
+from streamflow.config import Config
 from streamflow.dsl.topology import Topology
 from streamflow.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from streamflow.kafka import client
@@ -53,7 +53,7 @@ def operator_config(path: str | None) -> Config:
     Without a broker, librdkafka prints a connection failure every few tens of milliseconds;
     the command reports the outage once, with exit code 4.
     """
-    config = load_config(path)
+    config = load_settings(path)
     return config.with_overrides(kafka={"log_level": 2, **config.kafka})
 
 

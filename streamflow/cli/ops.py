@@ -11,8 +11,8 @@ import argparse
 import sys
 from typing import Any
 
-from streamflow.cli.common import CONFIG_HELP, CliError, err, failing, warn
-from streamflow.config import Config, load_config
+from streamflow.cli.common import CONFIG_HELP, CliError, err, failing, load_settings, warn
+from streamflow.config import Config
 from streamflow.dsl.topology import Topology, TopologyError
 from streamflow.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from streamflow.ops import audit
@@ -35,7 +35,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """
     from streamflow.kafka.registry import make_registry_client
 
-    config = load_config(args.config)
+    config = load_settings(args.config)
     try:
         topology = load_topology(args.module, name_suffix=config.name_suffix)
     except TopologyError as e:
@@ -110,7 +110,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from streamflow.kafka import client, security
     from streamflow.ops import topics as ops_topics
 
-    config = load_config(args.config)
+    config = load_settings(args.config)
     topology = load_topology(args.module, name_suffix=config.name_suffix)
     admin = client.make_admin(config.client_conf())
     try:
@@ -176,7 +176,7 @@ def cmd_deploy_k8s(args: argparse.Namespace) -> int:
     if args.replicas < 1:
         msg = "--replicas must be at least 1"
         raise CliError(msg, EXIT_USAGE)
-    config = load_config(args.config)
+    config = load_settings(args.config)
     topology = load_topology(args.module, name_suffix=config.name_suffix)
     opts = k8s.K8sOptions(image=args.image, namespace=args.namespace, replicas=args.replicas,
                           storage=args.storage, storage_class=args.storage_class,

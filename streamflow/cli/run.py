@@ -7,8 +7,8 @@ import logging
 import sys
 from typing import Any
 
-from streamflow.cli.common import CliError, processor_names, setup_logging
-from streamflow.config import Config, load_config
+from streamflow.cli.common import CliError, load_settings, processor_names, setup_logging
+from streamflow.config import Config
 from streamflow.dsl import render
 from streamflow.dsl.topology import Topology
 from streamflow.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, StreamflowError
@@ -25,7 +25,7 @@ log = logging.getLogger("streamflow.cli")
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``streamflow run MODULE``: every processor supervised, or one with N workers."""
-    config = load_config(args.config)
+    config = load_settings(args.config)
     if args.instance_id:
         config = config.with_overrides(instance_id=args.instance_id)
     if args.leave_on_shutdown:
@@ -117,7 +117,7 @@ def cmd_fleet_leave(args: argparse.Namespace) -> int:
     """
     from streamflow.kafka.membership import leave_group
 
-    config = load_config(args.config)
+    config = load_settings(args.config)
     topology = load_topology(args.module, name_suffix=config.name_suffix)
     if args.processor not in topology.processors:
         msg = (f"topology {topology.name!r} has no processor {args.processor!r}; it has "

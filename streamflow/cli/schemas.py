@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from streamflow.cli.common import CONFIG_HELP, CliError, failing
-from streamflow.config import load_config
+from streamflow.cli.common import CONFIG_HELP, CliError, failing, load_settings
 from streamflow.errors import EXIT_CONFIG, EXIT_OK
 from streamflow.ops import audit
 from streamflow.ops.load import load_topology
@@ -31,7 +30,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     """``streamflow schemas check|register MODULE``; returns the exit code."""
     from streamflow.kafka.registry import make_registry_client
 
-    config = load_config(args.config)
+    config = load_settings(args.config)
     topology = load_topology(args.module, name_suffix=config.name_suffix)
     if not avro_sides(topology):
         print(f"topology {topology.name!r} has no Avro topics: nothing to {args.action}")

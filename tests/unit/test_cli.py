@@ -314,7 +314,8 @@ def test_run_with_a_bad_config_value_exits_3_naming_the_setting(
     name = module_in(TOPOLOGY_SOURCE)
     monkeypatch.setenv("STREAMFLOW_BATCH_SIZE", "many")
     assert main(["run", name]) == EXIT_CONFIG
-    assert "setting 'batch_size'" in capsys.readouterr().err
+    assert "batch_size must be an integer, got 'many' (env STREAMFLOW_BATCH_SIZE)" in (
+        capsys.readouterr().err)
 
 
 # -- describe ------------------------------------------------------------------------------

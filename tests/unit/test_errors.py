@@ -76,7 +76,7 @@ def test_pending_classes_are_listed_until_they_derive() -> None:
     ("path", "code"),
     [
         ("streamflow.dsl.topology.TopologyError", EXIT_CONFIG),
-        ("streamflow.config.ConfigError", EXIT_CONFIG),
+        ("streamflow.config.model.ConfigError", EXIT_CONFIG),
         ("streamflow.runtime.topics.TopicMismatch", EXIT_CONFIG),
         ("streamflow.runtime.contracts.ContractError", EXIT_CONFIG),
         ("streamflow.ops.draw.GraphvizError", EXIT_CONFIG),
@@ -98,7 +98,7 @@ def test_each_error_keeps_its_exit_code(path: str, code: int) -> None:
 
 def test_errors_that_were_value_or_runtime_errors_still_are() -> None:
     classes = _error_classes()
-    for name in ("streamflow.dsl.topology.TopologyError", "streamflow.config.ConfigError",
+    for name in ("streamflow.dsl.topology.TopologyError", "streamflow.config.model.ConfigError",
                  "streamflow.serde.compat.InvalidSchema"):
         assert issubclass(classes[name], ValueError), name
     for name in ("streamflow.ops.draw.GraphvizError",
