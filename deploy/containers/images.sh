@@ -66,7 +66,7 @@ registry_tag() {
 app_files() { # what deploy/Dockerfile copies: tracked and new (not ignored) files
     (cd "$REPO_ROOT" && git ls-files -co --exclude-standard -- \
         pyproject.toml README.md LICENSE streamflow topologies schemas deploy/Dockerfile \
-        | while read -r f; do [[ -f "$f" ]] && printf '%s\n' "$f"; done)
+        | LC_ALL=C sort -u | while read -r f; do [[ -f "$f" ]] && printf '%s\n' "$f"; done)
 }
 app_tag() {
     local -a files; mapfile -t files < <(app_files)
