@@ -68,7 +68,13 @@ install_engine() {
 }
 
 cmd_up() {
-    if own_pid >/dev/null && answers "unix://$SOCKET"; then
+    if own_pid >/dev/null; then # ours, perhaps still starting: never start a second one on its data
+        local t0=$SECONDS
+        until answers "unix://$SOCKET"; do
+            (( SECONDS - t0 < START_TIMEOUT )) \
+                || die "the private dockerd (pid $(own_pid)) does not answer; run: $0 down"
+            sleep 0.5
+        done
         write_env "unix://$SOCKET" private
         log "private dockerd already running (pid $(own_pid)), socket $SOCKET"
         return 0
