@@ -163,11 +163,12 @@ build_app() { # the context is exactly app_files (the classic builder ignores Do
 }
 
 ensure() { # ensure <name>: build unless its tag exists, then tag it <repository>:local too
-    local name="$1" tag t0=$SECONDS
+    local name="$1" tag t0
     case "$name" in
         kafka|registry) ensure jre ;;
         app) ensure python ;;
     esac
+    t0=$SECONDS
     tag="$("${name}_tag")"
     if have_image "$tag"; then
         log "$name: $tag is up to date"
