@@ -179,6 +179,10 @@ ensure() { # ensure <name>: build unless its tag exists, then tag it <repository
         log "$name: built $tag in $(( SECONDS - t0 ))s"
     fi
     "$DOCKER" tag "$tag" "${tag%%:*}:local"
+    local old # other builds of this image (older inputs): only the current one is kept
+    for old in $("$DOCKER" image ls --format '{{.Repository}}:{{.Tag}}' "${tag%%:*}"); do
+        [[ "$old" == "$tag" || "$old" == "${tag%%:*}:local" ]] || "$DOCKER" rmi "$old" >/dev/null
+    done
 }
 
 cmd_tags() {
