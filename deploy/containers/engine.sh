@@ -84,6 +84,7 @@ cmd_up() {
         log "using the Docker engine that answers at ${DOCKER_HOST:-/var/run/docker.sock}"
         return 0
     fi
+    [[ "$(id -u)" == 0 ]] || die "no Docker engine answers, and starting one needs root. Start Docker Engine (or rootless Docker, https://docs.docker.com/engine/security/rootless/) and make DOCKER_HOST or /var/run/docker.sock reach it; as root on Debian this script installs and starts one."
     install_engine
     (( ${#SOCKET} < 100 )) || die "socket path $SOCKET is too long for a unix socket; set STREAMFLOW_DOCKER_DIR to a shorter folder"
     mkdir -p "$STATE_DIR/data" "$STATE_DIR/exec"

@@ -3,8 +3,9 @@
 The compose file brings up Kafka, the registry and the orders example's two processors as
 containers (host network, free ports, the images ``make images`` built). Orders go in; the priced
 and routed orders come out; the processors run as a non-root user with their health probes
-answering; a ``docker kill``ed processor is replaced and its replacement picks up where it
-stopped, without losing a record. Everything is taken down at the end.
+answering (to the image's HEALTHCHECK as well); a ``docker kill``ed processor is replaced and
+its replacement picks up where it stopped, without losing a record. Everything is taken down
+at the end.
 """
 
 from __future__ import annotations
@@ -151,3 +152,11 @@ def test_compose_runs_the_orders_example_and_a_killed_processor_is_replaced_with
     assert set(ids) == first | second  # nothing lost, nothing invented
     enrich_port = stack.ports["ENRICH_HEALTH_PORT"]
     assert _wait_http(f"http://127.0.0.1:{enrich_port}/readyz") == 200
+    # the image's own HEALTHCHECK (every 10 s) reaches the probe too
+    route = stack.container("route")
+    deadline = time.monotonic() + 60.0
+    health = ""
+    while health != "healthy" and time.monotonic() < deadline:
+        health = docker("inspect", "--format", "{{.State.Health.Status}}", route).strip()
+        time.sleep(1.0)
+    assert health == "healthy"
