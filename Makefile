@@ -7,6 +7,8 @@ STACK := deploy/local/stack
 STACK_ENV := deploy/local/.run/stack.env
 # set STREAMFLOW_TEST_BOOTSTRAP_SERVERS (and ..._SCHEMA_REGISTRY_URL) to use an existing cluster
 EXTERNAL := $(STREAMFLOW_TEST_BOOTSTRAP_SERVERS)
+# the dashboard's graph library (Cytoscape.js + dagre), pinned by package-lock.json, installed by npm
+DASH_ASSETS := streamflow/dashboard/assets
 ENGINE := deploy/containers/engine.sh
 IMAGES := deploy/containers/images.sh
 # the integration tests `make test-containers` runs against containerised Kafka + registry
@@ -15,8 +17,8 @@ CONTAINER_TESTS := tests/containers \
 	"tests/integration/test_avro_pipeline.py::test_confluent_avro_in_evolving_schema_out_to_confluent_reader_with_poison_to_dlq" \
 	"tests/integration/test_eos.py::test_exactly_once_survives_repeated_sigkill"
 
-.PHONY: help venv graphviz test unit integration lint docs demo bench stack-up stack-down clean \
-	containers-up containers-down images test-containers
+.PHONY: help venv graphviz chromium dashboard-assets test unit integration lint docs demo bench \
+	stack-up stack-down clean containers-up containers-down images test-containers
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -27,12 +29,26 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test,docs]'
 	@touch $@
 
-venv: $(BIN)/.installed ## create .venv and install streamflow with its test and docs extras
+venv: $(BIN)/.installed dashboard-assets ## create .venv and install streamflow with its test and docs extras (and the dashboard's graph library)
 
 graphviz: ## install Graphviz (for describe --format png|svg) when missing and we are root
 	@command -v dot >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null) || \
 	  echo "note: Graphviz not installed; describe --format png|svg needs it (apt-get install graphviz)"; }
+
+chromium: ## install Chromium (the dashboard's browser test drives it) when missing and we are root
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+	  echo "note: Chromium not installed; the dashboard's browser test needs it (apt-get install chromium)"; }
+
+dashboard-assets: $(DASH_ASSETS)/node_modules/.installed ## install the dashboard's graph library from npm (npm ci, pinned)
+
+$(DASH_ASSETS)/node_modules/.installed: $(DASH_ASSETS)/package.json $(DASH_ASSETS)/package-lock.json
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq npm >/dev/null); } || \
+	  { echo "npm is needed for the dashboard's graph library (apt-get install npm)"; exit 1; }
+	npm ci --prefix $(DASH_ASSETS) --no-audit --no-fund --loglevel=error
+	@touch $@
 
 stack-up: ## start the local Kafka + schema registry (deploy/local)
 	$(STACK) up
@@ -40,7 +56,7 @@ stack-up: ## start the local Kafka + schema registry (deploy/local)
 stack-down: ## stop the local stack
 	$(STACK) down
 
-test: venv graphviz docs ## strict docs build, then the whole suite (unit + integration) against a real broker and registry
+test: venv graphviz chromium docs ## strict docs build, then the whole suite (unit + integration) against a real broker and registry
 	@set -euo pipefail; \
 	started=0; \
 	if [ -z "$(EXTERNAL)" ]; then \

@@ -293,6 +293,8 @@ def cli_reference() -> str:
                                   errors.UnreachableError),
         errors.EXIT_DUPLICATE_INSTANCE: ("another live worker has this worker's instance id",
                                          errors.DuplicateInstanceError),
+        errors.EXIT_GROUP_ACTIVE: ("the processor is running (`reset` needs it stopped)",
+                                   errors.GroupActiveError),
     }
     for code, (meaning, family) in sorted(families.items()):
         name = f"`{family.__name__}`" if isinstance(family, type) else ""

@@ -14,6 +14,7 @@ Run it with ``streamflow run mymodule``; test it with ``streamflow.testing.Topol
 """
 
 from streamflow.dsl import Processor, Stream, Topic, Topology, TopologyError
+from streamflow.dsl.policies import ErrorAction, ErrorContext
 from streamflow.errors import StreamflowError
 from streamflow.record import Record
 from streamflow.serde import (
@@ -48,6 +49,8 @@ __all__ = [
     "Avro",
     "Bytes",
     "Double",
+    "ErrorAction",
+    "ErrorContext",
     "Hopping",
     "Int",
     "Json",

@@ -125,6 +125,9 @@ class Config:
     lineage_namespace: str = "streamflow"  # the OpenLineage job namespace
     lineage_interval_s: float = 60.0  # a RUNNING event this often
     provenance_headers: bool = False  # outputs carry their input's topic, partition, offset
+    # appended to every topic and group name and to the topology's name by the commands that
+    # load a topology (Topology.with_name_suffix): unique names per test or per branch
+    name_suffix: str = ""
     kafka: dict[str, Any] = field(default_factory=dict)
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)

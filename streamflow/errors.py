@@ -13,6 +13,9 @@
 - 5 :data:`EXIT_DUPLICATE_INSTANCE`: another live worker has this worker's instance id (on
   this host, or fenced by Kafka's static membership) — :class:`DuplicateInstanceError`.
   A supervisor does not restart a worker that exits with it: it would only fence the other.
+- 7 :data:`EXIT_GROUP_ACTIVE`: an operation that needs a processor stopped (``streamflow
+  reset``) found its consumer group with active members (or a local worker holding its state
+  folder) — :class:`GroupActiveError`.
 
 Each error class of streamflow derives from one of these families (its module keeps the
 class, so ``from streamflow.kafka.client import Unreachable`` still works):
@@ -32,11 +35,13 @@ __all__ = [
     "EXIT_CONFIG",
     "EXIT_DUPLICATE_INSTANCE",
     "EXIT_FAILED",
+    "EXIT_GROUP_ACTIVE",
     "EXIT_OK",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "ConfigurationError",
     "DuplicateInstanceError",
+    "GroupActiveError",
     "ProcessingError",
     "StreamflowError",
     "UnreachableError",
@@ -45,6 +50,7 @@ __all__ = [
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 EXIT_DUPLICATE_INSTANCE = 5
+EXIT_GROUP_ACTIVE = 7  # 6 is left to the security work (issue 16)
 
 
 class StreamflowError(Exception):
@@ -89,3 +95,9 @@ class DuplicateInstanceError(StreamflowError):
     """Another live worker has this worker's instance id (exit 5); never retried."""
 
     exit_code = EXIT_DUPLICATE_INSTANCE
+
+
+class GroupActiveError(StreamflowError):
+    """The processor is running: its group has active members (exit 7); stop it first."""
+
+    exit_code = EXIT_GROUP_ACTIVE

@@ -3,14 +3,16 @@
 Exit codes: 0 success; 1 the processor failed while running (a record under
 ``on_error="fail"``, a delivery failure); 2 bad usage; 3 bad configuration or topology
 (module not found, invalid topology, topic mismatch); 4 Kafka or the schema registry
-unreachable. Each comes from the :class:`~streamflow.errors.StreamflowError` that stopped
-the command (its ``exit_code``).
+unreachable; 5 another live worker has this worker's instance id; 7 the processor is running
+(``reset`` needs it stopped). Each comes from the :class:`~streamflow.errors.StreamflowError`
+that stopped the command (its ``exit_code``).
 
 The commands live in :mod:`streamflow.cli.run` (``run``, ``describe``),
 :mod:`streamflow.cli.ops` (``check``, ``topics``, ``deploy``), :mod:`streamflow.cli.schemas`
-(``schemas``), :mod:`streamflow.cli.lineage` (``lineage``) and :mod:`streamflow.cli.stack`
-(``stack``, the local Kafka and registry); they call :mod:`streamflow.ops`, which returns
-data and raises errors, and print the results.
+(``schemas``), :mod:`streamflow.cli.lineage` (``lineage``), :mod:`streamflow.cli.operate`
+(``status``, ``tail``, ``reset``, ``dlq``), :mod:`streamflow.cli.dashboard` (``dashboard``) and
+:mod:`streamflow.cli.stack` (``stack``, the local Kafka and registry); they call
+:mod:`streamflow.ops`, which returns data and raises errors, and print the results.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streamflow.cli import lineage, ops, run, schemas, stack
+from streamflow.cli import dashboard, lineage, operate, ops, run, schemas, stack
 from streamflow.cli.common import CliError, err
 from streamflow.dsl.topology import TopologyError
 from streamflow.errors import (
@@ -51,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="streamflow",
         description="Kafka-native stream processing: run, describe and check topologies.",
         epilog="Exit codes: 0 ok, 1 processing failed, 2 usage, 3 configuration or topology "
-        "error, 4 Kafka or registry unreachable.",
+        "error, 4 Kafka or registry unreachable, 5 instance id in use, 7 processor running "
+        "(reset).",
     )
     parser.add_argument("--version", action="version", version="streamflow 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -60,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_commands(sub)
     stack.add_commands(sub)
     lineage.add_commands(sub)
+    operate.add_commands(sub)
+    dashboard.add_commands(sub)
     return parser
 
 

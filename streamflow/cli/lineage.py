@@ -21,7 +21,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     from openlineage.client.serde import Serde
 
     config = load_config(args.config)
-    topology = load_topology(args.module)
+    topology = load_topology(args.module, name_suffix=config.name_suffix)
     for name in processor_names(topology, args.processor):
         event = ProcessorLineage(topology.processors[name], config).job_event()
         sys.stdout.write(Serde.to_json(event) + "\n")

@@ -36,7 +36,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     try:
-        topology = load_topology(args.module)
+        topology = load_topology(args.module, name_suffix=config.name_suffix)
     except TopologyError as e:
         print(f"problem: [invalid-topology] {e}")
         print(f"{args.module}: 1 problem; the topology cannot be loaded until it is fixed")
@@ -110,7 +110,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from streamflow.ops import topics as ops_topics
 
     config = load_config(args.config)
-    topology = load_topology(args.module)
+    topology = load_topology(args.module, name_suffix=config.name_suffix)
     admin = client.make_admin(config.client_conf())
     try:
         client.ping(admin, config.startup_timeout_s)
@@ -168,7 +168,7 @@ def cmd_deploy_k8s(args: argparse.Namespace) -> int:
         msg = "--replicas must be at least 1"
         raise CliError(msg, EXIT_USAGE)
     config = load_config(args.config)
-    topology = load_topology(args.module)
+    topology = load_topology(args.module, name_suffix=config.name_suffix)
     opts = k8s.K8sOptions(image=args.image, namespace=args.namespace, replicas=args.replicas,
                           storage=args.storage, storage_class=args.storage_class)
     rendered = k8s.render(topology, args.module, opts, config)

@@ -30,7 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = config.with_overrides(instance_id=args.instance_id)
     if args.leave_on_shutdown:
         config = config.with_overrides(leave_on_shutdown=True)
-    topology = load_topology(args.module)
+    topology = load_topology(args.module, name_suffix=config.name_suffix)
     names = processor_names(topology, args.processor)
     if not names:
         msg = f"topology {topology.name!r} declares no processors"
@@ -118,7 +118,7 @@ def cmd_fleet_leave(args: argparse.Namespace) -> int:
     from streamflow.kafka.membership import leave_group
 
     config = load_config(args.config)
-    topology = load_topology(args.module)
+    topology = load_topology(args.module, name_suffix=config.name_suffix)
     if args.processor not in topology.processors:
         msg = (f"topology {topology.name!r} has no processor {args.processor!r}; it has "
                f"{', '.join(sorted(topology.processors))}")

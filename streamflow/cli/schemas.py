@@ -31,7 +31,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     from streamflow.kafka.registry import make_registry_client
 
     config = load_config(args.config)
-    topology = load_topology(args.module)
+    topology = load_topology(args.module, name_suffix=config.name_suffix)
     if not avro_sides(topology):
         print(f"topology {topology.name!r} has no Avro topics: nothing to {args.action}")
         return EXIT_OK

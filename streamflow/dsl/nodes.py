@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from streamflow.dsl.policies import OnError
 
 
 @dataclass(frozen=True)
@@ -18,11 +21,14 @@ class Node:
     ``named`` is False when the step's name was derived (``<kind>-<n>`` in declaration
     order) rather than given with ``name=...``; ``streamflow check`` warns about stateful
     steps whose state is named that way, because inserting a step before them renames it.
+    ``on_error`` (a :data:`~streamflow.dsl.policies.OnError`, None for the processor's
+    ``on_processing_error``) is what happens to a record whose user code fails in this step.
     """
 
     name: str
     parents: tuple[str, ...]
     named: bool = field(default=True, kw_only=True)
+    on_error: OnError | None = field(default=None, kw_only=True)
 
     kind: ClassVar[str] = "node"
 

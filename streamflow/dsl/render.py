@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from streamflow.dsl.nodes import Node
+from streamflow.dsl.policies import phases_label, policy_label
 
 if TYPE_CHECKING:
     from streamflow.dsl.topology import Processor, Topic, Topology
@@ -36,7 +37,8 @@ def _steps(p: Processor) -> list[str]:
             lines.append(f"{pad}-> {node.name} (see above)")
             return
         seen.add(node.name)
-        lines.append(f"{pad}{node.name}: {node.label()}")
+        on_error = "" if node.on_error is None else f" [on_error={policy_label(node.on_error)}]"
+        lines.append(f"{pad}{node.name}: {node.label()}{on_error}")
         for c in children[node.name]:
             walk(c, depth + 1)
 
@@ -51,15 +53,16 @@ def describe_text(topology: Topology) -> str:
     out = [f"Topology {topology.name}", "Topics:"]
     out += [_topic_line(t) for t in topology.topics.values()]
     for p in topology.processors.values():
-        out.append(f"Processor {p.name} (group {p.group_id}, {p.guarantee}, on_error={p.on_error})")
+        out.append(f"Processor {p.name} (group {p.group_id}, {p.guarantee}, "
+                   f"{phases_label(p.policies)})")
         out.append(f"  reads: {', '.join(p.source_topics()) or '-'}")
         out.append(f"  writes: {', '.join(p.sink_topics()) or '-'}")
         out += _steps(p)
     return "\n".join(out) + "\n"
 
 
-def _edges(topology: Topology) -> list[tuple[str, str, str]]:
-    """(from, to, kind) edges between topics and processors."""
+def dag_edges(topology: Topology) -> list[tuple[str, str, str]]:
+    """(from, to, kind) edges between topics and processors (kind: ``reads`` or ``writes``)."""
     edges = []
     for p in topology.processors.values():
         for t in dict.fromkeys(p.source_topics()):
@@ -75,9 +78,9 @@ def _ident(kind: str, name: str) -> str:
     return f"{kind}_" + "".join(safe)
 
 
-def _drawn_topics(topology: Topology) -> list[Topic]:
+def drawn_topics(topology: Topology) -> list[Topic]:
     """Topics that are edges of the DAG (changelogs are drawn as their processor's stores)."""
-    linked = {t for a, b, kind in _edges(topology) for t in ((a,) if kind == "reads" else (b,))}
+    linked = {t for a, b, kind in dag_edges(topology) for t in ((a,) if kind == "reads" else (b,))}
     return [t for t in topology.topics.values() if t.name in linked or not t.internal]
 
 
@@ -91,11 +94,11 @@ def _processor_lines(p: Processor) -> list[str]:
 def describe_mermaid(topology: Topology) -> str:
     """A Mermaid flowchart: topics as stadiums, processors as boxes (with their stores)."""
     out = ["flowchart LR"]
-    for t in _drawn_topics(topology):
+    for t in drawn_topics(topology):
         out.append(f'  {_ident("t", t.name)}(["{t.name}"])')
     for p in topology.processors.values():
         out.append(f'  {_ident("p", p.name)}["{"<br/>".join(_processor_lines(p))}"]')
-    for a, b, kind in _edges(topology):
+    for a, b, kind in dag_edges(topology):
         src = _ident("t" if kind == "reads" else "p", a)
         dst = _ident("p" if kind == "reads" else "t", b)
         out.append(f"  {src} --> {dst}")
@@ -105,7 +108,7 @@ def describe_mermaid(topology: Topology) -> str:
 def describe_dot(topology: Topology) -> str:
     """A Graphviz DOT digraph: topics as ellipses, processors as boxes."""
     out = [f'digraph "{topology.name}" {{', "  rankdir=LR;"]
-    for t in _drawn_topics(topology):
+    for t in drawn_topics(topology):
         style = ", style=dashed" if t.internal else ""
         out.append(f'  "{_ident("t", t.name)}" [label="{t.name}", shape=ellipse{style}];')
     for p in topology.processors.values():
@@ -114,7 +117,7 @@ def describe_dot(topology: Topology) -> str:
             f'  "{_ident("p", p.name)}" [label="{label}", shape=box, '
             'style="rounded,filled", fillcolor="#dbe9ff"];'
         )
-    for a, b, kind in _edges(topology):
+    for a, b, kind in dag_edges(topology):
         src = _ident("t" if kind == "reads" else "p", a)
         dst = _ident("p" if kind == "reads" else "t", b)
         out.append(f'  "{src}" -> "{dst}";')

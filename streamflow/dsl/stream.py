@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from streamflow.dsl.nodes import Apply, Branch, Join, Merge, Node, Process, Sink, Source, Split
+from streamflow.dsl.policies import OnError
 from streamflow.dsl.table import GroupedStream, Table, TableRef
-from streamflow.dsl.topology import Topic, TopologyError
+from streamflow.dsl.topology import Topic, TopologyError, check_on_error
 from streamflow.record import Record
 
 if TYPE_CHECKING:
@@ -37,51 +39,67 @@ class Stream:
         """The graph node this handle points at."""
         return self._processor.nodes[self._node]
 
-    def _then(self, node_factory: Callable[[str], Node], kind: str, name: str | None) -> Stream:
-        node = self._processor.add(node_factory(self._processor.node_name(kind, name)))
+    def _then(self, node_factory: Callable[[str], Node], kind: str, name: str | None,
+              on_error: OnError | None = None) -> Stream:
+        node = node_factory(self._processor.node_name(kind, name))
+        if on_error is not None:
+            what = f"processor {self._processor.name!r}: step {node.name!r}: on_error"
+            node = replace(node, on_error=check_on_error(what, on_error))
+        node = self._processor.add(node)
         return Stream(self._processor, node.name)
 
-    def _apply(self, op: str, fn: Callable[..., Any], name: str | None) -> Stream:
+    def _apply(self, op: str, fn: Callable[..., Any], name: str | None,
+               on_error: OnError | None) -> Stream:
         if not callable(fn):
             msg = f"{op}() needs a function, got {type(fn).__name__}"
             raise TopologyError(msg)
-        return self._then(lambda n: Apply(n, (self._node,), op, fn), op, name)
+        return self._then(lambda n: Apply(n, (self._node,), op, fn), op, name, on_error)
 
-    def map(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Stream:
+    # Each operator running user code takes ``on_error=``: what happens to a record whose
+    # function raises in this step ("fail", "skip", "dead_letter" or a function deciding;
+    # see streamflow.dsl.policies), instead of the processor's on_processing_error.
+
+    def map(self, fn: Callable[[Any], Any], *, name: str | None = None,
+            on_error: OnError | None = None) -> Stream:
         """Replace each value with ``fn(value)``."""
-        return self._apply("map", fn, name)
+        return self._apply("map", fn, name, on_error)
 
-    def map_record(self, fn: Callable[[Record], Record], *, name: str | None = None) -> Stream:
+    def map_record(self, fn: Callable[[Record], Record], *, name: str | None = None,
+                   on_error: OnError | None = None) -> Stream:
         """Replace each record with ``fn(record)`` (key, value, timestamp and headers)."""
-        return self._apply("map_record", fn, name)
+        return self._apply("map_record", fn, name, on_error)
 
-    def filter(self, predicate: Callable[[Any], bool], *, name: str | None = None) -> Stream:
+    def filter(self, predicate: Callable[[Any], bool], *, name: str | None = None,
+               on_error: OnError | None = None) -> Stream:
         """Keep the records whose value satisfies ``predicate``."""
-        return self._apply("filter", predicate, name)
+        return self._apply("filter", predicate, name, on_error)
 
-    def filter_record(
-        self, predicate: Callable[[Record], bool], *, name: str | None = None
-    ) -> Stream:
+    def filter_record(self, predicate: Callable[[Record], bool], *, name: str | None = None,
+                      on_error: OnError | None = None) -> Stream:
         """Keep the records that satisfy ``predicate(record)``."""
-        return self._apply("filter_record", predicate, name)
+        return self._apply("filter_record", predicate, name, on_error)
 
-    def flat_map(self, fn: Callable[[Any], Iterable[Any]], *, name: str | None = None) -> Stream:
+    def flat_map(self, fn: Callable[[Any], Iterable[Any]], *, name: str | None = None,
+                 on_error: OnError | None = None) -> Stream:
         """Replace each value with zero or more values (same key and timestamp)."""
-        return self._apply("flat_map", fn, name)
+        return self._apply("flat_map", fn, name, on_error)
 
-    def key_by(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Stream:
+    def key_by(self, fn: Callable[[Any], Any], *, name: str | None = None,
+               on_error: OnError | None = None) -> Stream:
         """Set each record's key to ``fn(value)``."""
-        return self._apply("key_by", fn, name)
+        return self._apply("key_by", fn, name, on_error)
 
-    def peek(self, fn: Callable[[Record], Any], *, name: str | None = None) -> Stream:
+    def peek(self, fn: Callable[[Record], Any], *, name: str | None = None,
+             on_error: OnError | None = None) -> Stream:
         """Call ``fn(record)`` for its side effect; records pass unchanged."""
-        return self._apply("peek", fn, name)
+        return self._apply("peek", fn, name, on_error)
 
     def split(
         self,
         *,
         name: str | None = None,
         default: str | None = None,
+        on_error: OnError | None = None,
         **branches: Callable[[Any], bool],
     ) -> dict[str, Stream]:
         """Route each record to the first branch whose predicate accepts its value.
@@ -102,10 +120,13 @@ class Stream:
         if default is not None and default in branches:
             msg = f"split default branch {default!r} also has a predicate"
             raise TopologyError(msg)
+        if on_error is not None:
+            check_on_error(f"processor {self._processor.name!r}: split on_error", on_error)
         split_name = self._processor.node_name("split", name)
         names = tuple(branches)
         self._processor.add(
-            Split(split_name, (self._node,), names, tuple(branches.values()), default)
+            Split(split_name, (self._node,), names, tuple(branches.values()), default,
+                  on_error=on_error)
         )
         out: dict[str, Stream] = {}
         for i, b in enumerate([*names, *([default] if default else [])]):
@@ -165,7 +186,7 @@ class Stream:
         return GroupedStream(self._processor, self._node, step)
 
     def _join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any],
-              name: str | None, left: bool) -> Stream:
+              name: str | None, left: bool, on_error: OnError | None) -> Stream:
         if not callable(joiner):
             msg = "join() needs a joiner function (stream_value, table_value)"
             raise TopologyError(msg)
@@ -183,24 +204,24 @@ class Stream:
         return self._then(
             lambda n: Join(n, (self._node,), table.store or "", right[0] if right else "",
                            lefts, joiner, left),
-            kind, name,
+            kind, name, on_error,
         )
 
     def join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
-             name: str | None = None) -> Stream:
+             name: str | None = None, on_error: OnError | None = None) -> Stream:
         """Enrich each record with the table row of the same key: ``joiner(value, table_value)``.
 
         Records without a row are dropped.
         """
-        return self._join(table, joiner, name, False)
+        return self._join(table, joiner, name, False, on_error)
 
     def left_join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
-                  name: str | None = None) -> Stream:
+                  name: str | None = None, on_error: OnError | None = None) -> Stream:
         """Like ``join`` but records without a row pass with ``table_value=None``."""
-        return self._join(table, joiner, name, True)
+        return self._join(table, joiner, name, True, on_error)
 
     def process(self, fn: Callable[..., Any], *, stores: list[str] | tuple[str, ...] = (),
-                name: str | None = None) -> Stream:
+                name: str | None = None, on_error: OnError | None = None) -> Stream:
         """A low-level stateful step: ``fn(record, ctx)``.
 
         ``ctx.store(name)`` gives get/put/delete/range/prefix, ``ctx.forward(key, value)`` emits
@@ -210,7 +231,7 @@ class Stream:
             if s not in self._processor.stores:
                 self._processor.add_store(s)
         return self._then(lambda n: Process(n, (self._node,), fn, tuple(stores)), "process",
-                          name)
+                          name, on_error)
 
     def to(self, topic: Topic | str | Callable[[Record], Topic | str], *,
            name: str | None = None) -> None:

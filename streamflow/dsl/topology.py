@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from streamflow.dsl.policies import ACTIONS, ARGUMENT, PHASES, OnError, Phase, policy_label
 from streamflow.dsl.render import describe_text
 from streamflow.errors import ConfigurationError
 from streamflow.serde import Bytes, Serde
@@ -17,13 +18,25 @@ if TYPE_CHECKING:
     from streamflow.dsl.table import Table, TableRef
 
 Guarantee = Literal["at_least_once", "exactly_once"]
-OnError = Literal["fail", "skip", "dead_letter"]
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 class TopologyError(ConfigurationError, ValueError):
     """The topology is not well formed; the message says what to change."""
+
+
+def check_on_error(what: str, policy: object) -> OnError:
+    """Return ``policy`` when it is an action or a function, else raise naming ``what``.
+
+    >>> check_on_error("processor 'p': on_error", "skip")
+    'skip'
+    """
+    if callable(policy) or policy in ACTIONS:
+        return policy
+    msg = (f"{what} must be 'fail', 'skip' or 'dead_letter', or a function of an ErrorContext "
+           f"returning one of them; not {policy!r}")
+    raise TopologyError(msg)
 
 
 def _check_name(what: str, name: str) -> str:
@@ -147,12 +160,28 @@ class Topology:
         *,
         guarantee: Guarantee = "at_least_once",
         on_error: OnError = "fail",
+        on_deserialize_error: OnError | None = None,
+        on_processing_error: OnError | None = None,
+        on_produce_error: OnError | None = None,
         dead_letter_topic: str | None = None,
         commit_interval_ms: int | None = None,
         group_id: str | None = None,
         store: str = "rocksdb",
     ) -> Processor:
-        """Declare a processor: one consumer group, one unit of deployment and scaling."""
+        """Declare a processor: one consumer group, one unit of deployment and scaling.
+
+        What happens to a record that fails (see :mod:`streamflow.dsl.policies`): each phase
+        has a policy, ``"fail"`` (the default), ``"skip"``, ``"dead_letter"`` (to
+        ``dead_letter_topic``, by default ``<topology>.<processor>.dlq``) or a function of an
+        :class:`~streamflow.dsl.policies.ErrorContext` returning one of them.
+        ``on_deserialize_error`` covers undecodable input (Kafka Streams'
+        DeserializationExceptionHandler), ``on_processing_error`` exceptions in user code
+        (ProcessingExceptionHandler, KIP-1033; steps taking ``on_error=`` override it),
+        ``on_produce_error`` outputs that cannot be serialized (ProductionExceptionHandler);
+        ``on_error`` sets the phases not given::
+
+            t.processor("enrich", on_error="dead_letter", on_processing_error="fail")
+        """
         _check_name("processor", name)
         if dead_letter_topic is not None:
             _check_name("dead-letter topic", dead_letter_topic)
@@ -165,17 +194,20 @@ class Topology:
                 f"not {guarantee!r}"
             )
             raise TopologyError(msg)
-        if on_error not in ("fail", "skip", "dead_letter"):
-            msg = (
-                f"processor {name!r}: on_error must be 'fail', 'skip' or 'dead_letter', "
-                f"not {on_error!r}"
-            )
-            raise TopologyError(msg)
+        check_on_error(f"processor {name!r}: on_error", on_error)
+        given = {"deserialize": on_deserialize_error, "process": on_processing_error,
+                 "produce": on_produce_error}
+        policies: dict[Phase, OnError] = {}
+        for phase in PHASES:
+            arg = given[phase]
+            policies[phase] = (on_error if arg is None
+                               else check_on_error(f"processor {name!r}: {ARGUMENT[phase]}", arg))
         if store not in ("rocksdb", "memory"):
             msg = f"processor {name!r}: store must be 'rocksdb' or 'memory', not {store!r}"
             raise TopologyError(msg)
         p = Processor(self, name, guarantee, on_error, dead_letter_topic, commit_interval_ms,
                       group_id)
+        p.policies = policies
         p.store_backend = store
         self.processors[name] = p
         return p
@@ -200,6 +232,19 @@ class Topology:
         """A readable text of topics, processors and their steps."""
         return describe_text(self)
 
+    def with_name_suffix(self, suffix: str) -> Topology:
+        """A copy whose every topic and consumer group, and its own name, end with ``suffix``.
+
+        Topics declared, internal (repartition, changelog) and dead-letter ones, so that tests
+        (or branches) running the same topology on one cluster share nothing; ``streamflow``
+        commands apply the ``name_suffix`` setting (``STREAMFLOW_NAME_SUFFIX``) this way::
+
+            t = topology.with_name_suffix("-pr42")  # "orders" becomes "orders-pr42"
+        """
+        from streamflow.dsl.rename import with_name_suffix
+
+        return with_name_suffix(self, suffix)
+
     def __repr__(self) -> str:
         return f"Topology({self.name!r}, processors={list(self.processors)})"
 
@@ -220,7 +265,8 @@ class Processor:
         self.topology = topology
         self.name = name
         self.guarantee: Guarantee = guarantee
-        self.on_error: OnError = on_error
+        self.on_error: OnError = on_error  # the shorthand; ``policies`` holds each phase's
+        self.policies: dict[Phase, OnError] = dict.fromkeys(PHASES, on_error)
         self.dead_letter_topic = dead_letter_topic or f"{topology.name}.{name}.dlq"
         self.commit_interval_ms = commit_interval_ms
         self.group_id = group_id or f"{topology.name}.{name}"
@@ -389,11 +435,25 @@ class Processor:
 
         return [n.topic for n in self.nodes.values() if isinstance(n, Sink) and n.topic]
 
+    def step_policies(self) -> dict[str, OnError]:
+        """The steps that override ``on_processing_error`` (``on_error=`` on the step)."""
+        return {n.name: n.on_error for n in self.nodes.values() if n.on_error is not None}
+
+    @property
+    def dead_letters(self) -> bool:
+        """True when a failed record may go to the dead-letter topic.
+
+        A policy (of a phase or a step) is ``"dead_letter"`` or a function that may return it.
+        """
+        return any(p == "dead_letter" or callable(p)
+                   for p in (*self.policies.values(), *self.step_policies().values()))
+
     def options(self) -> dict[str, Any]:
-        """The processor's settings, for describe and tooling."""
+        """The processor's settings, for describe and tooling (policies in words)."""
         return {
             "guarantee": self.guarantee,
-            "on_error": self.on_error,
+            "on_error": policy_label(self.on_error),
+            **{ARGUMENT[ph]: policy_label(self.policies[ph]) for ph in PHASES},
             "dead_letter_topic": self.dead_letter_topic,
             "group_id": self.group_id,
             "store": self.store_backend,

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from streamflow.observability.httpd import BackgroundHTTPServer, send
 from streamflow.observability.metrics import CONTENT_TYPE, StatusCollector, exposition
 from streamflow.observability.probes import worker_probe
 from streamflow.observability.status import WorkerStatus
@@ -61,31 +61,26 @@ class HealthServer:
                  metrics: Metrics | None = None) -> None:
         self._probe = probe
         self._metrics = metrics
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._http = BackgroundHTTPServer(host, port, self._handler_class(),
+                                          name="streamflow-health")
+        self._started = False
 
     @property
     def port(self) -> int:
         """The port actually bound."""
-        return int(self._server.server_address[1])
+        return self._http.port
 
     def start(self) -> HealthServer:
         """Start serving in a daemon thread; returns ``self``."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            name="streamflow-health", daemon=True)
-            self._thread.start()
+        if not self._started:
+            self._http.start()
+            self._started = True
             log.info("health endpoints on port %d (%s)", self.port, ", ".join(ENDPOINTS))
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(5.0)
-            self._thread = None
-        self._server.server_close()
+        self._http.stop()
 
     def __enter__(self) -> HealthServer:
         return self.start()
@@ -116,21 +111,11 @@ class HealthServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def _send(self, with_body: bool) -> None:
-                code, ctype, data = server.answer(self.path)
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                if with_body:
-                    self.wfile.write(data)
-
             def do_GET(self) -> None:
-                self._send(True)
+                send(self, *server.answer(self.path))
 
             def do_HEAD(self) -> None:
-                self._send(False)
+                send(self, *server.answer(self.path), with_body=False)
 
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s " + format, self.address_string(), *args)

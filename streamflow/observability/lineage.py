@@ -120,7 +120,7 @@ class Topics:
     def of(cls, processor: Processor) -> Topics:
         """What ``processor`` reads (sources, tables, repartition topics) and writes."""
         outputs = [*processor.sink_topics(), *(s.changelog for s in processor.stores.values())]
-        if processor.on_error == "dead_letter":
+        if processor.dead_letters:
             outputs.append(processor.dead_letter_topic)
         return cls(tuple(processor.source_topics()), tuple(dict.fromkeys(outputs)))
 

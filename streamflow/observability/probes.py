@@ -75,7 +75,10 @@ def worker_probe(status: Callable[[], WorkerStatus], *, stale_after_s: float = 6
       within ``broker_timeout_s``; no partition stalled for ``stall_timeout_s`` (each check
       off when its timeout is 0);
     - also reports the processor, worker id, assigned partitions, records processed, commits
-      and aborts, the loop's age, the broker's silence and ``reasons`` when not ready.
+      and aborts, the loop's age, the broker's silence and ``reasons`` when not ready; the
+      records consumed per input topic and produced per output topic, the last commit's age
+      and the restore's progress (what ``streamflow status`` shows; it derives rates from
+      two answers).
     """
     made = clock()
     watch = StallWatch(stall_timeout_s)
@@ -99,6 +102,9 @@ def worker_probe(status: Callable[[], WorkerStatus], *, stale_after_s: float = 6
                 reasons.append(f"no answer from the brokers for {quiet:.1f}s "
                                f"(broker_timeout_s {broker_timeout_s:g})")
         lag = partition_lag(s)
+        consumed: dict[str, int] = {}
+        for p in s.partitions:
+            consumed[p.topic] = consumed.get(p.topic, 0) + p.consumed
         if stall_timeout_s:
             positions = {(p.topic, p.partition): max(p.position, p.committed)
                          for p in s.partitions if p.assigned}
@@ -122,6 +128,11 @@ def worker_probe(status: Callable[[], WorkerStatus], *, stale_after_s: float = 6
             "lag": sum(lag.values()),
             "loop_age_s": round(age, 3),
             "broker_quiet_s": None if quiet is None else round(quiet, 3),
+            "consumed": consumed,
+            "produced": dict(s.produced),
+            "last_commit_age_s": None if s.last_commit is None else round(now - s.last_commit, 3),
+            "restore": {"records": s.restore.records, "remaining": s.restore.remaining,
+                        "seconds": round(s.restore.seconds, 3)},
         }
 
     return probe

@@ -141,6 +141,7 @@ class WorkerStatus:
     processed: int = 0
     commits: int = 0
     aborts: int = 0
+    last_commit: float | None = None  # time.monotonic() of the last commit; None before it
     skipped: int = 0
     dead_lettered: int = 0
     task_metrics: dict[str, int] = field(default_factory=dict)

@@ -244,7 +244,7 @@ def _check_collisions(topology: Topology) -> list[Problem]:
             ))
 
     for p in procs:
-        if p.on_error != "dead_letter":
+        if not p.dead_letters:
             continue
         dlq = p.dead_letter_topic
         users = data_users.get(dlq, [])

@@ -15,8 +15,11 @@ __all__ = ["load_topology"]
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
-def load_topology(spec: str) -> Topology:
+def load_topology(spec: str, *, name_suffix: str = "") -> Topology:
     """Import ``MODULE[:ATTR]`` (ATTR defaults to ``topology``) and return the Topology.
+
+    With ``name_suffix`` (the setting of that name), a copy with the suffix on every topic,
+    group and its own name (:meth:`~streamflow.dsl.topology.Topology.with_name_suffix`).
 
     ATTR may also name a function returning one. The current directory is importable, as
     it is for ``python -m``. Raises :class:`~streamflow.errors.ConfigurationError` saying
@@ -64,7 +67,7 @@ def load_topology(spec: str) -> Topology:
             "not a streamflow.Topology"
         )
         raise ConfigurationError(msg)
-    return topology
+    return topology.with_name_suffix(name_suffix)
 
 
 def _broken(what: str, e: BaseException, doing: str = "importing") -> str:

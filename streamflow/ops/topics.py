@@ -43,7 +43,7 @@ def topology_topics(topology: Topology) -> list[Topic]:
     topics = list(topology.topics.values())
     for p in topology.processors.values():
         dlq = p.dead_letter_topic
-        if p.on_error == "dead_letter" and all(t.name != dlq for t in topics):
+        if p.dead_letters and all(t.name != dlq for t in topics):
             topics.append(Topic(dlq))
     return topics
 
@@ -53,7 +53,7 @@ def _kind(topology: Topology, t: Topic) -> str:
         return "external"
     if t.internal:
         return "internal"
-    if any(p.on_error == "dead_letter" and p.dead_letter_topic == t.name
+    if any(p.dead_letters and p.dead_letter_topic == t.name
            for p in topology.processors.values()):
         return "dead-letter"
     return ""

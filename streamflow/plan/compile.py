@@ -91,7 +91,7 @@ def _entry(w: Wiring, source: Source | TableSource, topic: str, fuse: bool) -> E
         except SerdeUnavailable:
             raise  # an outage, not a bad record: never skipped or dead-lettered
         except Exception as e:
-            raise StepError(name, e) from e
+            raise StepError(name, e, "deserialize") from e
         nxt(k, v, ts, h)
 
     return entry

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from streamflow.dsl.policies import Phase
 from streamflow.errors import ProcessingError
 from streamflow.record import Headers
 from streamflow.serde import SerdeContext
@@ -23,12 +24,17 @@ Emit = Callable[[str, bytes | None, bytes | None, int, "Headers | None"], None]
 
 
 class StepError(ProcessingError):
-    """A record failed in a named step (deserialize, a user function, serialize)."""
+    """A record failed in a named step, in a phase.
 
-    def __init__(self, step: str, cause: BaseException) -> None:
+    ``deserialize`` (decoding a source record), ``process`` (a user function) or ``produce``
+    (serializing an output): the processor's policy for that phase decides what happens next.
+    """
+
+    def __init__(self, step: str, cause: BaseException, phase: Phase = "process") -> None:
         super().__init__(f"step {step!r} failed: {type(cause).__name__}: {cause}")
         self.step = step
         self.cause = cause
+        self.phase: Phase = phase
 
 
 class TaskContext:

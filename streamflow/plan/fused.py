@@ -54,7 +54,7 @@ def fused_entry(w: Wiring, source: Source, name: str, kd: Any, vd: Any) -> Entry
         "    except SerdeUnavailable:",
         "        raise",
         "    except Exception as e:",
-        "        raise StepError(n_src, e) from e",
+        "        raise StepError(n_src, e, 'deserialize') from e",
     ]
     for i, step in enumerate(chain):
         ns[f"f{i}"] = step.fn
@@ -71,7 +71,8 @@ def fused_entry(w: Wiring, source: Source, name: str, kd: Any, vd: Any) -> Entry
         w.step(sink)  # built all the same: other paths (a merge into it) may use it
         body += ["    try:", "        kb = ks(k)", "        vb = vs(v)",
                  "    except SerdeUnavailable:", "        raise",
-                 "    except Exception as e:", "        raise StepError(n_sink, e) from e",
+                 "    except Exception as e:",
+                 "        raise StepError(n_sink, e, 'produce') from e",
                  "    emit(topic, kb, vb, ts, h)"]
     else:
         ns["nxt"] = w.downstream(node)

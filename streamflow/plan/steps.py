@@ -166,7 +166,7 @@ def build_sink(w: Wiring, node: Sink) -> Step:
             except SerdeUnavailable:
                 raise  # an outage, not a bad record: never skipped or dead-lettered
             except Exception as e:
-                raise StepError(name, e) from e
+                raise StepError(name, e, "produce") from e
             emit(topic, kb, vb, ts, h)
 
         return sink
@@ -177,16 +177,21 @@ def build_sink(w: Wiring, node: Sink) -> Step:
     serializers_for = w.serializers_for
 
     def route(k: Any, v: Any, ts: int, h: Headers | None) -> None:
-        try:
+        try:  # the router is user code (process phase), serializing its output is produce
             target = router(record_of(ctx, k, v, ts, h))
             topic = target if isinstance(target, str) else target.name
             ks, vs = serializers_for(topic)
+        except SerdeUnavailable:
+            raise
+        except Exception as e:
+            raise StepError(name, e) from e
+        try:
             kb = ks(k)
             vb = vs(v)
         except SerdeUnavailable:
             raise
         except Exception as e:
-            raise StepError(name, e) from e
+            raise StepError(name, e, "produce") from e
         emit(topic, kb, vb, ts, h)
 
     return route

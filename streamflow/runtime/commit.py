@@ -42,6 +42,7 @@ class AtLeastOnce:
         self.begun_at = 0.0
         self.commits = 0
         self.aborts = 0
+        self.last_commit: float | None = None  # time.monotonic() of the last commit
 
     def start(self) -> None:
         """Create the producer."""
@@ -57,6 +58,7 @@ class AtLeastOnce:
         self.collector.flush()
         consumer.commit(offsets)
         self.commits += 1
+        self.last_commit = time.monotonic()
 
     def recoverable(self, error: BaseException) -> bool:
         """At least once nothing is retried in place: the worker stops uncommitted."""
@@ -93,6 +95,7 @@ class ExactlyOnce:
         self.commits = 0
         self.aborts = 0
         self.recreated = 0
+        self.last_commit: float | None = None  # time.monotonic() of the last commit
 
     def start(self) -> None:
         """Create the producer and register its transactional id."""
@@ -122,6 +125,7 @@ class ExactlyOnce:
         finally:
             self.open = False
         self.commits += 1
+        self.last_commit = time.monotonic()
 
     def recoverable(self, error: BaseException) -> bool:
         """Errors of the producer or the transaction are: abort and rewind."""

@@ -115,6 +115,7 @@ def worker_status(engine: Engine, worker_id: str, last_loop: float | None) -> Wo
         processor=p.name, worker_id=worker_id, last_loop=last_loop,
         assigned=tuple(sorted(assigned)), ready=e.ready, restoring=tasks.restoring,
         processed=e.processed, commits=e.committer.commits, aborts=e.committer.aborts,
+        last_commit=e.committer.last_commit,
         skipped=e.policy.skipped, dead_lettered=e.policy.dead_lettered,
         task_metrics=task_metrics, topology=p.topology.name, guarantee=p.guarantee,
         dead_letter_topic=p.dead_letter_topic, partitions=tuple(parts),

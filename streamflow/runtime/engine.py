@@ -61,8 +61,9 @@ class Engine:
                                  admin=ports.admin, cache_entries=cache_entries, clock=clock,
                                  restore_chunk=restore_chunk,
                                  restore_max_rate=restore_max_rate)
-        self.policy = ErrorPolicy(processor.on_error, processor.name,
-                                  processor.dead_letter_topic, self.collector.dead_letter)
+        self.policy = ErrorPolicy(processor.policies, processor.name,
+                                  processor.dead_letter_topic, self.collector.dead_letter,
+                                  steps=processor.step_policies())
         self.consumer: GroupConsumer | None = None
         self.failed = False  # once set, nothing more is committed or checkpointed
         self.joined = False  # a first assignment came (possibly of nothing)

@@ -1,10 +1,19 @@
-"""What happens to a record that fails: the processor's ``on_error`` policy.
+"""What happens to a record that fails: the processor's policy for the phase that failed.
+
+A record fails while being decoded (``deserialize``), in user code (``process``) or while an
+output is serialized (``produce``); the processor has a policy per phase
+(``on_deserialize_error``, ``on_processing_error``, ``on_produce_error``; ``on_error`` is the
+shorthand), and a step's own ``on_error=`` overrides ``on_processing_error`` for exceptions
+in that step (see :mod:`streamflow.dsl.policies`). A policy that is a function is called with
+an :class:`~streamflow.dsl.policies.ErrorContext` and returns the action.
 
 ``fail`` stops the processor with a message naming the record and the step; ``skip`` logs
 and drops it; ``dead_letter`` produces the original key and value bytes to the dead-letter
-topic with headers describing the failure. The offset of a dead-lettered record is only
-committed after the dead letter is acknowledged, because dead letters go through the same
-producer that is flushed before every commit.
+topic with headers describing the failure (``streamflow.error.phase`` says which phase). The
+offset of a dead-lettered record is only committed after the dead letter is acknowledged,
+because dead letters go through the same producer that is flushed before every commit. A
+delivery failure (the broker refusing an output) is never a policy's to decide: it stops the
+processor without committing, so under either guarantee nothing is lost.
 
 An error budget (``max_error_ratio``, off by default) stops a processor whose share of skipped
 or dead-lettered records over a sliding window (of records, or of seconds) exceeds the ratio:
@@ -18,9 +27,18 @@ import logging
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from streamflow.config import ConfigError
+from streamflow.dsl.policies import (
+    ACTIONS,
+    ARGUMENT,
+    ErrorAction,
+    ErrorContext,
+    OnError,
+    Phase,
+    policy_label,
+)
 from streamflow.errors import ProcessingError
 from streamflow.plan.compile import StepError
 from streamflow.record import Headers
@@ -29,9 +47,12 @@ log = logging.getLogger("streamflow.errors")
 
 Produce = Callable[[str, bytes | None, bytes | None, int, "Headers | None"], None]
 
+PHASE_HEADER = "streamflow.error.phase"
+"""The dead-letter header naming the phase that failed: deserialize, process or produce."""
+
 
 class ProcessingFailed(ProcessingError):
-    """A record failed under ``on_error="fail"``; the processor stops without committing it."""
+    """A record failed under a ``fail`` policy; the processor stops without committing it."""
 
 
 def where(topic: str | None, partition: int | None, offset: int | None) -> str:
@@ -45,10 +66,17 @@ def _fields(topic: str, partition: int, offset: int, step: str) -> dict[str, obj
 
 
 class ErrorPolicy:
-    """Applies ``on_error`` to a failed record."""
+    """Applies a processor's error policies to a failed record.
 
-    def __init__(self, mode: str, processor: str, dead_letter_topic: str, produce: Produce) -> None:
-        self.mode = mode
+    ``policies`` holds each phase's policy; ``steps`` the steps whose own ``on_error=``
+    overrides the process phase's.
+    """
+
+    def __init__(self, policies: Mapping[Phase, OnError], processor: str,
+                 dead_letter_topic: str, produce: Produce, *,
+                 steps: Mapping[str, OnError] | None = None) -> None:
+        self.policies = dict(policies)
+        self.steps = dict(steps or {})
         self.processor = processor
         self.dead_letter_topic = dead_letter_topic
         self.produce = produce
@@ -58,6 +86,37 @@ class ErrorPolicy:
         self.budget: ErrorBudget | None = None
         self._failed = 0  # skipped or dead-lettered since the last account()
         self._last = ""  # the last failure, for the budget's message
+        self._actions: set[str] = set()  # what the failures counted by the budget became
+
+    def _policy(self, error: StepError) -> tuple[OnError, str]:
+        """The policy for ``error`` and the argument that set it (for messages)."""
+        if error.phase == "process" and error.step in self.steps:
+            return self.steps[error.step], f"on_error of step {error.step!r}"
+        return self.policies[error.phase], ARGUMENT[error.phase]
+
+    def _decide(self, policy: OnError, setting: str, error: StepError, topic: str,
+                partition: int, offset: int, key: bytes | None, value: bytes | None,
+                timestamp: int, headers: Headers | None) -> ErrorAction:
+        """The action of ``policy``: itself, or what the handler function returns."""
+        if isinstance(policy, str):
+            return policy
+        ctx = ErrorContext(error.phase, self.processor, error.step, error.cause, topic,
+                           partition, offset, key, value, timestamp, headers)
+        pos = where(topic, partition, offset)
+        try:
+            action = policy(ctx)
+        except Exception as e:
+            msg = (f"processor {self.processor!r}: the {setting} handler "
+                   f"{policy_label(policy)} raised {type(e).__name__}: {e} while deciding "
+                   f"about record {pos} (which failed in step {error.step!r}: "
+                   f"{type(error.cause).__name__}: {error.cause})")
+            raise ProcessingFailed(msg) from e
+        if action not in ACTIONS:
+            msg = (f"processor {self.processor!r}: the {setting} handler "
+                   f"{policy_label(policy)} returned {action!r} for record {pos}; it must "
+                   "return 'fail', 'skip' or 'dead_letter'")
+            raise ProcessingFailed(msg) from error.cause
+        return action
 
     def handle(
         self,
@@ -70,23 +129,30 @@ class ErrorPolicy:
         timestamp: int,
         headers: Headers | None,
     ) -> None:
-        """Handle one failed record, or raise ``ProcessingFailed`` under ``fail``."""
+        """Handle one failed record, or raise ``ProcessingFailed`` when the policy fails it."""
         pos = where(topic, partition, offset)
         kind = (error.step, type(error.cause).__name__)
         self.errors[kind] = self.errors.get(kind, 0) + 1
-        if self.mode == "fail":
+        policy, setting = self._policy(error)
+        action = self._decide(policy, setting, error, topic, partition, offset, key, value,
+                              timestamp, headers)
+        if action == "fail":
+            next_ = (f"set {setting}='dead_letter' (or 'skip')" if isinstance(policy, str)
+                     else f"change the {setting} handler {policy_label(policy)}, which decided "
+                     "'fail'")
             msg = (
                 f"processor {self.processor!r}: record {pos} failed in step {error.step!r}: "
-                f"{type(error.cause).__name__}: {error.cause}. Fix the data or the code, or set "
-                "on_error='dead_letter' (or 'skip') on the processor"
+                f"{type(error.cause).__name__}: {error.cause}. Fix the data or the code, or "
+                f"{next_}"
             )
             raise ProcessingFailed(msg) from error.cause
         self._failed += 1
+        self._actions.add(action)
         self._last = f"record {pos} in step {error.step!r}: {kind[1]}: {error.cause}"
-        if self.mode == "skip":
+        if action == "skip":
             self.skipped += 1
-            log.warning("skipped record %s: step %r: %s", pos, error.step, error.cause,
-                        extra=_fields(topic, partition, offset, error.step))
+            log.warning("skipped record %s: step %r (%s): %s", pos, error.step, error.phase,
+                        error.cause, extra=_fields(topic, partition, offset, error.step))
             return
         self.dead_lettered += 1
         tb = "".join(traceback.format_exception(error.cause)).encode()[-8000:]
@@ -100,10 +166,11 @@ class ErrorPolicy:
             ("streamflow.source.topic", topic.encode()),
             ("streamflow.source.partition", str(partition).encode()),
             ("streamflow.source.offset", str(offset).encode()),
+            (PHASE_HEADER, error.phase.encode()),
         ]
         log.warning(
-            "dead-lettered record %s to %s: step %r: %s",
-            pos, self.dead_letter_topic, error.step, error.cause,
+            "dead-lettered record %s to %s: step %r (%s): %s",
+            pos, self.dead_letter_topic, error.step, error.phase, error.cause,
             extra=_fields(topic, partition, offset, error.step),
         )
         self.produce(self.dead_letter_topic, key, value, timestamp, dlq_headers)
@@ -117,7 +184,8 @@ class ErrorPolicy:
         budget = self.budget
         if budget is None or not budget.add(records, failed):
             return
-        action = "skipped" if self.mode == "skip" else "dead-lettered"
+        done = {"skip": "skipped", "dead_letter": "dead-lettered"}
+        action = " or ".join(done[a] for a in sorted(self._actions, reverse=True)) or "skipped"
         msg = (
             f"processor {self.processor!r}: {budget.failed} of the last {budget.records} "
             f"records ({budget.failed / budget.records:.0%}) failed and were {action}, more "

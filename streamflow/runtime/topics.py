@@ -24,7 +24,7 @@ def processor_topics(processor: Processor) -> list[Topic]:
     names = [*processor.source_topics(), *processor.sink_topics(),
              *(spec.changelog for spec in processor.stores.values())]
     topics = [topo.topics[n] for n in dict.fromkeys(names)]
-    if processor.on_error == "dead_letter":
+    if processor.dead_letters:
         dlq = processor.dead_letter_topic
         topics.append(topo.topics.get(dlq) or Topic(dlq))
     return topics

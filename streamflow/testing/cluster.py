@@ -104,6 +104,19 @@ class Cluster:
 _TOPIC_CHARS = re.compile(r"[^a-zA-Z0-9._-]+")
 
 
+def unique_suffix(hint: str = "") -> str:
+    """A name suffix unique to one test: ``-<hint>-<8 hex digits>`` (``-<8 hex>`` without hint).
+
+    For :meth:`~streamflow.dsl.topology.Topology.with_name_suffix` and the ``name_suffix``
+    setting; the hint (a test's name) is cut to 40 legal characters.
+
+    >>> import re; bool(re.fullmatch(r"-test_x-[0-9a-f]{8}", unique_suffix("test_x")))
+    True
+    """
+    base = _TOPIC_CHARS.sub("-", hint).strip("-._")[:40]
+    return f"-{base}-{uuid.uuid4().hex[:8]}" if base else f"-{uuid.uuid4().hex[:8]}"
+
+
 def unique_topic_name(hint: str = "topic", prefix: str = "sf-test") -> str:
     """A legal, unique topic name such as ``sf-test-test_roundtrip-3f9c1a2b``."""
     base = _TOPIC_CHARS.sub("-", hint).strip("-._") or "topic"

@@ -16,11 +16,17 @@ first: ``-p no:streamflow -p streamflow.testing.plugin``. Fixtures:
 ``new_topic`` (function)
     factory ``new_topic(partitions=1, config=None, compacted=False) -> str`` creating uniquely
     named topics for one test (waits until they exist, deletes them afterwards).
+``name_suffix`` (function, ``str``)
+    a suffix unique to the test (``-<test name>-<8 hex digits>``) for
+    ``topology.with_name_suffix(name_suffix)`` and ``streamflow_app(..., name_suffix=...)``:
+    every topic and group of the topology gets it. When the test used the cluster, the topics
+    and groups ending with it are deleted afterwards.
 ``streamflow_app`` (function)
-    factory ``streamflow_app(module, processor=None, env=None, args=None, cwd=None) ->``
-    :class:`~streamflow.testing.processes.TopologyApp`: runs ``streamflow run`` against the test
-    cluster as a child process, returns once its readiness probe answers, stops it cleanly at
-    the end of the test, and attaches its log to the report of a failed test.
+    factory ``streamflow_app(module, processor=None, env=None, args=None, cwd=None,
+    name_suffix="") ->`` :class:`~streamflow.testing.processes.TopologyApp`: runs ``streamflow
+    run`` against the test cluster as a child process, returns once its readiness probe
+    answers, stops it cleanly at the end of the test, and attaches its log to the report of a
+    failed test.
 
 Where the cluster comes from (see :func:`streamflow.testing.cluster.acquire_cluster`):
 ``STREAMFLOW_TEST_BOOTSTRAP_SERVERS`` / ``STREAMFLOW_TEST_SCHEMA_REGISTRY_URL``, else
@@ -49,6 +55,7 @@ __all__ = [
     "NewTopic",
     "kafka_admin",
     "kafka_bootstrap",
+    "name_suffix",
     "new_topic",
     "schema_registry_url",
     "streamflow_app",
@@ -173,11 +180,43 @@ def new_topic(kafka_admin: TopicAdmin, request: pytest.FixtureRequest) -> Iterat
 
 
 @pytest.fixture
+def name_suffix(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A name suffix unique to this test, for ``Topology.with_name_suffix`` and apps.
+
+    When the test used the cluster, its topics and groups ending with the suffix are deleted
+    afterwards (after its apps stopped).
+    """
+    from streamflow.testing.cluster import unique_suffix
+
+    suffix = unique_suffix(request.node.name)
+    yield suffix
+    if "streamflow_cluster" not in request.fixturenames:
+        return
+    from streamflow.testing.admin import TopicAdmin
+
+    cluster: Cluster = request.getfixturevalue("streamflow_cluster")  # set up already
+    try:
+        admin = TopicAdmin(cluster.bootstrap_servers)
+        topics = [t for t in admin.topics() if t.endswith(suffix)]
+        if topics:
+            admin.delete_topics(topics)
+        groups = [g for g in admin.groups() if g.endswith(suffix)]
+        if groups:
+            admin.delete_groups(groups)
+    except Exception as exc:  # never mask the test's own outcome with a cleanup error
+        import warnings
+
+        warnings.warn(f"could not delete the test's topics and groups (*{suffix}): {exc}",
+                      stacklevel=1)
+
+
+@pytest.fixture
 def streamflow_app(streamflow_cluster: Cluster, request: pytest.FixtureRequest,
-                   tmp_path: Path) -> Iterator[Any]:
+                   tmp_path: Path, name_suffix: str) -> Iterator[Any]:
     """Factory running ``streamflow run MODULE [-p NAME]`` against the test cluster.
 
-    Each app is ready when returned and stopped (SIGTERM) when the test ends.
+    Each app is ready when returned and stopped (SIGTERM) when the test ends (before the
+    ``name_suffix`` fixture deletes the test's topics).
     """
     from streamflow.testing.processes import TopologyApp
 
@@ -186,11 +225,11 @@ def streamflow_app(streamflow_cluster: Cluster, request: pytest.FixtureRequest,
 
     def factory(module: str, processor: str | None = None, *, env: dict[str, str] | None = None,
                 args: list[str] | None = None, cwd: Path | None = None,
-                ready_timeout_s: float = 60.0) -> TopologyApp:
+                ready_timeout_s: float = 60.0, name_suffix: str = "") -> TopologyApp:
         app = TopologyApp(module, processor, bootstrap=streamflow_cluster.bootstrap_servers,
                           registry=streamflow_cluster.schema_registry_url,
                           workdir=tmp_path / "apps", cwd=cwd, env=env, args=args,
-                          ready_timeout_s=ready_timeout_s)
+                          ready_timeout_s=ready_timeout_s, name_suffix=name_suffix)
         apps.append(app)
         return app.start()
 

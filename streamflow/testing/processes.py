@@ -103,12 +103,14 @@ class TopologyApp:
 
     Its readiness probe (``/readyz`` on a free port) decides when it is ready; ``env`` adds
     ``STREAMFLOW_*`` settings; state goes to ``workdir/state``, output to ``workdir/NAME.log``.
+    ``name_suffix`` runs the topology with that suffix on every topic and group name (the
+    ``name_suffix`` setting; see :meth:`~streamflow.dsl.topology.Topology.with_name_suffix`).
     """
 
     def __init__(self, module: str, processor: str | None = None, *, bootstrap: str,
                  registry: str | None = None, workdir: Path, cwd: Path | None = None,
                  env: dict[str, str] | None = None, args: list[str] | None = None,
-                 ready_timeout_s: float = 60.0) -> None:
+                 ready_timeout_s: float = 60.0, name_suffix: str = "") -> None:
         self.module = module
         self.processor = processor
         self.port = free_port()
@@ -121,6 +123,7 @@ class TopologyApp:
             "STREAMFLOW_HEALTH_PORT": str(self.port),
             "STREAMFLOW_STATE_DIR": str(workdir / "state" / self.name),
             **({"STREAMFLOW_SCHEMA_REGISTRY_URL": registry} if registry else {}),
+            **({"STREAMFLOW_NAME_SUFFIX": name_suffix} if name_suffix else {}),
             **(env or {}),
         }
         self.args = ["run", module, *(["--processor", processor] if processor else []),

@@ -5,15 +5,16 @@ from __future__ import annotations
 import textwrap
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, Producer
 
 from streamflow.testing.processes import StreamflowProcess
 
-__all__ = ["ROOT", "StreamflowProcess", "produce", "read_all", "write_module"]
+__all__ = ["ROOT", "StreamflowProcess", "produce", "read_all", "wait_for", "write_module"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,3 +80,13 @@ def write_module(tmp: Path, name: str, body: str) -> str:
     """Write a topology module into ``tmp`` and return its module name."""
     (tmp / f"{name}.py").write_text(textwrap.dedent(body))
     return name
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
+    """Seconds until ``check()`` held (polled every 0.2 s); fails the test after ``timeout``."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.2)
+    pytest.fail(f"{what}: not within {timeout}s")

@@ -7,11 +7,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from tests.integration.kafka_helpers import (
     StreamflowProcess,
     produce,
     read_all,
+    wait_for,
     write_module,
 )
 
@@ -68,16 +67,6 @@ def scrape(port: int) -> dict[str, Any]:
 def value(fams: dict[str, Any], name: str, suffix: str = "_total", **labels: str) -> float:
     return sum(s.value for s in fams[name].samples if s.name == name + suffix
                and all(s.labels.get(k) == v for k, v in labels.items()))
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
-    """Seconds until ``check()`` held; fails after ``timeout``."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.2)
-    pytest.fail(f"{what}: not within {timeout}s")
 
 
 @pytest.fixture

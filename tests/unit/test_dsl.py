@@ -198,7 +198,7 @@ def test_bad_guarantee_lists_the_valid_ones() -> None:
 def test_bad_on_error_lists_the_valid_ones() -> None:
     t, _, _ = base()
     with pytest.raises(sf.TopologyError,
-                       match="on_error must be 'fail', 'skip' or 'dead_letter', not 'ignore'"):
+                       match="on_error must be 'fail', 'skip' or 'dead_letter', or a function"):
         t.processor("p", on_error="ignore")  # type: ignore[arg-type]
 
 

@@ -24,6 +24,7 @@ ERROR_HEADERS = [
     "streamflow.source.topic",
     "streamflow.source.partition",
     "streamflow.source.offset",
+    "streamflow.error.phase",
 ]
 
 
@@ -63,7 +64,9 @@ def test_fail_raises_processing_failed_naming_position_step_and_cause(
     assert "record orders[0]@1 failed" in message
     assert f"in step {step!r}" in message
     assert f"{etype}: " in message and fragment in message
-    assert "on_error='dead_letter'" in message  # says what to do next
+    # says what to do next, naming the setting of the phase that failed
+    setting = "on_deserialize_error" if step.endswith(":deserialize") else "on_processing_error"
+    assert f"{setting}='dead_letter'" in message
     assert type(e.value.__cause__).__name__ == etype
 
 
@@ -145,6 +148,8 @@ def test_dead_letter_writes_original_bytes_and_error_headers_then_continues(
     assert h["streamflow.error.traceback"].startswith(b"Traceback")
     assert etype.encode() in h["streamflow.error.traceback"]
     assert h["streamflow.error.step"].decode() == step
+    phase = b"deserialize" if step.endswith(":deserialize") else b"process"
+    assert h["streamflow.error.phase"] == phase
     assert h["streamflow.error.processor"] == b"enrich"
     assert h["streamflow.source.topic"] == b"orders"
     assert h["streamflow.source.partition"] == b"0"

@@ -33,8 +33,11 @@ LAYERS: dict[str, set[str]] = {
     "observability": {"dsl", "serde", "errors", "config", "record"},
     "ops": {"dsl", "plan", "runtime", "kafka", "serde", "state", "errors", "config", "record",
             "windows"},
-    "cli": {"ops", "dsl", "plan", "runtime", "kafka", "serde", "state", "observability",
-            "errors", "config", "record", "windows", "testing"},  # testing: `streamflow stack`
+    # the dashboard: ops' status and tail, the graph describe draws, topic ends from kafka
+    "dashboard": {"ops", "dsl", "kafka", "observability", "config", "errors"},
+    # testing: `streamflow stack`
+    "cli": {"dashboard", "ops", "dsl", "plan", "runtime", "kafka", "serde", "state",
+            "observability", "errors", "config", "record", "windows", "testing"},
     "testing": {"dsl", "plan", "runtime", "state", "serde", "kafka", "record", "errors",
                 "config", "windows"},
     # the package itself (streamflow/__init__.py: the public API) and ``python -m streamflow``

@@ -72,7 +72,7 @@ def _run(t: sf.Topology, records: list[tuple[str | None, int]], fuse: bool
         try:
             entry(None if key is None else key.encode(), orjson.dumps(value), i, None)
         except StepError as e:
-            outputs.append(("error", e.step, type(e.cause).__name__, str(e.cause)))
+            outputs.append(("error", e.step, e.phase, type(e.cause).__name__, str(e.cause)))
     return outputs, "<streamflow fused" in entry.__code__.co_filename
 
 
@@ -101,6 +101,22 @@ def test_a_bad_input_fails_in_the_deserialize_step_either_way() -> None:
         try:
             entry(b"a", b"{not json", 0, None)
         except StepError as e:
-            assert e.step == "src:deserialize"
+            assert (e.step, e.phase) == ("src:deserialize", "deserialize")
         else:
             raise AssertionError("a bad value must fail")
+
+
+def test_an_output_that_cannot_be_serialized_fails_in_the_produce_phase_either_way() -> None:
+    t = sf.Topology("fused")
+    src = t.topic("in", key=sf.String(), value=sf.Json(), external=True)
+    out = t.topic("out", key=sf.String(), value=sf.Int())
+    t.processor("p").stream(src, name="src").map(str, name="text").to(out, name="sink")
+    for fuse in (True, False):
+        ctx = TaskContext("p", 0, lambda *a: None, SerdeContext())
+        entry = compile_task(t.processors["p"], ctx, fuse=fuse).entries["in"]
+        try:
+            entry(b"a", b"1", 0, None)
+        except StepError as e:
+            assert (e.step, e.phase, fuse) == ("sink", "produce", fuse)
+        else:
+            raise AssertionError("a str is no Int")
