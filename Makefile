@@ -11,8 +11,17 @@ SECURE_ENV := deploy/local/.run-secure/stack.env
 EXTERNAL := $(STREAMFLOW_TEST_BOOTSTRAP_SERVERS)
 # the dashboard's graph library (Cytoscape.js + dagre), pinned by package-lock.json, installed by npm
 DASH_ASSETS := streamflow/dashboard/assets
+ENGINE := deploy/containers/engine.sh
+IMAGES := deploy/containers/images.sh
+# the integration tests `make test-containers` runs against containerised Kafka + registry
+CONTAINER_TESTS := tests/containers \
+	tests/integration/test_smoke_stack.py \
+	"tests/integration/test_avro_pipeline.py::test_confluent_avro_in_evolving_schema_out_to_confluent_reader_with_poison_to_dlq" \
+	"tests/integration/test_eos.py::test_exactly_once_survives_repeated_sigkill"
 
-.PHONY: help venv graphviz chromium dashboard-assets test unit integration lint docs demo bench stack-up stack-down secure-stack-up secure-stack-down clean
+.PHONY: help venv graphviz chromium dashboard-assets test unit integration lint docs demo bench \
+	stack-up stack-down secure-stack-up secure-stack-down clean containers-up containers-down images \
+	test-containers
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -69,7 +78,7 @@ test: venv graphviz chromium docs ## strict docs build, then the whole suite (un
 	  if ! $(STACK) status --secure >/dev/null 2>&1; then $(STACK) up --secure >/dev/null; secure_started=1; fi; \
 	  export STREAMFLOW_TEST_SECURE_ENV=$(CURDIR)/$(SECURE_ENV); \
 	fi; \
-	rc=0; STREAMFLOW_REQUIRE_INTEGRATION=1 $(BIN)/python -m pytest tests streamflow -q $(PYTEST_ARGS) || rc=$$?; \
+	rc=0; STREAMFLOW_REQUIRE_INTEGRATION=1 $(BIN)/python -m pytest tests streamflow -q --ignore=tests/containers $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$started = 1 ]; then $(STACK) down; fi; \
 	if [ $$secure_started = 1 ]; then $(STACK) down --secure; fi; \
 	exit $$rc
@@ -92,6 +101,32 @@ bench: venv ## benchmark against raw confluent-kafka, Quix Streams and Faust
 	@$(STACK) up
 	bash bench/setup_peers.sh
 	@set -a; . $(STACK_ENV); set +a; $(BIN)/python bench/run.py $(BENCH_ARGS)
+
+containers-up: ## a Docker engine (the one that answers, else a private dockerd) and the images
+	$(ENGINE) up
+	@eval "$$($(ENGINE) env)"; $(IMAGES) all
+
+containers-down: ## stop the private dockerd started by containers-up (and its containers)
+	$(ENGINE) down
+
+images: ## build the JRE, Python, Kafka, Apicurio and streamflow images here (cached by content)
+	$(ENGINE) up
+	@eval "$$($(ENGINE) env)"; $(IMAGES) all
+
+test-containers: venv ## smoke, Avro and exactly-once tests on containerised Kafka + registry, and the compose test
+	@set -euo pipefail; \
+	started=0; $(ENGINE) status >/dev/null 2>&1 || started=1; \
+	$(ENGINE) up; eval "$$($(ENGINE) env)"; \
+	rc=0; $(IMAGES) all || rc=$$?; \
+	if [ $$rc = 0 ]; then \
+	  env -u STREAMFLOW_TEST_BOOTSTRAP_SERVERS -u STREAMFLOW_TEST_SCHEMA_REGISTRY_URL \
+	    STREAMFLOW_TEST_CLUSTER=docker STREAMFLOW_REQUIRE_INTEGRATION=1 \
+	    $(BIN)/python -m pytest $(CONTAINER_TESTS) -q -p no:cacheprovider $(PYTEST_ARGS) || rc=$$?; \
+	fi; \
+	ids=$$(docker ps -aq --filter label=dev.streamflow.test); \
+	if [ -n "$$ids" ]; then docker rm -f -v $$ids >/dev/null; fi; \
+	if [ $$started = 1 ]; then $(ENGINE) down; fi; \
+	exit $$rc
 
 clean: ## remove the virtualenv and caches (not the stack's data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

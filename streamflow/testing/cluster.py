@@ -5,8 +5,8 @@ Used by the ``streamflow`` pytest plugin (:mod:`streamflow.testing.plugin`), usa
 
 1. an external cluster named in the environment: ``STREAMFLOW_TEST_BOOTSTRAP_SERVERS`` and
    ``STREAMFLOW_TEST_SCHEMA_REGISTRY_URL``;
-2. testcontainers (a KRaft Kafka and an Apicurio Registry container) when a Docker engine
-   answers;
+2. testcontainers (a KRaft Kafka and an Apicurio Registry container on the host's network, see
+   :mod:`streamflow.testing.containers`) when a Docker engine answers;
 3. the local JVM stack (``streamflow stack``): reused when already up and healthy (and left
    running), otherwise started now and stopped by the returned teardown. In a streamflow
    checkout that is ``deploy/local/stack`` (state in ``deploy/local/.run``); anywhere else the
@@ -22,7 +22,6 @@ Nothing here imports ``confluent_kafka``, ``docker`` or ``testcontainers`` at mo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -63,11 +62,6 @@ ENV_REGISTRY = "STREAMFLOW_TEST_SCHEMA_REGISTRY_URL"
 ENV_CLUSTER = "STREAMFLOW_TEST_CLUSTER"
 ENV_LOCAL_STACK = "STREAMFLOW_LOCAL_STACK"
 ENV_KEEP_STACK = "STREAMFLOW_TEST_KEEP_STACK"
-ENV_KAFKA_IMAGE = "STREAMFLOW_TEST_KAFKA_IMAGE"
-ENV_REGISTRY_IMAGE = "STREAMFLOW_TEST_REGISTRY_IMAGE"
-
-DEFAULT_KAFKA_IMAGE = "confluentinc/cp-kafka:7.9.0"
-DEFAULT_REGISTRY_IMAGE = "apicurio/apicurio-registry:3.3.3"
 
 STACK_ENV_BOOTSTRAP = "STREAMFLOW_BOOTSTRAP_SERVERS"
 STACK_ENV_REGISTRY = "STREAMFLOW_SCHEMA_REGISTRY_URL"
@@ -346,62 +340,6 @@ def docker_engine_available(timeout: float = 3.0) -> bool:
         return False
 
 
-def _testcontainers_cluster() -> tuple[Cluster, Teardown]:
-    try:
-        from testcontainers.core.container import DockerContainer
-    except ImportError as exc:
-        msg = f"testcontainers is not installed: {exc}"
-        raise ClusterUnavailable(msg) from exc
-    try:  # newer testcontainers releases moved it here; the old path warns
-        from testcontainers.community.kafka import KafkaContainer
-    except ImportError:
-        try:
-            from testcontainers.kafka import KafkaContainer
-        except ImportError as exc:
-            msg = f"testcontainers has no Kafka module: {exc}"
-            raise ClusterUnavailable(msg) from exc
-
-    kafka_image = os.environ.get(ENV_KAFKA_IMAGE, DEFAULT_KAFKA_IMAGE)
-    registry_image = os.environ.get(ENV_REGISTRY_IMAGE, DEFAULT_REGISTRY_IMAGE)
-    kafka: Any = (
-        KafkaContainer(kafka_image)
-        .with_kraft()
-        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
-        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
-        .with_env("KAFKA_TRANSACTION_STATE_LOG_NUM_PARTITIONS", "1")
-        .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "true")
-        .with_env("KAFKA_NUM_PARTITIONS", "1")
-    )
-    registry: Any = (
-        DockerContainer(registry_image)
-        .with_exposed_ports(8080)
-        .with_env("APICURIO_RULES_GLOBAL_COMPATIBILITY", "BACKWARD")
-    )
-    started: list[Any] = []
-
-    def teardown() -> None:
-        for container in reversed(started):
-            with contextlib.suppress(Exception):  # best effort: Ryuk reaps leftovers anyway
-                container.stop()
-
-    try:
-        kafka.start(timeout=120)
-        started.append(kafka)
-        registry.start()
-        started.append(registry)
-        host = registry.get_container_host_ip()
-        url = f"http://{host}:{registry.get_exposed_port(8080)}/apis/ccompat/v7"
-        wait_for_registry(url, timeout=120.0)
-        ensure_global_compatibility(url)
-        cluster = Cluster(
-            kafka.get_bootstrap_server(), url, "testcontainers", f"{kafka_image}, {registry_image}"
-        )
-    except BaseException:
-        teardown()
-        raise
-    return cluster, teardown
-
-
 # ----------------------------------------------------------------------------------------------
 # choosing
 # ----------------------------------------------------------------------------------------------
@@ -435,7 +373,9 @@ def acquire_cluster(start: Path | None = None) -> tuple[Cluster, Teardown]:
     if mode in {"auto", "docker"}:
         if docker_engine_available():
             try:
-                cluster, teardown = _testcontainers_cluster()
+                from streamflow.testing.containers import testcontainers_cluster
+
+                cluster, teardown = testcontainers_cluster()
             except Exception as exc:
                 if mode == "docker":
                     msg = f"testcontainers failed: {exc}"

@@ -228,16 +228,20 @@ def test_compose_file_parses_and_runs_every_processor_of_the_orders_example() ->
             source = vol.split(":")[0]
             if not source.startswith((".", "/")):
                 assert source in declared_volumes, f"{name}: undeclared volume {source}"
+    for name, svc in services.items():  # the daemon may have no bridge: loopback only
+        assert svc["network_mode"] == "host", name
+        assert "ports" not in svc, name
     for svc in runners.values():
         env = svc["environment"]
-        assert env["STREAMFLOW_BOOTSTRAP_SERVERS"].startswith("kafka:")
-        assert "registry" in env["STREAMFLOW_SCHEMA_REGISTRY_URL"]
+        assert env["STREAMFLOW_BOOTSTRAP_SERVERS"].startswith("127.0.0.1:${KAFKA_PORT")
+        assert "127.0.0.1:${REGISTRY_PORT" in env["STREAMFLOW_SCHEMA_REGISTRY_URL"]
         assert svc["command"][1] == "topologies.orders"
 
 
 def test_dockerfile_runs_streamflow_as_a_non_root_user_with_a_state_volume() -> None:
     text = (ROOT / "deploy" / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
+    assert re.search(r"^ARG BASE=python:3\.11-slim$", text, re.M)
+    assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE}", "${BASE}"]
     assert re.search(r'^ENTRYPOINT \["streamflow"\]', text, re.M)
     assert re.search(r"^USER (?!root|0\b)\S+", text, re.M)
     assert re.search(r"^VOLUME .*/var/lib/streamflow/state", text, re.M)
