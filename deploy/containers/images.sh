@@ -186,11 +186,11 @@ ensure() { # ensure <name>: build unless its tag exists, then tag it <repository
 }
 
 cmd_tags() {
-    printf 'STREAMFLOW_JRE_IMAGE=%s\n' "$(jre_tag)"
-    printf 'STREAMFLOW_PYTHON_IMAGE=%s\n' "$(python_tag)"
-    printf 'STREAMFLOW_KAFKA_IMAGE=%s\n' "$(kafka_tag)"
-    printf 'STREAMFLOW_REGISTRY_IMAGE=%s\n' "$(registry_tag)"
-    printf 'STREAMFLOW_APP_IMAGE=%s\n' "$(app_tag)"
+    printf 'STREAMFLOW_IMAGE_JRE=%s\n' "$(jre_tag)"
+    printf 'STREAMFLOW_IMAGE_PYTHON=%s\n' "$(python_tag)"
+    printf 'STREAMFLOW_IMAGE_KAFKA=%s\n' "$(kafka_tag)"
+    printf 'STREAMFLOW_IMAGE_REGISTRY=%s\n' "$(registry_tag)"
+    printf 'STREAMFLOW_IMAGE_APP=%s\n' "$(app_tag)"
 }
 
 main() {

@@ -33,12 +33,18 @@ NOT_SETTINGS = frozenset({
     "STREAMFLOW_PYTHON",  # the interpreter of the local stack's and the fleet's helpers
     "STREAMFLOW_REQUIRE_INTEGRATION",  # the test suite: integration tests must not skip
     "STREAMFLOW_LOCAL_STACK",  # the test fixtures: where the local stack is
+    "STREAMFLOW_DEBIAN_MIRROR",  # deploy/containers/images.sh: the debootstrap mirror
+    "STREAMFLOW_BROKER_CONFIG_DIR",  # deploy/containers/kafka: the broker image's config folder
 })
 NOT_SETTINGS_PREFIXES = (
     "STREAMFLOW_TEST_",  # the test fixtures' cluster (streamflow.testing)
     "STREAMFLOW_STACK_",  # the local stack (deploy/local, `streamflow stack`)
     "STREAMFLOW_FLEET_",  # the fleet tests
     "STREAMFLOW_CHAOS_",  # the chaos tests
+    "STREAMFLOW_DOCKER_",  # deploy/containers/engine.sh: the private Docker engine
+    "STREAMFLOW_IMAGE",  # deploy/containers/images.sh and compose: image tags and build folders
+    "STREAMFLOW_JRE_",  # deploy/containers/images.sh: the JRE base's Debian suite and package
+    "STREAMFLOW_PYTHON_",  # deploy/containers/images.sh: the Python base's Debian suite
 )
 
 SCALARS = tuple(name for name in Config.model_fields if name not in TABLES)

@@ -52,9 +52,9 @@ def images(docker_engine: None) -> dict[str, str]:
     out = subprocess.run(["bash", str(IMAGES), "tags"], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     tags = dict(line.split("=", 1) for line in out.split())
-    wanted = {"kafka": tags["STREAMFLOW_KAFKA_IMAGE"],
-              "registry": tags["STREAMFLOW_REGISTRY_IMAGE"],
-              "app": tags["STREAMFLOW_APP_IMAGE"]}
+    wanted = {"kafka": tags["STREAMFLOW_IMAGE_KAFKA"],
+              "registry": tags["STREAMFLOW_IMAGE_REGISTRY"],
+              "app": tags["STREAMFLOW_IMAGE_APP"]}
     missing = [tag for tag in wanted.values()
                if not docker("image", "ls", "-q", tag).strip()]
     if missing:

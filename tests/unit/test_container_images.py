@@ -22,7 +22,7 @@ def _run(tmp_path: Path, **env: str) -> tuple[dict[str, str], list[list[str]]]:
     (tmp_path / "config").mkdir(exist_ok=True)
     base = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
     run_env = {**base, "PATH": f"{bin_dir}:{os.environ['PATH']}",
-               "STREAMFLOW_KAFKA_CONFIG_DIR": str(tmp_path / "config"),
+               "STREAMFLOW_BROKER_CONFIG_DIR": str(tmp_path / "config"),
                "KAFKA_LOG_DIRS": str(tmp_path / "data"), **env}
     subprocess.run(["bash", str(ENTRYPOINT)], env=run_env, check=True, timeout=30)
     props = {}

@@ -3,7 +3,7 @@
 # once (KRaft), then runs the broker in the foreground (as PID 1's exec).
 set -euo pipefail
 
-CONFIG="${STREAMFLOW_KAFKA_CONFIG_DIR:-/var/lib/kafka/config}"
+CONFIG="${STREAMFLOW_BROKER_CONFIG_DIR:-/var/lib/kafka/config}"
 declare -A props=(
     [process.roles]=broker,controller
     [node.id]=1
