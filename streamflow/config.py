@@ -69,6 +69,10 @@ class Config:
     restore_max_rate: int = 0
     group_protocol: str = "classic"
     group_assignor: str = ""
+    # a task reading several topics (a stream and a table it joins) takes their records in
+    # timestamp order; when one input has nothing buffered and nothing more to fetch, the task
+    # waits this long for it, then goes on (Kafka Streams' max.task.idle.ms; -1: never wait)
+    max_task_idle_ms: int = 0
     # a worker creates the missing topics it owns at start (never external ones); off: a
     # missing topic is a configuration error
     create_topics: bool = True
