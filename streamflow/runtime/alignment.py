@@ -53,7 +53,7 @@ log = logging.getLogger("streamflow.alignment")
 LAG_WAIT_MS = 5_000
 BUFFER_MAX = 5_000
 
-RunRecord = Callable[["Route", Any], None]
+RunRecords = Callable[["Route", list[Any]], None]
 
 
 def aligned(processor: Processor) -> bool:
@@ -116,7 +116,7 @@ class Aligner:
             assert self.consumer is not None
             self.consumer.pause(full)
 
-    def drain(self, routes: dict[tuple[str, int], Route], run: RunRecord) -> None:
+    def drain(self, routes: dict[tuple[str, int], Route], run: RunRecords) -> None:
         """Run every task's buffered records that may run now, lowest timestamp first."""
         if not self.buffered:
             return
@@ -140,7 +140,7 @@ class Aligner:
             assert self.consumer is not None
             self.consumer.resume(resume)
 
-    def _drain_task(self, group: list[Route], now: int, run: RunRecord) -> None:
+    def _drain_task(self, group: list[Route], now: int, run: RunRecords) -> None:
         while True:
             best: Route | None = None
             best_ts = 0
@@ -165,11 +165,17 @@ class Aligner:
                 return
             buf = best.buffer
             # take the run of records that stay below the other inputs' heads
-            while buf:
-                ts = buf[0].timestamp()[1]
-                if limit is not None and (ts > limit or (ts == limit and not first)):
-                    break
-                run(best, buf.popleft())
+            if limit is None:
+                taken = list(buf)
+                buf.clear()
+            else:
+                taken = []
+                while buf:
+                    ts = buf[0].timestamp()[1]
+                    if ts > limit or (ts == limit and not first):
+                        break
+                    taken.append(buf.popleft())
+            run(best, taken)
 
     def _may_skip(self, r: Route, now: int) -> bool:
         """Whether the task may go on while input ``r`` has nothing buffered."""

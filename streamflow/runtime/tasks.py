@@ -347,7 +347,7 @@ class TaskManager:
         """
         if self.aligner is not None:
             self.aligner.add(self.routes, msgs, on_error, self._dropped)
-            self.aligner.drain(self.routes, lambda route, m: self._run_one(route, m, policy))
+            self.aligner.drain(self.routes, lambda route, ms: self._run_records(route, ms, policy))
             return
         routes = self.routes
         consumed = self.consumed
@@ -391,19 +391,22 @@ class TaskManager:
             tp = (last_topic, last_part)
             consumed[tp] = consumed.get(tp, 0) + n
 
-    def _run_one(self, route: Route, m: Any, policy: ErrorPolicy) -> None:
-        """Process one record of an aligned task (the batch loop above, for one record)."""
+    def _run_records(self, route: Route, msgs: list[Any], policy: ErrorPolicy) -> None:
+        """Process records of one route of an aligned task (the batch loop above, one run)."""
         ctx = route.ctx
         ctx.topic = topic = route.topic
-        ctx.offset = off = m.offset()
-        try:
-            route.entry(m.key(), m.value(), m.timestamp()[1], m.headers())
-        except StepError as e:
-            policy.handle(e, topic, route.partition, off, m.key(), m.value(), m.timestamp()[1],
-                          m.headers())
-        route.position = off + 1
-        tp = (topic, route.partition)
-        self.consumed[tp] = self.consumed.get(tp, 0) + 1
+        part = route.partition
+        entry = route.entry
+        for m in msgs:
+            ctx.offset = off = m.offset()
+            try:
+                entry(m.key(), m.value(), m.timestamp()[1], m.headers())
+            except StepError as e:
+                policy.handle(e, topic, part, off, m.key(), m.value(), m.timestamp()[1],
+                              m.headers())
+            route.position = off + 1
+        tp = (topic, part)
+        self.consumed[tp] = self.consumed.get(tp, 0) + len(msgs)
 
     def _dropped(self, topic: str, part: int, offset: int) -> None:
         """A record of a partition that is not running was fetched: it is not processed."""

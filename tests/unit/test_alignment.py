@@ -154,7 +154,7 @@ def test_an_input_with_unknown_lag_is_waited_for_at_most_lag_wait_ms() -> None:
     aligner, consumer, routes, clock, ran = _aligner()
     consumer.lags = {"z-devices": None}
     aligner.add(routes, [_Msg("a-readings", 5, 0)], _fail, _fail)
-    run = lambda route, m: ran.append(m.offset())  # noqa: E731
+    run = lambda route, ms: ran.extend(m.offset() for m in ms)  # noqa: E731
     aligner.drain(routes, run)
     assert ran == [] and aligner.buffered == 1
     clock[0] = LAG_WAIT_MS - 1
@@ -168,7 +168,7 @@ def test_an_input_with_unknown_lag_is_waited_for_at_most_lag_wait_ms() -> None:
 def test_a_partition_eof_event_ends_the_wait_for_an_input() -> None:
     aligner, consumer, routes, _clock, ran = _aligner()
     consumer.lags = {"z-devices": 3}  # the cached watermark says records are coming
-    run = lambda route, m: ran.append(m.offset())  # noqa: E731
+    run = lambda route, ms: ran.extend(m.offset() for m in ms)  # noqa: E731
     aligner.add(routes, [_Msg("a-readings", 5, 0)], _fail, _fail)
     aligner.drain(routes, run)
     assert ran == []
@@ -181,7 +181,7 @@ def test_a_partition_eof_event_ends_the_wait_for_an_input() -> None:
 def test_an_input_buffering_too_many_records_is_paused_until_half_is_taken() -> None:
     aligner, consumer, routes, _clock, ran = _aligner()
     consumer.lags = {"z-devices": 1}
-    run = lambda route, m: ran.append(m.offset())  # noqa: E731
+    run = lambda route, ms: ran.extend(m.offset() for m in ms)  # noqa: E731
     aligner.add(routes, [_Msg("a-readings", i, i) for i in range(BUFFER_MAX + 1)], _fail, _fail)
     assert consumer.paused == [("a-readings", 0)]
     aligner.drain(routes, run)
