@@ -88,13 +88,18 @@ class Aligner:
 
     def add(self, routes: dict[tuple[str, int], Route], msgs: list[Any],
             on_error: Callable[[Any], None],
-            dropped: Callable[[str, int, int], None]) -> None:
-        """Buffer consumed records on their routes; partition-EOF events mark an input's end."""
+            dropped: Callable[[str, int, int], None]) -> int:
+        """Buffer consumed records on their routes; partition-EOF events mark an input's end.
+
+        Return how many of ``msgs`` were partition-EOF events.
+        """
         full = []
+        eofs = 0
         for m in msgs:
             err = m.error()
             if err is not None:
                 if partition_eof(err):
+                    eofs += 1
                     route = routes.get((m.topic(), m.partition()))
                     if route is not None:
                         route.eof = True
@@ -115,6 +120,7 @@ class Aligner:
         if full:
             assert self.consumer is not None
             self.consumer.pause(full)
+        return eofs
 
     def drain(self, routes: dict[tuple[str, int], Route], run: RunRecords) -> None:
         """Run every task's buffered records that may run now, lowest timestamp first."""

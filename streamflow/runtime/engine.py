@@ -146,11 +146,12 @@ class Engine:
         counted (outputs, processing time) and the error budget checked.
         """
         started = time.perf_counter()
+        n = len(msgs)
         try:
             if msgs or self.tasks.buffered:  # aligned tasks may process buffered records
                 self.committer.begin()
-            self.tasks.process(msgs, self.policy, self._consumer_error)
-            self.processed += len(msgs)
+            n = self.tasks.process(msgs, self.policy, self._consumer_error)
+            self.processed += n
             self.collector.poll()
         except Exception as e:
             if isinstance(e, ConsumerFatal) or not self.committer.recoverable(e):
@@ -161,7 +162,7 @@ class Engine:
         if msgs:
             counters.batch.observe(time.perf_counter() - started)
         counters.account(time.time() * 1000.0)
-        self.policy.account(len(msgs))
+        self.policy.account(n)
 
     def punctuate(self, wall_ms: int) -> None:
         """Run time-driven steps on the wall clock."""

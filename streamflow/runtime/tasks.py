@@ -338,17 +338,18 @@ class TaskManager:
 
     # -- processing --------------------------------------------------------------------
     def process(self, msgs: list[Any], policy: ErrorPolicy,
-                on_error: Callable[[Any], None]) -> None:
+                on_error: Callable[[Any], None]) -> int:
         """Run a batch of consumed records through their tasks' chains.
 
         Records of partitions no longer assigned are dropped; error events go to ``on_error``.
         Tasks reading several topics buffer the records and take them in timestamp order
         (``streamflow.runtime.alignment``): a call without records may process buffered ones.
+        Return how many records (and error events) were consumed, partition-EOF events aside.
         """
         if self.aligner is not None:
-            self.aligner.add(self.routes, msgs, on_error, self._dropped)
+            eofs = self.aligner.add(self.routes, msgs, on_error, self._dropped)
             self.aligner.drain(self.routes, lambda route, ms: self._run_records(route, ms, policy))
-            return
+            return len(msgs) - eofs
         routes = self.routes
         consumed = self.consumed
         route: Any = None
@@ -390,6 +391,7 @@ class TaskManager:
         if n:
             tp = (last_topic, last_part)
             consumed[tp] = consumed.get(tp, 0) + n
+        return len(msgs)
 
     def _run_records(self, route: Route, msgs: list[Any], policy: ErrorPolicy) -> None:
         """Process records of one route of an aligned task (the batch loop above, one run)."""

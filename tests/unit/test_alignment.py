@@ -173,7 +173,7 @@ def test_a_partition_eof_event_ends_the_wait_for_an_input() -> None:
     aligner.drain(routes, run)
     assert ran == []
     eof = KafkaError(KafkaError._PARTITION_EOF)
-    aligner.add(routes, [_Msg("z-devices", -1, 9, eof)], _fail, _fail)
+    assert aligner.add(routes, [_Msg("z-devices", -1, 9, eof)], _fail, _fail) == 1  # one event
     aligner.drain(routes, run)
     assert ran == [0] and routes[("z-devices", 0)].eof
 
