@@ -30,8 +30,10 @@ Deliberate differences from Kafka Streams:
 An input buffering more than ``BUFFER_MAX`` records is paused until its task has taken half
 of them (Kafka Streams' ``buffered.records.per.partition``).
 
-Processors reading a single topic are not aligned: their records are processed as consumed,
-and pay nothing for this module.
+Only inputs whose records meet are aligned (``input_groups``: Kafka Streams' sub-topologies).
+A processor reading a single topic, or a topic and the repartition topic of its own
+``group_by``, is not aligned: its records are processed as consumed, and it pays nothing for
+this module.
 """
 
 from __future__ import annotations
@@ -56,9 +58,47 @@ BUFFER_MAX = 5_000
 RunRecords = Callable[["Route", list[Any]], None]
 
 
+def input_groups(processor: Processor) -> dict[str, int]:
+    """Each input topic's group: topics whose records meet (Kafka Streams' sub-topologies).
+
+    Steps are connected by their edges and by the stores they share (a table joined by a
+    stream); a repartition cuts a processor in two, so its input and its repartition topic
+    are in different groups and are not aligned with each other.
+    """
+    from streamflow.dsl.nodes import Source, TableSource
+
+    root = {name: name for name in processor.nodes}
+
+    def find(n: str) -> str:
+        while root[n] != n:
+            root[n] = root[root[n]]
+            n = root[n]
+        return n
+
+    by_store: dict[str, str] = {}
+    for node in processor.nodes.values():
+        for parent in node.parents:
+            root[find(node.name)] = find(parent)
+        stores = [getattr(node, "store", ""), *getattr(node, "stores", ())]
+        for store in filter(None, stores):
+            if store in by_store:
+                root[find(node.name)] = find(by_store[store])
+            else:
+                by_store[store] = node.name
+    groups: dict[str, int] = {}
+    ids: dict[str, int] = {}
+    for node in processor.nodes.values():
+        topics = (node.topics if isinstance(node, Source)
+                  else (node.topic,) if isinstance(node, TableSource) else ())
+        for topic in topics:
+            groups.setdefault(topic, ids.setdefault(find(node.name), len(ids)))
+    return groups
+
+
 def aligned(processor: Processor) -> bool:
-    """Whether the tasks of ``processor`` read several topics, so need aligning."""
-    return len(processor.source_topics()) > 1
+    """Whether some task of ``processor`` takes records of several topics in one group."""
+    groups = list(input_groups(processor).values())
+    return len(groups) > len(set(groups))
 
 
 def input_ranks(processor: Processor) -> dict[str, int]:
@@ -81,6 +121,7 @@ class Aligner:
                  now_ms: Callable[[], int] | None = None) -> None:
         self.max_idle_ms = max_task_idle_ms
         self.ranks = input_ranks(processor)
+        self.groups = input_groups(processor)
         self.now_ms = now_ms or _monotonic_ms
         self.consumer: GroupConsumer | None = None
         self.buffered = 0  # records buffered over every route
@@ -126,9 +167,10 @@ class Aligner:
         """Run every task's buffered records that may run now, lowest timestamp first."""
         if not self.buffered:
             return
-        tasks: dict[int, list[Route]] = {}
+        tasks: dict[tuple[int, int], list[Route]] = {}  # a task's routes, by input group
+        groups = self.groups
         for route in routes.values():
-            tasks.setdefault(route.partition, []).append(route)
+            tasks.setdefault((route.partition, groups.get(route.topic, -1)), []).append(route)
         now = self.now_ms()
         resume: list[tuple[str, int]] = []
         left = 0

@@ -8,7 +8,14 @@ import pytest
 
 import streamflow as sf
 from streamflow.kafka.client import KafkaError
-from streamflow.runtime.alignment import BUFFER_MAX, LAG_WAIT_MS, Aligner, input_ranks
+from streamflow.runtime.alignment import (
+    BUFFER_MAX,
+    LAG_WAIT_MS,
+    Aligner,
+    aligned,
+    input_groups,
+    input_ranks,
+)
 from streamflow.runtime.tasks import Route
 from streamflow.testing import TopologyTestDriver
 
@@ -92,6 +99,21 @@ def test_a_stateless_processor_is_not_aligned() -> None:
         assert d.engines["p"][0].tasks.aligner is None
     with TopologyTestDriver(_devices()) as d:
         assert d.engines["enrich"][0].tasks.aligner is not None
+
+
+def test_only_inputs_whose_records_meet_are_aligned() -> None:
+    t = sf.Topology("g")
+    t.topic("in", key=sf.String(), value=sf.Json(), external=True)
+    t.topic("users", key=sf.String(), value=sf.Json(), external=True)
+    counted = t.processor("count")  # its input and its repartition topic never meet
+    counted.stream("in").group_by(lambda v: v["k"], name="by-k").count(name="n")
+    assert not aligned(counted)
+    enrich = t.processor("enrich")  # a join, then a repartition of the joined stream
+    (enrich.stream("in").join(t.table("users"), lambda v, u: v)
+        .group_by(lambda v: v["k"], name="by-k").count(name="n"))
+    groups = input_groups(enrich)
+    assert aligned(enrich) and groups["in"] == groups["users"]
+    assert groups["g-enrich-by-k-repartition"] != groups["in"]
 
 
 def test_tables_come_first_at_equal_timestamps() -> None:
