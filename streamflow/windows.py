@@ -29,18 +29,19 @@ Time
     Session     ``[first, last]`` (inclusive) ``last + gap + 1 + grace``
     ==========  ============================  =====================================
 
-    The first three are Kafka Streams' rules exactly (``streamTime >= end + grace`` closes a
-    time window; a sliding window closes when ``streamTime > end + grace``). Sessions differ
-    on purpose: Kafka Streams closes a session at ``last + grace`` although a record up to
-    ``gap`` later may still extend it, so an "emit on close" result can be followed by a
-    larger session that replaces it. Here a session closes only when its inactivity gap has
-    run out (plus grace), so ``.final()`` really is final.
+    These are Kafka Streams' rules exactly: ``streamTime >= end + grace`` closes a time
+    window, a sliding window closes when ``streamTime > end + grace``, and a session when
+    ``streamTime > last + gap + grace`` (since Kafka 3.0, KAFKA-8289 and KAFKA-12718; before,
+    Kafka Streams closed it at ``last + grace``, while a record up to ``gap`` later could
+    still extend it). A session closes only once its inactivity gap has run out (plus grace),
+    so ``.final()`` really is final.
 
     A record is **late** for a window that is closed when it arrives (stream time already
     includes the record): it is not added to that window. A record late for *all* its windows
     is dropped, counted in the task metric ``<step>.late_records`` (see
     ``TopologyTestDriver.metrics()``) and, with ``late_topic=``, produced unchanged to that
-    topic. Records with a null key or value are skipped (``<step>.skipped_records``).
+    topic. Records with a null key or value, or a negative event time, are skipped
+    (``<step>.skipped_records``), as in Kafka Streams.
 
 Quiet partitions (``close_after_idle``)
     Kafka Streams and Quix Streams only close windows when a newer record arrives, so the last
@@ -55,10 +56,12 @@ Emission
     ``.final()`` emits each window once, when it closes, with the window's last aggregate.
     ``.updates()`` emits every change of an open window (session merges also emit ``None``
     for each session merged away). Output keys are ``Windowed(key, start, end)``; output
-    timestamps are the largest event time in the window (as Kafka Streams).
+    timestamps are the largest event time in the window (as Kafka Streams). Windows of
+    different keys that close at the same moment come out ordered by window end, then key
+    (strings by their UTF-8 bytes, integers by value), as Kafka Streams emits them.
 
-Windows are aligned to the epoch (``start = ts - ts % advance``); unlike Kafka Streams,
-windows of timestamps smaller than the window size are not clipped at 0.
+Windows are aligned to the epoch (``start = ts - ts % advance``) and, as in Kafka Streams,
+hopping windows are clipped at 0: no window starts before 0.
 
 State
     A window step keeps one store entry per key, holding all the key's open windows (and one

@@ -94,6 +94,11 @@ class Config(BaseModel):
     group_assignor: str = Field(
         "", description="the partition assignor of the group (empty: chosen per processor, "
         "see group_protocol)")
+    max_task_idle_ms: int = Field(
+        0, ge=-1, description="a task reading several topics (a stream and a table it joins) "
+        "takes their records in timestamp order; when one input has nothing buffered and nothing "
+        "more to fetch, the task waits this long for it, then goes on (Kafka Streams' "
+        "max.task.idle.ms; -1: never wait)")
     create_topics: bool = Field(
         True,
         description="a worker creates the missing topics it owns at start (never external "

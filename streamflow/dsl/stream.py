@@ -211,13 +211,19 @@ class Stream:
              name: str | None = None, on_error: OnError | None = None) -> Stream:
         """Enrich each record with the table row of the same key: ``joiner(value, table_value)``.
 
-        Records without a row are dropped.
+        Records without a row are dropped, and so are records with a null value (as in Kafka
+        Streams). Each record meets the table as it was at the record's timestamp: a task
+        takes its stream and table records in timestamp order (see
+        ``streamflow.runtime.alignment``).
         """
         return self._join(table, joiner, name, False, on_error)
 
     def left_join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
                   name: str | None = None, on_error: OnError | None = None) -> Stream:
-        """Like ``join`` but records without a row pass with ``table_value=None``."""
+        """Like ``join`` but records without a row pass with ``table_value=None``.
+
+        Records with a null value are dropped; records with a null key pass with ``None``.
+        """
         return self._join(table, joiner, name, True, on_error)
 
     def process(self, fn: Callable[..., Any], *, stores: list[str] | tuple[str, ...] = (),

@@ -261,6 +261,22 @@ def assign_group_partitions(consumer: Any, partitions: Iterable[Any], incrementa
         consumer.assign(parts)
 
 
+def lag(consumer: Any, topic: str, partition: int) -> int | None:
+    """The high watermark of the last fetch less the consumer's position, None if unknown.
+
+    No request: both come from librdkafka's cache. The position is past transaction markers.
+    """
+    tp = TopicPartition(topic, partition)
+    try:
+        high: int = consumer.get_watermark_offsets(tp, cached=True)[1]
+        position: int = consumer.position([tp])[0].offset
+    except KafkaException:
+        return None
+    if high < 0 or position < 0:
+        return None
+    return max(high - position, 0)
+
+
 def pause(consumer: Any, partitions: Iterable[tuple[str, int]]) -> None:
     """Stop fetching ``(topic, partition)`` pairs; they stay assigned."""
     tps = [TopicPartition(t, p) for t, p in partitions]

@@ -56,6 +56,14 @@ class KafkaGroupConsumer:
         """Move the fetch position of an assigned partition."""
         client.seek(self._consumer, topic, partition, offset)
 
+    def lag(self, topic: str, partition: int) -> int | None:
+        """The cached high watermark less the position (None when either is not known yet).
+
+        Under read_committed the watermark counts records of open transactions too: those
+        look like lag until the transaction ends.
+        """
+        return client.lag(self._consumer, topic, partition)
+
     def pause(self, partitions: Pairs) -> None:
         """Stop fetching assigned partitions (polling goes on, so the member stays)."""
         client.pause(self._consumer, partitions)

@@ -97,7 +97,13 @@ def build_table_op(w: Wiring, node: TableOp) -> Step:
 
 
 def build_join(w: Wiring, node: Join) -> Step:
-    """A stream-table join: look the record's key up in the table's store."""
+    """A stream-table join: look the record's key up in the table's store.
+
+    As in Kafka Streams, stream records with a null value are dropped by ``join`` and
+    ``left_join`` alike (a null value is no event to enrich). A null key finds no row:
+    ``join`` drops the record, ``left_join`` passes it with ``None`` (Kafka Streams since
+    3.7, KIP-962).
+    """
     get = w.store(node.store).get_raw_key
     joiner = node.joiner
     left = node.left
@@ -105,6 +111,8 @@ def build_join(w: Wiring, node: Join) -> Step:
     nxt = w.downstream(node)
 
     def join(k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        if v is None:
+            return
         right = None if k is None else get(encode_key(k))
         if right is None and not left:
             return

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from streamflow.config import Config, ConfigError
 from streamflow.kafka.ports import KafkaAdmin, KafkaChangelogs, KafkaGroupConsumer, KafkaProducer
 from streamflow.observability.logs import client_log_conf
+from streamflow.runtime.alignment import aligned
 from streamflow.runtime.ports import OnDelivery, Ports
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ def consumer_conf(processor: Processor, config: Config, instance_id: str, *,
         # librdkafka >= 2.4 otherwise idles up to 1 s between fetches once its prefetch
         # queue is full, which halves throughput of a loop that drains it in batches
         "fetch.queue.backoff.ms": 10,
+        # aligned tasks learn from partition-EOF events that an input has no lag
+        **({"enable.partition.eof": True} if aligned(processor) else {}),
         **_statistics(config),
         **(_static_member(config, instance_id) if static else {}),
         **config.consumer,

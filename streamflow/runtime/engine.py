@@ -46,7 +46,7 @@ class Engine:
                  state_dir: Path, backend: str | None = None, cache_entries: int = 1_000_000,
                  timeout_s: float = 30.0, clock: Callable[[], int] | None = None,
                  restore_chunk: int = 20_000, restore_max_rate: float = 0.0,
-                 metrics: bool = True) -> None:
+                 max_task_idle_ms: int = 0, metrics: bool = True) -> None:
         self.processor = processor
         self.ports = ports
         self.eos = processor.guarantee == "exactly_once"
@@ -60,7 +60,8 @@ class Engine:
                                  serde_ctx=serde_ctx, changelogs=ports.changelogs,
                                  admin=ports.admin, cache_entries=cache_entries, clock=clock,
                                  restore_chunk=restore_chunk,
-                                 restore_max_rate=restore_max_rate)
+                                 restore_max_rate=restore_max_rate,
+                                 max_task_idle_ms=max_task_idle_ms)
         self.policy = ErrorPolicy(processor.policies, processor.name,
                                   processor.dead_letter_topic, self.collector.dead_letter,
                                   steps=processor.step_policies())
@@ -146,11 +147,12 @@ class Engine:
         counted (outputs, processing time) and the error budget checked.
         """
         started = time.perf_counter()
+        n = len(msgs)
         try:
-            if msgs:
+            if msgs or self.tasks.buffered:  # aligned tasks may process buffered records
                 self.committer.begin()
-            self.tasks.process(msgs, self.policy, self._consumer_error)
-            self.processed += len(msgs)
+            n = self.tasks.process(msgs, self.policy, self._consumer_error)
+            self.processed += n
             self.collector.poll()
         except Exception as e:
             if isinstance(e, ConsumerFatal) or not self.committer.recoverable(e):
@@ -161,7 +163,7 @@ class Engine:
         if msgs:
             counters.batch.observe(time.perf_counter() - started)
         counters.account(time.time() * 1000.0)
-        self.policy.account(len(msgs))
+        self.policy.account(n)
 
     def punctuate(self, wall_ms: int) -> None:
         """Run time-driven steps on the wall clock."""

@@ -74,6 +74,13 @@ class GroupConsumer(Protocol):
     def seek(self, topic: str, partition: int, offset: int) -> None:
         """Continue reading a partition from ``offset``."""
 
+    def lag(self, topic: str, partition: int) -> int | None:
+        """Records of an assigned partition not handed out yet, as of the last fetch.
+
+        None when not known (nothing fetched or consumed since the assignment). Cheap: no
+        request to the broker.
+        """
+
     def pause(self, partitions: TopicPartitions) -> None:
         """Stop fetching ``partitions`` (they stay assigned; the member stays in the group)."""
 

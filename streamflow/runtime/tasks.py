@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamflow.kafka import client
 from streamflow.plan.compile import StepError, TaskContext, compile_task
+from streamflow.runtime.alignment import Aligner, aligned
 from streamflow.runtime.errors import ErrorPolicy, ProcessingFailed
 from streamflow.runtime.ports import Admin, GroupConsumer, Offsets, RestoreConsumer
 from streamflow.runtime.restore import Restorer, StoreRestore
@@ -47,15 +49,30 @@ COMMITTED_TIMEOUT_S = 60.0
 
 
 class Route:
-    """Where records of one (topic, partition) go, and how far they are processed."""
+    """Where records of one (topic, partition) go, and how far they are processed.
 
-    __slots__ = ("committed", "ctx", "entry", "position")
+    The routes of an aligned task also buffer their records (``streamflow.runtime.alignment``).
+    """
 
-    def __init__(self, entry: Any, ctx: TaskContext) -> None:
+    __slots__ = ("buffer", "committed", "ctx", "enforced", "entry", "eof", "idle_deadline",
+                 "lag_since", "partition", "paused", "position", "topic")
+
+    def __init__(self, topic: str, partition: int, entry: Any, ctx: TaskContext) -> None:
+        self.topic = topic
+        self.partition = partition
         self.entry = entry
         self.ctx = ctx
         self.position = -1  # next offset to process; -1 = nothing processed since assignment
         self.committed = -1
+        # alignment: consumed records not processed yet, the consumer at the partition's end,
+        # when an idle wait ends, since when a fetch is awaited, paused for a full buffer,
+        # the task went on without it (logged)
+        self.buffer: deque[Any] = deque()
+        self.eof = False
+        self.idle_deadline: int | None = None
+        self.lag_since: int | None = None
+        self.paused = False
+        self.enforced = False
 
 
 class Task:
@@ -98,7 +115,8 @@ class TaskManager:
     def __init__(self, processor: Processor, *, state_dir: Path, backend: str | None,
                  serde_ctx: SerdeContext, changelogs: RestoreConsumer, admin: Admin,
                  cache_entries: int, clock: Callable[[], int] | None = None,
-                 restore_chunk: int = 20_000, restore_max_rate: float = 0.0) -> None:
+                 restore_chunk: int = 20_000, restore_max_rate: float = 0.0,
+                 max_task_idle_ms: int = 0) -> None:
         self.processor = processor
         self.state_dir = state_dir / processor.topology.name / processor.name
         self.backend = backend or processor.store_backend
@@ -110,12 +128,31 @@ class TaskManager:
         self.routes: dict[tuple[str, int], Route] = {}
         self.tasks: dict[int, Task] = {}  # running
         self.restores: dict[int, TaskRestore] = {}  # restoring, by partition
-        self.consumer: GroupConsumer | None = None
+        self._consumer: GroupConsumer | None = None
+        # tasks reading several topics take their records in timestamp order
+        self.aligner = (Aligner(processor, max_task_idle_ms, clock)
+                        if aligned(processor) else None)
         self.emit: Any = None  # the collector's emit for newly opened tasks
         # counters for metrics: records consumed per (topic, partition) since the start (not
         # reset by rebalances or rewinds), changelog records sent
         self.consumed: dict[tuple[str, int], int] = {}
         self.changelog_records = 0
+
+    @property
+    def consumer(self) -> GroupConsumer | None:
+        """The group consumer (set by the engine once started, None once closed)."""
+        return self._consumer
+
+    @consumer.setter
+    def consumer(self, consumer: GroupConsumer | None) -> None:
+        self._consumer = consumer
+        if self.aligner is not None:
+            self.aligner.consumer = consumer
+
+    @property
+    def buffered(self) -> int:
+        """Records consumed for aligned tasks and not processed yet."""
+        return self.aligner.buffered if self.aligner is not None else 0
 
     # -- opening and closing ---------------------------------------------------------
     @property
@@ -165,7 +202,7 @@ class TaskManager:
                 paused.append((topic, part))
             else:
                 task = self.tasks[part]
-                self.routes[(topic, part)] = Route(task.compiled.entries[topic],
+                self.routes[(topic, part)] = Route(topic, part, task.compiled.entries[topic],
                                                    task.compiled.context)
         if paused:
             assert self.consumer is not None
@@ -226,7 +263,7 @@ class TaskManager:
         del self.restores[r.partition]
         task = self.tasks[r.partition] = self._task(r.partition, r.state)
         for topic, part in sorted(r.pairs):
-            self.routes[(topic, part)] = Route(task.compiled.entries[topic],
+            self.routes[(topic, part)] = Route(topic, part, task.compiled.entries[topic],
                                                task.compiled.context)
             # records fetched before the pause were dropped, and after a rewind the
             # processed ones must be processed again: both go back to the committed offset
@@ -244,13 +281,16 @@ class TaskManager:
 
         A restore whose task has no partition left is abandoned (see ``Restorer.abandon``).
         """
+        unpause = []
         for tp in pairs:
-            self.routes.pop(tp, None)
+            route = self.routes.pop(tp, None)
+            if route is not None and route.paused:
+                unpause.append(tp)
         live = {p for _, p in self.routes}
         self.close([self.tasks.pop(p) for p in list(self.tasks) if p not in live],
                    checkpoint=checkpoint)
         gone = set(pairs)
-        paused = [tp for r in self.restores.values() for tp in r.pairs if tp in gone]
+        paused = unpause + [tp for r in self.restores.values() for tp in r.pairs if tp in gone]
         for r in list(self.restores.values()):
             r.pairs -= gone
             if not r.pairs:
@@ -298,11 +338,18 @@ class TaskManager:
 
     # -- processing --------------------------------------------------------------------
     def process(self, msgs: list[Any], policy: ErrorPolicy,
-                on_error: Callable[[Any], None]) -> None:
+                on_error: Callable[[Any], None]) -> int:
         """Run a batch of consumed records through their tasks' chains.
 
         Records of partitions no longer assigned are dropped; error events go to ``on_error``.
+        Tasks reading several topics buffer the records and take them in timestamp order
+        (``streamflow.runtime.alignment``): a call without records may process buffered ones.
+        Return how many records (and error events) were consumed, partition-EOF events aside.
         """
+        if self.aligner is not None:
+            eofs = self.aligner.add(self.routes, msgs, on_error, self._dropped)
+            self.aligner.drain(self.routes, lambda route, ms: self._run_records(route, ms, policy))
+            return len(msgs) - eofs
         routes = self.routes
         consumed = self.consumed
         route: Any = None
@@ -344,6 +391,24 @@ class TaskManager:
         if n:
             tp = (last_topic, last_part)
             consumed[tp] = consumed.get(tp, 0) + n
+        return len(msgs)
+
+    def _run_records(self, route: Route, msgs: list[Any], policy: ErrorPolicy) -> None:
+        """Process records of one route of an aligned task (the batch loop above, one run)."""
+        ctx = route.ctx
+        ctx.topic = topic = route.topic
+        part = route.partition
+        entry = route.entry
+        for m in msgs:
+            ctx.offset = off = m.offset()
+            try:
+                entry(m.key(), m.value(), m.timestamp()[1], m.headers())
+            except StepError as e:
+                policy.handle(e, topic, part, off, m.key(), m.value(), m.timestamp()[1],
+                              m.headers())
+            route.position = off + 1
+        tp = (topic, part)
+        self.consumed[tp] = self.consumed.get(tp, 0) + len(msgs)
 
     def _dropped(self, topic: str, part: int, offset: int) -> None:
         """A record of a partition that is not running was fetched: it is not processed."""

@@ -96,7 +96,7 @@ class Worker:
             serde_ctx=serde_context(config), state_dir=state_dir,
             cache_entries=config.store_cache_entries, timeout_s=config.shutdown_timeout_s,
             restore_chunk=config.restore_chunk_records, restore_max_rate=config.restore_max_rate,
-            metrics=config.metrics)
+            max_task_idle_ms=config.max_task_idle_ms, metrics=config.metrics)
         self.engine.policy.budget = error_budget(config.max_error_ratio, config.error_window)
         # with tracing on, outputs continue the batch span's trace
         self.engine.collector.wrap_emit = output_tracer(config.tracing)

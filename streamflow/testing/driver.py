@@ -37,6 +37,7 @@ import itertools
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,9 +137,11 @@ class TopologyTestDriver:
     Avro topics work out of the box), ``schemas_dir``, ``store`` (``memory`` or ``rocksdb``
     for every store), ``state_dir``, ``wall_clock_ms`` (the start time), ``partitions``
     (of topics that declare none; default 1), ``restore_chunk_records`` (changelog records
-    restored per loop turn; default 1000) and ``group_protocol`` (``classic``: eager range
-    rebalances, the default; ``consumer``: incremental ones, as KIP-848 and cooperative-sticky
-    do).
+    restored per loop turn; default 1000), ``max_task_idle_ms`` (how long a task reading
+    several topics waits for an input with nothing buffered, on the driver's wall clock;
+    default 0, see ``streamflow.runtime.alignment``) and ``group_protocol`` (``classic``:
+    eager range rebalances, the default; ``consumer``: incremental ones, as KIP-848 and
+    cooperative-sticky do).
     """
 
     __test__ = False  # not a pytest test class
@@ -170,6 +173,7 @@ class TopologyTestDriver:
         self.cluster = InMemoryCluster(int(cfg.get("partitions", 1)),
                                        incremental=protocol == "consumer")
         self._restore_chunk = int(cfg.get("restore_chunk_records", 1000))
+        self._max_task_idle_ms = int(cfg.get("max_task_idle_ms", 0))
         self._backend: str | None = cfg.get("store")
         self._tmp_state: str | None = None
         state_dir = cfg.get("state_dir")
@@ -178,6 +182,7 @@ class TopologyTestDriver:
         self._state_dir = Path(state_dir)
         self._cursors: dict[str, int] = {}
         self._closed = False
+        self._held = False  # inside backlog(): sends are written, not processed
         self._create_topics()
         self.engines: dict[str, list[Engine]] = {p.name: [] for p in self.processors}
         self._members: dict[int, str] = {}  # id(engine) -> its group member id
@@ -222,7 +227,8 @@ class TopologyTestDriver:
             member = next(str(i) for i in itertools.count() if str(i) not in taken)
         engine = Engine(p, self._ports(p, member), serde_ctx=self.serde_context,
                         state_dir=self._state_dir / member, backend=self._backend,
-                        clock=self._wall_clock, restore_chunk=self._restore_chunk)
+                        clock=self._wall_clock, restore_chunk=self._restore_chunk,
+                        max_task_idle_ms=self._max_task_idle_ms)
         instances.append(engine)
         self._members[id(engine)] = member
         engine.start()
@@ -257,6 +263,29 @@ class TopologyTestDriver:
             msg = "the TopologyTestDriver is closed"
             raise RuntimeError(msg)
         self.cluster.append(topic, partition, k, v, ts, h)
+        if not self._held:
+            self._run()
+
+    @contextmanager
+    def backlog(self) -> Iterator[None]:
+        """Write the records sent inside the block to their topics without processing them.
+
+        They are processed when the block ends, as a worker started on topics that already
+        hold them would: consumed in batches, each task taking its inputs' records in timestamp
+        order (``streamflow.runtime.alignment``)::
+
+            with driver.backlog():
+                driver.input("devices").send_many(rows)      # a table's backlog
+                driver.input("readings").send_many(readings)  # then a stream's
+        """
+        if self._held:
+            msg = "backlog() blocks do not nest"
+            raise RuntimeError(msg)
+        self._held = True
+        try:
+            yield
+        finally:
+            self._held = False
         self._run()
 
     def _drain(self, topic: str) -> list[Any]:
@@ -291,9 +320,10 @@ class TopologyTestDriver:
         for engine in list(self._engines()):
             assert engine.consumer is not None
             msgs = engine.consumer.consume(1000, 0)
-            if msgs:
+            before = engine.tasks.buffered  # records of aligned tasks waiting for an input
+            if msgs or before:
                 engine.process(msgs)
-                n += len(msgs)
+                n += len(msgs) or before - engine.tasks.buffered
             if engine.restoring:
                 engine.restore()
         return n

@@ -317,6 +317,13 @@ class MemoryConsumer:
                                          self.cluster.stable_end(*tp, self.positions[tp]))
         return out
 
+    def lag(self, topic: str, partition: int) -> int | None:
+        """Committed records of an assigned partition not handed out yet (None if unassigned)."""
+        position = self.positions.get((topic, partition))
+        if position is None:
+            return None
+        return len(self.cluster.stable(topic, partition, position))
+
     def pause(self, partitions: list[tuple[str, int]]) -> None:
         """Stop handing out records of ``partitions`` (the member stays in the group)."""
         self.paused.update(partitions)

@@ -85,13 +85,23 @@ def test_clickstream_end_to_end(kafka_bootstrap: str, schema_registry_url: str,
     registry = SchemaRegistryClient({"url": schema_registry_url})
     serializer = AvroSerializer(registry, (ROOT / "schemas/page_view.avsc").read_text())
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random"})
+    # the profiles hold from before the first view: the enrich tasks take the users table's
+    # records first, however the two topics are fetched (time-aligned tasks)
     for user, profile in USERS.items():
-        producer.produce("clickstream.users", orjson.dumps(profile), user.encode())
+        producer.produce("clickstream.users", orjson.dumps(profile), user.encode(),
+                         timestamp=T0 - 60_000)
     producer.flush(30)
 
     app = StreamflowProcess(["run", "topologies.clickstream"], ROOT, env, tmp_path / "run.log")
     try:
-        time.sleep(8)  # the users table is loaded before the first view arrives
+        # the bursts are paced to pass every stage before the next one: the three processors
+        # must be running before the first (the popularity counts are grouped through a
+        # repartition topic written by several tasks; bursts piled up before the processors
+        # start would reach it out of order, beyond its grace)
+        deadline = time.monotonic() + 60
+        while not all(_running(app.output(), p) for p in ("enrich", "sessions", "popularity")):
+            assert time.monotonic() < deadline, app.output()
+            time.sleep(0.2)
         ctx = SerializationContext("clickstream.page-views", MessageField.VALUE)
         for burst in views:
             for v in burst:
@@ -111,3 +121,9 @@ def test_clickstream_end_to_end(kafka_bootstrap: str, schema_registry_url: str,
     for topic, want in expected.items():
         assert _canon(got[topic]) == _canon(want), topic
     _cli("topics", "delete", "topologies.clickstream", "--yes", "--include-external", env=env)
+
+
+def _running(log: str, processor: str) -> bool:
+    """Whether ``log`` says a task of ``processor`` runs (its stores restored)."""
+    return any(f"[clickstream/{processor}#" in ln and "restored: running" in ln
+               for ln in log.splitlines())

@@ -319,12 +319,7 @@ def test_stream_table_join_on_the_broker_enriches_every_click(
     users = [(f"u{i}".encode(), orjson.dumps({"name": f"User {i}"})) for i in range(50)]
     produce(kafka_bootstrap, app["env"]["T_USERS"], users)
     proc = _start(app)
-    try:
-        deadline = time.monotonic() + 60
-        while not re.search(r"assigned (?!nothing)", proc.output()):
-            assert time.monotonic() < deadline, proc.output()
-            time.sleep(0.5)
-        time.sleep(2)  # let the table catch up before the clicks arrive
+    try:  # the clicks come after the users in time: no need to wait for the table
         clicks = [(f"u{i % 60}".encode(), orjson.dumps({"click": i})) for i in range(600)]
         produce(kafka_bootstrap, app["env"]["T_CLICKS"], clicks)
         out = read_all(kafka_bootstrap, app["env"]["T_OUT"], expect=600)

@@ -138,6 +138,19 @@ def test_left_join_passes_records_without_a_row_with_none(backend: str) -> None:
         assert d.output("out").read_values() == [["a", None], ["b", {"name": "Bo"}]]
 
 
+@pytest.mark.parametrize("left", [False, True])
+def test_stream_records_with_a_null_value_are_dropped_by_joins(backend: str, left: bool) -> None:
+    t, p = _clicks()
+    stream = p.stream("clicks")
+    (stream.left_join if left else stream.join)(t.table("users"), lambda c, u: [c, u]).to("out")
+    with _driver(t, backend) as d:
+        d.input("users").send({"name": "Ann"}, key="u1")
+        d.input("clicks").send(None, key="u1")  # Kafka Streams drops it, row or not
+        d.input("clicks").send(None, key="u2")
+        d.input("clicks").send({"page": "a"}, key="u1")
+        assert d.output("out").read_values() == [[{"page": "a"}, {"name": "Ann"}]]
+
+
 def test_join_against_an_aggregation_of_the_same_processor(backend: str) -> None:
     t, p = _clicks()
     counts = p.stream("users").group_by_key().count(name="logins")

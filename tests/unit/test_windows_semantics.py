@@ -182,11 +182,40 @@ def test_hopping_with_size_ten_advances_puts_a_record_in_ten_windows(
     assert f.out() == expected
 
 
-def test_windows_are_aligned_to_the_epoch_even_before_zero() -> None:
+def test_hopping_windows_are_clipped_at_zero() -> None:
     h = Harness(sf.Hopping(10, 5), store="memory", emit="updates")
     try:
-        h.send(("a", 3, 0))
-        assert h.out() == [("a", -5, 5, 1, 3), ("a", 0, 10, 1, 3)]
+        h.send(("a", 3, 0))  # [-5, 5) would hold it too: Kafka Streams creates no such window
+        assert h.out() == [("a", 0, 10, 1, 3)]
+        h.send(("a", 7, 0))
+        assert h.out() == [("a", 0, 10, 2, 7), ("a", 5, 15, 1, 7)]
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize("spec", [sf.Tumbling(10), sf.Hopping(10, 5), sf.Sliding(10),
+                                  sf.Session(10)])
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_windows_closing_together_come_out_by_end_then_key(spec: Any, store: str) -> None:
+    # the store orders keys by length first ("b" before "aa"); Kafka Streams by key bytes
+    h = Harness(spec, store=store)
+    try:
+        h.send(("b", 1, 0), ("aa", 1, 0), ("ab", 1, 0), ("a", 1, 0), ("c", 1_000, 0))
+        closed = [(key, start, end) for key, start, end, _, _ in h.out()]
+        assert closed == sorted(closed, key=lambda w: (w[2], w[0]))
+        assert [k for k, _, _ in closed][:4] == ["a", "aa", "ab", "b"]
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize("spec", [sf.Tumbling(10), sf.Hopping(10, 5), sf.Sliding(10),
+                                  sf.Session(10)])
+def test_records_with_a_negative_timestamp_are_skipped(spec: Any) -> None:
+    h = Harness(spec, store="memory", emit="updates")
+    try:
+        h.send(("a", -1, 0))
+        assert h.out() == []
+        assert h.driver.metrics()["w.skipped_records"] == 1
     finally:
         h.close()
 

@@ -13,6 +13,9 @@ incremental state beyond the list of records seen:
   was not closed at the record's arrival;
 * a window is emitted by ``final()`` iff it was open when it came into existence and stream
   time reached its close time by the end of the input.
+
+Records with a negative timestamp never reach a window step (they are skipped): callers leave
+them out.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ def time_windows(records: Sequence[Rec], size: int, advance: int, grace: int,
     for k, ts, v in records:
         stream_time = ts if stream_time is None else max(stream_time, ts)
         first = (ts - size) // advance * advance - advance
-        starts = [s for s in range(first, ts + 1, advance) if s <= ts < s + size]
+        # windows start at 0 or later (clipped, as Kafka Streams)
+        starts = [s for s in range(first, ts + 1, advance) if s <= ts < s + size and s >= 0]
         live = [s for s in starts if s + size + grace > stream_time]
         if not live:
             out.dropped.append((k, ts, v))

@@ -17,7 +17,7 @@ import heapq
 from bisect import bisect_left, bisect_right, insort
 from typing import Any
 
-from streamflow.plan.windows.env import NEVER, KeyWindows, WindowEnv
+from streamflow.plan.windows.env import NEVER, KeyWindows, WindowEnv, emit_order
 from streamflow.record import Headers
 from streamflow.state.keys import encode_key
 from streamflow.state.window_store import WindowCell
@@ -34,7 +34,7 @@ class Sessions:
         self.gap = gap
         self.after = gap + 1 + grace  # a session [s, e] closes when stream time reaches e + after
         self.keys: dict[Any, KeyWindows] = {}
-        # (close time or earlier, store key (orders ties), start, dict key)
+        # (close time or earlier, key bytes (orders ties), start, dict key)
         self.closing: list[tuple[int, bytes, int, Any]] = []
         self.due_at = NEVER
         after = self.after
@@ -42,11 +42,11 @@ class Sessions:
             self.keys[dk] = kw
             kw.starts = sorted(kw.wins)
             for s, cell in kw.wins.items():
-                self._due(cell.max_ts + after, kw.prefix, s, dk)
+                self._due(cell.max_ts + after, emit_order(kw.prefix), s, dk)
 
-    def _due(self, close: int, prefix: bytes, start: int, dk: Any) -> None:
+    def _due(self, close: int, order: bytes, start: int, dk: Any) -> None:
         """Index the session at ``start`` of ``dk`` by its close time."""
-        heapq.heappush(self.closing, (close, prefix, start, dk))
+        heapq.heappush(self.closing, (close, order, start, dk))
         if close < self.due_at:
             self.due_at = close
 
@@ -57,13 +57,13 @@ class Sessions:
         keys = self.keys
         after = self.after
         while closing and closing[0][0] <= now:
-            close, prefix, start, dk = heapq.heappop(closing)
+            close, order, start, dk = heapq.heappop(closing)
             kw = keys.get(dk)
             cell = None if kw is None else kw.wins.get(start)
             if kw is None or cell is None:
                 continue  # merged away
             if cell.max_ts + after != close:  # extended since: back with its close time
-                heapq.heappush(closing, (cell.max_ts + after, prefix, start, dk))
+                heapq.heappush(closing, (cell.max_ts + after, order, start, dk))
                 continue
             del kw.wins[start]
             del kw.starts[bisect_left(kw.starts, start)]
@@ -155,6 +155,6 @@ class Sessions:
              h: Headers | None) -> None:
         kw.wins[start] = cell
         insort(kw.starts, start)
-        self._due(cell.max_ts + self.after, kw.prefix, start, dk)
+        self._due(cell.max_ts + self.after, emit_order(kw.prefix), start, dk)
         if self.env.emit_update is not None:
             self.env.emit_update(Windowed(k, start, cell.max_ts), cell.agg, cell.max_ts, h)

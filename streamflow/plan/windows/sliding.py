@@ -15,7 +15,15 @@ import heapq
 from bisect import bisect_left, bisect_right, insort
 from typing import Any
 
-from streamflow.plan.windows.env import NEVER, NO_TIME, KeyWindows, WindowEnv, copy_agg, dict_key
+from streamflow.plan.windows.env import (
+    NEVER,
+    NO_TIME,
+    KeyWindows,
+    WindowEnv,
+    copy_agg,
+    dict_key,
+    emit_order,
+)
 from streamflow.record import Headers
 from streamflow.state.keys import encode_key
 from streamflow.state.window_store import WindowCell
@@ -23,7 +31,7 @@ from streamflow.windows import Windowed
 
 _EMPTY: Any = object()
 
-# (close or expiry time, store key (orders ties), start, dict key)
+# (close or expiry time, key bytes (orders ties), start, dict key)
 _Due = tuple[int, bytes, int, Any]
 
 
@@ -53,10 +61,10 @@ class SlidingWindows:
         kw.wins[start] = cell
         insort(kw.starts, start)
         if start + self.after > now:
-            heapq.heappush(self.closing, (start + self.after, kw.prefix, start, dk))
+            heapq.heappush(self.closing, (start + self.after, emit_order(kw.prefix), start, dk))
             self.due_at = min(self.due_at, start + self.after)
         expiry = start + self.size + 1 + self.keep
-        heapq.heappush(self.expiring, (expiry, kw.prefix, start, dk))
+        heapq.heappush(self.expiring, (expiry, emit_order(kw.prefix), start, dk))
         self.due_at = min(self.due_at, expiry)
 
     def close_due(self, now: int) -> None:

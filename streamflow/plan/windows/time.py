@@ -1,7 +1,8 @@
 """Tumbling and hopping windows.
 
 ``[start, start + size)`` every ``advance`` ms (tumbling: ``advance == size``), closing when
-stream time reaches ``end + grace``.
+stream time reaches ``end + grace``. Windows start at 0 or later: a record at ``ts < size``
+is in the windows starting at ``0 .. ts`` only (Kafka Streams clips them the same way).
 
 Windows of one key sharing a close time share a start, so the open windows are indexed by
 close time in buckets (a heap of the buckets' close times): closing is ``O(closed windows)``
@@ -14,7 +15,7 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from streamflow.plan.windows.env import NEVER, KeyWindows, WindowEnv
+from streamflow.plan.windows.env import NEVER, KeyWindows, WindowEnv, emit_order
 from streamflow.record import Headers
 from streamflow.state.keys import encode_key
 from streamflow.state.window_store import WindowCell
@@ -68,6 +69,8 @@ class TimeWindows:
             kw = env.key_state(self.keys, dk, k)
         wins = kw.wins
         s = last - ((last - ts + size - 1) // adv) * adv  # the first window holding ts
+        if s < 0:  # no window starts before 0 (as Kafka Streams)
+            s = 0
         if s + span <= now:  # skip the windows already closed
             s = last - ((last + span - now - 1) // adv) * adv
         counting = env.counting
@@ -91,7 +94,7 @@ class TimeWindows:
     def close_due(self, now: int) -> None:
         """Close the windows whose close time is at most ``now``.
 
-        In store-key order within a close time (the same order after a restart).
+        By key within a close time (all end together), the same order after a restart.
         """
         closes = self.closes
         if not closes or closes[0] > now:
@@ -103,7 +106,7 @@ class TimeWindows:
         while closes and closes[0] <= now:
             due = self.buckets.pop(heapq.heappop(closes))
             if len(due) > 1:
-                due.sort(key=lambda e: keys[e[0]].prefix)
+                due.sort(key=lambda e: emit_order(keys[e[0]].prefix))
             for dk, start in due:
                 kw = keys[dk]
                 cell = kw.wins.pop(start)
