@@ -2,8 +2,8 @@
 
 ``Json(Order)`` and ``Avro(schema, model=Order)`` take the class; this module turns instances
 into plain data (dicts, lists, scalars) and back, with errors that name the class and field.
-pydantic is not a dependency: a class is treated as a pydantic model when it has pydantic v2's
-``model_validate`` and ``model_dump``.
+This module does not import pydantic (the settings do; a topology need not): a class is treated
+as a pydantic model when it has pydantic v2's ``model_validate`` and ``model_dump``.
 """
 
 from __future__ import annotations
