@@ -27,13 +27,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from streamflow.kafka.registry import make_registry_client
 from streamflow.serde.avro import Avro
-from tests.integration.kafka_helpers import StreamflowProcess, produce, read_all, write_module
+from tests.integration.kafka_helpers import (
+    StreamflowProcess,
+    confluent_registry,
+    confluent_serializer,
+    produce,
+    read_all,
+    write_module,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -106,18 +112,18 @@ class Pipeline:
             "STREAMFLOW_SCHEMA_REGISTRY_RETRIES_WAIT_MS": "100",
             "STREAMFLOW_COMMIT_INTERVAL_MS": "200",
         }
-        self.sr = SchemaRegistryClient({"url": registry_url})
+        self.sr = confluent_registry(registry_url)
         self.sctx_in = SerializationContext(in_topic, MessageField.VALUE)
         self.sctx_out = SerializationContext(out_topic, MessageField.VALUE)
         self.runs = 0
 
     def serialize(self, schema: dict[str, Any], value: dict[str, Any]) -> bytes:
-        data = AvroSerializer(self.sr, json.dumps(schema))(value, self.sctx_in)
+        data = confluent_serializer(self.sr, json.dumps(schema))(value, self.sctx_in)
         assert data is not None
         return data
 
     def produce(self, version: int, seqs: range, extra: list[bytes] | None = None) -> None:
-        ser = AvroSerializer(self.sr, json.dumps(V1 if version == 1 else V2))
+        ser = confluent_serializer(self.sr, json.dumps(V1 if version == 1 else V2))
         records: list[tuple[bytes, bytes]] = []
         for s in seqs:
             data = ser(reading(s, version), self.sctx_in)
@@ -223,7 +229,7 @@ def test_confluent_avro_in_evolving_schema_out_to_confluent_reader_with_poison_t
     # same wire bytes: confluent's serializer writes exactly what streamflow wrote
     ours = read_all(pipeline.bootstrap, pipeline.out_topic, expect=300)
     reader = AvroDeserializer(pipeline.sr)
-    theirs = AvroSerializer(pipeline.sr, Avro(OUT).schema_str())
+    theirs = confluent_serializer(pipeline.sr, Avro(OUT).schema_str())
     for m in ours[:20]:
         value = reader(m.value(), pipeline.sctx_out)
         assert theirs(value, pipeline.sctx_out) == m.value()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from streamflow.kafka.registry import (
@@ -29,6 +29,7 @@ from streamflow.kafka.registry import (
 from streamflow.serde import compat
 from streamflow.serde.avro import Avro
 from streamflow.serde.base import SerdeContext, SerdeError, SerdeUnavailable
+from tests.integration.kafka_helpers import confluent_registry, confluent_serializer
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +76,7 @@ def ctx(registry: RegistryClient) -> SerdeContext:
 
 @pytest.fixture
 def confluent(schema_registry_url: str) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": schema_registry_url})
+    return confluent_registry(schema_registry_url)
 
 
 def payment(i: int) -> dict[str, Any]:
@@ -89,7 +90,7 @@ def test_streamflow_bytes_are_read_by_confluent_and_are_identical_to_its_own(
     serde = Avro("payment")
     ours = serde.serializer(topic, False, ctx)
     sctx = SerializationContext(topic, MessageField.VALUE)
-    theirs = AvroSerializer(confluent, serde.schema_str(ctx))
+    theirs = confluent_serializer(confluent, serde.schema_str(ctx))
     reader = AvroDeserializer(confluent)
     for i in range(5):
         data = ours(payment(i))
@@ -105,7 +106,7 @@ def test_confluent_bytes_are_read_by_streamflow_with_a_preregistered_schema(
              "window_end": dt.datetime(2024, 1, 1, 0, 1, tzinfo=UTC), "payments": 7,
              "total": 420.0, "severity": "MEDIUM", "reason": None}
     sctx = SerializationContext(topic, MessageField.VALUE)
-    data = AvroSerializer(confluent, schema_str)(value, sctx)
+    data = confluent_serializer(confluent, schema_str)(value, sctx)
     serde = Avro("fraud_alert", auto_register=False)  # must find confluent's registration
     assert serde.deserializer(topic, False, ctx)(data) == value
     assert serde.serializer(topic, False, ctx)(value) == data

@@ -17,12 +17,16 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from streamflow.testing import TopologyTestDriver
-from tests.integration.kafka_helpers import ROOT, StreamflowProcess, read_all
+from tests.integration.kafka_helpers import (
+    ROOT,
+    StreamflowProcess,
+    confluent_registry,
+    confluent_serializer,
+    read_all,
+)
 from topologies import clickstream
 
 pytestmark = pytest.mark.integration
@@ -82,8 +86,8 @@ def test_clickstream_end_to_end(kafka_bootstrap: str, schema_registry_url: str,
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
     views = _views()
-    registry = SchemaRegistryClient({"url": schema_registry_url})
-    serializer = AvroSerializer(registry, (ROOT / "schemas/page_view.avsc").read_text())
+    registry = confluent_registry(schema_registry_url)
+    serializer = confluent_serializer(registry, (ROOT / "schemas/page_view.avsc").read_text())
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random"})
     # the profiles hold from before the first view: the enrich tasks take the users table's
     # records first, however the two topics are fetched (time-aligned tasks)

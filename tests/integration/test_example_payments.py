@@ -15,12 +15,17 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from streamflow.testing import TopologyTestDriver
-from tests.integration.kafka_helpers import ROOT, StreamflowProcess, read_all
+from tests.integration.kafka_helpers import (
+    ROOT,
+    StreamflowProcess,
+    confluent_registry,
+    confluent_serializer,
+    read_all,
+)
 from topologies import payments
 
 pytestmark = pytest.mark.integration
@@ -68,8 +73,8 @@ def test_payments_end_to_end(kafka_bootstrap: str, schema_registry_url: str,
            "PYTHONPATH": str(ROOT)}
     _cli(env, "topics", "delete", "topologies.payments", "--yes", "--include-external")
     _cli(env, "topics", "create", "topologies.payments")
-    registry = SchemaRegistryClient({"url": schema_registry_url})
-    serialize = AvroSerializer(registry, (ROOT / "schemas/payment.avsc").read_text())
+    registry = confluent_registry(schema_registry_url)
+    serialize = confluent_serializer(registry, (ROOT / "schemas/payment.avsc").read_text())
     deserialize = AvroDeserializer(registry)
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random"})
     # the profiles hold from before the first payment: each payment's task takes the cards

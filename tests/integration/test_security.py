@@ -28,8 +28,6 @@ from confluent_kafka.admin import (
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from streamflow.config import Config, load_config
@@ -44,6 +42,8 @@ from streamflow.testing.processes import TopologyApp
 from tests.integration.kafka_helpers import (
     ROOT,
     StreamflowProcess,
+    confluent_registry,
+    confluent_serializer,
     produce,
     read_all,
     write_module,
@@ -272,8 +272,8 @@ def _feed_payments(conf: dict[str, Any], registry: str) -> dict[str, int]:
     from topologies import payments
 
     _await_table(conf, "payments.flag", "cards")  # joined only once the table is there
-    serialize = AvroSerializer(SchemaRegistryClient({"url": registry}),
-                               (ROOT / "schemas/payment.avsc").read_text())
+    serialize = confluent_serializer(confluent_registry(registry),
+                                     (ROOT / "schemas/payment.avsc").read_text())
     ctx = SerializationContext("payments", MessageField.VALUE)
     rows = _payments()
     producer = Producer({**conf, "partitioner": "murmur2_random"})  # as Java clients
@@ -291,8 +291,8 @@ def _feed_clickstream(conf: dict[str, Any], registry: str) -> dict[str, int]:
     from topologies import clickstream
 
     _await_table(conf, "clickstream.enrich", "clickstream.users")
-    serialize = AvroSerializer(SchemaRegistryClient({"url": registry}),
-                               (ROOT / "schemas/page_view.avsc").read_text())
+    serialize = confluent_serializer(confluent_registry(registry),
+                                     (ROOT / "schemas/page_view.avsc").read_text())
     ctx = SerializationContext("clickstream.page-views", MessageField.VALUE)
     views = _views()[0]
     producer = Producer({**conf, "partitioner": "murmur2_random"})  # as Java clients

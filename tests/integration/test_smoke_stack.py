@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from streamflow.testing.plugin import NewTopic
+from tests.integration.kafka_helpers import confluent_registry, confluent_serializer
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +90,7 @@ def _consume(
 
 @pytest.fixture
 def registry(schema_registry_url: str) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": schema_registry_url})
+    return confluent_registry(schema_registry_url)
 
 
 @pytest.fixture
@@ -175,7 +176,7 @@ def test_avro_roundtrip_through_the_registry(
 ) -> None:
     topic = new_topic()
     subject = f"{topic}-value"
-    serializer = AvroSerializer(registry, json.dumps(PAYMENT_V1))
+    serializer = confluent_serializer(registry, json.dumps(PAYMENT_V1))
     deserializer = AvroDeserializer(registry)
     records: list[dict[str, Any]] = [{"id": f"p-{i}", "amount": i * 1.5} for i in range(5)]
 
