@@ -81,6 +81,13 @@ def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFami
     return GaugeMetricFamily(name, doc, labels=[*BASE, *labels])
 
 
+def _single(family: CounterMetricFamily | GaugeMetricFamily, base: list[str],
+            value: float) -> Metric:
+    """``family`` with its one sample, labelled ``base`` (the worker's labels)."""
+    family.add_metric(base, value)
+    return family
+
+
 def _histogram(name: str, doc: str, h: HistogramSnapshot | None,
                base: list[str]) -> Iterator[Metric]:
     if h is None:
@@ -103,9 +110,9 @@ def _records(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
     for topic, n in sorted(s.produced.items()):
         produced.add_metric([*base, topic], n)
     yield produced
-    skipped = _counter("streamflow_records_skipped", "Failed records skipped (on_error='skip').")
-    skipped.add_metric(base, s.skipped)
-    yield skipped
+    yield _single(_counter("streamflow_records_skipped",
+                           "Failed records skipped (on_error='skip')."),
+                  base, s.skipped)
     dead = _counter("streamflow_records_dead_lettered",
                     "Failed records sent to the dead-letter topic.", ("topic",))
     dead.add_metric([*base, s.dead_letter_topic], s.dead_lettered)
@@ -153,53 +160,42 @@ def _progress(s: WorkerStatus, base: list[str], now: float) -> Iterator[Metric]:
     for (topic, part), n in sorted(partition_lag(s).items()):
         lag.add_metric([*base, topic, str(part)], n)
     yield lag
-    commits = _counter("streamflow_commits", "Commits (offsets, or transactions).")
-    commits.add_metric(base, s.commits)
-    yield commits
+    yield _single(_counter("streamflow_commits", "Commits (offsets, or transactions)."),
+                  base, s.commits)
     yield from _histogram("streamflow_commit_duration_seconds", "Duration of one commit.",
                           s.commit, base)
     if s.guarantee == "exactly_once":
-        committed = _counter("streamflow_transactions_committed", "Transactions committed.")
-        committed.add_metric(base, s.commits)
-        yield committed
-        aborted = _counter("streamflow_transactions_aborted",
-                           "Transactions aborted (the tasks rewound to the last commit).")
-        aborted.add_metric(base, s.aborts)
-        yield aborted
+        yield _single(_counter("streamflow_transactions_committed", "Transactions committed."),
+                      base, s.commits)
+        yield _single(_counter("streamflow_transactions_aborted",
+                               "Transactions aborted (the tasks rewound to the last commit)."),
+                      base, s.aborts)
     rebalances = _counter("streamflow_rebalances", "Partition assignment changes, by kind.",
                           ("kind",))
     for kind in ("assigned", "revoked", "lost"):
         rebalances.add_metric([*base, kind], s.rebalances.get(kind, 0))
     yield rebalances
-    assigned = _gauge("streamflow_assigned_partitions", "Input partitions assigned.")
-    assigned.add_metric(base, len(s.assigned))
-    yield assigned
-    age = _gauge("streamflow_loop_age_seconds", "Seconds since the loop's last turn.")
-    age.add_metric(base, now - s.last_loop if s.last_loop is not None else 0.0)
-    yield age
+    yield _single(_gauge("streamflow_assigned_partitions", "Input partitions assigned."),
+                  base, len(s.assigned))
+    yield _single(_gauge("streamflow_loop_age_seconds", "Seconds since the loop's last turn."),
+                  base, now - s.last_loop if s.last_loop is not None else 0.0)
     quiet = rdstats.broker_quiet_s(rdstats.parse(s.consumer_stats))
     if quiet is not None and s.consumer_stats_at is not None:
-        silence = _gauge("streamflow_broker_quiet_seconds",
-                         "Seconds since anything was received from the brokers.")
-        silence.add_metric(base, quiet + max(0.0, now - s.consumer_stats_at))
-        yield silence
+        yield _single(_gauge("streamflow_broker_quiet_seconds",
+                             "Seconds since anything was received from the brokers."),
+                      base, quiet + max(0.0, now - s.consumer_stats_at))
 
 
 def _state(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
-    restored = _counter("streamflow_restore_records", "Changelog records restored.")
-    restored.add_metric(base, s.restore.records)
-    yield restored
-    remaining = _gauge("streamflow_restore_remaining_records",
-                       "Changelog records left to restore.")
-    remaining.add_metric(base, s.restore.remaining)
-    yield remaining
-    seconds = _counter("streamflow_restore_seconds", "Time spent restoring stores.")
-    seconds.add_metric(base, s.restore.seconds)
-    yield seconds
-    changelog = _counter("streamflow_changelog_records",
-                         "Records written to store changelogs.")
-    changelog.add_metric(base, s.changelog_records)
-    yield changelog
+    yield _single(_counter("streamflow_restore_records", "Changelog records restored."),
+                  base, s.restore.records)
+    yield _single(_gauge("streamflow_restore_remaining_records",
+                         "Changelog records left to restore."),
+                  base, s.restore.remaining)
+    yield _single(_counter("streamflow_restore_seconds", "Time spent restoring stores."),
+                  base, s.restore.seconds)
+    yield _single(_counter("streamflow_changelog_records", "Records written to store changelogs."),
+                  base, s.changelog_records)
     hits = _counter("streamflow_store_cache_hits", "Store reads served by the cache.",
                     ("store",))
     misses = _counter("streamflow_store_cache_misses",
