@@ -70,9 +70,6 @@ def consumer_conf(processor: Processor, config: Config, instance_id: str, *,
     }
 
 
-GROUP_PROTOCOLS = ("classic", "consumer")
-
-
 def group_protocol_conf(processor: Processor, config: Config) -> dict[str, Any]:
     """The rebalance protocol settings of ``config.group_protocol``.
 
@@ -81,10 +78,6 @@ def group_protocol_conf(processor: Processor, config: Config) -> dict[str, Any]:
     broker under "consumer", KIP-848). Under "consumer" the session and heartbeat are the
     broker's settings (``group.consumer.session.timeout.ms``...), not the client's.
     """
-    if config.group_protocol not in GROUP_PROTOCOLS:
-        msg = (f"group_protocol must be one of {', '.join(GROUP_PROTOCOLS)}, "
-               f"got {config.group_protocol!r}")
-        raise ConfigError(msg)
     stateful = processor.is_stateful()
     assignor = config.group_assignor
     if assignor and assignor != "range" and stateful and len(processor.source_topics()) > 1:

@@ -91,16 +91,9 @@ def resolve_identity(explicit: str, env: Mapping[str, str], worker_index: str | 
 
 def static_membership(config: Config, identity: Identity) -> bool:
     """Whether the worker joins its group as a static member (``group.instance.id``)."""
-    mode = config.static_membership.strip().lower()
-    if mode in ("on", "true", "1", "yes"):
-        return True
-    if mode in ("off", "false", "0", "no"):
-        return False
-    if mode != "auto":
-        msg = (f"setting 'static_membership' must be auto, on or off, got "
-               f"{config.static_membership!r}")
-        raise ConfigError(msg)
-    return identity.source in STATIC_SOURCES
+    if config.static_membership == "auto":  # the settings model admits auto, on and off
+        return identity.source in STATIC_SOURCES
+    return config.static_membership == "on"
 
 
 def instance_in_use(instance_id: str, processor: str, where: str) -> DuplicateInstanceError:
