@@ -122,6 +122,11 @@ class KafkaAdmin:
             self._admin = client.make_admin(self._conf)
         return self._admin
 
+    def poll(self) -> None:
+        """Serve the client's queued log lines and error callbacks (when it exists)."""
+        if self._admin is not None:
+            self._admin.poll(0)
+
     def close(self) -> None:
         """Drop the client (librdkafka stops its threads and reconnect attempts)."""
         self._admin = None

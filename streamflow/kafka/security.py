@@ -9,7 +9,7 @@ an unreachable cluster within a second or two.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,12 +186,15 @@ def authorized_group_operations(admin: Any, group: str, timeout: float = 15.0
         return _names(desc.authorized_operations)
 
 
-def connect(conf: dict[str, Any], timeout: float) -> None:
+def connect(conf: dict[str, Any], timeout: float,
+            stopping: Callable[[], bool] | None = None) -> bool:
     """Wait until the cluster answers a metadata request with these settings.
 
     Raise :class:`AuthenticationFailed` as soon as librdkafka reports a SASL authentication
     error or a failed TLS handshake (a wrong password, an untrusted certificate), and
-    ``Unreachable`` when nothing answers in ``timeout`` seconds.
+    ``Unreachable`` when nothing answers in ``timeout`` seconds. ``stopping()`` is asked
+    between attempts (about once a second): when it turns true (a worker got SIGTERM while
+    the broker is down), give up and return False; True means the cluster answered.
     """
     errors: list[Any] = []
     settings: dict[str, Any] = {**admin_conf(conf), "error_cb": errors.append}
@@ -201,9 +204,11 @@ def connect(conf: dict[str, Any], timeout: float) -> None:
     while True:
         try:
             admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
-            return
+            return True
         except KafkaException as e:
             last = e
+        if stopping is not None and stopping():
+            return False
         admin.poll(0)  # serves error_cb
         for err in errors:
             if err.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):

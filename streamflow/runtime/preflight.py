@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from streamflow.config import Config
@@ -34,11 +34,14 @@ class PermissionDenied(AccessError):
     """The worker's principal lacks an ACL it needs (exit 6)."""
 
 
-def connect(config: Config) -> None:
-    """Reach the cluster with the worker's settings; a refused login fails within seconds."""
+def connect(config: Config, stopping: Callable[[], bool] | None = None) -> bool:
+    """Reach the cluster with the worker's settings; a refused login fails within seconds.
+
+    False when ``stopping()`` turned true before the cluster answered.
+    """
     # librdkafka's lines go through logging, rate-limited, as the worker's clients' do
     conf = {**client_log_conf(config.client_log_interval_s), **config.client_conf()}
-    security.connect(conf, config.startup_timeout_s)
+    return security.connect(conf, config.startup_timeout_s, stopping)
 
 
 def grant_command(processor: Processor, principal: str) -> str:

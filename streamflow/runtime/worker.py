@@ -22,6 +22,7 @@ from streamflow.kafka import client
 from streamflow.kafka.ports import KafkaAdmin
 from streamflow.observability.health import serve_worker_health
 from streamflow.observability.lineage import LineageEmitter, start_lineage, with_provenance
+from streamflow.observability.logs import client_log_conf
 from streamflow.observability.status import WorkerStatus
 from streamflow.observability.tracing import batch_tracer, output_tracer
 from streamflow.runtime import preflight
@@ -86,7 +87,9 @@ class Worker:
                 raw)
             self.producer_conf["stats_cb"] = lambda raw: self.engine.counters.on_producer_stats(
                 raw)
-        self._admin = KafkaAdmin(config.client_conf())
+        # its librdkafka lines go through logging, rate-limited, served by poll() in the loop
+        self._admin = KafkaAdmin({**client_log_conf(config.client_log_interval_s),
+                                  **config.client_conf()})
         # the instance's own folder: two workers on one host never share a RocksDB directory
         state_dir = Path(config.state_dir) / self.instance_id
         self.lock = InstanceLock(state_dir / processor.topology.name / processor.name,
@@ -122,8 +125,11 @@ class Worker:
         """Ask the loop to finish its batch, commit and exit."""
         self._stop = True
 
-    def start(self) -> None:
-        """Serve the probes, connect, check topics and contracts, and join the group."""
+    def start(self) -> bool:
+        """Serve the probes, connect, check topics and contracts, and join the group.
+
+        False when asked to stop while still waiting for the cluster (nothing was started).
+        """
         try:  # probes answer while we connect
             c = self.config
             self.health = serve_worker_health(
@@ -137,8 +143,13 @@ class Worker:
             )
             raise ConfigError(msg) from e
         self.lock.acquire()  # a second worker with this id on this host stops here
+        # wrong credentials fail here, within seconds; SIGTERM while the broker is down ends
+        # the wait (not the start-up timeout, which may outlast the pod's grace period)
+        if not preflight.connect(self.config, lambda: self._stop):
+            log.info("processor %s stopped before it started: Kafka at %s did not answer yet",
+                     self.processor.name, self.config.bootstrap_servers)
+            return False
         admin = self._admin.client
-        preflight.connect(self.config)  # wrong credentials fail here, within seconds
         preflight.check_permissions(admin, self.processor, self.config)  # missing ACLs too
         with preflight.permission_errors(self.processor, self.config):
             ensure_topics(admin, processor_topics(self.processor), self.config,
@@ -153,6 +164,7 @@ class Worker:
             self.processor.group_id, self.processor.guarantee, self.instance_id,
             self.identity.source, "static" if self.static else "dynamic",
         )
+        return True
 
     def run(self, install_signals: bool = True) -> None:
         """Run until SIGTERM/SIGINT (or ``stop()``); then commit and close."""
@@ -160,7 +172,8 @@ class Worker:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         try:
-            self.start()
+            if not self.start():
+                return  # never joined: no commit, and a static member must not leave
             # the per-record path allocates many short-lived dicts and almost never cycles:
             # collect less often, and move start-up objects out of the collector's view
             gc.collect()
@@ -222,6 +235,7 @@ class Worker:
             now = time.monotonic()
             if now >= next_punctuate:
                 engine.punctuate(int(time.time() * 1000))
+                self._admin.poll()
                 next_punctuate = now + PUNCTUATE_EVERY_S
             engine.check_deliveries()
             if now >= next_commit or (

@@ -79,3 +79,24 @@ def test_a_taken_health_port_is_a_configuration_error_naming_the_setting() -> No
         with pytest.raises(ConfigError, match=f"health_port {port}"):
             w.start()
         w.close()
+
+
+def test_a_stop_while_the_broker_does_not_answer_ends_the_start_up_wait(
+        tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """SIGTERM during the start-up wait: the worker exits, not after ``startup_timeout_s``."""
+    import threading
+    import time
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    config = Config(bootstrap_servers=f"127.0.0.1:{port}", startup_timeout_s=60,
+                    health_port=0, state_dir=str(tmp_path))
+    w = Worker(_topology("at_least_once").processors["p"], config)
+    threading.Timer(1.0, w.stop).start()
+    began = time.monotonic()
+    with caplog.at_level("INFO", logger="streamflow"):
+        w.run(install_signals=False)
+    assert time.monotonic() - began < 20  # far below the 60 s start-up timeout
+    assert not w.stopped_cleanly  # never joined: a static member must not leave
+    assert "stopped before it started" in caplog.text
