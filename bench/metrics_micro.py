@@ -12,6 +12,12 @@ per-batch accounting. Run it from a checkout (``PYTHONPATH=<checkout>``) to comp
 
 Prints, per topology and mode, the best of ``--repeat`` timings (CPU time of this process)
 in µs per record.
+
+Timings on a shared 2-core VM scatter by more than the few per cent asked about, so
+``bench/metrics_instructions.sh`` runs this script under valgrind's callgrind instead and
+counts instructions, which do not depend on other load: ``--kinds``, ``--rounds 1`` and
+``--repeat 1`` make one measured pass, and mode ``none`` only prepares the data (its count is
+subtracted).
 """
 
 from __future__ import annotations
@@ -152,6 +158,8 @@ def measure(kind: str, mode: str, records: int, repeat: int) -> float:
         raise SystemExit("this checkout has no metrics switch: use mode 'before'")
     best = float("inf")
     data = batches(records)
+    if mode == "none":  # the data only: the baseline of an instruction count
+        return 0.0
     with tempfile.TemporaryDirectory() as d:
         for _ in range(repeat):
             e = Engine(processor, ports, serde_ctx=SerdeContext(), state_dir=Path(d), **kwargs)
@@ -159,7 +167,8 @@ def measure(kind: str, mode: str, records: int, repeat: int) -> float:
             e.on_assign([("in", p) for p in range(4)])
             while getattr(e, "restoring", False):  # empty changelogs: restored at once
                 e.restore()
-            gc.collect()
+            if gc.isenabled():
+                gc.collect()
             started = time.process_time()  # CPU time: other work on the machine matters less
             for b in data:
                 e.process(b)
@@ -173,13 +182,20 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--modes", default="")
+    ap.add_argument("--kinds", default="stateless,count_by_key")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the modes")
+    ap.add_argument("--no-gc", action="store_true",
+                    help="disable the cycle collector (instruction counts: a collection more "
+                         "or less in one run would outweigh the metrics)")
     args = ap.parse_args()
     has_switch = "metrics" in inspect.signature(Engine).parameters
     modes = args.modes.split(",") if args.modes else (["off", "on"] if has_switch
                                                        else ["before"])
     gc.set_threshold(50_000, 20, 100)  # as the worker sets it
-    for kind in ("stateless", "count_by_key"):
-        for mode in modes * 3:  # interleaved
+    if args.no_gc:
+        gc.disable()
+    for kind in args.kinds.split(","):
+        for mode in modes * args.rounds:  # interleaved
             us = measure(kind, mode, args.records, args.repeat)
             print(f"{kind:13} {mode:7} {us:6.3f} µs/record", flush=True)
 

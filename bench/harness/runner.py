@@ -95,7 +95,9 @@ def run_once(
         scraper = Scraper(port, fw.scrape_s).start()
     for k in ("VIRTUAL_ENV", "PYTHONHOME"):
         env.pop(k, None)
-    cmd = fw.command(scenario, versions)
+    # BENCH_WRAP runs the implementation under a tool, e.g. valgrind's callgrind
+    # (bench/metrics_instructions.sh); runs under it are slow and their rates meaningless
+    cmd = [*shlex.split(os.environ.get("BENCH_WRAP", "")), *fw.command(scenario, versions)]
     log_path = log_dir / f"{fw.name}-{run_no}.log"
     res.log = str(log_path.relative_to(ROOT)) if log_path.is_relative_to(ROOT) else str(log_path)
     with open(log_path, "wb") as log:
