@@ -228,6 +228,16 @@ def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0
     raise AssertionError(msg)
 
 
+def partition_count(consumer: Any, topic: str, timeout: float = 10.0) -> int:
+    """How many partitions ``topic`` has; ``Unreachable`` when the metadata does not say."""
+    meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        why = meta.error if meta is not None else "no metadata"
+        msg = f"cannot read the partitions of topic {topic!r}: {why}"
+        raise Unreachable(msg)
+    return len(meta.partitions)
+
+
 def end_offsets(admin: Any, partitions: Iterable[tuple[str, int]], timeout: float = 10.0
                 ) -> dict[tuple[str, int], int]:
     """The end (high watermark) of many partitions in one ListOffsets round.

@@ -170,6 +170,10 @@ class KafkaChangelogs:
         """Low and high watermark of one partition."""
         return client.watermarks(self._consumer, topic, partition)
 
+    def partitions(self, topic: str) -> int:
+        """How many partitions ``topic`` has (from the cluster's metadata)."""
+        return client.partition_count(self._consumer, topic)
+
     def add(self, topic: str, partition: int, start: int) -> None:
         """Read a changelog partition from ``start``."""
         client.assign(self._consumer, [(topic, partition, start)])

@@ -156,7 +156,9 @@ class Worker:
                           self.processor.source_topics(),
                           copartitioned=self.processor.joined_topics())
             check_contracts(self.processor, self.engine.tasks.serde_ctx)  # may refuse
-            self.engine.start()
+            self.engine.start(lambda: self._stop)  # global tables load first
+        if self.engine.consumer is None:  # stopped while the global tables loaded
+            return False
         self.lineage = start_lineage(self.processor, self.config)
         log.info(
             "processor %s started: reading %s as group %s (%s), instance %s (from %s, %s member)",
