@@ -223,6 +223,17 @@ def test_check_does_not_ask_a_global_topic_to_be_co_partitioned() -> None:
     assert t.processors["enrich"].joined_topics() == []
 
 
+def test_check_reports_a_global_topic_that_nothing_writes_and_is_not_external() -> None:
+    t = sf.Topology("gt")
+    orders = t.topic("orders", external=True)
+    table = t.global_table(t.topic("customers"))
+    t.processor("p").stream(orders).join(table, lambda o, c: c, key=lambda k, v: k).to(
+        t.topic("out"))
+    problems = check_topology(t).problems
+    assert [(p.code, "'customers'" in p.message) for p in problems] == [
+        ("undeclared-source", True)]
+
+
 def test_acls_grant_read_and_describe_on_the_global_topic_without_a_group() -> None:
     t = _topology()
     acls = required_acls(t.processors["enrich"], "User:app", create_topics=False)
