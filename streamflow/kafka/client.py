@@ -93,6 +93,19 @@ def error_is_fatal(err: Any) -> bool:
     return bool(err.fatal()) if hasattr(err, "fatal") else False
 
 
+# what a consumer reports while brokers restart or move leaders; librdkafka reconnects itself
+_TRANSIENT = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+                        KafkaError._TIMED_OUT, KafkaError._RESOLVE,
+                        KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
+
+
+def error_is_transient(err: Any) -> bool:
+    """True for consumer errors that pass by themselves (a broker restarting, a leader moving)."""
+    if error_is_fatal(err):
+        return False
+    return bool(err.retriable()) or err.code() in _TRANSIENT
+
+
 def is_buffer_full(exc: BaseException) -> bool:
     """True when ``produce()`` refused because the local queue is full."""
     return isinstance(exc, BufferError)

@@ -8,10 +8,13 @@ partition, offset)`` tuples into ``TopicPartition`` objects and client errors in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from streamflow.kafka import client
+
+log = logging.getLogger("streamflow.kafka")
 
 Pairs = list[tuple[str, int]]
 
@@ -203,8 +206,12 @@ class KafkaChangelogs:
             elif client.partition_eof(err):
                 ends.append((m.topic(), m.partition(), m.offset()))
             else:
-                raise client.KafkaException(err)
+                self._on_error(err)
         return records, ends
+
+    def _on_error(self, err: Any) -> None:
+        """A restore stops at any error."""
+        raise client.KafkaException(err)
 
     def close(self) -> None:
         """Close the consumer (a later restore opens a new one)."""
@@ -212,3 +219,17 @@ class KafkaChangelogs:
             self._client.close()
             self._client = None
             self._assigned.clear()
+
+
+class KafkaGlobalReader(KafkaChangelogs):
+    """The consumer of the global tables' topics (``streamflow.runtime.global_tables``).
+
+    It lives as long as the worker, so an error that passes by itself (a broker restarting)
+    is logged, not raised: librdkafka reconnects and goes on from its position, and the
+    records consumed with the error are kept. Others stop the worker.
+    """
+
+    def _on_error(self, err: Any) -> None:
+        if not client.error_is_transient(err):
+            raise client.KafkaException(err)
+        log.warning("global tables' consumer: %s", err)

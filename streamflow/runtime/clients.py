@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from streamflow.config import Config, ConfigError
-from streamflow.kafka.ports import KafkaAdmin, KafkaChangelogs, KafkaGroupConsumer, KafkaProducer
+from streamflow.kafka.ports import (
+    KafkaAdmin,
+    KafkaChangelogs,
+    KafkaGlobalReader,
+    KafkaGroupConsumer,
+    KafkaProducer,
+)
 from streamflow.observability.logs import client_log_conf
 from streamflow.runtime.alignment import aligned
 from streamflow.runtime.ports import OnDelivery, Ports
@@ -148,5 +154,5 @@ def kafka_ports(config: Config, cconf: dict[str, Any], pconf: dict[str, Any],
         # for a poll() nobody makes, so it keeps librdkafka's own logging)
         changelogs=KafkaChangelogs(outside_group),
         # the global tables' topics, read whole (its client is made on first use)
-        global_tables=KafkaChangelogs(outside_group),
+        global_tables=KafkaGlobalReader(outside_group),
     )

@@ -258,3 +258,16 @@ def test_name_suffix_renames_the_global_topic() -> None:
         d.input("customers-x").send({"name": "Ada"}, key="c1")
         d.input("orders-x").send({"id": 1, "customer": "c1"}, key="o")
         assert d.output("out-x").read_values() == [[1, "Ada"]]
+
+
+def test_the_global_reader_logs_a_passing_broker_error_and_raises_the_others(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from streamflow.kafka.ports import KafkaGlobalReader
+
+    reader = KafkaGlobalReader({"bootstrap.servers": "127.0.0.1:9"})
+    reader._on_error(KafkaError(KafkaError._TRANSPORT))  # a broker restarting: go on
+    assert "global tables' consumer" in caplog.text
+    with pytest.raises(KafkaException):
+        reader._on_error(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
