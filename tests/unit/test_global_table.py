@@ -271,3 +271,21 @@ def test_the_global_reader_logs_a_passing_broker_error_and_raises_the_others(
     assert "global tables' consumer" in caplog.text
     with pytest.raises(KafkaException):
         reader._on_error(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+
+
+@BACKENDS
+def test_every_instance_of_a_scaled_processor_holds_the_whole_table(store: str) -> None:
+    t = _topology(global_partitions=2, stream_partitions=2)
+    with TopologyTestDriver(t, config={"store": store}) as d:
+        d.input("customers").send({"name": "Ada"}, key="c1")
+        d.scale(2)
+        d.input("customers").send({"name": "Bob"}, key="c2")
+        for i in range(2):
+            d.input("orders").send({"id": i, "customer": f"c{i + 1}"}, key="o", partition=i)
+        assert sorted(_values(d)) == [[0, "Ada"], [1, "Bob"]]
+        engines = d.engines["enrich"]
+        assert [sorted(e.tasks.tasks) for e in engines] == [[0], [1]]  # one task each
+        for e in engines:
+            assert e.globals is not None
+            assert dict(e.globals.stores["global-customers"].items()) == {
+                "c1": {"name": "Ada"}, "c2": {"name": "Bob"}}
