@@ -289,3 +289,28 @@ def test_every_instance_of_a_scaled_processor_holds_the_whole_table(store: str) 
             assert e.globals is not None
             assert dict(e.globals.stores["global-customers"].items()) == {
                 "c1": {"name": "Ada"}, "c2": {"name": "Bob"}}
+
+
+def test_the_start_up_contract_check_reads_the_global_topic_as_an_input() -> None:
+    import json
+    import uuid
+
+    from streamflow.kafka.registry import make_registry_client
+    from streamflow.runtime.contracts import ContractError, check_processor
+    from streamflow.serde import SerdeContext
+
+    registry = make_registry_client({"url": f"mock://global-{uuid.uuid4().hex}"})
+    written = {"type": "record", "name": "Customer",
+               "fields": [{"name": "name", "type": "string"}]}
+    registry.register("customers-value", json.dumps(written))
+    wants_tier = {"type": "record", "name": "Customer",
+                  "fields": [{"name": "name", "type": "string"},
+                             {"name": "tier", "type": "int"}]}
+    t = sf.Topology("gt")
+    orders = t.topic("orders", key=sf.String(), value=sf.Json(), external=True)
+    table = t.global_table(t.topic("customers", key=sf.String(), value=sf.Avro(wants_tier),
+                                   external=True))
+    t.processor("p").stream(orders).join(table, lambda o, c: c, key=lambda k, v: k).to(
+        t.topic("out", key=sf.String(), value=sf.Json()))
+    with pytest.raises(ContractError, match="topic 'customers' \\(value\\)"):
+        check_processor(t.processors["p"], SerdeContext(registry_factory=lambda: registry))
