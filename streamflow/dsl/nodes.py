@@ -245,3 +245,25 @@ class WindowEmit(Node):
     def label(self) -> str:
         """How results leave: once per window on close, or every update."""
         return "final (once per window, on close)" if self.mode == "final" else "updates"
+
+
+@dataclass(frozen=True)
+class GlobalJoin(Node):
+    """Stream-global-table join: ``joiner(value, row)`` where row is ``key(k, value)``'s row.
+
+    The global table (``global_topic``, held whole in every worker's store ``store``) needs no
+    co-partitioning: see :mod:`streamflow.dsl.global_table`.
+    """
+
+    global_topic: str = ""
+    store: str = ""
+    key: Callable[[Any, Any], Any] | None = None
+    joiner: Callable[[Any, Any], Any] | None = None
+    left: bool = False
+    kind: ClassVar[str] = "global_join"
+
+    def label(self) -> str:
+        """``<join>(global <topic>, <joiner>, key=<key>)``."""
+        op = "left_join" if self.left else "join"
+        return (f"{op}(global {self.global_topic}, {_fn_name(self.joiner)}, "
+                f"key={_fn_name(self.key)})")

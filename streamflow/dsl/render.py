@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from streamflow.dsl.global_table import global_topics
 from streamflow.dsl.nodes import Node
 from streamflow.dsl.policies import phases_label, policy_label
 
@@ -55,7 +56,8 @@ def describe_text(topology: Topology) -> str:
     for p in topology.processors.values():
         out.append(f"Processor {p.name} (group {p.group_id}, {p.guarantee}, "
                    f"{phases_label(p.policies)})")
-        out.append(f"  reads: {', '.join(p.source_topics()) or '-'}")
+        reads = [*p.source_topics(), *(f"{g} (global)" for g in global_topics(p))]
+        out.append(f"  reads: {', '.join(reads) or '-'}")
         out.append(f"  writes: {', '.join(p.sink_topics()) or '-'}")
         out += _steps(p)
     return "\n".join(out) + "\n"

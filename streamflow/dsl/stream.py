@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from streamflow.dsl.global_table import GlobalTableRef, global_join
 from streamflow.dsl.nodes import Apply, Branch, Join, Merge, Node, Process, Sink, Source, Split
 from streamflow.dsl.policies import OnError
 from streamflow.dsl.table import GroupedStream, Table, TableRef
@@ -185,10 +186,17 @@ class Stream:
             return GroupedStream(self._processor, src, step)
         return GroupedStream(self._processor, self._node, step)
 
-    def _join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any],
-              name: str | None, left: bool, on_error: OnError | None) -> Stream:
+    def _join(self, table: Table | TableRef | GlobalTableRef, joiner: Callable[[Any, Any], Any],
+              name: str | None, left: bool, on_error: OnError | None,
+              key: Callable[[Any, Any], Any] | None) -> Stream:
         if not callable(joiner):
             msg = "join() needs a joiner function (stream_value, table_value)"
+            raise TopologyError(msg)
+        if isinstance(table, GlobalTableRef):
+            return global_join(self, table, joiner, key, name, left, on_error)
+        if key is not None:
+            msg = ("join(key=...) is for a topology.global_table(); a table is joined by the "
+                   "record's key (re-key the stream with key_by() first)")
             raise TopologyError(msg)
         if isinstance(table, TableRef):
             table = self._processor.materialize(table)
@@ -207,24 +215,33 @@ class Stream:
             kind, name, on_error,
         )
 
-    def join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
-             name: str | None = None, on_error: OnError | None = None) -> Stream:
+    def join(self, table: Table | TableRef | GlobalTableRef, joiner: Callable[[Any, Any], Any],
+             *, key: Callable[[Any, Any], Any] | None = None, name: str | None = None,
+             on_error: OnError | None = None) -> Stream:
         """Enrich each record with the table row of the same key: ``joiner(value, table_value)``.
 
         Records without a row are dropped, and so are records with a null value (as in Kafka
         Streams). Each record meets the table as it was at the record's timestamp: a task
         takes its stream and table records in timestamp order (see
         ``streamflow.runtime.alignment``).
-        """
-        return self._join(table, joiner, name, False, on_error)
 
-    def left_join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
-                  name: str | None = None, on_error: OnError | None = None) -> Stream:
+        With a ``topology.global_table(topic)``, ``key(stream_key, stream_value)`` gives the
+        row's key (records for which it returns None are dropped); see
+        ``streamflow.dsl.global_table``.
+        """
+        return self._join(table, joiner, name, False, on_error, key)
+
+    def left_join(self, table: Table | TableRef | GlobalTableRef,
+                  joiner: Callable[[Any, Any], Any], *,
+                  key: Callable[[Any, Any], Any] | None = None, name: str | None = None,
+                  on_error: OnError | None = None) -> Stream:
         """Like ``join`` but records without a row pass with ``table_value=None``.
 
         Records with a null value are dropped; records with a null key pass with ``None``.
+        With a global table (``key=`` given), as in Kafka Streams: a record whose extracted
+        key is None is dropped, unless its own key is None too (then it passes).
         """
-        return self._join(table, joiner, name, True, on_error)
+        return self._join(table, joiner, name, True, on_error, key)
 
     def process(self, fn: Callable[..., Any], *, stores: list[str] | tuple[str, ...] = (),
                 name: str | None = None, on_error: OnError | None = None) -> Stream:

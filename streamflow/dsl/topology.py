@@ -13,6 +13,7 @@ from streamflow.errors import ConfigurationError
 from streamflow.serde import Bytes, Serde
 
 if TYPE_CHECKING:
+    from streamflow.dsl.global_table import GlobalTableRef
     from streamflow.dsl.nodes import Node, StoreSpec
     from streamflow.dsl.stream import Stream
     from streamflow.dsl.table import Table, TableRef
@@ -153,6 +154,17 @@ class Topology:
         from streamflow.dsl.table import TableRef
 
         return TableRef(self.resolve_topic(topic), name)
+
+    def global_table(self, topic: Topic | str, *, name: str | None = None) -> GlobalTableRef:
+        """Read a (compacted) topic whole into every worker, to join streams against by any key.
+
+        Kafka Streams' GlobalKTable: no co-partitioning, a key extractor per join
+        (``stream.join(table, joiner, key=lambda k, v: ...)``); see
+        :mod:`streamflow.dsl.global_table`.
+        """
+        from streamflow.dsl.global_table import GlobalTableRef
+
+        return GlobalTableRef(self.resolve_topic(topic), name)
 
     def processor(
         self,

@@ -93,6 +93,19 @@ def error_is_fatal(err: Any) -> bool:
     return bool(err.fatal()) if hasattr(err, "fatal") else False
 
 
+# what a consumer reports while brokers restart or move leaders; librdkafka reconnects itself
+_TRANSIENT = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+                        KafkaError._TIMED_OUT, KafkaError._RESOLVE,
+                        KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
+
+
+def error_is_transient(err: Any) -> bool:
+    """True for consumer errors that pass by themselves (a broker restarting, a leader moving)."""
+    if error_is_fatal(err):
+        return False
+    return bool(err.retriable()) or err.code() in _TRANSIENT
+
+
 def is_buffer_full(exc: BaseException) -> bool:
     """True when ``produce()`` refused because the local queue is full."""
     return isinstance(exc, BufferError)
@@ -226,6 +239,16 @@ def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0
             time.sleep(0.5 * (attempt + 1))
     msg = "unreachable"
     raise AssertionError(msg)
+
+
+def partition_count(consumer: Any, topic: str, timeout: float = 10.0) -> int:
+    """How many partitions ``topic`` has; ``Unreachable`` when the metadata does not say."""
+    meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        why = meta.error if meta is not None else "no metadata"
+        msg = f"cannot read the partitions of topic {topic!r}: {why}"
+        raise Unreachable(msg)
+    return len(meta.partitions)
 
 
 def end_offsets(admin: Any, partitions: Iterable[tuple[str, int]], timeout: float = 10.0

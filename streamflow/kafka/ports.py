@@ -8,10 +8,13 @@ partition, offset)`` tuples into ``TopicPartition`` objects and client errors in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from streamflow.kafka import client
+
+log = logging.getLogger("streamflow.kafka")
 
 Pairs = list[tuple[str, int]]
 
@@ -170,6 +173,10 @@ class KafkaChangelogs:
         """Low and high watermark of one partition."""
         return client.watermarks(self._consumer, topic, partition)
 
+    def partitions(self, topic: str) -> int:
+        """How many partitions ``topic`` has (from the cluster's metadata)."""
+        return client.partition_count(self._consumer, topic)
+
     def add(self, topic: str, partition: int, start: int) -> None:
         """Read a changelog partition from ``start``."""
         client.assign(self._consumer, [(topic, partition, start)])
@@ -199,8 +206,12 @@ class KafkaChangelogs:
             elif client.partition_eof(err):
                 ends.append((m.topic(), m.partition(), m.offset()))
             else:
-                raise client.KafkaException(err)
+                self._on_error(err)
         return records, ends
+
+    def _on_error(self, err: Any) -> None:
+        """A restore stops at any error."""
+        raise client.KafkaException(err)
 
     def close(self) -> None:
         """Close the consumer (a later restore opens a new one)."""
@@ -208,3 +219,17 @@ class KafkaChangelogs:
             self._client.close()
             self._client = None
             self._assigned.clear()
+
+
+class KafkaGlobalReader(KafkaChangelogs):
+    """The consumer of the global tables' topics (``streamflow.runtime.global_tables``).
+
+    It lives as long as the worker, so an error that passes by itself (a broker restarting)
+    is logged, not raised: librdkafka reconnects and goes on from its position, and the
+    records consumed with the error are kept. Others stop the worker.
+    """
+
+    def _on_error(self, err: Any) -> None:
+        if not client.error_is_transient(err):
+            raise client.KafkaException(err)
+        log.warning("global tables' consumer: %s", err)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamflow.dsl.global_table import global_topics
 from streamflow.dsl.nodes import Node, Sink, Source
 from streamflow.dsl.topology import Processor, Topic, Topology
 from streamflow.runtime.contracts import (
@@ -122,7 +123,7 @@ def check_topology(
 def _readers(topology: Topology) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for p in topology.processors.values():
-        for t in dict.fromkeys(p.source_topics()):
+        for t in dict.fromkeys([*p.source_topics(), *global_topics(p)]):
             out.setdefault(t, []).append(p.name)
     return out
 

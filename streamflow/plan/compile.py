@@ -23,6 +23,7 @@ from streamflow.dsl.nodes import (
     Aggregate,
     Apply,
     Branch,
+    GlobalJoin,
     Join,
     Merge,
     Node,
@@ -37,6 +38,7 @@ from streamflow.dsl.nodes import (
 )
 from streamflow.plan.context import CompiledTask, Emit, Entry, Step, StepError, TaskContext
 from streamflow.plan.fused import fused_entry
+from streamflow.plan.global_join import build_global_join
 from streamflow.plan.stateful import (
     ProcessContext,
     build_aggregate,
@@ -66,6 +68,7 @@ BUILDERS: Mapping[type[Node], Builder] = {
     Aggregate: build_aggregate,
     TableOp: build_table_op,
     Join: build_join,
+    GlobalJoin: build_global_join,
     Process: build_process,
     WindowAggregate: build_window,
     WindowEmit: build_window_emit,

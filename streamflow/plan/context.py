@@ -44,8 +44,8 @@ class TaskContext:
     ``Record`` to user code read them from here (never from a global).
     """
 
-    __slots__ = ("clock", "emit", "metrics", "offset", "partition", "processor", "punctuators",
-                 "serde_ctx", "stores", "topic")
+    __slots__ = ("clock", "emit", "globals", "metrics", "offset", "partition", "processor",
+                 "punctuators", "serde_ctx", "stores", "topic")
 
     def __init__(self, processor: str, partition: int, emit: Emit, serde_ctx: SerdeContext,
                  stores: dict[str, Any] | None = None) -> None:
@@ -54,6 +54,8 @@ class TaskContext:
         self.emit = emit
         self.serde_ctx = serde_ctx
         self.stores: dict[str, Any] = stores or {}
+        # the worker's global tables, shared by every task (streamflow.runtime.global_tables)
+        self.globals: dict[str, Any] = {}
         self.topic: str | None = None
         self.offset: int | None = None
         # called with the wall-clock time (ms) by the runtime's loop and by the test

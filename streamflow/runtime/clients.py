@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from streamflow.config import Config, ConfigError
-from streamflow.kafka.ports import KafkaAdmin, KafkaChangelogs, KafkaGroupConsumer, KafkaProducer
+from streamflow.kafka.ports import (
+    KafkaAdmin,
+    KafkaChangelogs,
+    KafkaGlobalReader,
+    KafkaGroupConsumer,
+    KafkaProducer,
+)
 from streamflow.observability.logs import client_log_conf
 from streamflow.runtime.alignment import aligned
 from streamflow.runtime.ports import OnDelivery, Ports
@@ -139,12 +145,14 @@ def kafka_ports(config: Config, cconf: dict[str, Any], pconf: dict[str, Any],
     def producer(on_delivery: OnDelivery) -> KafkaProducer:
         return KafkaProducer({**pconf, "on_delivery": on_delivery})
 
+    outside_group = {**client_log_conf(config.client_log_interval_s), **config.client_conf()}
     return Ports(
         consumer=lambda: KafkaGroupConsumer(cconf),
         producer=producer,
         admin=admin or KafkaAdmin(config.client_conf()),
         # restore consumers log as the group consumer does (an admin client's lines would wait
         # for a poll() nobody makes, so it keeps librdkafka's own logging)
-        changelogs=KafkaChangelogs({**client_log_conf(config.client_log_interval_s),
-                                    **config.client_conf()}),
+        changelogs=KafkaChangelogs(outside_group),
+        # the global tables' topics, read whole (its client is made on first use)
+        global_tables=KafkaGlobalReader(outside_group),
     )

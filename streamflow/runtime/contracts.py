@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from streamflow.dsl.global_table import global_topics
 from streamflow.errors import ConfigurationError
 from streamflow.serde import compat
 from streamflow.serde.base import SerdeContext, SerdeError, SerdeUnavailable
@@ -160,7 +161,7 @@ def avro_sides(topology: Topology, topics: Iterable[str] | None = None) -> list[
     readers: dict[str, list[str]] = {}
     writers: dict[str, list[str]] = {}
     for p in topology.processors.values():
-        for t in dict.fromkeys(p.source_topics()):
+        for t in dict.fromkeys([*p.source_topics(), *global_topics(p)]):
             readers.setdefault(t, []).append(p.name)
         for t in dict.fromkeys(p.sink_topics()):
             writers.setdefault(t, []).append(p.name)
@@ -222,7 +223,7 @@ def check_processor(processor: Processor, ctx: SerdeContext) -> None:
     from streamflow.kafka.registry import RegistryError, RegistryUnavailable, as_registry_client
 
     topology = processor.topology
-    reads = avro_sides(topology, processor.source_topics())
+    reads = avro_sides(topology, [*processor.source_topics(), *global_topics(processor)])
     writes = [s for s in avro_sides(topology, processor.sink_topics())
               if callable(getattr(s.serde, "prepare", None))]
     if not reads and not writes:

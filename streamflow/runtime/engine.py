@@ -20,6 +20,7 @@ from streamflow.runtime.collector import Collector
 from streamflow.runtime.commit import Committer, make_committer
 from streamflow.runtime.counters import Counters
 from streamflow.runtime.errors import ErrorPolicy
+from streamflow.runtime.global_tables import GlobalTables, global_tables
 from streamflow.runtime.ports import GroupConsumer, Ports
 from streamflow.runtime.tasks import TaskManager
 from streamflow.serde import SerdeContext
@@ -62,6 +63,12 @@ class Engine:
                                  restore_chunk=restore_chunk,
                                  restore_max_rate=restore_max_rate,
                                  max_task_idle_ms=max_task_idle_ms)
+        # global tables: read whole before the group is joined, polled before each batch
+        self.globals: GlobalTables | None = global_tables(
+            processor, ports.global_tables, state_dir=self.tasks.state_dir,
+            backend=self.tasks.backend, serde_ctx=serde_ctx)
+        if self.globals is not None:
+            self.tasks.global_stores = self.globals.stores  # filled by start()
         self.policy = ErrorPolicy(processor.policies, processor.name,
                                   processor.dead_letter_topic, self.collector.dead_letter,
                                   steps=processor.step_policies())
@@ -71,8 +78,13 @@ class Engine:
         self.processed = 0
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self) -> None:
-        """Create the producer and the consumer, and join the group."""
+    def start(self, stop: Callable[[], bool] | None = None) -> None:
+        """Load the global tables, create the producer and the consumer, and join the group.
+
+        ``stop()`` true ends the global tables' loading early (a worker asked to stop).
+        """
+        if self.globals is not None and not self.globals.bootstrap(stop):
+            return
         self.committer.start()
         self.tasks.emit = self.collector.emit
         self.consumer = self.tasks.consumer = self.ports.consumer()
@@ -85,6 +97,8 @@ class Engine:
         Tasks are checkpointed unless failed; a transaction left open by a failure is aborted.
         """
         self.tasks.close(checkpoint=not self.failed and self.consumer is not None)
+        if self.globals is not None:
+            self.globals.close()
         if self.consumer is not None:
             try:
                 self.consumer.close()
@@ -148,6 +162,8 @@ class Engine:
         """
         started = time.perf_counter()
         n = len(msgs)
+        if self.globals is not None:  # the global tables' news first
+            self.globals.poll()
         try:
             if msgs or self.tasks.buffered:  # aligned tasks may process buffered records
                 self.committer.begin()

@@ -4,7 +4,7 @@ A topology declares every topic a processor reads and writes, so the ACLs its wo
 follow from it (``streamflow acls`` prints and applies them; the worker's start-up check,
 :mod:`streamflow.runtime.preflight`, checks the same list):
 
-- inputs: READ, DESCRIBE;
+- inputs, global tables' topics among them: READ, DESCRIBE;
 - its consumer group: READ, DESCRIBE;
 - outputs, the dead-letter topic (``on_error="dead_letter"``) and late-record topics: WRITE,
   DESCRIBE;
@@ -46,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from streamflow.dsl.global_table import global_topics
 from streamflow.kafka.security import Acl
 from streamflow.runtime.topics import processor_topics
 
@@ -64,6 +65,8 @@ def topic_roles(processor: Processor) -> dict[str, str]:
     roles: dict[str, str] = {}
     for name in processor.source_topics():
         roles[name] = "internal" if name in internal else "input"
+    for name in global_topics(processor):  # read whole, outside the group
+        roles.setdefault(name, "input")
     for t in processor_topics(processor):
         if t.name not in roles:
             roles[t.name] = "internal" if t.internal else "output"

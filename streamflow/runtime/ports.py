@@ -144,6 +144,10 @@ class RestoreConsumer(Protocol):
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         """``(low, high)`` watermarks of a partition."""
 
+    def partitions(self, topic: str) -> int:
+        """How many partitions ``topic`` has."""
+        ...
+
     def add(self, topic: str, partition: int, start: int) -> None:
         """Read ``partition`` of ``topic`` from offset ``start``."""
 
@@ -166,3 +170,6 @@ class Ports:
     producer: Callable[[OnDelivery], Producer]
     admin: Admin
     changelogs: RestoreConsumer
+    # a second consumer outside any group, reading the global tables' topics whole
+    # (streamflow.runtime.global_tables); None for an engine that joins no global table
+    global_tables: RestoreConsumer | None = None

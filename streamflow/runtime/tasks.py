@@ -133,6 +133,7 @@ class TaskManager:
         self.aligner = (Aligner(processor, max_task_idle_ms, clock)
                         if aligned(processor) else None)
         self.emit: Any = None  # the collector's emit for newly opened tasks
+        self.global_stores: dict[str, Any] = {}  # the worker's global tables, for every task
         # counters for metrics: records consumed per (topic, partition) since the start (not
         # reset by rebalances or rewinds), changelog records sent
         self.consumed: dict[tuple[str, int], int] = {}
@@ -215,6 +216,7 @@ class TaskManager:
 
     def _task(self, part: int, state: TaskState) -> Task:
         ctx = TaskContext(self.processor.name, part, self.emit, self.serde_ctx, state.stores)
+        ctx.globals = self.global_stores
         if self.clock is not None:
             ctx.clock = self.clock
         return Task(part, compile_task(self.processor, ctx), state)

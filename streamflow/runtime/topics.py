@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from streamflow.config import Config
+from streamflow.dsl.global_table import global_topics
 from streamflow.dsl.topology import Processor, Topic
 from streamflow.errors import ConfigurationError
 from streamflow.kafka import client
@@ -19,9 +20,9 @@ class TopicMismatch(ConfigurationError):
 
 
 def processor_topics(processor: Processor) -> list[Topic]:
-    """The declared topics a processor touches (sources, sinks, dead letters)."""
+    """The declared topics a processor touches (sources, global tables, sinks, dead letters)."""
     topo = processor.topology
-    names = [*processor.source_topics(), *processor.sink_topics(),
+    names = [*processor.source_topics(), *global_topics(processor), *processor.sink_topics(),
              *(spec.changelog for spec in processor.stores.values())]
     topics = [topo.topics[n] for n in dict.fromkeys(names)]
     if processor.dead_letters:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from streamflow.config import Config, ConfigError
+from streamflow.dsl.global_table import global_topics
 from streamflow.dsl.topology import Processor
 from streamflow.kafka import client
 from streamflow.kafka.ports import KafkaAdmin
@@ -156,11 +157,15 @@ class Worker:
                           self.processor.source_topics(),
                           copartitioned=self.processor.joined_topics())
             check_contracts(self.processor, self.engine.tasks.serde_ctx)  # may refuse
-            self.engine.start()
+            self.engine.start(lambda: self._stop)  # global tables load first
+        if self.engine.consumer is None:  # stopped while the global tables loaded
+            return False
         self.lineage = start_lineage(self.processor, self.config)
+        reads = [*self.processor.source_topics(),
+                 *(f"{t} (global)" for t in global_topics(self.processor))]
         log.info(
             "processor %s started: reading %s as group %s (%s), instance %s (from %s, %s member)",
-            self.processor.name, ", ".join(self.processor.source_topics()),
+            self.processor.name, ", ".join(reads),
             self.processor.group_id, self.processor.guarantee, self.instance_id,
             self.identity.source, "static" if self.static else "dynamic",
         )

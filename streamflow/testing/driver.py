@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from streamflow.dsl.global_table import global_stores, global_topics
 from streamflow.dsl.topology import Processor, Topic, Topology, TopologyError
 from streamflow.record import Headers, Record
 from streamflow.runtime.engine import Engine
@@ -218,6 +219,7 @@ class TopologyTestDriver:
             producer=lambda on_delivery: MemoryProducer(cluster, on_delivery, tid),
             admin=MemoryAdmin(cluster),
             changelogs=MemoryChangelogs(cluster),
+            global_tables=MemoryChangelogs(cluster),
         )
 
     def _start_instance(self, p: Processor, member: str | None = None) -> Engine:
@@ -239,9 +241,14 @@ class TopologyTestDriver:
 
     # -- inputs and outputs ------------------------------------------------------------
     def input(self, topic: Topic | str) -> TestInput:
-        """The input side of a topic that a driven processor reads."""
+        """The input side of a topic that a driven processor reads (global tables' too).
+
+        Records sent to a global table's topic update the global store of every instance
+        before their next stream record.
+        """
         t = self.topology.resolve_topic(topic)
-        readers = {p.name for p in self.processors if t.name in p.source_topics()}
+        readers = {p.name for p in self.processors
+                   if t.name in p.source_topics() or t.name in global_topics(p)}
         if not readers:
             msg = (
                 f"no driven processor reads topic {t.name!r}; it is read by none of "
@@ -319,6 +326,8 @@ class TopologyTestDriver:
         n = 0
         for engine in list(self._engines()):
             assert engine.consumer is not None
+            if engine.globals is not None:  # as the worker's loop: global news first
+                engine.globals.poll()
             msgs = engine.consumer.consume(1000, 0)
             before = engine.tasks.buffered  # records of aligned tasks waiting for an input
             if msgs or before:
@@ -386,6 +395,8 @@ class TopologyTestDriver:
         members = [self._members.pop(id(e)) for e in self.engines[p.name]]
         for engine in self.engines[p.name]:
             engine.tasks.abandon()
+            if engine.globals is not None:  # its files are released, its offsets kept
+                engine.globals.close()
             assert isinstance(engine.consumer, MemoryConsumer)
             engine.consumer.crash()
         self.engines[p.name] = []
@@ -450,8 +461,14 @@ class TopologyTestDriver:
         """A processor's store, to inspect state in tests.
 
         The store of ``partition``, or (by default) a read-only view over every partition's
-        store.
+        store. A global table's store (``global-<topic>`` unless named) is the first
+        instance's, whole.
         """
+        for p in self.processors:
+            if name in global_stores(p) and (processor is None or p.name == processor):
+                engine = self.engines[p.name][0]
+                assert engine.globals is not None
+                return engine.globals.stores[name]
         owners = [p for p in self.processors
                   if name in p.stores and (processor is None or p.name == processor)]
         if len(owners) != 1:

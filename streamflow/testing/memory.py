@@ -502,6 +502,10 @@ class MemoryChangelogs:
         """``(0, end)``: nothing is ever deleted here."""
         return 0, self.cluster.end_offset(topic, partition)
 
+    def partitions(self, topic: str) -> int:
+        """The topic's partition count."""
+        return self.cluster.partitions(topic)
+
     def add(self, topic: str, partition: int, start: int) -> None:
         """Read a changelog partition from ``start``."""
         self.positions[(topic, partition)] = start
