@@ -392,3 +392,25 @@ def test_the_driver_takes_a_key_file_path(tmp_path: Path) -> None:
             "encryption_keys": str(path)}) as driver:
         driver.input("customers").send(RECORD, key="c1")
         assert driver.output("tagged").read_values() == [{**RECORD, "id": 1007}]
+
+
+def test_keys_cli_creates_and_rotates_the_file_with_audit_records(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streamflow.cli import main
+
+    audit = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("STREAMFLOW_AUDIT_LOG", str(audit))
+    path = tmp_path / "keys.json"
+    monkeypatch.setenv("STREAMFLOW_ENCRYPTION_KEYS", str(path))
+    assert main(["keys", "new"]) == 0
+    assert main(["keys", "rotate", str(path)]) == 0
+    assert main(["keys", "new", str(path)]) == 3
+    out = capsys.readouterr()
+    assert "created with key version v1" in out.out and "now use key version v2" in out.out
+    assert "already exists" in out.err
+    entries = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(e["action"], e["result"][:6], e.get("key_version")) for e in entries] == [
+        ("keys.new", "ok", "v1"), ("keys.rotate", "ok", "v2"), ("keys.new", "failed", None)]
+    secrets = json.loads(path.read_text())["keys"].values()
+    assert not any(s in audit.read_text() for s in secrets)
