@@ -156,12 +156,12 @@ class KeyRing:
         self._checked = 0.0
         self._openers: dict[bytes, AESGCM] = {}
 
-    def writer(self) -> tuple[bytes, AESGCM]:
-        """(envelope header, cipher) for the next encryption; new data key when due."""
+    def writer(self, uses: int = 1) -> tuple[bytes, AESGCM]:
+        """(envelope header, cipher) for the next ``uses`` encryptions; new data key when due."""
         now = time.monotonic()
         w = self._writer
         if w is not None and self._uses < DATA_KEY_USES and now - self._checked < REFRESH_S:
-            self._uses += 1
+            self._uses += uses
             return w
         self._checked = now
         key_id = self.provider.current_key_id()
@@ -171,7 +171,7 @@ class KeyRing:
             w = (header, AESGCM(data_key))
             self._openers[header] = w[1]
             self._writer, self._key_id, self._uses = w, key_id, 0
-        self._uses += 1
+        self._uses += uses
         return w
 
     def opener(self, header: bytes, key_id: str, wrapped: bytes) -> AESGCM:
@@ -199,10 +199,6 @@ def key_ring(ctx: Any) -> KeyRing | None:
     return ring  # type: ignore[no-any-return]
 
 
-def _aad(header: bytes, field: str) -> bytes:
-    return header + b"\x00" + field.encode("utf-8")
-
-
 class FieldCrypter:
     """Seals and opens the chosen fields of dict values (one serde side of one topic).
 
@@ -214,6 +210,8 @@ class FieldCrypter:
     def __init__(self, fields: Mapping[str, Kind], keys: KeyRing | KeyProvider | None,
                  who: str) -> None:
         self.fields = dict(fields)
+        # (name, kind, the associated data after the header)
+        self._plan = [(n, k, b"\x00" + n.encode("utf-8")) for n, k in self.fields.items()]
         self.ring = keys if isinstance(keys, KeyRing) or keys is None else KeyRing(keys)
         self.who = who
         # the last data key read: most records of a topic share it, so skip parsing its header
@@ -225,21 +223,33 @@ class FieldCrypter:
         """A copy of the dict ``value`` with its chosen fields encrypted."""
         if not isinstance(value, dict):
             return value  # the serde's own check reports a non-record
+        if self.ring is None:
+            for name, kind in self.fields.items():
+                plain = value.get(name)
+                if plain is not None and not _is_envelope(kind, plain):
+                    msg = (f"{self.who} cannot encrypt field {name!r}: no encryption key is "
+                           "configured (set encryption_keys / STREAMFLOW_ENCRYPTION_KEYS to a key "
+                           "file, or pass a key provider); a processor without the key can only "
+                           "pass ciphertexts through")
+                    raise SerdeError(msg)
+            return value  # ciphertexts read without the key go back out unchanged
         out = dict(value)
-        for name, kind in self.fields.items():
+        header, aead = self.ring.writer(len(self._plan))
+        encrypt, urandom, b2a = aead.encrypt, os.urandom, binascii.b2a_base64
+        for name, kind, suffix in self._plan:
             plain = out.get(name)
-            if plain is not None:
-                out[name] = self._seal_one(name, kind, plain)
+            if plain is None:
+                continue
+            data = plain.encode() if kind == "text" and plain.__class__ is str else \
+                self._bytes(name, kind, plain)
+            nonce = urandom(NONCE)
+            envelope = header + nonce + encrypt(nonce, data, header + suffix)
+            out[name] = envelope if kind == "bytes" else \
+                TEXT_PREFIX + b2a(envelope, newline=False).decode("ascii")
         return out
 
-    def _seal_one(self, name: str, kind: Kind, plain: Any) -> Any:
-        if self.ring is None:
-            if _is_envelope(kind, plain):
-                return plain  # a ciphertext read without the key goes back out unchanged
-            msg = (f"{self.who} cannot encrypt field {name!r}: no encryption key is configured "
-                   "(set encryption_keys / STREAMFLOW_ENCRYPTION_KEYS to a key file, or pass a "
-                   "key provider); a processor without the key can only pass ciphertexts through")
-            raise SerdeError(msg)
+    def _bytes(self, name: str, kind: Kind, plain: Any) -> bytes:
+        """The bytes to encrypt for a field's value (its JSON text for ``json``)."""
         if kind == "json":
             data = orjson.dumps(plain)
         elif kind == "text":
@@ -254,12 +264,7 @@ class FieldCrypter:
             msg = (f"{self.who} cannot encrypt field {name!r}: expected bytes, got "
                    f"{type(plain).__name__}")
             raise SerdeError(msg)
-        header, aead = self.ring.writer()
-        nonce = os.urandom(NONCE)
-        envelope = header + nonce + aead.encrypt(nonce, data, _aad(header, name))
-        if kind == "bytes":
-            return envelope
-        return TEXT_PREFIX + binascii.b2a_base64(envelope, newline=False).decode("ascii")
+        return data
 
     # -- reading -------------------------------------------------------------------------
 
@@ -267,13 +272,13 @@ class FieldCrypter:
         """The decoded dict ``value`` with its chosen fields decrypted in place."""
         if self.ring is None or not isinstance(value, dict):
             return value
-        for name, kind in self.fields.items():
+        for name, kind, suffix in self._plan:
             sealed = value.get(name)
             if sealed is not None:
-                value[name] = self._open_one(name, kind, sealed)
+                value[name] = self._open_one(name, kind, suffix, sealed)
         return value
 
-    def _open_one(self, name: str, kind: Kind, sealed: Any) -> Any:
+    def _open_one(self, name: str, kind: Kind, suffix: bytes, sealed: Any) -> Any:
         assert self.ring is not None
         try:
             envelope = _envelope_bytes(kind, sealed)
@@ -290,8 +295,7 @@ class FieldCrypter:
             msg = f"{self.who}: encrypted field {name!r} holds no readable envelope: {e}"
             raise SerdeError(msg) from e
         try:
-            data = aead.decrypt(envelope[at:at + NONCE], envelope[at + NONCE:],
-                                _aad(header, name))
+            data = aead.decrypt(envelope[at:at + NONCE], envelope[at + NONCE:], header + suffix)
         except InvalidTag:
             msg = (f"{self.who}: encrypted field {name!r} fails authentication (key id "
                    f"{kid!r}): the ciphertext was altered, or moved here from another field")
