@@ -414,3 +414,11 @@ def test_keys_cli_creates_and_rotates_the_file_with_audit_records(
         ("keys.new", "ok", "v1"), ("keys.rotate", "ok", "v2"), ("keys.new", "failed", None)]
     secrets = json.loads(path.read_text())["keys"].values()
     assert not any(s in audit.read_text() for s in secrets)
+
+
+def test_describe_shows_the_encrypted_fields_of_each_topic() -> None:
+    from streamflow.dsl.render import describe_text
+
+    text = describe_text(customers_topology())
+    assert "customers (external): key=String, value=Avro(test.enc.Customer, encrypted: " \
+        "card_number, email, photo)" in text
