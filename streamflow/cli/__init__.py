@@ -13,7 +13,8 @@ The commands live in :mod:`streamflow.cli.run` (``run``, ``describe``),
 :mod:`streamflow.cli.ops` (``check``, ``topics``, ``deploy``), :mod:`streamflow.cli.schemas`
 (``schemas``), :mod:`streamflow.cli.lineage` (``lineage``), :mod:`streamflow.cli.operate`
 (``status``, ``tail``, ``reset``, ``dlq``), :mod:`streamflow.cli.dashboard` (``dashboard``),
-:mod:`streamflow.cli.acls` (``acls``), :mod:`streamflow.cli.config` (``config show``) and
+:mod:`streamflow.cli.acls` (``acls``), :mod:`streamflow.cli.config` (``config show``),
+:mod:`streamflow.cli.keys` (``keys``, field-level encryption) and
 :mod:`streamflow.cli.stack` (``stack``, the local Kafka and registry); they call
 :mod:`streamflow.ops`, which returns data and raises errors, and print the results.
 """
@@ -24,7 +25,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streamflow.cli import acls, config, dashboard, lineage, operate, ops, run, schemas, stack
+from streamflow.cli import (
+    acls,
+    config,
+    dashboard,
+    keys,
+    lineage,
+    operate,
+    ops,
+    run,
+    schemas,
+    stack,
+)
 from streamflow.cli.common import CliError, err
 from streamflow.dsl.topology import TopologyError
 from streamflow.errors import (
@@ -70,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_commands(sub)
     acls.add_commands(sub)
     config.add_commands(sub)
+    keys.add_commands(sub)
     return parser
 
 

@@ -191,6 +191,10 @@ class Config(BaseModel):
         ".streamflow/audit.jsonl", description="the audit trail of admin commands (topics "
         "create/delete, schemas register, acls --apply, reset, dlq replay): a JSON-lines file "
         "appended to (\"\" = off)")
+    encryption_keys: str = Field(
+        "", description="field-level encryption keys (Avro/Json encrypt=[...]): a key file "
+        "(`streamflow keys new FILE`, owner-only) or a key-provider plug-in as module:attribute "
+        "(\"\" = no key: encrypted fields pass through as ciphertext)")
     kafka: dict[str, Any] = Field(
         default_factory=dict, description="librdkafka settings for every client (SASL, TLS, ...)")
     consumer: dict[str, Any] = Field(

@@ -41,14 +41,26 @@ from streamflow.runtime.identity import (
 )
 from streamflow.runtime.topics import ensure_topics, processor_topics
 from streamflow.serde import SerdeContext
+from streamflow.serde.encryption import KeyProvider
+from streamflow.serde.keyfile import KeyFileError, provider_from_setting
 
 log = logging.getLogger("streamflow.worker")
 
 PUNCTUATE_EVERY_S = 0.1
 
 
-def serde_context(config: Config) -> SerdeContext:
-    """The serde context for a worker: a registry client built lazily from the config."""
+def serde_context(config: Config, *, keys: KeyProvider | None = None) -> SerdeContext:
+    """The serde context for a worker: a registry client built lazily from the config.
+
+    ``keys`` (field-level encryption) defaults to the provider the ``encryption_keys``
+    setting names; a bad key file raises a ConfigError naming the setting.
+    """
+    if keys is None:
+        try:
+            keys = provider_from_setting(config.encryption_keys)
+        except KeyFileError as e:
+            msg = f"encryption_keys: {e}"
+            raise ConfigError(msg) from e
 
     def registry() -> Any:
         from streamflow.kafka.registry import make_registry_client
@@ -57,7 +69,7 @@ def serde_context(config: Config) -> SerdeContext:
 
     # without a URL, SerdeContext.registry() raises a SerdeError saying what to set
     return SerdeContext(registry_factory=registry if config.registry_url else None,
-                        schemas_dir=Path(config.schemas_dir))
+                        schemas_dir=Path(config.schemas_dir), keys=keys)
 
 
 class Worker:
@@ -66,13 +78,15 @@ class Worker:
     ``worker_id`` is the local index a supervisor gives its children (``--worker-id``), None
     for an unsupervised worker; with the ``instance_id`` setting and ``env`` (``POD_NAME``;
     default ``os.environ``) it makes the worker's instance id
-    (:mod:`streamflow.runtime.identity`).
+    (:mod:`streamflow.runtime.identity`). ``keys`` is a key provider for field-level
+    encryption (default: the one the ``encryption_keys`` setting names).
     """
 
     engine: Engine
 
     def __init__(self, processor: Processor, config: Config, *, worker_id: str | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None,
+                 keys: KeyProvider | None = None) -> None:
         self.processor = processor
         self.config = config
         self.worker_id = worker_id
@@ -97,7 +111,7 @@ class Worker:
                                  self.instance_id, processor.name)
         self.engine = Engine(
             processor, kafka_ports(config, self.consumer_conf, self.producer_conf, self._admin),
-            serde_ctx=serde_context(config), state_dir=state_dir,
+            serde_ctx=serde_context(config, keys=keys), state_dir=state_dir,
             cache_entries=config.store_cache_entries, timeout_s=config.shutdown_timeout_s,
             restore_chunk=config.restore_chunk_records, restore_max_rate=config.restore_max_rate,
             max_task_idle_ms=config.max_task_idle_ms, metrics=config.metrics)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,13 @@ from streamflow.serde.base import (
     SerdeError,
     SerdeUnavailable,
     Serializer,
+)
+from streamflow.serde.encryption import (
+    FieldCrypter,
+    avro_kinds,
+    encrypt_fields,
+    key_ring,
+    mark_schema,
 )
 from streamflow.serde.models import ModelCodec, check_against_record, model_codec
 
@@ -93,6 +100,12 @@ class Avro:
     the topic is bound, at start-up); a record that does not fit the model is a
     :class:`SerdeError`.
 
+    ``encrypt`` names top-level fields to encrypt (AES-256-GCM, see
+    :mod:`streamflow.serde.encryption`): each must be a ``string`` or ``bytes`` field
+    (optionally nullable), checked when the schema loads; the registered schema marks them
+    with the field property ``"streamflow.encrypted": true``. Without a key provider in the
+    context, those fields pass through as ciphertext.
+
     >>> Avro("schemas/payment.avsc").describe()
     'Avro(com.example.Payment)'
     >>> Avro("payment", subject_strategy="record").subject("payments", False)
@@ -103,6 +116,7 @@ class Avro:
     subject_strategy: str = field(default="topic", kw_only=True)
     auto_register: bool = field(default=True, kw_only=True)
     model: Any = field(default=None, kw_only=True)
+    encrypt: tuple[str, ...] = field(default=(), kw_only=True)
     _cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -120,13 +134,27 @@ class Avro:
             raise TypeError(msg)
         if self.model is not None:
             model_codec(self.model, json=False)  # TypeError now, not at the first record
+        object.__setattr__(self, "encrypt", encrypt_fields(self.encrypt, "Avro"))
+        if self.encrypt:
+            self._check_encrypted()
+
+    def _check_encrypted(self) -> None:
+        """Refuse encrypted fields of unsupported types now, when the schema can be found."""
+        try:
+            loaded = load_schema(self.schema, Path("schemas"))
+        except SerdeError:
+            return  # found only with the runtime's schemas_dir: checked when it binds
+        try:
+            avro_kinds(loaded.schema, self.encrypt, loaded.source)
+        except SerdeError as e:
+            raise ValueError(str(e)) from None
 
     # -- identity ------------------------------------------------------------------------
 
     def _key(self) -> tuple[Any, ...]:
         s = self.schema
         spec = json.dumps(s, sort_keys=True) if isinstance(s, (Mapping, list)) else str(s)
-        return (spec, self.subject_strategy, self.auto_register, self.model)
+        return (spec, self.subject_strategy, self.auto_register, self.model, self.encrypt)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Avro) and self._key() == other._key()
@@ -142,17 +170,24 @@ class Avro:
             opts += ", auto_register=False"
         if self.model is not None:
             opts += f", model={self.model.__name__}"
+        if self.encrypt:
+            opts += f", encrypt={list(self.encrypt)!r}"
         s = self.schema
         shown = f"{str(s)!r}" if isinstance(s, (str, Path)) else "{...}"
         return f"Avro({shown}{opts})"
 
     def describe(self, ctx: SerdeContext | None = None) -> str:
-        """``Avro(<full record name>)``, or ``Avro(<source>)`` if the schema can't be loaded."""
+        """``Avro(<full record name>)``, or ``Avro(<source>)`` if the schema can't be loaded.
+
+        Encrypted fields follow: ``Avro(com.example.Payment, encrypted: card_number)``.
+        """
+        marks = f", encrypted: {', '.join(self.encrypt)}" if self.encrypt else ""
         try:
             loaded = self._load(ctx or SerdeContext())
         except SerdeError:
-            return f"Avro({self.schema})" if isinstance(self.schema, (str, Path)) else "Avro(?)"
-        return f"Avro({loaded.fullname or loaded.canonical})"
+            shown = self.schema if isinstance(self.schema, (str, Path)) else "?"
+            return f"Avro({shown}{marks})"
+        return f"Avro({loaded.fullname or loaded.canonical}{marks})"
 
     # -- tooling -------------------------------------------------------------------------
 
@@ -254,6 +289,7 @@ class Avro:
         write = fastavro.schemaless_writer
         name = self.describe(ctx)
         to_data = self._codec(loaded, name).to_data if self.model is not None else None
+        seal = self._crypter(loaded, topic, ctx).seal if self.encrypt else None
 
         def serialize(value: Any) -> bytes | None:
             if value is None:
@@ -264,6 +300,8 @@ class Avro:
                 except SerdeError as e:
                     msg = f"{name} cannot serialize a value for topic {topic!r}: {e}"
                     raise SerdeError(msg) from e
+            if seal is not None:
+                value = seal(value)
             buf = BytesIO()
             buf.write(header)
             try:
@@ -283,6 +321,7 @@ class Avro:
         read = fastavro.schemaless_reader
         unpack = _HEADER.unpack_from
         from_data = self._codec(loaded, name).from_data if self.model is not None else None
+        unseal = self._crypter(loaded, topic, ctx).open if self.encrypt else None
 
         def resolve(schema_id: int) -> tuple[Any, Any, Callable[[Any], None] | None]:
             who = f"{name} cannot deserialize a {side} from topic {topic!r}"
@@ -321,6 +360,8 @@ class Avro:
                     f"{schema_id}; the bytes do not match the writer schema): {preview(data)}"
                 )
                 raise SerdeError(msg)
+            if unseal is not None:
+                value = unseal(value)
             if from_data is not None:
                 try:
                     return from_data(value)
@@ -330,6 +371,10 @@ class Avro:
             return value
 
         return deserialize
+
+    def _crypter(self, loaded: LoadedSchema, topic: str, ctx: SerdeContext) -> FieldCrypter:
+        kinds = avro_kinds(loaded.schema, self.encrypt, loaded.source)
+        return FieldCrypter(kinds, key_ring(ctx), f"{self.describe(ctx)} on topic {topic!r}")
 
     def _codec(self, loaded: LoadedSchema, name: str) -> ModelCodec:
         codec = model_codec(self.model, json=False)
@@ -344,6 +389,10 @@ class Avro:
         if hit is not None:
             return hit  # type: ignore[no-any-return]
         loaded = load_schema(self.schema, Path(ctx.schemas_dir))
+        if self.encrypt:  # the registered schema marks the encrypted fields
+            avro_kinds(loaded.schema, self.encrypt, loaded.source)
+            marked = load_schema(mark_schema(loaded.schema, self.encrypt), Path(ctx.schemas_dir))
+            loaded = replace(marked, source=loaded.source)
         self._cache[key] = loaded
         return loaded
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from streamflow.errors import ProcessingError, UnreachableError
+
+if TYPE_CHECKING:
+    from streamflow.serde.encryption import KeyProvider
 
 Serializer = Callable[[Any], bytes | None]
 Deserializer = Callable[[bytes | None], Any]
@@ -45,10 +48,15 @@ class SerdeContext:
     ``registry`` is a schema-registry client (confluent-kafka's ``SchemaRegistryClient``
     or its ``mock://`` variant), created lazily by ``registry_factory`` so topologies that
     use no Avro never connect to a registry.
+
+    ``keys`` is the key provider of field-level encryption
+    (:class:`~streamflow.serde.encryption.KeyProvider`; a worker builds it from the
+    ``encryption_keys`` setting); without one, encrypted fields pass through as ciphertext.
     """
 
     registry_factory: Callable[[], Any] | None = None
     schemas_dir: Path = Path("schemas")
+    keys: KeyProvider | None = field(default=None, repr=False)
     options: dict[str, Any] = field(default_factory=dict)
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 

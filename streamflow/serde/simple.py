@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from streamflow.serde.base import Deserializer, SerdeContext, SerdeError, Serializer
+from streamflow.serde.encryption import FieldCrypter, encrypt_fields, key_ring
 from streamflow.serde.models import is_pydantic, model_codec
 
 
@@ -188,21 +189,88 @@ class Json(_Simple):
     ...
     streamflow.serde.base.SerdeError: Json(Reading) cannot deserialize b'{"device":"d1"}': \
 does not fit Reading: missing celsius
+
+    ``encrypt`` names top-level fields to encrypt (AES-256-GCM, see
+    :mod:`streamflow.serde.encryption`): any JSON value, held as a text envelope. With a
+    model, a processor without the key sees the envelope text in those fields, so type them
+    ``str`` there (or read without a model).
     """
 
     model: Any = None
+    encrypt: tuple[str, ...] = field(default=(), kw_only=True)
     _name = "Json"
 
     def __post_init__(self) -> None:
         if self.model is not None:
             model_codec(self.model, json=True)  # TypeError now, not at the first record
+        object.__setattr__(self, "encrypt", encrypt_fields(self.encrypt, "Json"))
 
     def describe(self) -> str:
-        """``Json``, or ``Json(Model)`` for typed values."""
-        return self._name if self.model is None else f"Json({self.model.__name__})"
+        """``Json``, ``Json(Model)`` for typed values, then any encrypted fields."""
+        args = [] if self.model is None else [self.model.__name__]
+        if self.encrypt:
+            args.append(f"encrypted: {', '.join(self.encrypt)}")
+        return f"Json({', '.join(args)})" if args else "Json"
 
     def __repr__(self) -> str:
-        return "Json()" if self.model is None else f"Json({self.model.__name__})"
+        args = [] if self.model is None else [self.model.__name__]
+        if self.encrypt:
+            args.append(f"encrypt={list(self.encrypt)!r}")
+        return f"Json({', '.join(args)})"
+
+    def serializer(self, topic: str, is_key: bool, ctx: SerdeContext) -> Serializer:
+        """Return the serializer (encrypting the ``encrypt`` fields with ``ctx.keys``)."""
+        if not self.encrypt:
+            return self._pair()[0]
+        seal = self._crypter(topic, ctx).seal
+        to_data = model_codec(self.model, json=True).to_data if self.model is not None else None
+        name = self.describe()
+
+        def serialize(value: Any) -> bytes | None:
+            if value is None:
+                return None
+            try:
+                data = value if to_data is None else to_data(value)
+            except SerdeError as e:
+                msg = f"{name} cannot serialize {value!r:.80}: {e}"
+                raise SerdeError(msg) from e
+            try:
+                return orjson.dumps(seal(data))
+            except (TypeError, orjson.JSONEncodeError) as e:
+                msg = f"{name} cannot serialize {value!r:.80}: {e}"
+                raise SerdeError(msg) from e
+
+        return serialize
+
+    def deserializer(self, topic: str, is_key: bool, ctx: SerdeContext) -> Deserializer:
+        """Return the deserializer (decrypting the ``encrypt`` fields with ``ctx.keys``)."""
+        if not self.encrypt:
+            return self._pair()[1]
+        unseal = self._crypter(topic, ctx).open
+        from_data = model_codec(self.model, json=True).from_data if self.model else None
+        name = self.describe()
+
+        def deserialize(data: bytes | None) -> Any:
+            if data is None:
+                return None
+            try:
+                value = unseal(orjson.loads(data))
+            except (orjson.JSONDecodeError, UnicodeError) as e:
+                msg = f"{name} cannot deserialize {bytes(data[:40])!r}: {e}"
+                raise SerdeError(msg) from e
+            if from_data is None:
+                return value
+            try:
+                return from_data(value)
+            except SerdeError as e:
+                msg = f"{name} cannot deserialize {bytes(data[:40])!r}: {e}"
+                raise SerdeError(msg) from e
+
+        return deserialize
+
+    def _crypter(self, topic: str, ctx: SerdeContext) -> FieldCrypter:
+        return FieldCrypter(dict.fromkeys(self.encrypt, "json"), key_ring(ctx),
+                            f"{self.describe()} on topic {topic!r}")
 
     def _pair(self) -> tuple[Serializer, Deserializer]:
         if self.model is None:

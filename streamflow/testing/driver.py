@@ -48,6 +48,7 @@ from streamflow.runtime.engine import Engine
 from streamflow.runtime.ports import Ports
 from streamflow.runtime.topics import processor_topics
 from streamflow.serde import Bytes, SerdeContext
+from streamflow.serde.keyfile import provider_from_setting
 from streamflow.state.store import TaskStore
 from streamflow.testing.memory import (
     InMemoryCluster,
@@ -142,7 +143,9 @@ class TopologyTestDriver:
     several topics waits for an input with nothing buffered, on the driver's wall clock;
     default 0, see ``streamflow.runtime.alignment``) and ``group_protocol`` (``classic``:
     eager range rebalances, the default; ``consumer``: incremental ones, as KIP-848 and
-    cooperative-sticky do).
+    cooperative-sticky do) and ``encryption_keys`` (field-level encryption: a key provider
+    such as ``streamflow.serde.keyfile.StaticKeys``, or a key file path; default none, so
+    encrypted fields pass through as ciphertext).
     """
 
     __test__ = False  # not a pytest test class
@@ -152,9 +155,11 @@ class TopologyTestDriver:
         self.topology = topology
         cfg = dict(config or {})
         url = cfg.get("schema_registry.url") or f"mock://streamflow-driver-{next(_ids)}"
+        keys = cfg.get("encryption_keys")
         self.serde_context = SerdeContext(
             registry_factory=lambda: _registry(url),
             schemas_dir=Path(cfg.get("schemas_dir", "schemas")),
+            keys=provider_from_setting(str(keys)) if isinstance(keys, (str, Path)) else keys,
         )
         if processor is not None and processor not in topology.processors:
             msg = (
