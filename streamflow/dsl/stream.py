@@ -6,11 +6,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from streamflow.dsl.joins import stream_join
 from streamflow.dsl.nodes import Apply, Branch, Join, Merge, Node, Process, Sink, Source, Split
 from streamflow.dsl.policies import OnError
 from streamflow.dsl.table import GroupedStream, Table, TableRef
 from streamflow.dsl.topology import Topic, TopologyError, check_on_error
 from streamflow.record import Record
+from streamflow.windows import JoinWindows
 
 if TYPE_CHECKING:
     from streamflow.dsl.topology import Processor
@@ -207,24 +209,53 @@ class Stream:
             kind, name, on_error,
         )
 
-    def join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
-             name: str | None = None, on_error: OnError | None = None) -> Stream:
+    def join(self, table: Table | TableRef | Stream, joiner: Callable[[Any, Any], Any], *,
+             window: JoinWindows | None = None, name: str | None = None,
+             on_error: OnError | None = None) -> Stream:
         """Enrich each record with the table row of the same key: ``joiner(value, table_value)``.
 
         Records without a row are dropped, and so are records with a null value (as in Kafka
         Streams). Each record meets the table as it was at the record's timestamp: a task
         takes its stream and table records in timestamp order (see
         ``streamflow.runtime.alignment``).
+
+        With another ``Stream`` and ``window=sf.JoinWindows(...)``, a windowed stream-stream
+        join: ``joiner(left_value, right_value)`` for each pair of records of the same key
+        close enough in time (see ``streamflow.plan.joins``)::
+
+            clicks.join(views, lambda c, v: {**c, **v}, window=sf.JoinWindows(sf.seconds(10)))
         """
+        if isinstance(table, Stream):
+            return stream_join(self, table, joiner, window, "join", name, on_error)
+        _no_window("join", window)
         return self._join(table, joiner, name, False, on_error)
 
-    def left_join(self, table: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
-                  name: str | None = None, on_error: OnError | None = None) -> Stream:
+    def left_join(self, table: Table | TableRef | Stream, joiner: Callable[[Any, Any], Any], *,
+                  window: JoinWindows | None = None, name: str | None = None,
+                  on_error: OnError | None = None) -> Stream:
         """Like ``join`` but records without a row pass with ``table_value=None``.
 
         Records with a null value are dropped; records with a null key pass with ``None``.
+        With another ``Stream``, a left record that found no partner within the window comes
+        out as ``joiner(left_value, None)`` once its window has closed.
         """
+        if isinstance(table, Stream):
+            return stream_join(self, table, joiner, window, "left_join", name, on_error)
+        _no_window("left_join", window)
         return self._join(table, joiner, name, True, on_error)
+
+    def outer_join(self, other: Stream, joiner: Callable[[Any, Any], Any], *,
+                   window: JoinWindows, name: str | None = None,
+                   on_error: OnError | None = None) -> Stream:
+        """A windowed stream-stream outer join.
+
+        Like ``left_join`` of two streams, and a right record without a partner comes out as
+        ``joiner(None, right_value)`` once its window has closed.
+        """
+        if not isinstance(other, Stream):
+            msg = "outer_join() joins two streams; for a table, use join() or left_join()"
+            raise TopologyError(msg)
+        return stream_join(self, other, joiner, window, "outer_join", name, on_error)
 
     def process(self, fn: Callable[..., Any], *, stores: list[str] | tuple[str, ...] = (),
                 name: str | None = None, on_error: OnError | None = None) -> Stream:
@@ -254,3 +285,9 @@ class Stream:
 
     def __repr__(self) -> str:
         return f"Stream({self._processor.name}/{self._node})"
+
+
+def _no_window(op: str, window: JoinWindows | None) -> None:
+    if window is not None:
+        msg = f"{op}(window=...) is for joining two streams; a table join takes no window"
+        raise TopologyError(msg)

@@ -30,6 +30,8 @@ from streamflow.dsl.nodes import (
     Sink,
     Source,
     Split,
+    StreamJoin,
+    StreamJoinSide,
     TableOp,
     TableSource,
     WindowAggregate,
@@ -37,6 +39,7 @@ from streamflow.dsl.nodes import (
 )
 from streamflow.plan.context import CompiledTask, Emit, Entry, Step, StepError, TaskContext
 from streamflow.plan.fused import fused_entry
+from streamflow.plan.joins import build_join_side, build_stream_join
 from streamflow.plan.stateful import (
     ProcessContext,
     build_aggregate,
@@ -66,6 +69,8 @@ BUILDERS: Mapping[type[Node], Builder] = {
     Aggregate: build_aggregate,
     TableOp: build_table_op,
     Join: build_join,
+    StreamJoin: build_stream_join,
+    StreamJoinSide: build_join_side,
     Process: build_process,
     WindowAggregate: build_window,
     WindowEmit: build_window_emit,
