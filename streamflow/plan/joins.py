@@ -215,12 +215,14 @@ class Unmatched:
                 if ts + lookback[side] + grace >= now:
                     open_sides[side] = True
                     continue
-                key = decode_key(skey[9:])
-                for value in self.entries[skey]:
-                    emit(key, side, value, ts)
-                del self.entries[skey]
+                # dropped before it is emitted: a joiner failing on it fails once, not on
+                # every record after (its error policy decides about the record at hand)
+                values = self.entries.pop(skey)
                 self.store.put_raw_key(skey, None)
                 done.add(skey)
+                key = decode_key(skey[9:])
+                for value in values:
+                    emit(key, side, value, ts)
         finally:
             if done:
                 self.order = [s for s in self.order if s not in done]
@@ -238,6 +240,8 @@ class JoinCore:
         self.before: int = spec.before
         self.after: int = spec.after
         self.grace: int = spec.grace
+        assert node.joiner is not None
+        self.joiner: Callable[[Any, Any], Any] = node.joiner
         self.nxt = w.downstream(node)
         self.left = JoinBuffer(w.store(node.stores[0]), spec.retention)
         self.right = JoinBuffer(w.store(node.stores[1]), spec.retention)
@@ -254,8 +258,7 @@ class JoinCore:
 
     def join(self, side: int, value: Any, other: Any) -> Any:
         """``joiner(left, right)`` with ``value`` on ``side`` (errors name the join step)."""
-        joiner = self.node.joiner
-        assert joiner is not None
+        joiner = self.joiner
         try:
             return joiner(value, other) if side == 0 else joiner(other, value)
         except Exception as e:

@@ -301,3 +301,19 @@ def test_join_windows_spec() -> None:
         sf.JoinWindows(before=3)
     with pytest.raises(ValueError, match=">= 0"):
         sf.JoinWindows(-1)
+
+
+def test_a_joiner_failing_on_an_unmatched_record_fails_once(store: str) -> None:
+    t = sf.Topology("err1")
+    a = t.topic("a", key=sf.String(), value=sf.Json(), external=True)
+    b = t.topic("b", key=sf.String(), value=sf.Json(), external=True)
+    out = t.topic("out", key=sf.String(), value=sf.Json())
+    p = t.processor("p")
+    p.stream(a).outer_join(p.stream(b), lambda x, y: x + y, window=sf.JoinWindows(10),
+                           name="j", on_error="skip").to(out)
+    with _driver(t, store) as d:
+        d.input("a").send(1, key="k", timestamp=0)
+        d.input("b").send(2, key="o", timestamp=100)  # 1 + None fails: this record is skipped
+        d.input("a").send(3, key="m", timestamp=105)
+        d.input("b").send(4, key="m", timestamp=106)
+        assert d.output("out").read_values() == [7]
