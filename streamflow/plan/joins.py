@@ -20,7 +20,7 @@ in ``[t - before, t + after]``; a right record at ``t`` joins the left records i
    records without one; if its window has already ended (``t + after`` before stream time,
    an out-of-order record) it comes out at once, joined with ``None``, as in Kafka Streams.
 5. The record is buffered in its side's store, unless it is older than the store keeps
-   (``before + after + grace`` behind the side's latest timestamp:
+   (more than ``before + after + grace`` behind the side's latest timestamp:
    ``<join>.late_records``); older records leave the stores as time advances.
 
 A stream joined with itself works: each record meets the others and itself.
@@ -34,8 +34,11 @@ contents in memory and rebuilds them from the stores when it starts.
 Deliberate differences from Kafka Streams: records without a partner are looked at on every
 record that advances stream time (Kafka Streams throttles this to once a second of wall-clock
 time by default, an internal setting its own tests turn off), they come out without headers
-(Kafka Streams gives them the headers of the record that happened to trigger them), and the
-join's stream time survives a restart (Kafka Streams starts it again from the next record).
+(Kafka Streams gives them the headers of the record that happened to trigger them), the
+join's stream time survives a restart (Kafka Streams starts it again from the next record),
+and a store keeps a record until it is *more* than ``before + after + grace`` behind (Kafka
+Streams' window stores drop it 1 ms earlier, ``observed - retention + 1``, so with no grace a
+record exactly ``after`` behind, whose window is still open, no longer joins there).
 """
 
 from __future__ import annotations
@@ -69,12 +72,15 @@ class JoinBuffer:
     says which records leave the store next.
     """
 
-    __slots__ = ("clock", "expiry", "keys", "retention", "store")
+    __slots__ = ("clock", "expiry", "keys", "retention", "slack", "store")
 
     def __init__(self, store: Any, retention: int) -> None:
         loaded = load(store)
         self.store = store
         self.retention = retention
+        # expired records are dropped in batches, once the oldest is this far past the
+        # retention (fetch never returns them meanwhile): not one heap pop per record
+        self.slack = retention // 8
         self.clock = StreamClock(store, loaded.stream_time)
         self.keys: dict[bytes, dict[int, WindowCell]] = {}
         self.expiry: list[tuple[int, bytes]] = []
@@ -85,15 +91,14 @@ class JoinBuffer:
 
     def live_from(self) -> int:
         """The oldest timestamp the store still holds."""
-        return self.clock.now - self.retention + 1
+        return self.clock.now - self.retention
 
     def observe(self, ts: int) -> None:
-        """The side saw a record at ``ts``: advance its time and drop what expired."""
-        if ts > self.clock.now:
-            self.clock.advance(ts)
-            cutoff = ts - self.retention + 1
-            if self.expiry and self.expiry[0][0] < cutoff:
-                self._purge(cutoff)
+        """The side saw a record at ``ts`` later than its time: advance, drop what expired."""
+        self.clock.advance(ts)
+        cutoff = ts - self.retention
+        if self.expiry and self.expiry[0][0] < cutoff - self.slack:
+            self._purge(cutoff)
 
     def _purge(self, cutoff: int) -> None:
         expiry, keys = self.expiry, self.keys
@@ -112,7 +117,7 @@ class JoinBuffer:
 
     def put(self, skey: bytes, ts: int, value: Any) -> bool:
         """Buffer a record; False when it is too old for the store."""
-        if ts < self.live_from():
+        if ts < self.clock.now - self.retention:
             return False
         wins = self.keys.get(skey)
         if wins is None:
@@ -280,6 +285,7 @@ class JoinCore:
         metrics, skipped, late = self.metrics, self.skipped, self.late
         join, nxt, emit_alone = self.join, self.nxt, self.emit_alone
         other_side = 1 - side
+        this_clock = this.clock
 
         def step(k: Any, v: Any, ts: int, h: Headers | None) -> None:
             if ts < 0:
@@ -292,7 +298,7 @@ class JoinCore:
                     nxt(k, join(side, v, None), ts, h)
                 else:
                     metrics[skipped] += 1
-                if k is not None:
+                if k is not None and ts > this_clock.now:
                     this.observe(ts)
                 return
             kb = encode_key(k)
@@ -312,7 +318,8 @@ class JoinCore:
                     nxt(k, join(side, v, None), ts, h)
                 else:
                     unmatched.add(ts, side, kb, v)
-            this.observe(ts)
+            if ts > this_clock.now:
+                this.observe(ts)
             if not this.put(skey, ts, v):
                 metrics[late] += 1
 

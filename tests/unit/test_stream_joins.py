@@ -156,7 +156,7 @@ def test_records_behind_the_retention_are_not_buffered(store: str) -> None:
         assert _send(d, "right", "a", 100) == []
         assert d.metrics()["j.late_records"] == 0  # the right side's time is only 100
         assert _send(d, "right", "b", 300) == []
-        # 190 < 300 - 25 + 1: too old for the right store, but it joins what the left holds
+        # 190 < 300 - 25: too old for the right store, but it joins what the left holds
         assert _send(d, "right", "old", 190) == [("k", ["B", "old"], 200)]
         assert d.metrics()["j.late_records"] == 1
         # a left record it would match finds nothing: it was not kept
@@ -355,3 +355,15 @@ def test_in_order_records_join_as_the_brute_force_reference(
         d.input("left").send("end", key="end", timestamp=ts + 1000)
         got = [(r.value, r.key) for r in d.output("out").read_records() if r.key != "end"]
     assert sorted(got, key=repr) == sorted(want, key=repr)
+
+
+def test_a_record_exactly_at_the_retention_still_joins(store: str) -> None:
+    # stores keep 0 + 5 + 0 ms: the left record at 0 is exactly 5 behind when the right
+    # record at 5 (whose window [0, 5] is open) looks for it
+    t = _topology("join", sf.JoinWindows(before=0, after=5))
+    with _driver(t, store) as d:
+        assert _send(d, "left", "L0", 0) == []
+        assert _send(d, "left", "x", 5, key="other") == []
+        assert _send(d, "right", "R5", 5) == [("k", ["L0", "R5"], 5)]
+        assert _send(d, "left", "y", 6, key="other") == []
+        assert _send(d, "right", "R5b", 5) == []  # now 6 behind: gone
