@@ -89,10 +89,6 @@ class JoinBuffer:
             self.expiry += ((ts, skey) for ts in wins)
         heapify(self.expiry)
 
-    def live_from(self) -> int:
-        """The oldest timestamp the store still holds."""
-        return self.clock.now - self.retention
-
     def observe(self, ts: int) -> None:
         """The side saw a record at ``ts`` later than its time: advance, drop what expired."""
         self.clock.advance(ts)
@@ -136,9 +132,11 @@ class JoinBuffer:
         wins = self.keys.get(skey)
         if not wins:
             return []
-        lo = max(lo, self.live_from())
-        return sorted(((ts, c.agg) for ts, c in wins.items() if lo <= ts <= hi),
-                      key=_first)
+        lo = max(lo, self.clock.now - self.retention)
+        found = [(ts, c.agg) for ts, c in wins.items() if lo <= ts <= hi]
+        if len(found) > 1:
+            found.sort(key=_first)
+        return found
 
 
 def _first(item: tuple[int, list[Any]]) -> int:
