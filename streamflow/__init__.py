@@ -32,6 +32,7 @@ from streamflow.serde import (
 from streamflow.serde.windowed import SessionWindowedSerde, TimeWindowedSerde
 from streamflow.windows import (
     Hopping,
+    JoinWindows,
     Session,
     Sliding,
     Tumbling,
@@ -53,6 +54,7 @@ __all__ = [
     "ErrorContext",
     "Hopping",
     "Int",
+    "JoinWindows",
     "Json",
     "Long",
     "Processor",

@@ -85,6 +85,7 @@ Duration = int | timedelta
 __all__ = [
     "Duration",
     "Hopping",
+    "JoinWindows",
     "Session",
     "Sliding",
     "Tumbling",
@@ -274,6 +275,57 @@ class Session:
 
 
 WindowSpec = Tumbling | Hopping | Sliding | Session
+
+
+@dataclass(frozen=True, init=False)
+class JoinWindows:
+    """How far apart in event time two records of a stream-stream join may be.
+
+    A record of the left stream at ``t`` joins the right stream's records of the same key with
+    timestamps in ``[t - before, t + after]``; a right record at ``t`` joins the left records in
+    ``[t - after, t + before]`` (Kafka Streams' ``JoinWindows``). ``time_difference`` sets both
+    bounds (``JoinWindows.ofTimeDifferenceAndGrace``); ``before=`` / ``after=`` set one each.
+    ``grace`` is how long after a window's end records may still arrive out of order and join:
+    left and outer joins emit a record that found no partner only once stream time has passed
+    its ``t + after + grace`` (``t + before + grace`` for a right record). The join's stores keep
+    records for ``before + after + grace``.
+
+    >>> JoinWindows(seconds(5), grace=seconds(1)).describe()
+    'join(before=5s, after=5s, grace=1s)'
+    >>> JoinWindows(before=0, after=minutes(1)).retention
+    60000
+    """
+
+    before: int
+    after: int
+    grace: int
+
+    def __init__(self, time_difference: Duration | None = None, *,
+                 before: Duration | None = None, after: Duration | None = None,
+                 grace: Duration = 0) -> None:
+        if time_difference is None and (before is None or after is None):
+            msg = ("JoinWindows needs a time difference, or both before= and after=: e.g. "
+                   "sf.JoinWindows(sf.seconds(10)) or "
+                   "sf.JoinWindows(before=0, after=sf.minutes(1))")
+            raise ValueError(msg)
+        both = None if time_difference is None else to_ms(
+            "JoinWindows time_difference", time_difference, allow_zero=True)
+        object.__setattr__(self, "before", both if before is None
+                           else to_ms("JoinWindows before", before, allow_zero=True))
+        object.__setattr__(self, "after", both if after is None
+                           else to_ms("JoinWindows after", after, allow_zero=True))
+        object.__setattr__(self, "grace", to_ms("grace", grace, allow_zero=True))
+
+    @property
+    def retention(self) -> int:
+        """How long (event time) the join's stores keep a record: ``before + after + grace``."""
+        return self.before + self.after + self.grace
+
+    def describe(self) -> str:
+        """e.g. ``join(before=5s, after=5s, grace=1s)``."""
+        return (f"join(before={fmt_ms(self.before) if self.before else 0}, "
+                f"after={fmt_ms(self.after) if self.after else 0}, "
+                f"grace={fmt_ms(self.grace) if self.grace else 0})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,6 +194,40 @@ class Join(Node):
 
 
 @dataclass(frozen=True)
+class StreamJoin(Node):
+    """A windowed stream-stream join (``join``, ``left_join`` or ``outer_join``).
+
+    Its two parents are the ``StreamJoinSide`` steps of the left and right streams; ``how`` is
+    ``inner``, ``left`` or ``outer``; ``window`` a ``streamflow.windows.JoinWindows``;
+    ``stores`` the left, right and (left and outer joins) unmatched-records stores.
+    """
+
+    how: str = "inner"
+    window: Any = None
+    joiner: Callable[[Any, Any], Any] | None = None
+    stores: tuple[str, ...] = ()
+    kind: ClassVar[str] = "join"
+
+    def label(self) -> str:
+        """``<join>(<joiner>, window=<window>)``."""
+        op = {"inner": "join", "left": "left_join", "outer": "outer_join"}[self.how]
+        return f"{op}({_fn_name(self.joiner)}, window={self.window.describe()})"
+
+
+@dataclass(frozen=True)
+class StreamJoinSide(Node):
+    """One input of a ``StreamJoin``: ``side`` 0 (left) or 1 (right), buffered in ``store``."""
+
+    side: int = 0
+    store: str = ""
+    kind: ClassVar[str] = "join_side"
+
+    def label(self) -> str:
+        """``join.<left|right>(store=<store>)``."""
+        return f"join.{'right' if self.side else 'left'}(store={self.store})"
+
+
+@dataclass(frozen=True)
 class Process(Node):
     """A low-level stateful step: ``fn(record, ctx)`` with explicit store access."""
 

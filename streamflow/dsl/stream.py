@@ -7,11 +7,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from streamflow.dsl.global_table import GlobalTableRef, global_join
+from streamflow.dsl.joins import stream_join
 from streamflow.dsl.nodes import Apply, Branch, Join, Merge, Node, Process, Sink, Source, Split
 from streamflow.dsl.policies import OnError
 from streamflow.dsl.table import GroupedStream, Table, TableRef
 from streamflow.dsl.topology import Topic, TopologyError, check_on_error
 from streamflow.record import Record
+from streamflow.windows import JoinWindows
 
 if TYPE_CHECKING:
     from streamflow.dsl.topology import Processor
@@ -215,8 +217,9 @@ class Stream:
             kind, name, on_error,
         )
 
-    def join(self, table: Table | TableRef | GlobalTableRef, joiner: Callable[[Any, Any], Any],
-             *, key: Callable[[Any, Any], Any] | None = None, name: str | None = None,
+    def join(self, table: Table | TableRef | GlobalTableRef | Stream,
+             joiner: Callable[[Any, Any], Any], *, window: JoinWindows | None = None,
+             key: Callable[[Any, Any], Any] | None = None, name: str | None = None,
              on_error: OnError | None = None) -> Stream:
         """Enrich each record with the table row of the same key: ``joiner(value, table_value)``.
 
@@ -228,11 +231,21 @@ class Stream:
         With a ``topology.global_table(topic)``, ``key(stream_key, stream_value)`` gives the
         row's key (records for which it returns None are dropped); see
         ``streamflow.dsl.global_table``.
+
+        With another ``Stream`` and ``window=sf.JoinWindows(...)``, a windowed stream-stream
+        join: ``joiner(left_value, right_value)`` for each pair of records of the same key
+        close enough in time (see ``streamflow.plan.joins``)::
+
+            clicks.join(views, lambda c, v: {**c, **v}, window=sf.JoinWindows(sf.seconds(10)))
         """
+        if isinstance(table, Stream):
+            _no_key("join", key)
+            return stream_join(self, table, joiner, window, "join", name, on_error)
+        _no_window("join", window)
         return self._join(table, joiner, name, False, on_error, key)
 
-    def left_join(self, table: Table | TableRef | GlobalTableRef,
-                  joiner: Callable[[Any, Any], Any], *,
+    def left_join(self, table: Table | TableRef | GlobalTableRef | Stream,
+                  joiner: Callable[[Any, Any], Any], *, window: JoinWindows | None = None,
                   key: Callable[[Any, Any], Any] | None = None, name: str | None = None,
                   on_error: OnError | None = None) -> Stream:
         """Like ``join`` but records without a row pass with ``table_value=None``.
@@ -240,8 +253,27 @@ class Stream:
         Records with a null value are dropped; records with a null key pass with ``None``.
         With a global table (``key=`` given), as in Kafka Streams: a record whose extracted
         key is None is dropped, unless its own key is None too (then it passes).
+        With another ``Stream``, a left record that found no partner within the window comes
+        out as ``joiner(left_value, None)`` once its window has closed.
         """
+        if isinstance(table, Stream):
+            _no_key("left_join", key)
+            return stream_join(self, table, joiner, window, "left_join", name, on_error)
+        _no_window("left_join", window)
         return self._join(table, joiner, name, True, on_error, key)
+
+    def outer_join(self, other: Stream, joiner: Callable[[Any, Any], Any], *,
+                   window: JoinWindows, name: str | None = None,
+                   on_error: OnError | None = None) -> Stream:
+        """A windowed stream-stream outer join.
+
+        Like ``left_join`` of two streams, and a right record without a partner comes out as
+        ``joiner(None, right_value)`` once its window has closed.
+        """
+        if not isinstance(other, Stream):
+            msg = "outer_join() joins two streams; for a table, use join() or left_join()"
+            raise TopologyError(msg)
+        return stream_join(self, other, joiner, window, "outer_join", name, on_error)
 
     def process(self, fn: Callable[..., Any], *, stores: list[str] | tuple[str, ...] = (),
                 name: str | None = None, on_error: OnError | None = None) -> Stream:
@@ -271,3 +303,16 @@ class Stream:
 
     def __repr__(self) -> str:
         return f"Stream({self._processor.name}/{self._node})"
+
+
+def _no_window(op: str, window: JoinWindows | None) -> None:
+    if window is not None:
+        msg = f"{op}(window=...) is for joining two streams; a table join takes no window"
+        raise TopologyError(msg)
+
+
+def _no_key(op: str, key: Callable[[Any, Any], Any] | None) -> None:
+    if key is not None:
+        msg = (f"{op}(key=...) is for a topology.global_table(); two streams are joined by "
+               "their records' keys (re-key a stream with key_by() first)")
+        raise TopologyError(msg)

@@ -31,6 +31,8 @@ from streamflow.dsl.nodes import (
     Sink,
     Source,
     Split,
+    StreamJoin,
+    StreamJoinSide,
     TableOp,
     TableSource,
     WindowAggregate,
@@ -39,6 +41,7 @@ from streamflow.dsl.nodes import (
 from streamflow.plan.context import CompiledTask, Emit, Entry, Step, StepError, TaskContext
 from streamflow.plan.fused import fused_entry
 from streamflow.plan.global_join import build_global_join
+from streamflow.plan.joins import build_join_side, build_stream_join
 from streamflow.plan.stateful import (
     ProcessContext,
     build_aggregate,
@@ -69,6 +72,8 @@ BUILDERS: Mapping[type[Node], Builder] = {
     TableOp: build_table_op,
     Join: build_join,
     GlobalJoin: build_global_join,
+    StreamJoin: build_stream_join,
+    StreamJoinSide: build_join_side,
     Process: build_process,
     WindowAggregate: build_window,
     WindowEmit: build_window_emit,

@@ -1,0 +1,62 @@
+"""Windowed stream-stream joins: ``stream.join(other, joiner, window=sf.JoinWindows(...))``.
+
+What ``Stream.join``, ``left_join`` and ``outer_join`` call when the other side is a stream.
+The graph gets three steps: ``<name>.left`` and ``<name>.right`` (each buffers its side's
+records in a window store with a changelog) and ``<name>``, the join whose children receive
+the results. Left and outer joins also get a store of the records still without a partner.
+The semantics are in ``streamflow.plan.joins``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from streamflow.dsl.nodes import StreamJoin, StreamJoinSide
+from streamflow.dsl.policies import OnError
+from streamflow.dsl.topology import TopologyError, check_on_error
+from streamflow.serde.windowed import WindowValueSerde
+from streamflow.windows import JoinWindows
+
+if TYPE_CHECKING:
+    from streamflow.dsl.stream import Stream
+
+HOW = {"join": "inner", "left_join": "left", "outer_join": "outer"}
+
+
+def stream_join(left: Stream, right: Stream, joiner: Callable[[Any, Any], Any],
+                window: JoinWindows | None, op: str, name: str | None,
+                on_error: OnError | None) -> Stream:
+    """Add a windowed join of ``left`` and ``right`` (``op``: join, left_join or outer_join)."""
+    from streamflow.dsl.stream import Stream
+
+    if not callable(joiner):
+        msg = f"{op}() needs a joiner function (left_value, right_value)"
+        raise TopologyError(msg)
+    if not isinstance(window, JoinWindows):
+        msg = (
+            f"{op}() of two streams needs window=sf.JoinWindows(...): how far apart in time "
+            "two records may be to join, e.g. window=sf.JoinWindows(sf.seconds(10))"
+        )
+        raise TopologyError(msg)
+    p = left.processor
+    if right.processor is not p:
+        msg = (
+            f"{op}() joins two streams of one processor; read both topics in processor "
+            f"{p.name!r} (processor.stream(topic)) and join them there"
+        )
+        raise TopologyError(msg)
+    step = p.node_name(op, name)
+    if on_error is not None:
+        check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
+    how = HOW[op]
+    serde = WindowValueSerde()  # a key's records by timestamp, as window stores keep them
+    stores = [p.add_store(f"{step}-left", value_serde=serde),
+              p.add_store(f"{step}-right", value_serde=serde)]
+    if how != "inner":
+        stores.append(p.add_store(f"{step}-unmatched"))
+    p.add(StreamJoinSide(f"{step}.left", (left.node.name,), side=0, store=stores[0]))
+    p.add(StreamJoinSide(f"{step}.right", (right.node.name,), side=1, store=stores[1]))
+    node = p.add(StreamJoin(step, (f"{step}.left", f"{step}.right"), how=how, window=window,
+                            joiner=joiner, stores=tuple(stores), on_error=on_error))
+    return Stream(p, node.name)
