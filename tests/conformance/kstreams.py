@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 JAVA_DIR = HERE / "java"
 POM = JAVA_DIR / "pom.xml"
 SOURCE = JAVA_DIR / "Scenarios.java"
-BUILD = Path(os.environ.get("STREAMFLOW_CONFORMANCE_BUILD_DIR", HERE / "build"))
+BUILD = HERE / "build"
 LIBS = BUILD / "libs"
 CLASSES = BUILD / "classes"
 STAMP = BUILD / "stamp"
@@ -112,16 +112,15 @@ def build() -> float:
     return time.monotonic() - t0
 
 
-def scenario_names() -> list[str]:
-    """The scenarios ``Scenarios.java`` defines."""
-    out = subprocess.run(
-        [_jdk_tool("java"), "-cp", f"{CLASSES}{os.pathsep}{LIBS / '*'}", "Scenarios", "--list"],
-        capture_output=True, text=True, check=True, timeout=60,
-    )
-    return out.stdout.split()
+@dataclass(frozen=True)
+class Results:
+    """What one run of ``Scenarios.java`` printed."""
+
+    outputs: dict[str, list[Output]]  # scenario name -> its output records, in order
+    defined: list[str]  # the scenarios Scenarios.java defines
 
 
-def run(scenarios: list[dict[str, Any]]) -> dict[str, list[Output]]:
+def run(scenarios: list[dict[str, Any]]) -> Results:
     """Run the scenarios (``{"name", "topics", "outputs", "records"}``) in one JVM.
 
     Raises ``RuntimeError`` naming the scenario when one failed in Kafka Streams.
@@ -138,14 +137,18 @@ def run(scenarios: list[dict[str, Any]]) -> dict[str, list[Output]]:
         msg = f"Scenarios.java exited {proc.returncode}:\n{proc.stderr[-3000:]}"
         raise RuntimeError(msg)
     results: dict[str, list[Output]] = {s["name"]: [] for s in scenarios}
+    defined: list[str] = []
     for line in proc.stdout.splitlines():
         row = json.loads(line)
-        if "error" in row:
+        if "defined" in row:
+            defined = row["defined"]
+        elif "error" in row:
             msg = f"Kafka Streams failed scenario {row['scenario']!r}: {row['error']}"
             raise RuntimeError(msg)
-        results[row["scenario"]].append(
-            Output(row["topic"], row["key"], row["value"], row["timestamp"]))
-    return results
+        else:
+            results[row["scenario"]].append(
+                Output(row["topic"], row["key"], row["value"], row["timestamp"]))
+    return Results(results, defined)
 
 
 if __name__ == "__main__":

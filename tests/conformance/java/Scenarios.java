@@ -9,6 +9,7 @@
  *   {"scenario": "...", "topic": "out", "key": "a", "value": 3, "timestamp": 1200}
  *
  * A scenario that throws prints {"scenario": "...", "error": "..."} and the others still run.
+ * The first line lists the scenarios defined here: {"defined": ["...", ...]}.
  *
  * Input file:
  *   {"scenarios": [{"name": "...", "topics": {"in": "long"}, "outputs": {"out": "string"},
@@ -39,13 +40,16 @@ import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.TopologyTestDriver;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.EmitStrategy;
+import org.apache.kafka.streams.kstream.GlobalKTable;
 import org.apache.kafka.streams.kstream.Grouped;
+import org.apache.kafka.streams.kstream.JoinWindows;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.SessionWindows;
 import org.apache.kafka.streams.kstream.SlidingWindows;
+import org.apache.kafka.streams.kstream.StreamJoined;
 import org.apache.kafka.streams.kstream.Suppressed;
 import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.kstream.Windowed;
@@ -158,6 +162,69 @@ public final class Scenarios {
             final KTable<String, String> table = b.table("tbl", Consumed.with(S, S), Materialized.with(S, S));
             in(b).leftJoin(table, (v, row) -> v + "|" + row).to("out", Produced.with(S, S));
         });
+
+        // ---- pending on the streamflow side (scenarios.PENDING): joins other branches add ----
+        // stream-stream joins: "left" and "right" (longs), windows of 300 ms before and after,
+        // grace 100 ms; unmatched records of left/outer joins come out once their window closes
+        final JoinWindows within = JoinWindows.ofTimeDifferenceAndGrace(ms(300), ms(100));
+        final StreamJoined<String, Long, Long> longs = StreamJoined.with(S, L, L);
+        SCENARIOS.put("stream-stream-join", b -> b.stream("left", IN_LONG)
+            .join(b.stream("right", IN_LONG), (l, r) -> l + "|" + r, within, longs)
+            .to("out", Produced.with(S, S)));
+        SCENARIOS.put("stream-stream-left-join", b -> b.stream("left", IN_LONG)
+            .leftJoin(b.stream("right", IN_LONG), (l, r) -> l + "|" + r, within, longs)
+            .to("out", Produced.with(S, S)));
+        SCENARIOS.put("stream-stream-outer-join", b -> b.stream("left", IN_LONG)
+            .outerJoin(b.stream("right", IN_LONG), (l, r) -> l + "|" + r, within, longs)
+            .to("out", Produced.with(S, S)));
+        SCENARIOS.put("stream-stream-self-join", b -> {
+            final KStream<String, Long> s = b.stream("left", IN_LONG);
+            s.join(s, (l, r) -> l + "|" + r, within, longs).to("out", Produced.with(S, S));
+        });
+        // table-table joins: "left" and "right" tables of strings (with deletes)
+        SCENARIOS.put("table-table-join", b -> {
+            final KTable<String, String>[] t = tables(b);
+            t[0].join(t[1], (l, r) -> l + "|" + r).toStream().to("out", Produced.with(S, S));
+        });
+        SCENARIOS.put("table-table-left-join", b -> {
+            final KTable<String, String>[] t = tables(b);
+            t[0].leftJoin(t[1], (l, r) -> l + "|" + r).toStream().to("out", Produced.with(S, S));
+        });
+        SCENARIOS.put("table-table-outer-join", b -> {
+            final KTable<String, String>[] t = tables(b);
+            t[0].outerJoin(t[1], (l, r) -> l + "|" + r).toStream().to("out", Produced.with(S, S));
+        });
+        // foreign-key join: "left" rows are "<right key>:<n>", joined to the "right" row they name
+        SCENARIOS.put("foreign-key-join", b -> {
+            final KTable<String, String>[] t = tables(b);
+            t[0].join(t[1], v -> v.split(":")[0], (l, r) -> l + "|" + r)
+                .toStream().to("out", Produced.with(S, S));
+        });
+        SCENARIOS.put("foreign-key-left-join", b -> {
+            final KTable<String, String>[] t = tables(b);
+            t[0].leftJoin(t[1], v -> v.split(":")[0], (l, r) -> l + "|" + r)
+                .toStream().to("out", Produced.with(S, S));
+        });
+        // global table: "in" (longs) joined to the "glob" row named "k" + (value % 5)
+        SCENARIOS.put("global-table-join", b -> {
+            final GlobalKTable<String, String> glob = b.globalTable("glob", Consumed.with(S, S));
+            in(b).join(glob, (k, v) -> "k" + (v % 5), (v, row) -> v + "|" + row)
+                .to("out", Produced.with(S, S));
+        });
+        SCENARIOS.put("global-table-left-join", b -> {
+            final GlobalKTable<String, String> glob = b.globalTable("glob", Consumed.with(S, S));
+            in(b).leftJoin(glob, (k, v) -> "k" + (v % 5), (v, row) -> v + "|" + row)
+                .to("out", Produced.with(S, S));
+        });
+    }
+
+    /** The tables "left" and "right" (string values), materialized. */
+    @SuppressWarnings("unchecked")
+    private static KTable<String, String>[] tables(final StreamsBuilder b) {
+        return new KTable[] {
+            b.table("left", Consumed.with(S, S), Materialized.with(S, S)),
+            b.table("right", Consumed.with(S, S), Materialized.with(S, S)),
+        };
     }
 
     private static Serde<?> serde(final String type) {
@@ -234,13 +301,9 @@ public final class Scenarios {
     public static void main(final String[] args) throws Exception {
         final ObjectMapper json = new ObjectMapper();
         final PrintStream stdout = new PrintStream(System.out, false, StandardCharsets.UTF_8);
-        if (args.length == 1 && "--list".equals(args[0])) {
-            for (final String name : SCENARIOS.keySet()) {
-                stdout.println(name);
-            }
-            stdout.flush();
-            return;
-        }
+        final ObjectNode defined = json.createObjectNode();
+        defined.putPOJO("defined", new ArrayList<>(SCENARIOS.keySet()));
+        stdout.println(json.writeValueAsString(defined));
         final JsonNode doc = json.readTree(new File(args[0]));
         for (final JsonNode scenario : doc.get("scenarios")) {
             List<ObjectNode> lines;
