@@ -140,7 +140,7 @@ class SlidingWindows:
             if s == ts + 1:
                 has_right = True
             elif end > ts:
-                if right is None:
+                if right is None and not has_right:  # (ts + 1 comes first, if it exists)
                     right = (copy_agg(cell.agg), cell.max_ts)
                 self._update(kw, s, cell, k, v, ts, h)
             elif end == ts:
