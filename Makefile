@@ -21,7 +21,7 @@ CONTAINER_TESTS := tests/containers \
 
 .PHONY: help venv graphviz chromium dashboard-assets test unit integration lint docs demo bench \
 	stack-up stack-down secure-stack-up secure-stack-down clean containers-up containers-down images \
-	test-containers
+	test-containers conformance conformance-build
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -65,7 +65,7 @@ secure-stack-up: ## start the secured local Kafka (SASL_SSL, SCRAM users admin/a
 secure-stack-down: ## stop the secured local Kafka
 	$(STACK) down --secure
 
-test: venv graphviz chromium docs ## strict docs build, then the whole suite (unit + integration) against a real broker and registry
+test: venv graphviz chromium docs conformance-build ## strict docs build, then the whole suite (unit + integration) against a real broker and registry
 	@set -euo pipefail; \
 	started=0; secure_started=0; \
 	if [ -z "$(EXTERNAL)" ]; then \
@@ -82,6 +82,12 @@ test: venv graphviz chromium docs ## strict docs build, then the whole suite (un
 	if [ $$started = 1 ]; then $(STACK) down; fi; \
 	if [ $$secure_started = 1 ]; then $(STACK) down --secure; fi; \
 	exit $$rc
+
+conformance-build: venv ## fetch Kafka Streams (Maven Central, cached in ~/.m2) and compile the conformance suite's Java side
+	$(BIN)/python -m tests.conformance.kstreams build
+
+conformance: conformance-build ## the same inputs through Kafka Streams' TopologyTestDriver and streamflow's, outputs compared
+	$(BIN)/python -m pytest tests/conformance -q $(PYTEST_ARGS)
 
 unit: venv ## run the unit tests and the doctests of streamflow/ (no broker)
 	$(BIN)/python -m pytest tests/unit streamflow -q $(PYTEST_ARGS)
@@ -129,4 +135,4 @@ test-containers: venv ## smoke, Avro and exactly-once tests on containerised Kaf
 	exit $$rc
 
 clean: ## remove the virtualenv and caches (not the stack's data)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/conformance/build

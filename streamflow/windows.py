@@ -54,14 +54,16 @@ Quiet partitions (``close_after_idle``)
 
 Emission
     ``.final()`` emits each window once, when it closes, with the window's last aggregate.
-    ``.updates()`` emits every change of an open window (session merges also emit ``None``
-    for each session merged away). Output keys are ``Windowed(key, start, end)``; output
+    ``.updates()`` emits every change of an open window, in Kafka Streams' order (a session
+    that changes is first deleted: ``None`` for its old window, and for each session merged
+    away). Output keys are ``Windowed(key, start, end)``; output
     timestamps are the largest event time in the window (as Kafka Streams). Windows of
     different keys that close at the same moment come out ordered by window end, then key
     (strings by their UTF-8 bytes, integers by value), as Kafka Streams emits them.
 
-Windows are aligned to the epoch (``start = ts - ts % advance``) and, as in Kafka Streams,
-hopping windows are clipped at 0: no window starts before 0.
+Windows are aligned to the epoch (``start = ts - ts % advance``) and, as in Kafka Streams, no
+window starts before 0: hopping windows are clipped at 0, and sliding-window records with a
+timestamp below ``size`` share one early window ``[0, size]`` instead of their left windows.
 
 State
     A window step keeps one store entry per key, holding all the key's open windows (and one
@@ -226,7 +228,10 @@ class Sliding:
     Every distinct set of records whose timestamps lie within ``size`` of each other. Windows
     are ``[start, start + size]``, inclusive at both ends; a record at ``t`` creates at most two
     windows: ``[t - size, t]`` and, when a later record falls within ``size`` after it, ``[t +
-    1, t + 1 + size]``.
+    1, t + 1 + size]``. Records with ``t < size`` share the early window ``[0, size]`` instead
+    of ``[t - size, t]``. The windows and aggregates are Kafka Streams' own, computed by its
+    algorithm (``streamflow.plan.windows.sliding``), including where it loses a record: one
+    arriving after its left window closed, with no open window holding it yet.
 
     >>> Sliding(seconds(30)).describe()
     'sliding(30s)'

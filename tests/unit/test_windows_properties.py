@@ -53,6 +53,28 @@ def specs(draw: Any, kind: str) -> Any:
     return sf.Session(size, grace=grace)
 
 
+def comparable(spec: Any, records: list[Rec]) -> list[Rec]:
+    """The records, without those the brute force cannot model for sliding windows.
+
+    A record arriving when its left window has closed but its right window would still be
+    open is accepted, yet Kafka Streams (whose algorithm streamflow follows) keeps it only in
+    the open windows that already hold it: one with no such window is lost, and later windows
+    start from aggregates without it. The conformance suite checks that band against Kafka
+    Streams itself (tests/conformance); here such records are left out.
+    """
+    if not isinstance(spec, sf.Sliding):
+        return records
+    out: list[Rec] = []
+    now: int | None = None
+    for r in records:
+        ts = r[1]
+        now = ts if now is None else max(now, ts)
+        if ts + spec.grace + 1 <= now < ts + spec.size + spec.grace + 1 and ts >= 0:
+            continue
+        out.append(r)
+    return out
+
+
 def reference(spec: Any, records: list[Rec]) -> ref.Result:
     records = [r for r in records if r[1] >= 0]  # skipped: no window holds them
     if isinstance(spec, sf.Session):
@@ -96,6 +118,7 @@ def normalized(spec: Any, value: Any) -> Any:
 
 
 def check(spec: Any, records: list[Rec], cut: int | None = None) -> None:
+    records = comparable(spec, records)
     expected = reference(spec, records)
     finals, late = run(spec, records, "final", cut=cut)
     windows = [(w.key, w.start, w.end) for w, _ in finals]
@@ -194,7 +217,7 @@ def run_with_commits(spec: Any, records: list[Rec], commits: set[int], crash: in
         if isinstance(spec, sf.Session):
             assert cell.max_ts + spec.gap + 1 + spec.grace > now
         elif isinstance(spec, sf.Sliding):
-            assert start + spec.size + 1 + 3 * spec.size + 2 + spec.grace > now
+            assert start + 3 * spec.size + spec.grace + 1 > now
         else:
             assert start + spec.size + spec.grace > now
     return got
@@ -208,6 +231,7 @@ def test_commits_and_a_crash_with_replay_give_brute_force_finals(
         spec: Any, records: list[Rec], commits: set[int], crash: int | None) -> None:
     """At-least-once: a window finalized after the last commit is emitted again after the
     replay, always with the same value; none is missing or wrong."""
+    records = comparable(spec, records)
     expected = reference(spec, records)
     with tempfile.TemporaryDirectory(prefix="sf-commit-") as state_dir:
         got = run_with_commits(spec, records, commits, crash, state_dir)

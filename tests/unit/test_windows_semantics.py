@@ -261,11 +261,50 @@ def test_sliding_out_of_order_record_creates_its_windows_and_updates_others(
 def test_sliding_updates_show_each_window_as_it_changes(harnesses: Any, store: str) -> None:
     h = harnesses(sf.Sliding(10), store=store, emit="updates")
     h.send(("a", 10, 0), ("a", 15, 0))
-    assert h.out() == [
+    assert h.out() == [  # in Kafka Streams' order
         ("a", 0, 10, 1, 10),   # 10: its left window
-        ("a", 5, 15, 2, 15),   # 15: its left window holds 10 and 15
-        ("a", 11, 21, 1, 15),  # and the right window of 10 now exists
+        ("a", 11, 21, 1, 15),  # 15: the right window of 10 now exists
+        ("a", 5, 15, 2, 15),   # and its left window holds 10 and 15
     ]
+
+
+@BACKENDS
+def test_sliding_records_before_size_share_the_early_window_from_0(
+        harnesses: Any, store: str) -> None:
+    """Kafka Streams' processEarly: no window starts before 0; records at ts < size go into
+    [0, size] (not [ts - size, ts]) and still get right windows."""
+    h = harnesses(sf.Sliding(10), store=store, emit="updates")
+    h.send(("a", 3, 0), ("a", 7, 0), ("a", 12, 0))
+    assert h.out() == [
+        ("a", 0, 10, 1, 3),    # 3: the early window
+        ("a", 4, 14, 1, 7),    # 7: the right window of 3
+        ("a", 0, 10, 2, 7),    # and the early window again
+        ("a", 4, 14, 2, 12),   # 12: falls into the right window of 3
+        ("a", 8, 18, 1, 12),   # the right window of 7
+        ("a", 2, 12, 3, 12),   # its own left window, from the early window's aggregate
+    ]
+
+
+@BACKENDS
+def test_sliding_out_of_order_early_record_takes_the_later_ones_into_its_right_window(
+        harnesses: Any, store: str) -> None:
+    h = harnesses(sf.Sliding(10, grace=20), store=store, agg="list")
+    h.send(("a", 8, "x"), ("a", 2, "y"), ("a", 40, "z"))
+    assert h.out() == [
+        ("a", 0, 10, ["x", "y"], 8),
+        ("a", 3, 13, ["x"], 8),  # the right window of 2 holds 8 only
+    ]
+
+
+@BACKENDS
+def test_sliding_record_late_for_its_left_window_is_kept_only_by_open_windows(
+        harnesses: Any, store: str) -> None:
+    """Kafka Streams' rule, followed as is: a record whose left window has closed but whose
+    right window could still open is added to the open windows holding it, and nowhere else."""
+    h = harnesses(sf.Sliding(10), store=store, agg="list")
+    h.send(("b", 30, "s"), ("a", 22, "p"))  # [12,22] closed at 23: p is in no window
+    h.send(("a", 30, "q"), ("b", 60, "t"))
+    assert h.out() == [("a", 20, 30, ["q"], 30), ("b", 20, 30, ["s"], 30)]
 
 
 # -- sessions ------------------------------------------------------------------------------
@@ -289,6 +328,23 @@ def test_session_stays_open_for_its_gap_so_a_later_record_extends_it(
     h.send(("a", 0, 0), ("a", 5, 0), ("b", 14, 0), ("a", 14, 0))
     h.send(("b", 40, 0))
     assert h.out() == [("a", 0, 14, 3, 14), ("b", 14, 14, 1, 14)]
+
+
+@BACKENDS
+def test_session_update_replaces_the_session_with_a_delete_first(
+        harnesses: Any, store: str) -> None:
+    """As Kafka Streams: an update deletes the old session (``None``), even when the record
+    falls inside it, unless the session is exactly ``[ts, ts]``."""
+    h = harnesses(sf.Session(300), store=store, emit="updates")
+    h.send(("a", 1000, 0), ("a", 1000, 0), ("a", 1200, 0), ("a", 1100, 0))
+    assert h.out() == [
+        ("a", 1000, 1000, 1, 1000),
+        ("a", 1000, 1000, 2, 1000),
+        ("a", 1000, 1000, None, 1000),
+        ("a", 1000, 1200, 3, 1200),
+        ("a", 1000, 1200, None, 1200),
+        ("a", 1000, 1200, 4, 1200),
+    ]
 
 
 @BACKENDS

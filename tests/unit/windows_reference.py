@@ -63,7 +63,11 @@ def time_windows(records: Sequence[Rec], size: int, advance: int, grace: int,
 
 
 def sliding(records: Sequence[Rec], size: int, grace: int, fold: Fold) -> Result:
-    """Kafka Streams' sliding windows ``[start, start + size]`` (inclusive)."""
+    """Kafka Streams' sliding windows ``[start, start + size]`` (inclusive).
+
+    A record at ``t >= size`` has the left window ``[t - size, t]``; records before ``size``
+    share the early window ``[0, size]`` instead; a record has a right window ``[t + 1, t + 1 +
+    size]`` when a later one falls in it."""
     out = Result()
     stream_time: int | None = None
     accepted: dict[Any, list[tuple[int, Any, int]]] = defaultdict(list)  # ts, value, S after
@@ -75,7 +79,7 @@ def sliding(records: Sequence[Rec], size: int, grace: int, fold: Fold) -> Result
             continue
         accepted[k].append((ts, v, stream_time))
         times = {t for t, _, _ in accepted[k]}
-        windows = {t - size for t in times} | {
+        windows = {max(0, t - size) for t in times} | {
             t + 1 for t in times if any(t < u <= t + 1 + size for u in times)
         }
         for s in windows:

@@ -95,11 +95,11 @@ class KeyWindows:
     Cells by start (the store entry of the key), the generation of the store when the entry was
     last put (``written``) and whether the entry was created since the last flush (``fresh_in``:
     that generation, else -1), when it can vanish from the write-back cache instead of leaving a
-    tombstone. ``starts`` (sliding windows and sessions: starts in order) and ``times`` (sliding
-    windows: the key's record times) are kept by the kinds that need them.
+    tombstone. ``starts`` (sliding windows and sessions: starts in order) is kept by the kinds
+    that need it.
     """
 
-    __slots__ = ("fresh_in", "key", "prefix", "starts", "times", "wins", "written")
+    __slots__ = ("fresh_in", "key", "prefix", "starts", "wins", "written")
 
     def __init__(self, key: Any, prefix: bytes, wins: dict[int, WindowCell] | None = None,
                  fresh_in: int = -1) -> None:
@@ -109,7 +109,6 @@ class KeyWindows:
         self.written = -1
         self.fresh_in = fresh_in
         self.starts: list[int] = []
-        self.times: list[int] = []
 
 
 class WindowKind(Protocol):

@@ -113,7 +113,11 @@ class Sessions:
 
     def _extend(self, k: Any, kw: KeyWindows, start: int, v: Any, ts: int,
                 h: Headers | None) -> None:
-        """The common case: the record falls in or after one session starting before it."""
+        """The common case: the record falls in or after one session starting before it.
+
+        As in Kafka Streams, the session is replaced (its old value deleted: ``None``), unless
+        it is exactly ``[ts, ts]``.
+        """
         env = self.env
         emit_update = env.emit_update
         cell = kw.wins[start]
@@ -121,8 +125,8 @@ class Sessions:
         end0 = cell.max_ts
         if ts > end0:
             cell.max_ts = ts  # its heap entry is now early: close_due moves it
-            if emit_update is not None:
-                emit_update(Windowed(k, start, end0), None, end0, h)
+        if emit_update is not None and (start != ts or end0 != ts):
+            emit_update(Windowed(k, start, end0), None, end0, h)
         if emit_update is not None:
             emit_update(Windowed(k, start, cell.max_ts), cell.agg, cell.max_ts, h)
 

@@ -1,12 +1,24 @@
-"""Sliding windows of ``size`` ms (Kafka Streams' semantics).
+"""Sliding windows of ``size`` ms, computed as Kafka Streams computes them.
 
-Each record has a left window ``[ts - size, ts]`` and, when a later record falls in it, a right
-window ``(ts, ts + 1 + size]``; windows are only ever created from records, never empty.
+Kafka Streams' algorithm (``KStreamSlidingWindowAggregate``), step for step, so the windows,
+their aggregates and the order of the updates are Kafka Streams' own (the conformance suite in
+``tests/conformance`` checks it against Kafka Streams itself):
 
-A closed sliding window stays (and keeps absorbing accepted records, without emitting) until
-it can no longer seed a new window — new windows start from a copy of an existing window
-holding the same records, as in Kafka Streams — i.e. until stream time passes
-``end + 3 * size + 2 + grace``. Closing and expiry are indexed by heaps.
+- a record at ``ts >= size`` has a left window ``[ts - size, ts]`` and, once a later record
+  falls within ``size`` after it, a right window ``[ts + 1, ts + 1 + size]``;
+- a record at ``ts < size`` goes into the single **early window** ``[0, size]`` instead of a left
+  window (no window starts before 0), plus its right window as above;
+- windows are created from records only, never empty; a new window starts from a copy of the
+  aggregate of an existing window that holds exactly its records (the left window of the record
+  before, or the right window of one that holds the same later records);
+- a record updates every open window holding it: the windows of the key that start within
+  ``2 * size`` before it are looked at, latest start first, then the new windows are created:
+  the right window of the record before it, its own left (or early) window, its own right
+  window. A closed window is not updated, though it may still seed a new one.
+
+A window closes once stream time passes ``end + grace``; it is forgotten once no accepted record
+can look at it any more (stream time past ``start + 3 * size + grace``). Closing and expiry are
+indexed by heaps.
 """
 
 from __future__ import annotations
@@ -17,7 +29,6 @@ from typing import Any
 
 from streamflow.plan.windows.env import (
     NEVER,
-    NO_TIME,
     KeyWindows,
     WindowEnv,
     copy_agg,
@@ -29,10 +40,10 @@ from streamflow.state.keys import encode_key
 from streamflow.state.window_store import WindowCell
 from streamflow.windows import Windowed
 
-_EMPTY: Any = object()
-
 # (close or expiry time, key bytes (orders ties), start, dict key)
 _Due = tuple[int, bytes, int, Any]
+# an aggregate and its largest timestamp, taken from a window before the record changed it
+_Seed = tuple[Any, int]
 
 
 class SlidingWindows:
@@ -42,8 +53,8 @@ class SlidingWindows:
         self.env = env
         self.size = size
         self.after = size + 1 + grace  # a window starting at s closes at s + after
-        # a window may seed new ones until stream time passes its end + keep
-        self.keep = 3 * size + 2 + grace
+        # a window starting at s is looked at by no accepted record from s + forget on
+        self.forget = 3 * size + grace + 1
         self.keys: dict[Any, KeyWindows] = {}
         self.closing: list[_Due] = []
         self.expiring: list[_Due] = []
@@ -53,8 +64,6 @@ class SlidingWindows:
             dk = dict_key(key, skey[4:])
             kw = self.keys[dk] = KeyWindows(key, skey)
             for start, cell in wins.items():
-                if cell.max_ts == start + size:  # the left window of a record at its end
-                    insort(kw.times, cell.max_ts)
                 self._place(kw, dk, start, cell, now)
 
     def _place(self, kw: KeyWindows, dk: Any, start: int, cell: WindowCell, now: int) -> None:
@@ -63,12 +72,12 @@ class SlidingWindows:
         if start + self.after > now:
             heapq.heappush(self.closing, (start + self.after, emit_order(kw.prefix), start, dk))
             self.due_at = min(self.due_at, start + self.after)
-        expiry = start + self.size + 1 + self.keep
+        expiry = start + self.forget
         heapq.heappush(self.expiring, (expiry, emit_order(kw.prefix), start, dk))
         self.due_at = min(self.due_at, expiry)
 
     def close_due(self, now: int) -> None:
-        """Emit the windows closing by ``now``; forget those that can seed no new window."""
+        """Emit the windows closing by ``now``; forget those no record can look at any more."""
         closing = self.closing
         expiring = self.expiring
         if (not closing or closing[0][0] > now) and (not expiring or expiring[0][0] > now):
@@ -86,10 +95,8 @@ class SlidingWindows:
         while expiring and expiring[0][0] <= now:
             _, _, start, dk = heapq.heappop(expiring)
             kw = self.keys[dk]
-            cell = kw.wins.pop(start)
+            del kw.wins[start]
             del kw.starts[bisect_left(kw.starts, start)]
-            if cell.max_ts == start + size:
-                del kw.times[bisect_left(kw.times, start + size)]
             if kw.wins:
                 env.touched(kw)
             else:
@@ -102,101 +109,138 @@ class SlidingWindows:
         """The close time of the last window not closed yet."""
         return max(c[0] for c in self.closing) if self.closing else None
 
-    def _source(self, kw: KeyWindows, lo: int, hi: int) -> tuple[Any, int]:
-        """A copy of the aggregate over the records in ``[lo, hi]`` before the current one.
-
-        Taken from the existing window holding exactly those records.
-        """
-        times = kw.times
-        size = self.size
-        i = bisect_left(times, lo)
-        j = bisect_right(times, hi)
-        if i == j:
-            return _EMPTY, NO_TIME
-        last = times[j - 1]
-        # the left window of the last record, unless it reaches back to an earlier record
-        cell = kw.wins.get(last - size)
-        if cell is not None and bisect_left(times, last - size) == i:
-            return copy_agg(cell.agg), cell.max_ts
-        if i > 0:  # else the right window of the record before the range
-            prev = times[i - 1]
-            cell = kw.wins.get(prev + 1)
-            if cell is not None and bisect_right(times, prev + 1 + size) == j:
-                return copy_agg(cell.agg), cell.max_ts
-        for s in kw.starts:  # not reached while the invariants hold; kept as a safety net
-            if bisect_left(times, s) == i and bisect_right(times, s + size) == j:
-                cell = kw.wins[s]
-                return copy_agg(cell.agg), cell.max_ts
-        msg = (
-            f"sliding window state of {kw.key!r} has no window holding the records in "
-            f"[{lo}, {hi}]; this is a bug in streamflow, please report it"
-        )
-        raise RuntimeError(msg)
-
-    def _created(self, kw: KeyWindows, ts: int) -> list[tuple[int, Any, int, bool]]:
-        """The windows a record at ``ts`` creates, seeded from the state before it.
-
-        ``(start, aggregate, max_ts, holds the record)``.
-        """
-        size = self.size
-        wins = kw.wins
-        times = kw.times
-        new: list[tuple[int, Any, int, bool]] = []
-        if ts - size not in wins:  # its left window [ts - size, ts]
-            agg, mx = self._source(kw, ts - size, ts - 1)
-            new.append((ts - size, agg, mx, True))
-        if ts + 1 not in wins:  # its right window (ts, ts + 1 + size], if not empty
-            agg, mx = self._source(kw, ts + 1, ts + 1 + size)
-            if agg is not _EMPTY:
-                new.append((ts + 1, agg, mx, False))
-        i = bisect_left(times, ts)
-        if i > 0:  # the right window of the previous record, if this one is its first
-            prev = times[i - 1]
-            if prev + 1 + size >= ts and prev + 1 not in wins and prev + 1 != ts - size:
-                agg, mx = self._source(kw, prev + 1, prev + 1 + size)
-                new.append((prev + 1, agg, mx, True))
-        return new
-
     def add(self, k: Any, v: Any, ts: int, h: Headers | None) -> None:
-        """Create the record's windows, fold it into every window holding it."""
+        """Fold a record into the open windows holding it and create its windows."""
         env = self.env
-        now = env.clock.now
-        size = self.size
-        after = self.after
-        if ts + after <= now:
+        if ts + self.after <= env.clock.now:
             env.dropped(k, v, ts, h)
             return
         dk = k if type(k) is str else encode_key(k)
         kw = self.keys.get(dk)
         if kw is None or kw.written != env.store.generation:
             kw = env.key_state(self.keys, dk, k)
-        new = self._created(kw, ts)
-        emit_update = env.emit_update
-        # every existing window holding ts absorbs the record
+        if ts < self.size:
+            self._add_early(kw, dk, k, v, ts, h)
+        else:
+            self._add(kw, dk, k, v, ts, h)
+
+    def _add(self, kw: KeyWindows, dk: Any, k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        """A record at ``ts >= size`` (Kafka Streams' ``processReverse``)."""
+        size = self.size
         wins = kw.wins
         starts = kw.starts
-        counting = env.counting
-        adder = env.adder
-        for s in starts[bisect_left(starts, ts - size):bisect_right(starts, ts)]:
+        near = starts[bisect_left(starts, ts - 2 * size):bisect_right(starts, ts + 1)]
+        right: _Seed | None = None  # what the record's right window would start from
+        left: _Seed | None = None  # the window ending last before ts
+        has_left = has_right = False
+        prev: int | None = None  # the time of the record before ts, when known
+        for s in reversed(near):
             cell = wins[s]
-            cell.agg = cell.agg + 1 if counting else adder(cell.agg, v)
-            if ts > cell.max_ts:
-                cell.max_ts = ts
-            if emit_update is not None and s + after > now:
-                if cell.windowed is None:
-                    cell.windowed = Windowed(k, s, s + size)
-                emit_update(cell.windowed, cell.agg, cell.max_ts, h)
-        # then the new windows join
-        for s, agg, mx, holds in new:
-            if holds:
-                agg = env.first(v) if agg is _EMPTY else adder(agg, v)
-                mx = max(mx, ts)
-            cell = WindowCell(agg, mx)
+            end = s + size
+            if s == ts + 1:
+                has_right = True
+            elif end > ts:
+                if right is None and not has_right:  # (ts + 1 comes first, if it exists)
+                    right = (copy_agg(cell.agg), cell.max_ts)
+                self._update(kw, s, cell, k, v, ts, h)
+            elif end == ts:
+                has_left = True
+                before = cell.max_ts
+                self._update(kw, s, cell, k, v, ts, h)
+                if before >= ts:  # a record at ts came before: its windows exist
+                    return
+                prev = before
+            else:
+                left = (cell.agg, cell.max_ts)
+                prev = cell.max_ts
+                break
+        if prev is not None and prev + 1 + size >= ts and (prev + 1) not in wins:
+            self._create(kw, dk, prev + 1, None, k, v, ts, h)
+        if not has_left:
+            seed = None
+            if left is not None and prev is not None and prev >= ts - size:
+                seed = (copy_agg(left[0]), ts)
+            self._create(kw, dk, ts - size, seed, k, v, ts, h)
+        if not has_right and right is not None and right[1] > ts:
+            self._create_right(kw, dk, ts, right, h)
+
+    def _add_early(self, kw: KeyWindows, dk: Any, k: Any, v: Any, ts: int,
+                   h: Headers | None) -> None:
+        """A record at ``ts < size``: into the early window ``[0, size]`` (``processEarly``)."""
+        wins = kw.wins
+        starts = kw.starts
+        early: WindowCell | None = None
+        right: _Seed | None = None
+        has_right = False
+        prev: int | None = None
+        for s in starts[:bisect_right(starts, ts + 1)]:
+            cell = wins[s]
+            if s == 0:
+                early = cell
+                if cell.max_ts < ts:
+                    prev = cell.max_ts
+            elif s <= ts:
+                right = (copy_agg(cell.agg), cell.max_ts)
+                self._update(kw, s, cell, k, v, ts, h)
+            else:  # s == ts + 1
+                has_right = True
+        if right is None and early is not None and early.max_ts > ts:
+            # no record before ts but later ones: the early window holds just those
+            right = (copy_agg(early.agg), early.max_ts)
+        if not has_right and right is not None and right[1] > ts:
+            self._create_right(kw, dk, ts, right, h)
+        if prev is not None and prev + 1 not in wins:
+            self._create(kw, dk, prev + 1, None, k, v, ts, h)
+        if early is None:
+            self._create(kw, dk, 0, None, k, v, ts, h)
+        else:
+            self._update(kw, 0, early, k, v, ts, h)
+
+    def _update(self, kw: KeyWindows, s: int, cell: WindowCell, k: Any, v: Any, ts: int,
+                h: Headers | None) -> None:
+        """Fold the record into the existing window at ``s``, if it is still open."""
+        env = self.env
+        if s + self.after <= env.clock.now:
+            return  # closed: Kafka Streams leaves it as it is
+        cell.agg = cell.agg + 1 if env.counting else env.adder(cell.agg, v)
+        if ts > cell.max_ts:
+            cell.max_ts = ts
+        if env.emit_update is not None:
+            if cell.windowed is None:
+                cell.windowed = Windowed(k, s, s + self.size)
+            env.emit_update(cell.windowed, cell.agg, cell.max_ts, h)
+
+    def _create(self, kw: KeyWindows, dk: Any, s: int, seed: _Seed | None, k: Any, v: Any,
+                ts: int, h: Headers | None) -> None:
+        """A new window at ``s`` holding the record (and ``seed``), if it is open.
+
+        The right window of the record before may be the record's left window (when they are
+        ``size + 1`` apart): Kafka Streams then writes (and emits) it twice, the same.
+        """
+        env = self.env
+        now = env.clock.now
+        if s + self.after <= now:
+            return
+        agg = env.first(v) if seed is None else env.adder(seed[0], v)
+        max_ts = ts if seed is None else max(seed[1], ts)
+        cell = kw.wins.get(s)
+        if cell is None:
+            cell = WindowCell(agg, max_ts)
             self._place(kw, dk, s, cell, now)
-            if emit_update is not None and s + after > now:
-                cell.windowed = Windowed(k, s, s + size)
-                emit_update(cell.windowed, agg, mx, h)
-        times = kw.times
-        i = bisect_left(times, ts)
-        if i == len(times) or times[i] != ts:
-            times.insert(i, ts)
+        else:
+            cell.agg = agg
+            cell.max_ts = max_ts
+        if env.emit_update is not None:
+            cell.windowed = Windowed(k, s, s + self.size)
+            env.emit_update(cell.windowed, cell.agg, cell.max_ts, h)
+
+    def _create_right(self, kw: KeyWindows, dk: Any, ts: int, seed: _Seed,
+                      h: Headers | None) -> None:
+        """The record's right window ``[ts + 1, ts + 1 + size]``: the later records only."""
+        env = self.env
+        s = ts + 1
+        cell = WindowCell(seed[0], seed[1])
+        self._place(kw, dk, s, cell, env.clock.now)
+        if env.emit_update is not None:
+            cell.windowed = Windowed(kw.key, s, s + self.size)
+            env.emit_update(cell.windowed, cell.agg, cell.max_ts, h)
