@@ -288,18 +288,51 @@ def global_and_stream(rng: random.Random) -> Inputs:
 STREAMS = {"left": "long", "right": "long"}
 TABLES = {"left": "string", "right": "string"}
 TEXT = {"out": "string"}
-for _name in ("stream-stream-join", "stream-stream-left-join", "stream-stream-outer-join"):
-    pending(Scenario(_name, two_streams, None, topics=STREAMS, outputs=TEXT),
-            "stream-stream joins (sf.JoinWindows(300, 300, grace=100))")
-pending(Scenario("stream-stream-self-join", lambda rng: [
-    {**r, "topic": "left"} for r in two_streams(rng)], None, topics={"left": "long"},
-    outputs=TEXT), "stream-stream self-joins")
+WITHIN = sf.JoinWindows(300, grace=100)
+
+
+def pair(left: Any, right: Any) -> str:
+    """Kafka Streams' ``l + "|" + r`` (a missing side prints ``null``)."""
+    return f"{'null' if left is None else left}|{'null' if right is None else right}"
+
+
+def _stream_join(op: str) -> Callable[[Processor, dict[str, Topic]], None]:
+    def wire(p: Processor, t: dict[str, Topic]) -> None:
+        left = p.stream(t["left"])
+        getattr(left, op)(p.stream(t["right"]), pair, window=WITHIN).to(t["out"])
+
+    return wire
+
+
+def _self_join(p: Processor, t: dict[str, Topic]) -> None:
+    s = p.stream(t["left"])
+    s.join(s, pair, window=WITHIN).to(t["out"])
+
+
+for _name, _op in (("stream-stream-join", "join"), ("stream-stream-left-join", "left_join"),
+                   ("stream-stream-outer-join", "outer_join")):
+    add(Scenario(_name, two_streams, _stream_join(_op), topics=STREAMS, outputs=TEXT))
+add(Scenario("stream-stream-self-join", lambda rng: [
+    {**r, "topic": "left"} for r in two_streams(rng)], _self_join, topics={"left": "long"},
+    outputs=TEXT))
 for _name in ("table-table-join", "table-table-left-join", "table-table-outer-join"):
     pending(Scenario(_name, two_tables, None, topics=TABLES, outputs=TEXT),
             "table-table joins")
 for _name in ("foreign-key-join", "foreign-key-left-join"):
     pending(Scenario(_name, lambda rng: two_tables(rng, foreign=True), None, topics=TABLES,
                      outputs=TEXT), "foreign-key joins (key extractor: the value before ':')")
-for _name in ("global-table-join", "global-table-left-join"):
-    pending(Scenario(_name, global_and_stream, None, topics={"in": "long", "glob": "string"},
-                     outputs=TEXT), "global tables (key extractor: 'k' + str(value % 5))")
+
+
+def _global_join(left: bool) -> Callable[[Processor, dict[str, Topic]], None]:
+    def wire(p: Processor, t: dict[str, Topic]) -> None:
+        glob = p.topology.global_table(t["glob"])
+        stream = p.stream(t["in"])
+        step = stream.left_join if left else stream.join
+        step(glob, lambda v, row: joined(row, v), key=lambda _k, v: f"k{v % 5}").to(t["out"])
+
+    return wire
+
+
+for _name, _left in (("global-table-join", False), ("global-table-left-join", True)):
+    add(Scenario(_name, global_and_stream, _global_join(_left),
+                 topics={"in": "long", "glob": "string"}, outputs=TEXT))
