@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
@@ -41,6 +42,9 @@ from streamflow.plan.context import Entry, Step, StepError, TaskContext
 from streamflow.plan.wiring import Wiring
 from streamflow.record import Headers
 
+log = logging.getLogger("streamflow.async")
+
+CLOSE_WAIT_S = 5.0  # how long closing waits for in-flight calls to be cancelled
 Source = tuple[bytes | None, bytes | None, int, Headers | None]
 Handle = Callable[[StepError, str | None, int, int | None, Source | None], None]
 """Called for a record whose call (or a step after it) failed: ``(error, topic, partition,
@@ -98,18 +102,25 @@ class AsyncRunner:
         asyncio.run_coroutine_threadsafe(_all(calls), loop).result()
 
     def close(self) -> None:
-        """Cancel what is still in flight, stop the loop and its thread."""
+        """Cancel what is still in flight, stop the loop and its thread.
+
+        A coroutine blocking the loop (a blocking call inside ``async def``) is left behind in
+        the daemon thread after ``CLOSE_WAIT_S``, with a warning.
+        """
         loop, self._loop = self._loop, None
-        if loop is None:
+        thread, self._thread = self._thread, None
+        self._limits = {}
+        if loop is None or thread is None:
             return
-        asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(5.0)
+        try:
+            asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(CLOSE_WAIT_S)
+        except Exception as e:  # a blocked loop: do not hang the shutdown on it
+            log.warning("async steps of %s: in-flight calls not cancelled (%s: %s)", self.name,
+                        type(e).__name__, e)
         loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
-        if not loop.is_running():
+        thread.join(CLOSE_WAIT_S)
+        if not thread.is_alive():
             loop.close()
-        self._limits.clear()
 
 
 async def _all(calls: list[Coroutine[Any, Any, None]]) -> None:
@@ -135,6 +146,7 @@ class AsyncStep:
         self.timeout = node.timeout
         self.retries = node.retries
         self.backoff = node.backoff
+        self.retried = f"{node.name}.retries"  # the task metric counting retried attempts
         self.nxt = nxt
         self.ctx = ctx
         self.pending: list[Call] = []  # collected during the batch
@@ -172,6 +184,8 @@ class AsyncStep:
                         e.add_note(f"(after {attempt + 1} attempts)")
                     call.error = e
                     return
+            metrics = self.ctx.metrics  # the processing thread waits meanwhile
+            metrics[self.retried] = metrics.get(self.retried, 0) + 1
             await asyncio.sleep(self.backoff * 2 ** attempt)
             attempt += 1
 

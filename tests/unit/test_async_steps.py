@@ -109,6 +109,7 @@ def test_a_failing_call_is_retried_with_backoff_then_succeeds() -> None:
     with TopologyTestDriver(t) as driver:
         send_batch(driver, [1, 2, 3])
         assert sorted(driver.output("out").read_values()) == [10, 20, 30]
+        assert driver.metrics() == {"map_async-1.retries": 6}
     assert attempts == {1: 3, 2: 3, 3: 3}
 
 
