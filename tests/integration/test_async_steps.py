@@ -12,7 +12,13 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.kafka_helpers import StreamflowProcess, produce, read_all, write_module
+from tests.integration.kafka_helpers import (
+    StreamflowProcess,
+    produce,
+    read_all,
+    wait_for,
+    write_module,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +55,9 @@ def test_async_step_under_exactly_once_survives_sigkill_without_loss_or_duplicat
 
     first = StreamflowProcess(["run", name], tmp_path, env, tmp_path / "first.log")
     try:
+        wait_for("the first worker joins its group",
+                 lambda: "assigned" in first.output() or first.poll() is not None, 60)
+        assert first.poll() is None, first.tail()
         # some results committed: the worker is mid-stream, with calls in flight
         done = read_all(kafka_bootstrap, env["T_OUT"], expect=1500, timeout=60, settle=0)
         assert len(done) >= 1500, first.tail()
