@@ -77,9 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.environ["BENCH_ASYNC_MODE"] = mode  # read by the topology's process
                 a = args[name]
                 a.broker_pid = local_broker_pid(kafka.bootstrap)
+                logs = log_dir / mode  # run_once names its logs by framework and run
+                logs.mkdir(exist_ok=True)
                 r = run_once(kafka, fw, versions, scenario, a, f"{prefix}-{i}", f"{prefix}-in{i}",
                              expectations[name].expected_count, run_no,
-                             expectations[name].checker, log_dir)
+                             expectations[name].checker, logs)
                 results[name].append(r)
                 print(f"bench: {name} run {run_no}: "
                       + (f"{r.records_per_s:,.0f} rec/s, cpu {r.cpu_s:.2f}s"

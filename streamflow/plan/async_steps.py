@@ -34,7 +34,7 @@ import asyncio
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from streamflow.dsl.nodes import AsyncApply
@@ -71,35 +71,32 @@ class Call:
         self.error: BaseException | None = None
 
 
+Work = list[tuple["AsyncStep", Call]]
+"""The calls of one step (over the processor's tasks) that one flush runs."""
+
+
 class AsyncRunner:
     """The event loop of a processor's async steps in one worker, in a background thread.
 
-    Started on first use; ``limit(step, n)`` gives the semaphore bounding a step's calls across
-    all the processor's tasks.
+    Started on first use. ``run`` gives each step's calls to at most ``concurrency`` worker
+    coroutines, each taking the next call when its last one ended: that bounds the calls in
+    flight per step over all the processor's tasks, without a semaphore or a task per call.
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._limits: dict[str, asyncio.Semaphore] = {}
 
-    def limit(self, step: str, concurrency: int) -> asyncio.Semaphore:
-        """The semaphore of ``step`` (one per step, shared by the tasks)."""
-        sem = self._limits.get(step)
-        if sem is None:
-            sem = self._limits[step] = asyncio.Semaphore(concurrency)
-        return sem
-
-    def run(self, calls: list[Coroutine[Any, Any, None]]) -> None:
-        """Run ``calls`` on the loop and wait until every one has ended."""
+    def run(self, steps: list[tuple[int, Work]]) -> None:
+        """Run every step's calls (``(concurrency, calls)``); return when all have ended."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=loop.run_forever, daemon=True,
                                             name=f"streamflow-async-{self.name}")
             self._thread.start()
-        asyncio.run_coroutine_threadsafe(_all(calls), loop).result()
+        asyncio.run_coroutine_threadsafe(_run(steps), loop).result()
 
     def close(self) -> None:
         """Cancel what is still in flight, stop the loop and its thread.
@@ -109,7 +106,6 @@ class AsyncRunner:
         """
         loop, self._loop = self._loop, None
         thread, self._thread = self._thread, None
-        self._limits = {}
         if loop is None or thread is None:
             return
         try:
@@ -123,8 +119,17 @@ class AsyncRunner:
             loop.close()
 
 
-async def _all(calls: list[Coroutine[Any, Any, None]]) -> None:
-    await asyncio.gather(*calls)
+async def _run(steps: list[tuple[int, Work]]) -> None:
+    workers = []
+    for concurrency, work in steps:
+        calls = iter(work)  # shared by the step's workers: each call is taken once
+        workers += [_worker(calls) for _ in range(min(concurrency, len(work)))]
+    await asyncio.gather(*workers)
+
+
+async def _worker(calls: Iterator[tuple[AsyncStep, Call]]) -> None:
+    for step, call in calls:
+        await step.call(call)
 
 
 async def _cancel_all() -> None:
@@ -162,21 +167,21 @@ class AsyncStep:
 
         return collect
 
-    def start(self, runner: AsyncRunner) -> list[Coroutine[Any, Any, None]]:
-        """The calls of the records collected since the last flush."""
-        if not self.pending:
-            return []
+    def take(self) -> list[Call]:
+        """The records collected since the last flush, now running."""
         self.running = list(self.pending)
         self.pending.clear()
-        sem = runner.limit(self.name, self.concurrency)
-        return [self._call(c, sem) for c in self.running]
+        return self.running
 
-    async def _call(self, call: Call, sem: asyncio.Semaphore) -> None:
+    async def call(self, call: Call) -> None:
+        """Call the function for ``call``: with its timeout, retried; the outcome in ``call``.
+
+        The worker running it waits out the backoff (its slot stays taken).
+        """
         attempt = 0
         while True:
             try:
-                async with sem:  # released during the backoff
-                    call.result = await self._attempt(call.value, attempt)
+                call.result = await self._attempt(call.value, attempt)
                 return
             except Exception as e:
                 if attempt >= self.retries:
@@ -198,9 +203,13 @@ class AsyncStep:
             raise TypeError(msg)
         if self.timeout is None:
             return await aw
+        limit = asyncio.timeout(self.timeout)  # cheaper than wait_for: no task per call
         try:
-            return await asyncio.wait_for(aw, self.timeout)
+            async with limit:
+                return await aw
         except TimeoutError:
+            if not limit.expired():
+                raise  # the function's own TimeoutError
             msg = (f"{_name(self.fn)} gave no result within {self.timeout:g} s "
                    f"(attempt {attempt + 1} of {self.retries + 1})")
             raise TimeoutError(msg) from None
@@ -261,15 +270,15 @@ def flush(contexts: Iterable[TaskContext], runner: AsyncRunner, handle: Handle) 
     """
     steps = [s for ctx in contexts for s in ctx.flushers]
     while True:
+        work: dict[str, tuple[int, Work]] = {}  # by step name: the step over all tasks
         started = []
-        calls: list[Coroutine[Any, Any, None]] = []
         for s in steps:
-            mine = s.start(runner)
-            if mine:
+            calls = s.take()
+            if calls:
                 started.append(s)
-                calls += mine
-        if not calls:
+                work.setdefault(s.name, (s.concurrency, []))[1].extend((s, c) for c in calls)
+        if not work:
             return
-        runner.run(calls)
+        runner.run(list(work.values()))
         for s in started:
             s.deliver(handle)
