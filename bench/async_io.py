@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Async I/O steps: a simulated 20 ms call per record in ``map_async(concurrency=100)``, against
-the same call blocking in a plain ``map`` (``time.sleep``), runs alternating.
+the same call blocking in a plain ``map`` (``time.sleep``), runs alternating; and, for scale,
+what plain asyncio alone does with the same calls on this machine at the time.
 
 The ``async_io`` scenario (``bench/scenarios/async_io.py``) on the local broker; each run is
 ``bench/harness/runner.run_once`` (a fresh output topic and group, completion observed from
@@ -13,6 +14,7 @@ about 50 a second. Prints a table of medians::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import sys
@@ -32,6 +34,25 @@ from bench.harness.runner import RunResult, run_once  # noqa: E402
 from bench.run import parse_args as bench_args  # noqa: E402
 from bench.scenarios import SCENARIOS  # noqa: E402
 from streamflow.testing.admin import discover_bootstrap  # noqa: E402
+
+
+def asyncio_floor(calls: int, concurrency: int, io_s: float) -> float:
+    """Calls per second of plain asyncio alone: ``concurrency`` coroutines awaiting ``io_s``
+    sleeps one after another, no Kafka and no streamflow (the most any async step can do on
+    this machine now)."""
+
+    async def worker(todo: list[int]) -> None:
+        while todo:
+            todo.pop()
+            await asyncio.sleep(io_s)
+
+    async def run() -> float:
+        todo = list(range(calls))
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(todo) for _ in range(concurrency)))
+        return calls / (time.perf_counter() - started)
+
+    return asyncio.run(run())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, (_, n) in variants.items()}
     expectations = {}
     results: dict[str, list[RunResult]] = {name: [] for name in variants}
+    floors: list[float] = []  # plain asyncio's calls/s, measured after each round
     os.environ["BENCH_ASYNC_CONCURRENCY"] = str(ours.concurrency)
     os.environ["BENCH_IO_MS"] = str(ours.io_ms)
     try:
@@ -87,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       + (f"{r.records_per_s:,.0f} rec/s, cpu {r.cpu_s:.2f}s"
                          if r.ok and r.records_per_s and r.cpu_s is not None else
                          f"FAILED {'; '.join(r.problems)} ({r.log})"), file=sys.stderr)
+            floors.append(asyncio_floor(ours.records // 10, ours.concurrency,
+                                        ours.io_ms / 1000))
     finally:
         kafka.delete_prefixed(prefix)
     print(f"async_io scenario: a {ours.io_ms} ms simulated call per record, {ours.partitions} "
@@ -103,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate = statistics.median(r.records_per_s or 0.0 for r in ok)
         cpu = statistics.median((r.cpu_s or 0.0) / args[name].records * 1e6 for r in ok)
         print(f"| {label} | {args[name].records:,} | {rate:,.0f} | {cpu:.0f} |")
+    if floors:
+        print(f"| plain asyncio alone ({ours.concurrency} coroutines, no Kafka) | "
+              f"{ours.records // 10:,} calls | {statistics.median(floors):,.0f} | |")
     return 0 if all(r.ok for runs in results.values() for r in runs) else 1
 
 
