@@ -247,3 +247,17 @@ def test_map_async_options_are_checked_when_the_topology_is_defined() -> None:
     with pytest.raises(TopologyError, match=r"retries=...\) must be an int of at least 0"):
         s.map_async(fn, retries=-1)
     assert "map_async(" in s.map_async(fn, concurrency=5).node.label()
+
+
+def test_a_rebalance_between_batches_finds_no_call_in_flight() -> None:
+    async def slow(v: int) -> int:
+        await asyncio.sleep(0.002)
+        return v
+
+    t = build(lambda s: s.map_async(slow, concurrency=3))
+    with TopologyTestDriver(t, auto_commit=False) as driver:
+        send_batch(driver, list(range(10)))
+        driver.scale(2)  # revoked tasks commit what they processed: every result was sent
+        send_batch(driver, list(range(10, 20)))
+        driver.commit()
+        assert sorted(driver.output("out").read_values()) == list(range(20))
