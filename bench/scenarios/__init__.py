@@ -72,6 +72,7 @@ class Scenario(Protocol):
 
 
 def _registry() -> dict[str, Scenario]:
+    from bench.scenarios.async_io import AsyncIOScenario
     from bench.scenarios.avro import AvroScenario
     from bench.scenarios.count_by_key import CountByKeyScenario
     from bench.scenarios.stateless import StatelessScenario
@@ -80,6 +81,7 @@ def _registry() -> dict[str, Scenario]:
     scenarios: list[Scenario] = [
         StatelessScenario(),
         AvroScenario(),
+        AsyncIOScenario(),
         CountByKeyScenario("count_by_key", 100_000),
         CountByKeyScenario("count_distinct", None),
         *(

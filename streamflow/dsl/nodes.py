@@ -67,6 +67,28 @@ class Apply(Node):
 
 
 @dataclass(frozen=True)
+class AsyncApply(Node):
+    """An I/O step running a coroutine function per record: map_async or flat_map_async.
+
+    At most ``concurrency`` calls of a processor's step are in flight at once; each attempt
+    gets ``timeout`` seconds (None: no limit), a failed one is retried ``retries`` times after
+    ``backoff * 2**attempt`` seconds (see ``streamflow.plan.async_steps``).
+    """
+
+    op: str = "map_async"
+    fn: Callable[..., Any] | None = None
+    concurrency: int = 100
+    timeout: float | None = 10.0
+    retries: int = 0
+    backoff: float = 0.1
+    kind: ClassVar[str] = "async_apply"
+
+    def label(self) -> str:
+        """``<op>(<function>, concurrency=<n>)``."""
+        return f"{self.op}({_fn_name(self.fn)}, concurrency={self.concurrency})"
+
+
+@dataclass(frozen=True)
 class Split(Node):
     """Routes each record to the first branch whose predicate matches (else the default)."""
 

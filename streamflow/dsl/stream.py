@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from streamflow.dsl.async_ops import async_node
 from streamflow.dsl.global_table import GlobalTableRef, global_join
 from streamflow.dsl.joins import stream_join
 from streamflow.dsl.nodes import Apply, Branch, Join, Merge, Node, Process, Sink, Source, Split
@@ -86,6 +87,45 @@ class Stream:
                  on_error: OnError | None = None) -> Stream:
         """Replace each value with zero or more values (same key and timestamp)."""
         return self._apply("flat_map", fn, name, on_error)
+
+    def map_async(self, fn: Callable[[Any], Awaitable[Any]], *, concurrency: int = 100,
+                  timeout: float | None = 10.0, retries: int = 0, backoff: float = 0.1,
+                  name: str | None = None, on_error: OnError | None = None) -> Stream:
+        """Replace each value with ``await fn(value)``: I/O (HTTP, a database) in parallel.
+
+        At most ``concurrency`` calls are in flight per processor; results leave in input
+        order per partition, and a batch's offsets are committed only once all its calls are
+        done. Each attempt gets ``timeout`` seconds; a failed one is tried again ``retries``
+        times after ``backoff * 2**attempt`` seconds, then ``on_error`` decides::
+
+            async def lookup(order):
+                return {**order, "customer": await customers.get(order["customer_id"])}
+
+            stream.map_async(lookup, concurrency=100, timeout=2.0, retries=3)
+
+        See ``streamflow.plan.async_steps`` for how batches are run.
+        """
+        return self._async("map_async", fn, concurrency, timeout, retries, backoff, name,
+                           on_error)
+
+    def flat_map_async(self, fn: Callable[[Any], Awaitable[Iterable[Any]]], *,
+                       concurrency: int = 100, timeout: float | None = 10.0, retries: int = 0,
+                       backoff: float = 0.1, name: str | None = None,
+                       on_error: OnError | None = None) -> Stream:
+        """Replace each value with the values of ``await fn(value)`` (zero or more).
+
+        Same key and timestamp; in-flight bound, order, timeouts and retries as ``map_async``.
+        """
+        return self._async("flat_map_async", fn, concurrency, timeout, retries, backoff, name,
+                           on_error)
+
+    def _async(self, op: str, fn: Callable[..., Any], concurrency: int,
+               timeout: float | None, retries: int, backoff: float, name: str | None,
+               on_error: OnError | None) -> Stream:
+        return self._then(
+            lambda n: async_node(n, self._node, op, fn, concurrency=concurrency,
+                                 timeout=timeout, retries=retries, backoff=backoff),
+            op, name, on_error)
 
     def key_by(self, fn: Callable[[Any], Any], *, name: str | None = None,
                on_error: OnError | None = None) -> Stream:

@@ -7,9 +7,10 @@ serialized records to the producer (or to the test driver's buffers).
 
 The compiler is a walker (``plan.wiring.Wiring``) with one builder per node class
 (``BUILDERS``): stateless steps in ``plan.steps``, key-value state in ``plan.stateful``,
-windows in ``plan.windows``, and the fused fast path of map / filter / key_by runs in
-``plan.fused``. Per record there is no dispatch through node objects; user-function
-exceptions are wrapped in ``StepError`` naming the step, at no cost when nothing fails.
+windows in ``plan.windows``, async I/O steps in ``plan.async_steps``, and the fused fast path
+of map / filter / key_by runs in ``plan.fused``. Per record there is no dispatch through node
+objects; user-function exceptions are wrapped in ``StepError`` naming the step, at no cost when
+nothing fails.
 ``SerdeUnavailable`` (the schema registry is unreachable) is never wrapped: it is an outage,
 not a bad record, so it must stop the worker rather than reach the ``on_error`` policy.
 """
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from streamflow.dsl.nodes import (
     Aggregate,
     Apply,
+    AsyncApply,
     Branch,
     GlobalJoin,
     Join,
@@ -38,6 +40,7 @@ from streamflow.dsl.nodes import (
     WindowAggregate,
     WindowEmit,
 )
+from streamflow.plan.async_steps import build_async, keep_source
 from streamflow.plan.context import CompiledTask, Emit, Entry, Step, StepError, TaskContext
 from streamflow.plan.fused import fused_entry
 from streamflow.plan.global_join import build_global_join
@@ -64,6 +67,7 @@ __all__ = ["BUILDERS", "CompiledTask", "Emit", "Entry", "ProcessContext", "Step"
 
 BUILDERS: Mapping[type[Node], Builder] = {
     Apply: build_apply,
+    AsyncApply: build_async,
     Split: build_split,
     Branch: build_pass,
     Merge: build_pass,
@@ -120,4 +124,6 @@ def compile_task(processor: Processor, ctx: TaskContext, *, fuse: bool = True,
                 entries[topic] = _entry(w, node, topic, fuse)
         elif isinstance(node, TableSource):
             entries[node.topic] = _entry(w, node, node.topic, fuse)
+    if ctx.flushers:  # async steps report failures with the source record's bytes
+        entries = {t: keep_source(e, ctx) for t, e in entries.items()}
     return CompiledTask(entries, ctx)

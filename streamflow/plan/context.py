@@ -11,12 +11,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamflow.dsl.policies import Phase
 from streamflow.errors import ProcessingError
 from streamflow.record import Headers
 from streamflow.serde import SerdeContext
+
+if TYPE_CHECKING:
+    from streamflow.plan.async_steps import AsyncStep
 
 Step = Callable[[Any, Any, int, "Headers | None"], None]
 Entry = Callable[[bytes | None, bytes | None, int, "Headers | None"], None]
@@ -44,8 +47,8 @@ class TaskContext:
     ``Record`` to user code read them from here (never from a global).
     """
 
-    __slots__ = ("clock", "emit", "globals", "metrics", "offset", "partition", "processor",
-                 "punctuators", "serde_ctx", "stores", "topic")
+    __slots__ = ("clock", "emit", "flushers", "globals", "metrics", "offset", "partition",
+                 "processor", "punctuators", "serde_ctx", "source", "stores", "topic")
 
     def __init__(self, processor: str, partition: int, emit: Emit, serde_ctx: SerdeContext,
                  stores: dict[str, Any] | None = None) -> None:
@@ -65,6 +68,11 @@ class TaskContext:
         # such as "<step>.late_records"
         self.clock: Callable[[], int] = _wall_clock_ms
         self.metrics: dict[str, int] = {}
+        # async steps (streamflow.plan.async_steps) of this task, which the runtime flushes
+        # after each batch; with any, the current source record's raw (key, value, timestamp,
+        # headers), which their failures report (a dead letter holds the original bytes)
+        self.flushers: list[AsyncStep] = []
+        self.source: tuple[bytes | None, bytes | None, int, Headers | None] | None = None
 
     def punctuate(self, wall_clock_ms: int) -> None:
         """Run every registered punctuator."""

@@ -25,7 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamflow.dsl.nodes import AsyncApply
 from streamflow.kafka import client
+from streamflow.plan.async_steps import AsyncRunner, Handle, flush
 from streamflow.plan.compile import StepError, TaskContext, compile_task
 from streamflow.runtime.alignment import Aligner, aligned
 from streamflow.runtime.errors import ErrorPolicy, ProcessingFailed
@@ -134,6 +136,11 @@ class TaskManager:
                         if aligned(processor) else None)
         self.emit: Any = None  # the collector's emit for newly opened tasks
         self.global_stores: dict[str, Any] = {}  # the worker's global tables, for every task
+        # the event loop of the async steps (map_async), flushed after every batch; None
+        # when the processor has none, so other processors' batches do not pay for it
+        self.runner = (AsyncRunner(processor.name)
+                       if any(isinstance(n, AsyncApply) for n in processor.nodes.values())
+                       else None)
         # counters for metrics: records consumed per (topic, partition) since the start (not
         # reset by rebalances or rewinds), changelog records sent
         self.consumed: dict[tuple[str, int], int] = {}
@@ -314,6 +321,8 @@ class TaskManager:
             for r in list(self.restores.values()):
                 self._abandon(r, checkpoint=checkpoint)
             self.restorer.close()
+            if self.runner is not None:
+                self.runner.close()
         if checkpoint:
             self.checkpoint(tasks)
         for task in tasks:
@@ -331,6 +340,8 @@ class TaskManager:
             self._abandon(r, checkpoint=False)
         self.tasks.clear()
         self.routes.clear()
+        if self.runner is not None:
+            self.runner.close()
 
     def _share_cache(self) -> None:
         """Split the cache budget evenly over the stores of the open tasks."""
@@ -351,6 +362,8 @@ class TaskManager:
         if self.aligner is not None:
             eofs = self.aligner.add(self.routes, msgs, on_error, self._dropped)
             self.aligner.drain(self.routes, lambda route, ms: self._run_records(route, ms, policy))
+            if self.runner is not None:
+                self._flush(policy)
             return len(msgs) - eofs
         routes = self.routes
         consumed = self.consumed
@@ -393,7 +406,29 @@ class TaskManager:
         if n:
             tp = (last_topic, last_part)
             consumed[tp] = consumed.get(tp, 0) + n
+        if self.runner is not None:
+            self._flush(policy)
         return len(msgs)
+
+    def _flush(self, policy: ErrorPolicy | None) -> None:
+        """Run the async steps' calls of the batch and pass their results on, in order.
+
+        Before the batch counts as processed (its offsets are committed, its transaction
+        commits). A failed call goes to ``policy`` with its source record; records that the
+        wall clock produced (``policy`` None) stop the processor, as their other failures do.
+        """
+        assert self.runner is not None
+
+        def failed(e: StepError, topic: str | None, part: int, off: int | None,
+                   source: tuple[Any, Any, int, Any] | None) -> None:
+            if policy is None or topic is None or off is None or source is None:
+                msg = (f"processor {self.processor.name!r}: step {e.step!r} failed on a "
+                       f"record the wall clock produced: {e.cause}")
+                raise ProcessingFailed(msg) from e.cause
+            policy.handle(e, topic, part, off, *source)
+
+        handle: Handle = failed
+        flush([t.compiled.context for t in self.tasks.values()], self.runner, handle)
 
     def _run_records(self, route: Route, msgs: list[Any], policy: ErrorPolicy) -> None:
         """Process records of one route of an aligned task (the batch loop above, one run)."""
@@ -437,6 +472,8 @@ class TaskManager:
                         f"acting on the wall clock: {e.cause}"
                     )
                     raise ProcessingFailed(msg) from e.cause
+        if self.runner is not None:
+            self._flush(None)
 
     # -- committing --------------------------------------------------------------------
     def offsets(self, only: set[tuple[str, int]] | None = None) -> Offsets:

@@ -266,7 +266,7 @@ def test_only_a_clean_stop_leaves_the_group(tmp_path: Path) -> None:
                env={"POD_NAME": "shop-count-0"})
     left: list[str] = []
     w._leave_group = lambda: left.append("left")  # type: ignore[method-assign]
-    w.start = lambda: True  # type: ignore[method-assign]
+    w.start = lambda: True  # type: ignore[method-assign]  # joined
     w.run_loop = lambda: None  # type: ignore[method-assign]
     w.run(install_signals=False)
     assert left == ["left"]

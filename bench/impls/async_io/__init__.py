@@ -1,0 +1,1 @@
+"""The async_io scenario's implementation (streamflow only)."""
