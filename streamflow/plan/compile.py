@@ -23,6 +23,7 @@ from streamflow.dsl.nodes import (
     Aggregate,
     Apply,
     Branch,
+    ForeignKeyJoin,
     Join,
     Merge,
     Node,
@@ -36,6 +37,7 @@ from streamflow.dsl.nodes import (
     WindowEmit,
 )
 from streamflow.plan.context import CompiledTask, Emit, Entry, Step, StepError, TaskContext
+from streamflow.plan.foreign_key import build_foreign_key_join
 from streamflow.plan.fused import fused_entry
 from streamflow.plan.stateful import (
     ProcessContext,
@@ -66,6 +68,7 @@ BUILDERS: Mapping[type[Node], Builder] = {
     Aggregate: build_aggregate,
     TableOp: build_table_op,
     Join: build_join,
+    ForeignKeyJoin: build_foreign_key_join,
     Process: build_process,
     WindowAggregate: build_window,
     WindowEmit: build_window_emit,
