@@ -10,10 +10,17 @@ key serdes, so they are partitioned like the tables):
 
 The hash is BLAKE2b-128 of the left value as sorted-key JSON. Instructions, as Kafka Streams':
 ``UNSUBSCRIBE`` (the left row moved to another foreign key, or was deleted: no answer),
-``PROPAGATE`` (answer, with no value when the right row is missing, so an inner join's
-earlier result is retracted) and ``PROPAGATE_IF_FOUND`` (an inner join's new left row: answer
-only when the right row exists). A left delete or a None foreign key is resolved on the left
-side at once; the responses still on their way then no longer match and are dropped.
+``PROPAGATE`` (answer, with no value when the right row is missing: a left join, or an inner
+join whose row moved to another foreign key, so its earlier result is retracted) and
+``PROPAGATE_IF_FOUND`` (an inner join's new row, or one that kept its foreign key: answer only
+when the right row exists).
+
+A deliberate difference from Kafka Streams: a left delete, or a None foreign key, is resolved
+on the left side at once (Kafka Streams sends ``DELETE_KEY_AND_PROPAGATE`` and emits the
+tombstone or ``joiner(value, None)`` when the answer comes back); the responses still on
+their way then no longer match and are dropped, so the results are the same, only sooner.
+The answer is sent to the partition of the left key's bytes, where Kafka Streams names the
+left partition in the subscription (KIP-775, custom partitioners).
 """
 
 from __future__ import annotations
@@ -77,8 +84,12 @@ def parse_response(data: bytes) -> tuple[bytes, bytes | None]:
 
 
 def _subscriber_prefix(foreign_key: bytes) -> bytes:
-    """The subscription store's keys are ``len(fk) | fk | left key bytes``."""
-    return len(foreign_key).to_bytes(4, "big") + foreign_key
+    """The subscription store's keys are ``len(fk) | fk | left key bytes``, stored as bytes keys.
+
+    ``foreign_key`` is the store encoding of the foreign key (``encode_key``); the whole key is
+    ``encode_key`` of those bytes, so the store's ``items()`` reads it back as bytes.
+    """
+    return encode_key(len(foreign_key).to_bytes(4, "big") + foreign_key)
 
 
 def _guarded(name: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -134,10 +145,13 @@ def _subscribe(w: Wiring, node: ForeignKeyJoin) -> Step:
         old_fkb = None if old_fk is None else fk_bytes(old_fk)
         new_fkb = None if new_fk is None else fk_bytes(new_fk)
         put(kb, v)  # None deletes
-        if old_fkb is not None and old_fkb != new_fkb:
+        moved = old_fkb is not None and old_fkb != new_fkb
+        if moved:
             emit(topic, old_fkb, subscription(UNSUBSCRIBE, NO_HASH, lkb), ts, h)
         if new_fkb is not None:
-            how = PROPAGATE if keep_unmatched or old is not None else PROPAGATE_IF_FOUND
+            # an inner join retracts its earlier result only when the row moved to another
+            # right row: a new row, or one that kept its right row, had no result to retract
+            how = PROPAGATE if keep_unmatched or moved else PROPAGATE_IF_FOUND
             emit(topic, new_fkb, subscription(how, value_hash(v), lkb), ts, h)
         elif v is not None and keep_unmatched:  # no foreign key: no right row
             try:
