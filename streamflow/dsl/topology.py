@@ -416,13 +416,19 @@ class Processor:
         return list(dict.fromkeys(out))
 
     def joined_topics(self) -> list[str]:
-        """Topics on either side of this processor's joins (they must be co-partitioned)."""
-        from streamflow.dsl.nodes import Join
+        """Topics on either side of this processor's joins (they must be co-partitioned).
+
+        A foreign-key join's tables need not share keys, but their topics need the width of
+        its internal topics, which route by key.
+        """
+        from streamflow.dsl.nodes import ForeignKeyJoin, Join
 
         out: list[str] = []
         for n in self.nodes.values():
             if isinstance(n, Join):
                 out += [t for t in (*n.left_topics, n.right_topic) if t and t not in out]
+            elif isinstance(n, ForeignKeyJoin) and n.role in ("subscribe", "update"):
+                out += [t for t in self.upstream_sources(n.parents[0]) if t not in out]
         return out
 
     def is_stateful(self) -> bool:

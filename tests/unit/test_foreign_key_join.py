@@ -337,3 +337,15 @@ def test_misuse_is_refused_with_what_to_do() -> None:
     with pytest.raises(TopologyError, match="foreign_key function"):
         foreign_key_join(lt, p.materialize(t.table(customers)), "customer",  # type: ignore[arg-type]
                          _joiner)
+
+
+def test_both_tables_topics_must_have_the_internal_topics_width() -> None:
+    from streamflow.kafka.client import TopicState
+    from streamflow.runtime.topics import _copartitioning, processor_topics
+
+    p = _topology().processors["enrich"]
+    assert p.joined_topics() == ["orders", "customers"]  # the start-up check compares them
+    state = {"orders": TopicState("orders", 3, 1, {}),
+             "customers": TopicState("customers", 6, 1, {})}
+    problems = _copartitioning(processor_topics(p), state, p.joined_topics())
+    assert problems and "topic 'orders' has 3 partitions but 'customers' has 6" in problems[0]
