@@ -270,6 +270,13 @@ class ForeignKeyJoin(Node):
     result: str = ""  # the resolve step, whose children also get the subscribe step's results
     kind: ClassVar[str] = "fk_join"
 
+    @property
+    def written_topic(self) -> str:
+        """The internal topic this step produces to ("" for the resolve step)."""
+        if self.role == "subscribe":
+            return self.subscription_topic
+        return self.response_topic if self.role in ("lookup", "update") else ""
+
     def label(self) -> str:
         """What the step does, e.g. ``fk_join.subscribe(<foreign key> -> <topic>)``."""
         op = "fk_left_join" if self.left else "fk_join"

@@ -437,9 +437,12 @@ class Processor:
 
     def sink_topics(self) -> list[str]:
         """Topics this processor produces to by name (dynamic routes are not listed)."""
-        from streamflow.dsl.nodes import Sink
+        from streamflow.dsl.nodes import ForeignKeyJoin, Sink
 
-        return [n.topic for n in self.nodes.values() if isinstance(n, Sink) and n.topic]
+        out = [n.topic for n in self.nodes.values() if isinstance(n, Sink) and n.topic]
+        out += [n.written_topic for n in self.nodes.values()
+                if isinstance(n, ForeignKeyJoin) and n.written_topic]
+        return list(dict.fromkeys(out))
 
     def step_policies(self) -> dict[str, OnError]:
         """The steps that override ``on_processing_error`` (``on_error=`` on the step)."""

@@ -285,6 +285,7 @@ def test_describe_shows_the_join_and_its_internal_topics() -> None:
     assert "oc.lookup: fk_join.lookup(store=table-customers" in text
     assert "oc: fk_join(_joiner, stale responses dropped)" in text
     assert "fk_left_join(_joiner" in _topology(left=True).describe()
+    assert f"  writes: enriched, {SUBSCRIPTIONS}, {RESPONSES}\n" in text  # drawn as edges too
 
 
 def test_acls_cover_the_internal_topics_and_stores() -> None:
