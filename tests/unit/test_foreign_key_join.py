@@ -350,3 +350,18 @@ def test_both_tables_topics_must_have_the_internal_topics_width() -> None:
              "customers": TopicState("customers", 6, 1, {})}
     problems = _copartitioning(processor_topics(p), state, p.joined_topics())
     assert problems and "topic 'orders' has 3 partitions but 'customers' has 6" in problems[0]
+
+
+def test_check_warns_about_a_join_whose_state_is_named_by_position() -> None:
+    from streamflow.ops.state_names import unnamed_state
+
+    t = sf.Topology("shop")
+    orders = t.topic("orders", key=sf.String(), value=sf.Json(), external=True)
+    customers = t.topic("customers", key=sf.String(), value=sf.Json(), external=True)
+    p = t.processor("enrich")
+    foreign_key_join(p.materialize(t.table(orders)), p.materialize(t.table(customers)),
+                     lambda o: o["customer"], _joiner)
+    (found,) = unnamed_state(t)
+    assert (found.step, found.topic) == ("fk-join-1", "shop-enrich-fk-join-1-left-changelog")
+    assert found.fix == 'foreign_key_join(..., name="fk-join-1")'
+    assert unnamed_state(_topology()) == []  # named "oc"
