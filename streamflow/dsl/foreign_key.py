@@ -25,7 +25,8 @@ for left rows whose right row does not exist (or whose foreign key is None).
 
 The subscription and response topics are partitioned by the key bytes, as wide as the
 processor's widest input; the tables' own input topics must have that many partitions (as
-for every join of a processor: task N reads partition N of each).
+for every join of a processor: task N reads partition N of each). ``Processor.joined_topics``
+lists both tables' topics, so the start-up check refuses them when their counts differ.
 """
 
 from __future__ import annotations
