@@ -11,16 +11,24 @@ key serdes, so they are partitioned like the tables):
 The hash is BLAKE2b-128 of the left value as sorted-key JSON. Instructions, as Kafka Streams':
 ``UNSUBSCRIBE`` (the left row moved to another foreign key, or was deleted: no answer),
 ``PROPAGATE`` (answer, with no value when the right row is missing: a left join, or an inner
-join whose row moved to another foreign key, so its earlier result is retracted) and
-``PROPAGATE_IF_FOUND`` (an inner join's new row, or one that kept its foreign key: answer only
-when the right row exists).
+join's updated row, so an earlier result is retracted) and ``PROPAGATE_IF_FOUND`` (an inner
+join's new row, which has no result yet: answer only when the right row exists).
 
-A deliberate difference from Kafka Streams: a left delete, or a None foreign key, is resolved
-on the left side at once (Kafka Streams sends ``DELETE_KEY_AND_PROPAGATE`` and emits the
-tombstone or ``joiner(value, None)`` when the answer comes back); the responses still on
-their way then no longer match and are dropped, so the results are the same, only sooner.
-The answer is sent to the partition of the left key's bytes, where Kafka Streams names the
-left partition in the subscription (KIP-775, custom partitioners).
+Deliberate differences from Kafka Streams:
+
+- An inner join's update that keeps its foreign key asks for ``PROPAGATE``, where Kafka
+  Streams asks for ``PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE``. A row that moved to a missing
+  right row and was updated again before the answer came back would otherwise keep its old
+  result: the move's answer (which retracts it) no longer matches the row and is dropped, and
+  the update's gets no answer. The cost is a tombstone for a key without a result when an
+  update keeps a missing right row. (Found by the property test of
+  ``tests/unit/test_foreign_key_properties.py``.)
+- A left delete, or a None foreign key, is resolved on the left side at once (Kafka Streams
+  sends ``DELETE_KEY_AND_PROPAGATE`` and emits the tombstone or ``joiner(value, None)`` when
+  the answer comes back); the responses still on their way then no longer match and are
+  dropped, so the results are the same, only sooner.
+- The answer is sent to the partition of the left key's bytes, where Kafka Streams names the
+  left partition in the subscription (KIP-775, custom partitioners).
 """
 
 from __future__ import annotations
@@ -149,9 +157,9 @@ def _subscribe(w: Wiring, node: ForeignKeyJoin) -> Step:
         if moved:
             emit(topic, old_fkb, subscription(UNSUBSCRIBE, NO_HASH, lkb), ts, h)
         if new_fkb is not None:
-            # an inner join retracts its earlier result only when the row moved to another
-            # right row: a new row, or one that kept its right row, had no result to retract
-            how = PROPAGATE if keep_unmatched or moved else PROPAGATE_IF_FOUND
+            # an updated row may have a result to retract even when it kept its foreign key:
+            # the answer to its move there may have been dropped as stale (see the docstring)
+            how = PROPAGATE if keep_unmatched or old is not None else PROPAGATE_IF_FOUND
             emit(topic, new_fkb, subscription(how, value_hash(v), lkb), ts, h)
         elif v is not None and keep_unmatched:  # no foreign key: no right row
             try:
