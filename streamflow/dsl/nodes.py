@@ -323,3 +323,45 @@ class GlobalJoin(Node):
         op = "left_join" if self.left else "join"
         return (f"{op}(global {self.global_topic}, {_fn_name(self.joiner)}, "
                 f"key={_fn_name(self.key)})")
+
+
+@dataclass(frozen=True)
+class ForeignKeyJoin(Node):
+    """One of the four steps of a foreign-key table-table join (KIP-213).
+
+    Built by ``streamflow.dsl.foreign_key.foreign_key_join``; ``role`` says which step:
+    ``subscribe`` (left-table updates -> subscriptions to ``subscription_topic``, keyed by the
+    foreign key), ``lookup`` (a subscription meets the right table: kept in the subscription
+    store, answered on ``response_topic``), ``update`` (a right-table update answers every
+    subscriber) and ``resolve`` (a response whose hash still matches the left row is joined).
+    ``stores`` are the stores the step itself uses.
+    """
+
+    role: str = "resolve"
+    foreign_key: Callable[[Any], Any] | None = None
+    joiner: Callable[[Any, Any], Any] | None = None
+    left: bool = False
+    stores: tuple[str, ...] = ()
+    right_store: str = ""
+    subscription_topic: str = ""
+    response_topic: str = ""
+    result: str = ""  # the resolve step, whose children also get the subscribe step's results
+    kind: ClassVar[str] = "fk_join"
+
+    @property
+    def written_topic(self) -> str:
+        """The internal topic this step produces to ("" for the resolve step)."""
+        if self.role == "subscribe":
+            return self.subscription_topic
+        return self.response_topic if self.role in ("lookup", "update") else ""
+
+    def label(self) -> str:
+        """What the step does, e.g. ``fk_join.subscribe(<foreign key> -> <topic>)``."""
+        op = "fk_left_join" if self.left else "fk_join"
+        if self.role == "subscribe":
+            return f"{op}.subscribe({_fn_name(self.foreign_key)} -> {self.subscription_topic})"
+        if self.role == "lookup":
+            return f"{op}.lookup(store={self.right_store} -> {self.response_topic})"
+        if self.role == "update":
+            return f"{op}.update(subscribers -> {self.response_topic})"
+        return f"{op}({_fn_name(self.joiner)}, stale responses dropped)"

@@ -428,8 +428,12 @@ class Processor:
         return list(dict.fromkeys(out))
 
     def joined_topics(self) -> list[str]:
-        """Topics on either side of this processor's joins (they must be co-partitioned)."""
-        from streamflow.dsl.nodes import Join, StreamJoin
+        """Topics on either side of this processor's joins (they must be co-partitioned).
+
+        A foreign-key join's tables need not share keys, but their topics need the width of
+        its internal topics, which route by key.
+        """
+        from streamflow.dsl.nodes import ForeignKeyJoin, Join, StreamJoin
 
         out: list[str] = []
         for n in self.nodes.values():
@@ -438,6 +442,8 @@ class Processor:
             elif isinstance(n, StreamJoin):
                 for side in n.parents:
                     out += [t for t in self.upstream_sources(side) if t not in out]
+            elif isinstance(n, ForeignKeyJoin) and n.role in ("subscribe", "update"):
+                out += [t for t in self.upstream_sources(n.parents[0]) if t not in out]
         return out
 
     def is_stateful(self) -> bool:
@@ -446,9 +452,12 @@ class Processor:
 
     def sink_topics(self) -> list[str]:
         """Topics this processor produces to by name (dynamic routes are not listed)."""
-        from streamflow.dsl.nodes import Sink
+        from streamflow.dsl.nodes import ForeignKeyJoin, Sink
 
-        return [n.topic for n in self.nodes.values() if isinstance(n, Sink) and n.topic]
+        out = [n.topic for n in self.nodes.values() if isinstance(n, Sink) and n.topic]
+        out += [n.written_topic for n in self.nodes.values()
+                if isinstance(n, ForeignKeyJoin) and n.written_topic]
+        return list(dict.fromkeys(out))
 
     def step_policies(self) -> dict[str, OnError]:
         """The steps that override ``on_processing_error`` (``on_error=`` on the step)."""

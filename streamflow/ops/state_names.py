@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from streamflow.dsl.nodes import Aggregate, Source, WindowAggregate
+from streamflow.dsl.nodes import Aggregate, ForeignKeyJoin, Source, WindowAggregate
 from streamflow.dsl.topology import Processor, Topology
 
 __all__ = ["StateDiff", "UnnamedState", "orphan_fix", "state_diff", "unnamed_state"]
@@ -45,7 +45,7 @@ class UnnamedState:
 
     processor: str
     step: str
-    what: str  # "store and changelog topic" or "repartition topic"
+    what: str  # "store and changelog topic", "repartition topic", ...
     topic: str
     fix: str
 
@@ -83,6 +83,10 @@ def _unnamed(p: Processor) -> Iterable[UnnamedState]:
             changelog = p.stores[node.store].changelog
             yield UnnamedState(p.name, node.name, "store and changelog topic", changelog,
                                _fix(node, node.name))
+        elif isinstance(node, ForeignKeyJoin) and node.role == "resolve":
+            changelog = p.stores[node.stores[0]].changelog
+            yield UnnamedState(p.name, node.name, "stores and internal topics", changelog,
+                               f'foreign_key_join(..., name="{node.name}")')
         elif isinstance(node, Source) and node.name.endswith(".from-repartition"):
             step = node.name.removesuffix(".from-repartition")
             yield UnnamedState(p.name, step, "repartition topic", node.topics[0],

@@ -25,6 +25,7 @@ from streamflow.dsl.nodes import (
     Apply,
     AsyncApply,
     Branch,
+    ForeignKeyJoin,
     GlobalJoin,
     Join,
     Merge,
@@ -42,6 +43,7 @@ from streamflow.dsl.nodes import (
 )
 from streamflow.plan.async_steps import build_async, keep_source
 from streamflow.plan.context import CompiledTask, Emit, Entry, Step, StepError, TaskContext
+from streamflow.plan.foreign_key import build_foreign_key_join
 from streamflow.plan.fused import fused_entry
 from streamflow.plan.global_join import build_global_join
 from streamflow.plan.joins import build_join_side, build_stream_join
@@ -78,6 +80,7 @@ BUILDERS: Mapping[type[Node], Builder] = {
     GlobalJoin: build_global_join,
     StreamJoin: build_stream_join,
     StreamJoinSide: build_join_side,
+    ForeignKeyJoin: build_foreign_key_join,
     Process: build_process,
     WindowAggregate: build_window,
     WindowEmit: build_window_emit,
