@@ -129,6 +129,7 @@ class StoreSpec:
     backend: str | None = None  # None = the processor's default
     kind: str = "kv"
     ttl_ms: int | None = None  # entries expire this long (event time) after their last write
+    timestamped: bool = False  # a table's store: each row keeps its event time
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ class GroupedStream:
                    value_serde: Any, ttl: Any = None) -> Table:
         p = self._processor
         step = p.node_name(op, name)
-        store = p.add_store(step, value_serde=value_serde, ttl=ttl)
+        store = p.add_store(step, value_serde=value_serde, ttl=ttl, timestamped=True)
         p.add(Aggregate(step, (self._node,), store, initializer, adder, op))
         return Table(p, step, store)
 
