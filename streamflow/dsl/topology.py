@@ -419,12 +419,14 @@ class Processor:
 
     def joined_topics(self) -> list[str]:
         """Topics on either side of this processor's joins (they must be co-partitioned)."""
-        from streamflow.dsl.nodes import Join
+        from streamflow.dsl.nodes import Join, TableJoin
 
         out: list[str] = []
         for n in self.nodes.values():
             if isinstance(n, Join):
                 out += [t for t in (*n.left_topics, n.right_topic) if t and t not in out]
+            elif isinstance(n, TableJoin):
+                out += [t for t in self.upstream_sources(n.name) if t not in out]
         return out
 
     def is_stateful(self) -> bool:

@@ -30,6 +30,8 @@ from streamflow.dsl.nodes import (
     Sink,
     Source,
     Split,
+    TableJoin,
+    TableMaterialize,
     TableOp,
     TableSource,
     WindowAggregate,
@@ -46,6 +48,7 @@ from streamflow.plan.stateful import (
     materialize,
 )
 from streamflow.plan.steps import build_apply, build_pass, build_sink, build_split
+from streamflow.plan.table_joins import build_table_join, build_table_materialize
 from streamflow.plan.windows import build_window, build_window_emit
 from streamflow.plan.wiring import Builder, Wiring
 from streamflow.record import Headers
@@ -66,6 +69,8 @@ BUILDERS: Mapping[type[Node], Builder] = {
     Aggregate: build_aggregate,
     TableOp: build_table_op,
     Join: build_join,
+    TableJoin: build_table_join,
+    TableMaterialize: build_table_materialize,
     Process: build_process,
     WindowAggregate: build_window,
     WindowEmit: build_window_emit,

@@ -80,6 +80,22 @@ def test_the_timestamp_survives_a_restore_from_the_changelog(backend: str) -> No
         assert _out(d)[-1] == ("a", 1321, 103_000)
 
 
+def test_a_topic_table_keeps_its_rows_timestamps_for_a_join(backend: str) -> None:
+    t = sf.Topology("shop")
+    t.topic("users", key=sf.String(), value=sf.Json(), partitions=1, external=True)
+    t.topic("names", key=sf.String(), value=sf.Json(), partitions=1, external=True)
+    t.topic("out", key=sf.String(), value=sf.Json(), partitions=1)
+    p = t.processor("p")
+    users = p.materialize(t.table("users"))
+    users.join(t.table("names"), lambda u, n: [u, n]).to_stream().to("out")
+    with TopologyTestDriver(t, config={"store": backend}) as d:
+        d.input("names").send("Ann", key="u1", timestamp=500)
+        d.crash(keep_state=False)  # the row and its timestamp come back from the changelog
+        d.input("users").send({"age": 3}, key="u1", timestamp=200)
+        records = d.output("out").read_records()
+        assert [(r.value, r.timestamp) for r in records] == [([{"age": 3}, "Ann"], 500)]
+
+
 # -- stores written before rows had timestamps --------------------------------------------
 def test_an_old_changelog_without_timestamps_loads_with_unknown_times(backend: str) -> None:
     """Changelog records of an earlier version hold the plain value and no format header: they
