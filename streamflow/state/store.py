@@ -227,21 +227,17 @@ class TimestampedStore(TaskStore):
 
     def __init__(self, name: str, backend: Backend, dumps: Callable[[Any], bytes],
                  loads: Callable[[bytes], Any], **kw: Any) -> None:
-        pack = _TS.pack
         unpack_from = _TS.unpack_from
-
-        def dumps_row(row: tuple[Any, int]) -> bytes:
-            return pack(row[1]) + dumps(row[0])
 
         def loads_row(data: bytes) -> tuple[Any, int]:
             return loads(data[8:]), unpack_from(data)[0]
 
-        super().__init__(name, backend, dumps_row, loads_row, **kw)
-        self._value_dumps = dumps
+        # ``dumps`` stays the value's: ``_serialize`` puts the timestamp before its bytes
+        super().__init__(name, backend, dumps, loads_row, **kw)
 
     def _serialize(self) -> Batch:
         """The dirty rows' bytes, timestamp first (inlined: a flush is one key per row)."""
-        dumps = self._value_dumps
+        dumps = self._dumps
         pack = _TS.pack  # the concatenation is a new bytes of its exact size
         return [(kb, None if row is None else pack(row[1]) + dumps(row[0]))
                 for kb, row in self._dirty.items()]
