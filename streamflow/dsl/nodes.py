@@ -151,6 +151,7 @@ class StoreSpec:
     backend: str | None = None  # None = the processor's default
     kind: str = "kv"
     ttl_ms: int | None = None  # entries expire this long (event time) after their last write
+    timestamped: bool = False  # a table's store: each row keeps its event time
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,39 @@ class StreamJoinSide(Node):
     def label(self) -> str:
         """``join.<left|right>(store=<store>)``."""
         return f"join.{'right' if self.side else 'left'}(store={self.store})"
+
+
+@dataclass(frozen=True)
+class TableJoin(Node):
+    """One side of a table-table join: an update of this side looks up the other side's row.
+
+    ``how`` is ``join``, ``left_join`` or ``outer_join``; ``side`` is ``left`` or ``right``;
+    ``joiner(left_value, right_value)``. Both sides feed a ``Merge`` named after the join,
+    whose output is the joined table (``streamflow.plan.table_joins``).
+    """
+
+    how: str = "join"
+    side: str = "left"
+    this_store: str = ""
+    other_store: str = ""
+    joiner: Callable[[Any, Any], Any] | None = None
+    kind: ClassVar[str] = "table_join"
+
+    def label(self) -> str:
+        """``table.<how>(<side> side, <joiner>)``."""
+        return f"table.{self.how}({self.side} side, {_fn_name(self.joiner)})"
+
+
+@dataclass(frozen=True)
+class TableMaterialize(Node):
+    """Keeps the rows of a table view (a filter, map_values or join result) in a store."""
+
+    store: str = ""
+    kind: ClassVar[str] = "materialize"
+
+    def label(self) -> str:
+        """``materialize(store=<store>)``."""
+        return f"materialize(store={self.store})"
 
 
 @dataclass(frozen=True)

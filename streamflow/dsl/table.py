@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from streamflow.dsl.nodes import Aggregate, Node, TableOp
+from streamflow.dsl.nodes import Aggregate, Merge, Node, TableJoin, TableMaterialize, TableOp
+from streamflow.dsl.topology import TopologyError, check_on_error
 
 if TYPE_CHECKING:
+    from streamflow.dsl.policies import OnError
     from streamflow.dsl.stream import Stream
     from streamflow.dsl.topology import Processor, Topic
     from streamflow.dsl.windowed import WindowedStream
@@ -29,7 +32,7 @@ class GroupedStream:
                    value_serde: Any, ttl: Any = None) -> Table:
         p = self._processor
         step = p.node_name(op, name)
-        store = p.add_store(step, value_serde=value_serde, ttl=ttl)
+        store = p.add_store(step, value_serde=value_serde, ttl=ttl, timestamped=True)
         p.add(Aggregate(step, (self._node,), store, initializer, adder, op))
         return Table(p, step, store)
 
@@ -74,7 +77,12 @@ def _count(aggregate: int, _value: Any) -> int:
 
 
 class Table:
-    """A keyed, continuously updated view: an aggregation result or a materialized topic."""
+    """A keyed, continuously updated view: an aggregation result or a materialized topic.
+
+    Or a view of one (``filter``, ``map_values``, a join of two tables). Each row keeps a
+    timestamp: a topic row its record's, an aggregate the largest of the records that made
+    it, a join result the larger of its two rows'.
+    """
 
     def __init__(self, processor: Processor, node: str, store: str | None) -> None:
         self._processor = processor
@@ -110,6 +118,104 @@ class Table:
     def map_values(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Table:
         """Transform each row's value."""
         return self._op("map_values", fn, name)
+
+    # -- table-table joins (streamflow.plan.table_joins) ----------------------------------
+    def join(self, other: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
+             foreign_key: Callable[[Any], Any] | None = None, name: str | None = None,
+             on_error: OnError | None = None) -> Table:
+        """The table of ``joiner(value, other_value)`` for the keys both tables have.
+
+        Kafka Streams' KTable-KTable inner join: every update of either table looks the key
+        up in the other and emits the new result (its timestamp is the larger of the two
+        rows'); a delete on either side deletes the result. ``other`` is a table of the same
+        processor, or ``topology.table(topic)`` (co-partitioned)::
+
+            users.join(t.table(addresses), lambda user, address: {**user, **address})
+
+        With ``foreign_key(value) -> other_key``, a foreign-key join (Kafka Streams' KIP-213):
+        each row meets the row of ``other`` that its value names; the result is keyed by this
+        table's key (see ``streamflow.dsl.foreign_key``)::
+
+            orders.join(t.table(customers), lambda o, c: {**o, "name": c["name"]},
+                        foreign_key=lambda o: o["customer"])
+        """
+        if foreign_key is not None:
+            return self._foreign_key_join(other, foreign_key, joiner, False, name, on_error)
+        return self._join(other, joiner, "join", name, on_error)
+
+    def left_join(self, other: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
+                  foreign_key: Callable[[Any], Any] | None = None, name: str | None = None,
+                  on_error: OnError | None = None) -> Table:
+        """Like ``join``, but every key of this table has a result.
+
+        ``joiner(value, None)`` while ``other`` has no row for the key (with ``foreign_key``:
+        no row for the key the value names).
+        """
+        if foreign_key is not None:
+            return self._foreign_key_join(other, foreign_key, joiner, True, name, on_error)
+        return self._join(other, joiner, "left_join", name, on_error)
+
+    def _foreign_key_join(self, other: Table | TableRef, foreign_key: Callable[[Any], Any],
+                          joiner: Callable[[Any, Any], Any], left: bool, name: str | None,
+                          on_error: OnError | None) -> Table:
+        from streamflow.dsl.foreign_key import foreign_key_join
+
+        if on_error is not None:
+            msg = ("a foreign-key join takes no on_error= yet: set the processor's "
+                   "on_processing_error instead")
+            raise TopologyError(msg)
+        if isinstance(other, TableRef):
+            other = self._processor.materialize(other)
+        return foreign_key_join(self, other, foreign_key, joiner, left=left, name=name)
+
+    def outer_join(self, other: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
+                   name: str | None = None, on_error: OnError | None = None) -> Table:
+        """Like ``join``, but every key of either table has a result.
+
+        The missing side is ``None``: ``joiner(value, None)`` or ``joiner(None, other_value)``.
+        """
+        return self._join(other, joiner, "outer_join", name, on_error)
+
+    def _join(self, other: Table | TableRef, joiner: Callable[[Any, Any], Any], how: str,
+              name: str | None, on_error: OnError | None) -> Table:
+        p = self._processor
+        if not callable(joiner):
+            msg = f"{how}() needs a joiner function (value, other_value)"
+            raise TopologyError(msg)
+        if isinstance(other, TableRef):
+            other = p.materialize(other)
+        if not isinstance(other, Table) or other.processor is not p:
+            msg = (f"{how}() joins two tables of processor {p.name!r}: pass topology.table(topic) "
+                   "or a Table this processor made; a table of another processor is a topic "
+                   "it writes, read it with topology.table(topic)")
+            raise TopologyError(msg)
+        if other._node == self._node:
+            msg = f"{how}() of a table with itself: use map_values() instead"
+            raise TopologyError(msg)
+        left, right = self._materialized(), other._materialized()
+        step = p.node_name(f"table-{how.replace('_', '-')}", name)
+        sides = []
+        for side, this, that in (("left", left, right), ("right", right, left)):
+            node: Node = TableJoin(f"{step}.{side}", (this._node,), how=how, side=side,
+                                   this_store=this.store or "", other_store=that.store or "",
+                                   joiner=joiner)
+            if on_error is not None:
+                what = f"processor {p.name!r}: step {step!r}: on_error"
+                node = replace(node, on_error=check_on_error(what, on_error))
+            sides.append(p.add(node).name)
+        p.add(Merge(step, tuple(sides)))
+        return Table(p, step, None)
+
+    def _materialized(self) -> Table:
+        """This table with a store: itself, or its view kept in a store (made once)."""
+        if self.store is not None:
+            return self
+        p = self._processor
+        step = f"{self._node}.materialized"
+        if step not in p.nodes:
+            p.add_store(step, timestamped=True)
+            p.add(TableMaterialize(step, (self._node,), store=step))
+        return Table(p, step, step)
 
 
 class TableRef:

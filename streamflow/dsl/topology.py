@@ -345,12 +345,13 @@ class Processor:
         return node
 
     def add_store(self, name: str, *, value_serde: Serde | None = None,
-                  ttl: int | timedelta | None = None) -> str:
+                  ttl: int | timedelta | None = None, timestamped: bool = False) -> str:
         """Declare a key-value store (changelog ``<topology>-<processor>-<store>-changelog``).
 
         ``ttl`` (milliseconds or a timedelta): an entry not written for that long in event
         time (the store's largest record timestamp) reads as missing and is deleted, so
-        state for keys that went quiet does not grow forever.
+        state for keys that went quiet does not grow forever. ``timestamped``: each row also
+        keeps its event time (a table's store, ``streamflow.state.store.TimestampedStore``).
         """
         from streamflow.dsl.nodes import StoreSpec
         from streamflow.serde import Bytes
@@ -367,7 +368,8 @@ class Processor:
             if ttl_ms <= 0:
                 msg = f"store {name!r}: ttl must be positive, got {ttl!r}"
                 raise TopologyError(msg)
-        self.stores[name] = StoreSpec(name, changelog, value_serde, ttl_ms=ttl_ms)
+        self.stores[name] = StoreSpec(name, changelog, value_serde, ttl_ms=ttl_ms,
+                                      timestamped=timestamped)
         return name
 
     def repartition(self, node: str, name: str, key: Serde | None, value: Serde | None
@@ -391,7 +393,7 @@ class Processor:
         from streamflow.dsl.table import Table
 
         if ref.name not in self._tables:
-            store = self.add_store(ref.name, value_serde=None)
+            store = self.add_store(ref.name, value_serde=None, timestamped=True)
             node = self.add(TableSource(ref.name, (), ref.topic.name, store, named=ref.named))
             self._tables[ref.name] = Table(self, node.name, store)
         return self._tables[ref.name]
@@ -433,7 +435,7 @@ class Processor:
         A foreign-key join's tables need not share keys, but their topics need the width of
         its internal topics, which route by key.
         """
-        from streamflow.dsl.nodes import ForeignKeyJoin, Join, StreamJoin
+        from streamflow.dsl.nodes import ForeignKeyJoin, Join, StreamJoin, TableJoin
 
         out: list[str] = []
         for n in self.nodes.values():
@@ -444,6 +446,8 @@ class Processor:
                     out += [t for t in self.upstream_sources(side) if t not in out]
             elif isinstance(n, ForeignKeyJoin) and n.role in ("subscribe", "update"):
                 out += [t for t in self.upstream_sources(n.parents[0]) if t not in out]
+            elif isinstance(n, TableJoin):
+                out += [t for t in self.upstream_sources(n.name) if t not in out]
         return out
 
     def is_stateful(self) -> bool:

@@ -36,6 +36,8 @@ from streamflow.dsl.nodes import (
     Split,
     StreamJoin,
     StreamJoinSide,
+    TableJoin,
+    TableMaterialize,
     TableOp,
     TableSource,
     WindowAggregate,
@@ -56,6 +58,7 @@ from streamflow.plan.stateful import (
     materialize,
 )
 from streamflow.plan.steps import build_apply, build_pass, build_sink, build_split
+from streamflow.plan.table_joins import build_table_join, build_table_materialize
 from streamflow.plan.windows import build_window, build_window_emit
 from streamflow.plan.wiring import Builder, Wiring
 from streamflow.record import Headers
@@ -81,6 +84,8 @@ BUILDERS: Mapping[type[Node], Builder] = {
     StreamJoin: build_stream_join,
     StreamJoinSide: build_join_side,
     ForeignKeyJoin: build_foreign_key_join,
+    TableJoin: build_table_join,
+    TableMaterialize: build_table_materialize,
     Process: build_process,
     WindowAggregate: build_window,
     WindowEmit: build_window_emit,

@@ -36,10 +36,16 @@ def observing(stores: list[Any], step: Step) -> Step:
 
 
 def build_aggregate(w: Wiring, node: Aggregate) -> Step:
-    """Fold each key's values into its store entry; emit every new aggregate."""
+    """Fold each key's values into its store entry; emit every new aggregate.
+
+    The aggregate's timestamp is the largest of the records that contributed to it (Kafka
+    Streams' ``KStreamAggregate``): ``a=650@103000`` then ``a=670@99750`` gives
+    ``a->1320@103000``. A row of unknown time (a store written before rows had timestamps,
+    ``NO_TIMESTAMP``) takes the next record's.
+    """
     store = w.store(node.store)
-    get = store.get_raw_key
-    put = store.put_raw_key
+    get = store.get_stamped
+    put = store.put_stamped
     init = node.initializer
     adder = node.adder
     name = node.name
@@ -49,28 +55,42 @@ def build_aggregate(w: Wiring, node: Aggregate) -> Step:
         if k is None or v is None:
             return  # as Kafka Streams: null keys and values do not aggregate
         kb = encode_key(k)
-        current = get(kb)
+        row = get(kb)
         try:
-            if current is None:
+            if row is None:
                 new = v if init is None else adder(init(), v)  # type: ignore[misc]
             else:
-                new = adder(current, v)  # type: ignore[misc]
+                new = adder(row[0], v)  # type: ignore[misc]
+                if row[1] > ts:
+                    ts = row[1]
         except Exception as e:
             raise StepError(name, e) from e
-        put(kb, new)
+        put(kb, (new, ts))
         nxt(k, new, ts, h)
 
     return observing([store], aggregate)
 
 
 def materialize(store: Any, nxt: Step) -> Step:
-    """Keep a table's latest value per key in ``store`` (None deletes), then pass it on."""
-    put = store.put_raw_key
+    """Keep a table's latest value per key in ``store`` (None deletes), then pass it on.
+
+    Each row keeps its record's timestamp. A delete is passed on before it is applied, so
+    the steps after it still find the row being deleted (a table-table join tells a delete
+    of a row from a delete of nothing this way, as Kafka Streams does with old values).
+    """
+    put = store.put_stamped
 
     def materialize_(k: Any, v: Any, ts: int, h: Headers | None) -> None:
         if k is None:
             return
-        put(encode_key(k), v)  # None deletes
+        kb = encode_key(k)
+        if v is None:
+            try:
+                nxt(k, None, ts, h)
+            finally:
+                put(kb, None)
+            return
+        put(kb, (v, ts))
         nxt(k, v, ts, h)
 
     return observing([store], materialize_)
@@ -104,7 +124,7 @@ def build_join(w: Wiring, node: Join) -> Step:
     ``join`` drops the record, ``left_join`` passes it with ``None`` (Kafka Streams since
     3.7, KIP-962).
     """
-    get = w.store(node.store).get_raw_key
+    get = w.store(node.store).get_stamped
     joiner = node.joiner
     left = node.left
     name = node.name
@@ -113,9 +133,13 @@ def build_join(w: Wiring, node: Join) -> Step:
     def join(k: Any, v: Any, ts: int, h: Headers | None) -> None:
         if v is None:
             return
-        right = None if k is None else get(encode_key(k))
-        if right is None and not left:
-            return
+        row = None if k is None else get(encode_key(k))
+        if row is None:
+            if not left:
+                return
+            right = None
+        else:
+            right = row[0]
         try:
             out = joiner(v, right)  # type: ignore[misc]
         except Exception as e:

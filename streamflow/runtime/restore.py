@@ -27,7 +27,7 @@ from typing import Any
 
 from streamflow.runtime.ports import RestoreConsumer
 from streamflow.state.backends import MemoryBackend
-from streamflow.state.task_state import SOURCE_HEADER, TaskState, decode_positions
+from streamflow.state.task_state import FORMAT_HEADER, SOURCE_HEADER, TaskState, decode_positions
 
 log = logging.getLogger("streamflow.restore")
 
@@ -238,23 +238,35 @@ class Restorer:
 
     @staticmethod
     def _apply_run(r: StoreRestore, msgs: list[Any]) -> None:
-        """Write a run of one partition's records, but those past the committed input."""
+        """Write a run of one partition's records, but those past the committed input.
+
+        A record written before its store's value format existed (no format header) is
+        converted: its value gets the store's ``legacy_prefix`` (a timestamped store's rows
+        of unknown time).
+        """
         verdicts = r.verdicts  # a commit's records share one source header
+        legacy = r.state.stores[r.store].legacy_prefix
         batch: list[tuple[bytes, bytes | None]] = []
         append = batch.append
         skipped = 0
         for m in msgs:
             src = None
+            marked = False
             for k, v in m.headers() or ():
                 if k == SOURCE_HEADER:
                     src = v
+                elif k == FORMAT_HEADER:
+                    marked = True
             beyond = verdicts.get(src)
             if beyond is None:
                 beyond = verdicts[src] = _beyond(src, r.committed)
             if beyond:
                 skipped += 1
                 continue
-            append((m.key(), m.value()))
+            value = m.value()
+            if legacy is not None and not marked and value is not None:
+                value = legacy + value
+            append((m.key(), value))
         if batch:
             r.state.stores[r.store].backend.write(batch)
         r.applied += len(batch)

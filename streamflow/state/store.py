@@ -8,6 +8,7 @@ backend as a single WriteBatch (``write_pending()``). Not one RocksDB write per 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
@@ -29,6 +30,11 @@ class TaskStore:
     >>> s.put("a", 1); s.get("a"), s.get("b", 0)
     (1, 0)
     """
+
+    # the format of values on disk and in the changelog (None: the serde's bytes), and what
+    # to put before a changelog value written without this format's header (None: nothing)
+    value_format: str | None = None
+    legacy_prefix: bytes | None = None
 
     def __init__(
         self,
@@ -161,16 +167,20 @@ class TaskStore:
         self.generation += 1
         if not self._dirty:
             return []
-        dumps = self._dumps
-        # copied to their exact size: orjson backs every result with >= 4 KiB, and these are
-        # held until the commit (and for good by the memory backend): 4 KiB per dirty key
-        batch: Batch = [(kb, None if v is None else bytes(memoryview(dumps(v))))
-                        for kb, v in self._dirty.items()]
+        batch = self._serialize()
         for kb, v in self._dirty.items():
             self._remember(kb, v)
         self._dirty.clear()
         self._pending.extend(batch)
         return batch
+
+    def _serialize(self) -> Batch:
+        """The dirty keys and their values' bytes (None: deleted)."""
+        dumps = self._dumps
+        # copied to their exact size: orjson backs every result with >= 4 KiB, and these are
+        # held until the commit (and for good by the memory backend): 4 KiB per dirty key
+        return [(kb, None if v is None else bytes(memoryview(dumps(v))))
+                for kb, v in self._dirty.items()]
 
     def write_pending(self) -> None:
         """Write the flushed batches to the backend (after the commit succeeded)."""
@@ -190,26 +200,91 @@ class TaskStore:
         self.backend.close()
 
 
-class TtlStore(TaskStore):
-    """A key-value store whose entries expire ``ttl_ms`` of event time after their last write.
+NO_TIMESTAMP = -1
+"""The timestamp of a row whose time is not known (written by a version without timestamps)."""
+
+_TS = struct.Struct(">q")
+NO_TIMESTAMP_PREFIX = _TS.pack(NO_TIMESTAMP)
+
+
+class TimestampedStore(TaskStore):
+    """A table's store: each row keeps its value's event time (a timestamped key-value store).
+
+    Rows are kept as ``(value, timestamp)``: ``get_stamped`` / ``put_stamped`` read and write
+    them (the table steps); ``get``, ``range``, ``items`` and ``put`` see plain values, as
+    ``driver.store(...)`` and ``process()`` do. On disk and in the changelog a row is the
+    8-byte big-endian timestamp, then the value's serde bytes (format ``"ts"``).
+
+    Stores written before timestamps existed hold plain values: a changelog record without
+    the ``streamflow.format`` header is read as a row of unknown time (``NO_TIMESTAMP``, -1,
+    as Kafka Streams' upgrade of a plain store does), and a local database whose checkpoint
+    names no format is rebuilt from the changelog (``legacy_prefix``, ``value_format``).
+    """
+
+    value_format: str | None = "ts"
+    # prepended to the value of a changelog record written without the format header
+    legacy_prefix: bytes | None = NO_TIMESTAMP_PREFIX
+
+    def __init__(self, name: str, backend: Backend, dumps: Callable[[Any], bytes],
+                 loads: Callable[[bytes], Any], **kw: Any) -> None:
+        unpack_from = _TS.unpack_from
+
+        def loads_row(data: bytes) -> tuple[Any, int]:
+            return loads(data[8:]), unpack_from(data)[0]
+
+        # ``dumps`` stays the value's: ``_serialize`` puts the timestamp before its bytes
+        super().__init__(name, backend, dumps, loads_row, **kw)
+
+    def _serialize(self) -> Batch:
+        """The dirty rows' bytes, timestamp first (inlined: a flush is one key per row)."""
+        dumps = self._dumps
+        pack = _TS.pack  # the concatenation is a new bytes of its exact size
+        return [(kb, None if row is None else pack(row[1]) + dumps(row[0]))
+                for kb, row in self._dirty.items()]
+
+    # the rows themselves: (value, timestamp), or ``default``; ``put_stamped(kb, None)`` deletes
+    get_stamped = TaskStore.get_raw_key
+    put_stamped = TaskStore.put_raw_key
+    scan_stamped = TaskStore.scan_raw
+
+    def stamp(self) -> int:
+        """The timestamp of a plain ``put`` (unknown here; TTL stores use event time)."""
+        return NO_TIMESTAMP
+
+    def get_raw_key(self, kb: bytes, default: Any = None) -> Any:
+        """The value of row ``kb`` (without its timestamp), or ``default``."""
+        row = self.get_stamped(kb)
+        return default if row is None else row[0]
+
+    def put_raw_key(self, kb: bytes, value: Any) -> None:
+        """Store ``value`` stamped with ``stamp()`` (``None`` deletes)."""
+        TaskStore.put_raw_key(self, kb, None if value is None else (value, self.stamp()))
+
+    def scan_raw(self, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[bytes, Any]]:
+        """Values (without timestamps) of the rows in ``[lo, hi)``."""
+        for kb, row in self.scan_stamped(lo, hi):
+            yield kb, row[0]
+
+
+class TtlStore(TimestampedStore):
+    """A key-value store whose entries expire ``ttl_ms`` of event time after their row's time.
 
     Event time is the largest record timestamp the store has seen (``observe``); expired entries
     read as missing, are deleted when read, and are swept (deleted, with a changelog tombstone) once
-    per ``ttl_ms`` of event time at commit.
+    per ``ttl_ms`` of event time at commit. A plain ``put`` stamps the row with the current
+    record's event time; a table's row keeps its own timestamp (an aggregate's is the newest
+    record that contributed), so it expires ``ttl_ms`` after that.
 
-    Values are kept as ``(written_at, value)``; on disk and in the changelog the value bytes
-    are prefixed with the 8-byte timestamp.
+    The on-disk and changelog format is the timestamped store's, which is also what TTL
+    stores wrote before timestamps existed (the time of the last write first): nothing to
+    migrate.
     """
+
+    legacy_prefix = None
 
     def __init__(self, name: str, backend: Backend, dumps: Callable[[Any], bytes],
                  loads: Callable[[bytes], Any], ttl_ms: int, **kw: Any) -> None:
-        def dumps_pair(pair: tuple[int, Any]) -> bytes:
-            return pair[0].to_bytes(8, "big", signed=True) + dumps(pair[1])
-
-        def loads_pair(data: bytes) -> tuple[int, Any]:
-            return int.from_bytes(data[:8], "big", signed=True), loads(data[8:])
-
-        super().__init__(name, backend, dumps_pair, loads_pair, **kw)
+        super().__init__(name, backend, dumps, loads, **kw)
         self.ttl_ms = ttl_ms
         self.stream_time = -(2**63)
         self.current_ts: int | None = None
@@ -221,38 +296,36 @@ class TtlStore(TaskStore):
         if ts > self.stream_time:
             self.stream_time = ts
 
+    def stamp(self) -> int:
+        """The current record's event time."""
+        return self.current_ts if self.current_ts is not None else max(self.stream_time, 0)
+
     def _expired(self, written_at: int) -> bool:
         return self.stream_time - written_at > self.ttl_ms
 
-    def get_raw_key(self, kb: bytes, default: Any = None) -> Any:
-        """The live value of ``kb`` (expired entries are deleted and read as missing)."""
-        pair = super().get_raw_key(kb, None)
-        if pair is None:
+    def get_stamped(self, kb: bytes, default: Any = None) -> Any:
+        """The live row of ``kb`` (expired entries are deleted and read as missing)."""
+        row = TaskStore.get_raw_key(self, kb, None)
+        if row is None:
             return default
-        if self._expired(pair[0]):
-            super().put_raw_key(kb, None)
+        if self._expired(row[1]):
+            TaskStore.put_raw_key(self, kb, None)
             return default
-        return pair[1]
+        return row
 
-    def put_raw_key(self, kb: bytes, value: Any) -> None:
-        """Store ``value`` stamped with the current record's event time."""
-        if value is None:
-            super().put_raw_key(kb, None)
-            return
-        ts = self.current_ts if self.current_ts is not None else max(self.stream_time, 0)
-        super().put_raw_key(kb, (ts, value))
-
-    def scan_raw(self, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[bytes, Any]]:
-        """Live entries in ``[lo, hi)``."""
-        for kb, pair in super().scan_raw(lo, hi):
-            if not self._expired(pair[0]):
-                yield kb, pair[1]
+    def scan_stamped(self, lo: bytes | None, hi: bytes | None
+                     ) -> Iterator[tuple[bytes, Any]]:
+        """Live rows in ``[lo, hi)``."""
+        for kb, row in TaskStore.scan_raw(self, lo, hi):
+            if not self._expired(row[1]):
+                yield kb, row
 
     def flush(self) -> Batch:
         """Sweep expired entries (once per ``ttl_ms`` of event time), then flush."""
         if self.stream_time - self._swept_at >= self.ttl_ms:
             self._swept_at = self.stream_time
-            expired = [kb for kb, pair in super().scan_raw(None, None) if self._expired(pair[0])]
+            expired = [kb for kb, row in TaskStore.scan_raw(self, None, None)
+                       if self._expired(row[1])]
             for kb in expired:
-                super().put_raw_key(kb, None)
+                TaskStore.put_raw_key(self, kb, None)
         return super().flush()

@@ -12,11 +12,14 @@ from typing import Any, Protocol, cast
 
 from streamflow.serde import Json, SerdeContext
 from streamflow.state.backends import open_backend
-from streamflow.state.store import TaskStore, TtlStore
+from streamflow.state.store import TaskStore, TimestampedStore, TtlStore
 
 log = logging.getLogger("streamflow.state")
 
 SOURCE_HEADER = "streamflow.source"
+# the format of a changelog value when it is not the serde's bytes alone ("ts": an 8-byte
+# timestamp first); records written before the header existed have none
+FORMAT_HEADER = "streamflow.format"
 
 Dumps = Callable[[Any], bytes]
 ProduceTo = Callable[[str, int, bytes, "bytes | None", "list[tuple[str, bytes]]"], None]
@@ -37,6 +40,9 @@ class StoreSpec(Protocol):
     @property
     def ttl_ms(self) -> int | None:
         """How long an entry lives without updates, or None to keep it."""
+    @property
+    def timestamped(self) -> bool:
+        """Whether each row keeps its event time (a table's store)."""
 
 
 def store_path(state_dir: Path, store: str, partition: int) -> Path:
@@ -84,19 +90,24 @@ class TaskState:
             self.paths[name] = path
             be = open_backend(spec.backend or backend, path)
             self.stores[name] = (
-                TaskStore(name, be, cast(Dumps, dumps), loads) if spec.ttl_ms is None
-                else TtlStore(name, be, cast(Dumps, dumps), loads, spec.ttl_ms)
+                TtlStore(name, be, cast(Dumps, dumps), loads, spec.ttl_ms)
+                if spec.ttl_ms is not None
+                else TimestampedStore(name, be, cast(Dumps, dumps), loads) if spec.timestamped
+                else TaskStore(name, be, cast(Dumps, dumps), loads)
             )
             self.changelogs[name] = spec.changelog
 
     def flush(self, produce_to: ProduceTo, positions: dict[str, int]) -> int:
         """Send every dirty key of every store to its changelog; return how many."""
         n = 0
-        headers = [(SOURCE_HEADER, encode_positions(positions))]
+        source = (SOURCE_HEADER, encode_positions(positions))
+        headers = [source]
         for name, store in self.stores.items():
             topic = self.changelogs[name]
+            fmt = store.value_format
+            marked = headers if fmt is None else [source, (FORMAT_HEADER, fmt.encode())]
             for kb, vb in store.flush():
-                produce_to(topic, self.partition, kb, vb, headers)
+                produce_to(topic, self.partition, kb, vb, marked)
                 n += 1
         return n
 
@@ -112,19 +123,36 @@ class TaskState:
 
     # -- checkpoints: the changelog offset the local database reflects ------------------
     def read_checkpoint(self, store: str) -> int | None:
-        """The next changelog offset to replay into ``store``, if a checkpoint exists."""
+        """The next changelog offset to replay into ``store``, if a checkpoint exists.
+
+        None as well when the checkpoint names another value format than the store's (a
+        database written by an earlier version): the restore then rebuilds it from the
+        changelog. A checkpoint without a format is fine for a store whose older data has
+        the same format (``legacy_prefix`` is None).
+        """
         try:
             data = json.loads(self._checkpoint_file(store).read_text())
-            return int(data["offset"])
+            offset = int(data["offset"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        s = self.stores[store]
+        fmt = data.get("format")
+        if fmt != s.value_format and (fmt is not None or s.legacy_prefix is not None):
+            log.info("store %s[%d] was written in another format (%s); rebuilding it from its "
+                     "changelog", store, self.partition, fmt or "plain values")
+            return None
+        return offset
 
     def write_checkpoint(self, store: str, offset: int) -> None:
         """Record that the local database of ``store`` reflects the changelog below ``offset``."""
         path = self._checkpoint_file(store)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"offset": offset, "written_at": time.time()}))
+        data: dict[str, Any] = {"offset": offset, "written_at": time.time()}
+        fmt = self.stores[store].value_format
+        if fmt is not None:
+            data["format"] = fmt
+        tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
 
     def _checkpoint_file(self, store: str) -> Path:

@@ -193,11 +193,14 @@ def test_changelog_gets_one_record_per_dirty_key_per_commit_with_source_offsets(
     t, p = _clicks()
     p.stream("clicks").group_by_key().count(name="n")
     with _driver(t, backend) as d:
-        d.input("clicks").send({}, key="k")
-        d.input("clicks").send({}, key="k")
+        d.input("clicks").send({}, key="k", timestamp=7)
+        d.input("clicks").send({}, key="k", timestamp=9)
         records = d.output("shop-p-n-changelog").read_records()
-    assert [r.value for r in records] == [b"1", b"2"]  # the driver commits after each send
+    # the driver commits after each send; a table's row is its timestamp (8 bytes), then value
+    assert [r.value for r in records] == [(7).to_bytes(8, "big") + b"1",
+                                          (9).to_bytes(8, "big") + b"2"]
     assert decode_positions(records[-1].header("streamflow.source")) == {"clicks": 2}
+    assert records[-1].header("streamflow.format") == b"ts"
 
 
 # -- the store itself ---------------------------------------------------------------------
