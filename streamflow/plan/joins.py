@@ -35,10 +35,12 @@ Deliberate differences from Kafka Streams: records without a partner are looked 
 record that advances stream time (Kafka Streams throttles this to once a second of wall-clock
 time by default, an internal setting its own tests turn off), they come out without headers
 (Kafka Streams gives them the headers of the record that happened to trigger them), the
-join's stream time survives a restart (Kafka Streams starts it again from the next record),
-and a store keeps a record until it is *more* than ``before + after + grace`` behind (Kafka
-Streams' window stores drop it 1 ms earlier, ``observed - retention + 1``, so with no grace a
-record exactly ``after`` behind, whose window is still open, no longer joins there).
+join's stream time and its hint of the oldest record without a partner survive a restart
+(Kafka Streams starts both again from the next records, so a restart there changes when
+records without a partner come out; here it changes nothing), and a store keeps a record
+until it is *more* than ``before + after + grace`` behind (Kafka Streams' window stores drop
+it 1 ms earlier, ``observed - retention + 1``, so with no grace a record exactly ``after``
+behind, whose window is still open, no longer joins there).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ __all__ = ["JoinCore", "build_join_side", "build_stream_join"]
 
 _TS = struct.Struct(">q")
 SHARED_TIME = b"\xff" * 8 + b"stream-time"  # sorts after every (timestamp >= 0, side, key)
+MIN_TIME = b"\xff" * 8 + b"min-time"  # the oldest-entry hint (deleted with no entry)
 _NEVER = 1 << 63
 
 
@@ -148,7 +151,11 @@ class Unmatched:
 
     Entries by ``timestamp (8 bytes) + side (1 byte) + key bytes``, the order of Kafka Streams'
     outer join store, each a list of values (records of one key, side and timestamp).
-    ``min_time`` is Kafka Streams' hint of the oldest entry: no entry can be due before it.
+    ``min_time`` is Kafka Streams' hint of the oldest entry: entries are looked at only once
+    stream time is past it. It is not always the oldest entry's timestamp (a look at the
+    entries leaves it at the last one visited, which may be newer than entries still waiting),
+    so it is kept in the store too: a restore rebuilt from the entries alone would look at
+    them, and let them out, at other moments than the run it restores.
     """
 
     __slots__ = ("entries", "min_time", "order", "store", "time")
@@ -158,13 +165,23 @@ class Unmatched:
         self.time = NO_TIME
         self.entries: dict[bytes, list[Any]] = {}
         self.order: list[bytes] = []
+        hint: int | None = None
         for skey, values in store.scan_raw(None, None):
             if skey == SHARED_TIME:
                 self.time = values
+            elif skey == MIN_TIME:
+                hint = values
             else:
                 self.entries[skey] = values
                 self.order.append(skey)
-        self.min_time = _TS.unpack_from(self.order[0])[0] if self.order else _NEVER
+        if hint is None:  # none stored: no entry, or a store from before the hint was kept
+            hint = _TS.unpack_from(self.order[0])[0] if self.order else _NEVER
+        self.min_time: int = hint
+
+    def _keep_min_time(self, ts: int) -> None:
+        """Set the oldest-entry hint, in memory and in the store."""
+        self.min_time = ts
+        self.store.put_raw_key(MIN_TIME, None if ts == _NEVER else ts)
 
     def advance(self, ts: int) -> None:
         """The join saw a record at ``ts``."""
@@ -185,7 +202,8 @@ class Unmatched:
                 order.append(skey)
         values.append(value)
         self.store.put_raw_key(skey, values)
-        self.min_time = min(self.min_time, ts)
+        if ts < self.min_time:
+            self._keep_min_time(ts)
 
     def matched(self, ts: int, side: int, kb: bytes) -> None:
         """The records of ``side`` at ``ts`` with key ``kb`` found a partner."""
@@ -205,13 +223,12 @@ class Unmatched:
         now = self.time
         if self.min_time + after_this + grace >= now:
             return
-        self.min_time = _NEVER
+        min_time = _NEVER  # as Kafka Streams: the last entry looked at
         open_sides = [False, False]
         done: set[bytes] = set()
         try:
             for skey in self.order:
-                ts = _TS.unpack_from(skey)[0]
-                self.min_time = ts
+                ts = min_time = _TS.unpack_from(skey)[0]
                 if open_sides[0] and open_sides[1]:
                     break
                 side = skey[8]
@@ -229,6 +246,8 @@ class Unmatched:
         finally:
             if done:
                 self.order = [s for s in self.order if s not in done]
+            if min_time != self.min_time:
+                self._keep_min_time(min_time)
 
 
 class JoinCore:
