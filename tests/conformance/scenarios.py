@@ -315,12 +315,24 @@ for _name, _op in (("stream-stream-join", "join"), ("stream-stream-left-join", "
 add(Scenario("stream-stream-self-join", lambda rng: [
     {**r, "topic": "left"} for r in two_streams(rng)], _self_join, topics={"left": "long"},
     outputs=TEXT))
-for _name in ("table-table-join", "table-table-left-join", "table-table-outer-join"):
-    pending(Scenario(_name, two_tables, None, topics=TABLES, outputs=TEXT),
-            "table-table joins")
-for _name in ("foreign-key-join", "foreign-key-left-join"):
-    pending(Scenario(_name, lambda rng: two_tables(rng, foreign=True), None, topics=TABLES,
-                     outputs=TEXT), "foreign-key joins (key extractor: the value before ':')")
+
+
+def _table_join(op: str, *, foreign: bool = False) -> Callable[[Processor, dict[str, Topic]], None]:
+    def wire(p: Processor, t: dict[str, Topic]) -> None:
+        left = p.materialize(p.topology.table(t["left"]))
+        right = p.topology.table(t["right"])
+        extra: dict[str, Any] = {"foreign_key": lambda v: v.split(":")[0]} if foreign else {}
+        getattr(left, op)(right, pair, **extra).to_stream().to(t["out"])
+
+    return wire
+
+
+for _name, _op in (("table-table-join", "join"), ("table-table-left-join", "left_join"),
+                   ("table-table-outer-join", "outer_join")):
+    add(Scenario(_name, two_tables, _table_join(_op), topics=TABLES, outputs=TEXT))
+for _name, _op in (("foreign-key-join", "join"), ("foreign-key-left-join", "left_join")):
+    add(Scenario(_name, lambda rng: two_tables(rng, foreign=True),
+                 _table_join(_op, foreign=True), topics=TABLES, outputs=TEXT))
 
 
 def _global_join(left: bool) -> Callable[[Processor, dict[str, Topic]], None]:

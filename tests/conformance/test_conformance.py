@@ -79,20 +79,22 @@ def test_streamflow_matches_kafka_streams(name: str, restored: bool,
         f"{name} no longer differs from Kafka Streams: remove its entry from "
         f"tests/conformance/differences.py and docs/conformance.md ({known.reason})"
     )
-    erased_ours = [known.erase(o) for o in ours]
-    erased_theirs = [known.erase(o) for o in theirs]
+    erased_ours = known.erase(ours)
+    erased_theirs = known.erase(theirs)
     assert erased_ours == erased_theirs, (
         f"{name} differs beyond its known difference ({known.reason}):\n"
         + _mismatch(erased_ours, erased_theirs)
     )
 
 
-@pytest.mark.parametrize("name", sorted(PENDING))
-def test_pending_scenario_runs_in_kafka_streams(name: str,
-                                                kafka_streams: dict[str, list[Output]]) -> None:
-    """Its inputs and Java side work, ready for streamflow's side when the feature lands."""
-    assert kafka_streams[name], (
-        f"Kafka Streams produced nothing for {name} (waiting for {PENDING[name][1]})")
+def test_pending_scenarios_run_in_kafka_streams(kafka_streams: dict[str, list[Output]]) -> None:
+    """Their inputs and Java side work, ready for streamflow's side when a feature lands.
+
+    One test over all of them (none pending is no reason to skip anything).
+    """
+    silent = [f"{name} (waiting for {what})" for name, (_, what) in sorted(PENDING.items())
+              if not kafka_streams[name]]
+    assert not silent, f"Kafka Streams produced nothing for {silent}"
 
 
 def test_every_kafka_streams_scenario_has_a_streamflow_side_or_is_pending(
