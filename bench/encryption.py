@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from bench.harness import RESULTS  # noqa: E402
 from bench.harness.frameworks import FRAMEWORKS  # noqa: E402
 from bench.harness.kafka import Kafka  # noqa: E402
 from bench.harness.meter import local_broker_pid  # noqa: E402
+from bench.harness.report import rate_and_cpu  # noqa: E402
 from bench.harness.runner import RunResult, run_once  # noqa: E402
 from bench.impls.avro.schemas import PAYMENT, PAYMENT_CENTS  # noqa: E402
 from bench.run import parse_args as bench_args  # noqa: E402
@@ -161,12 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|")
     base = None
     for name, runs in results.items():
-        ok = [r for r in runs if r.ok and r.records_per_s and r.cpu_s is not None]
-        if not ok:
+        medians = rate_and_cpu(runs, args.records)
+        if medians is None:
             print(f"| {name} | {sizes[name]:.0f} | failed | | |")
             continue
-        rate = statistics.median(r.records_per_s or 0.0 for r in ok)
-        cpu = statistics.median((r.cpu_s or 0.0) / args.records * 1e6 for r in ok)
+        rate, cpu = medians
         base = base or rate
         print(f"| {name} | {sizes[name]:.0f} | {rate:,.0f} | {cpu:.1f} | {rate / base:.2f}x |")
     return 0 if all(r.ok for runs in results.values() for r in runs) else 1

@@ -203,3 +203,12 @@ def write_report(outcome: Outcome, out_dir: Path, stamp: str) -> tuple[Path, str
         )
     )
     return out_md, table
+
+
+def rate_and_cpu(runs: Sequence[Any], records: int) -> tuple[float, float] | None:
+    """Median records/s and CPU µs per record of the successful runs; None if none succeeded."""
+    ok = [r for r in runs if r.ok and r.records_per_s and r.cpu_s is not None]
+    if not ok:
+        return None
+    return (statistics.median(r.records_per_s or 0.0 for r in ok),
+            statistics.median((r.cpu_s or 0.0) / records * 1e6 for r in ok))
