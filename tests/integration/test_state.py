@@ -119,7 +119,8 @@ def _local_state(app: dict[str, Any]) -> dict[str, int]:
         db = RocksBackend(part)
         try:
             for kb, vb in db.scan(None, None):
-                state[decode_key(kb)] = orjson.loads(vb)
+                # a table's row on disk: its 8-byte timestamp, then the value (TimestampedStore)
+                state[decode_key(kb)] = orjson.loads(vb[8:])
         finally:
             db.close()
     return state
