@@ -46,7 +46,7 @@ from bench.harness.report import (  # noqa: E402
     write_report,
 )
 from bench.harness.runner import RunResult, run_once  # noqa: E402
-from bench.scenarios import SCENARIOS  # noqa: E402
+from bench.scenarios import SCENARIOS, extra_inputs  # noqa: E402
 from streamflow.testing.admin import discover_bootstrap  # noqa: E402
 
 
@@ -173,11 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     results: list[RunResult] = []
     try:
-        kafka.create_topic(input_topic, args.partitions)
+        inputs = [input_topic, *extra_inputs(scenario, input_topic).values()]
+        for topic in inputs:
+            kafka.create_topic(topic, args.partitions)
         exp = scenario.expectation()
         print(f"bench: producing {args.records:,} records to {input_topic} ...", file=sys.stderr)
         meta.update(kafka.produce_dataset(input_topic, scenario, args.records, args.seed, exp))
-        have = kafka.count(input_topic, args.partitions)
+        have = sum(kafka.count(t, args.partitions) or 0 for t in inputs)
         if have != args.records:
             raise SystemExit(f"input topic holds {have} records, expected {args.records}")
         meta["expected"] = exp.expected_count

@@ -149,6 +149,10 @@ FRAMEWORKS: dict[str, Framework] = {
         _streamflow_variant("streamflow_metrics_noscrape", metrics=True, stats_ms=5000,
                             scrape_s=0.0),
         _streamflow_variant("streamflow_metrics_loop", metrics=True, stats_ms=0, scrape_s=0.0),
+        # join_table against a topology.global_table instead of a partitioned table
+        Framework("streamflow_global", MAIN_PY, ("streamflow", "confluent-kafka", "orjson"),
+                  "create the project .venv", impl="streamflow",
+                  env={"BENCH_JOIN_GLOBAL": "1"}),
         Framework(
             "quix",
             BENCH / ".venvs" / "quix" / "bin" / "python",

@@ -74,6 +74,7 @@ class Kafka:
     def produce_dataset(
         self, topic: str, scenario: Scenario, n: int, seed: int, exp: Expectation
     ) -> dict[str, float]:
+        """Produce the scenario's ``n`` records; those with a ``side`` go to ``<topic>-<side>``."""
         producer = Producer(
             {
                 "bootstrap.servers": self.bootstrap,
@@ -102,7 +103,7 @@ class Kafka:
             while True:
                 try:
                     produce(
-                        topic,
+                        f"{topic}-{rec.side}" if rec.side else topic,
                         rec.value,
                         rec.key,
                         timestamp=rec.timestamp_ms,

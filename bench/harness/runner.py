@@ -26,7 +26,7 @@ from bench.harness.meter import (
     wait_quiet,
 )
 from bench.harness.scrape import Scraper, free_port
-from bench.scenarios import Scenario
+from bench.scenarios import Scenario, input_env
 
 
 @dataclass
@@ -78,6 +78,7 @@ def run_once(
         "BENCH_BOOTSTRAP": kafka.bootstrap,
         "STREAMFLOW_BOOTSTRAP_SERVERS": kafka.bootstrap,
         "BENCH_INPUT": input_topic,
+        **input_env(scenario, input_topic),  # a join's second input topic
         "BENCH_OUTPUT": output_topic,
         "BENCH_GROUP": name,
         "BENCH_APP": name,

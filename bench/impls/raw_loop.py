@@ -35,16 +35,19 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 
 class RawLoop:
     """Consumer, producer and signal handling of one raw implementation process."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, extra_inputs: tuple[str, ...] = ()) -> None:
+        """``extra_inputs``: sides of a join scenario's other topics (``BENCH_INPUT_<SIDE>``),
+        subscribed together with ``BENCH_INPUT``; ``msg.topic()`` tells them apart."""
         self.name = name
         bootstrap = os.environ["BENCH_BOOTSTRAP"]
         self.input = os.environ["BENCH_INPUT"]
+        self.inputs = [self.input, *(os.environ[f"BENCH_INPUT_{s.upper()}"] for s in extra_inputs)]
         self.output = os.environ["BENCH_OUTPUT"]
         self.batch = int(os.environ.get("BENCH_BATCH", "1000"))
         self.consumer = Consumer(
@@ -70,6 +73,32 @@ class RawLoop:
             }
         )
 
+    def load(self, side: str, on_record: Callable[[Any], None]) -> int:
+        """Read the ``BENCH_INPUT_<SIDE>`` topic from the beginning to its current end (all
+        partitions, no group) into ``on_record(msg)``, before the loop starts: how a hand-written
+        enrichment loads its lookup table. Returns the number of records read."""
+        topic = os.environ[f"BENCH_INPUT_{side.upper()}"]
+        reader = Consumer({"bootstrap.servers": os.environ["BENCH_BOOTSTRAP"],
+                           "group.id": f"{os.environ['BENCH_GROUP']}-load",
+                           "enable.auto.commit": False, "enable.partition.eof": False})
+        try:
+            parts = reader.list_topics(topic, timeout=30).topics[topic].partitions
+            ends = {p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                    for p in parts}
+            reader.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
+            left, n = sum(ends.values()), 0
+            while left > 0:
+                for msg in reader.consume(num_messages=self.batch, timeout=1.0):
+                    if msg.error() is not None:
+                        self.consume_error(msg)
+                        continue
+                    on_record(msg)
+                    n += 1
+                    left -= 1
+            return n
+        finally:
+            reader.close()
+
     def produce_slow(self, value: bytes, key: bytes | None) -> None:
         """Produce after the producer's queue was full: serve deliveries, then retry once."""
         self.producer.poll(0.05)
@@ -92,7 +121,7 @@ class RawLoop:
         signal.signal(signal.SIGINT, stop)
         consume, poll = self.consumer.consume, self.producer.poll
         batch = self.batch
-        self.consumer.subscribe([self.input])
+        self.consumer.subscribe(self.inputs)
         try:
             while running:
                 on_batch(consume(num_messages=batch, timeout=0.5))

@@ -15,6 +15,11 @@ one (say ``count_by_key``):
 The harness (bench/run.py, bench/harness/) does the rest: produce once, run each framework
 alternately in its own process and virtualenv, time until the output topic holds
 ``expected_count`` records, verify the content, tabulate.
+
+A scenario with more than one input topic (the joins) names the extra ones in ``inputs``
+(e.g. ``("table",)``): the harness creates ``<input>-table`` beside ``<input>``, sends the
+records whose ``side`` is ``"table"`` there, and passes its name to the implementations as
+``BENCH_INPUT_TABLE``. ``--records`` counts the records of all input topics together.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class InputRecord:
     value: bytes
     timestamp_ms: int
     obj: Any
+    side: str = ""  # "": the input topic; else one of the scenario's extra ``inputs``
 
 
 class Checker(Protocol):
@@ -69,12 +75,25 @@ class Scenario(Protocol):
 
     # Optional: ``env() -> dict[str, str]``, extra environment for the implementations'
     # processes (the avro scenario passes the schema registry URL this way).
+    # Optional: ``inputs: tuple[str, ...]``, the extra input topics' suffixes (see above).
+
+
+def extra_inputs(scenario: Scenario, input_topic: str) -> dict[str, str]:
+    """The scenario's extra input topics: side -> topic name (empty for one input topic)."""
+    return {side: f"{input_topic}-{side}" for side in getattr(scenario, "inputs", ())}
+
+
+def input_env(scenario: Scenario, input_topic: str) -> dict[str, str]:
+    """``BENCH_INPUT_<SIDE>`` for each extra input topic."""
+    return {f"BENCH_INPUT_{side.upper()}": topic
+            for side, topic in extra_inputs(scenario, input_topic).items()}
 
 
 def _registry() -> dict[str, Scenario]:
     from bench.scenarios.async_io import AsyncIOScenario
     from bench.scenarios.avro import AvroScenario
     from bench.scenarios.count_by_key import CountByKeyScenario
+    from bench.scenarios.joins import JoinTableScenario, JoinWindowScenario
     from bench.scenarios.stateless import StatelessScenario
     from bench.scenarios.windows import WindowScenario
 
@@ -88,6 +107,8 @@ def _registry() -> dict[str, Scenario]:
             WindowScenario(kind)
             for kind in ("tumbling", "hopping", "sliding", "sliding_ks", "session")
         ),
+        JoinTableScenario(),
+        JoinWindowScenario(),
     ]
     return {s.name: s for s in scenarios}
 
