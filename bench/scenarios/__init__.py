@@ -40,6 +40,29 @@ class InputRecord:
     side: str = ""  # "": the input topic; else one of the scenario's extra ``inputs``
 
 
+class RecordErrors:
+    """What a checker found wrong with single output records: the first ``MAX_REPORTED`` in
+    full, the rest counted (a broken run must not print a million lines)."""
+
+    MAX_REPORTED = 5
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.error_count = 0
+
+    def _error(self, msg: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < self.MAX_REPORTED:
+            self.errors.append(msg)
+
+    def reported(self) -> list[str]:
+        """The errors kept, plus a line saying how many more there were."""
+        out = list(self.errors)
+        if self.error_count > len(self.errors):
+            out.append(f"... {self.error_count - len(self.errors)} more record errors")
+        return out
+
+
 class Checker(Protocol):
     """Consumes the output topic's records (after a run) and reports what is wrong."""
 

@@ -32,7 +32,7 @@ from typing import Any
 import fastavro
 
 from bench.impls.avro.schemas import PAYMENT, PAYMENT_CENTS
-from bench.scenarios import InputRecord
+from bench.scenarios import InputRecord, RecordErrors
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_ENV = ROOT / "deploy" / "local" / ".run" / "stack.env"
@@ -130,26 +130,18 @@ class AvroExpectation:
         return AvroChecker(self.expected)
 
 
-class AvroChecker:
+class AvroChecker(RecordErrors):
     """Decodes every output record with the schema its id names in the registry; that
     schema must be the scenario's output contract (PaymentCents)."""
 
-    MAX_REPORTED = 5
-
     def __init__(self, expected: dict[str, tuple[int, str]]) -> None:
+        super().__init__()
         self.expected = expected
         self.seen: set[str] = set()
         self.count = 0
-        self.errors: list[str] = []
-        self.error_count = 0
         self.registry = _client()
         self.schemas: dict[int, Any] = {}
         self.contract = _canonical(PAYMENT_CENTS)
-
-    def _error(self, msg: str) -> None:
-        self.error_count += 1
-        if len(self.errors) < self.MAX_REPORTED:
-            self.errors.append(msg)
 
     def _schema(self, schema_id: int) -> Any:
         if schema_id not in self.schemas:
@@ -190,9 +182,7 @@ class AvroChecker:
             self._error(f"id {i}: key {key!r} / card_id {v.get('card_id')!r}, expected {card}")
 
     def problems(self) -> list[str]:
-        out = list(self.errors)
-        if self.error_count > len(self.errors):
-            out.append(f"... {self.error_count - len(self.errors)} more record errors")
+        out = self.reported()
         missing = len(self.expected) - len(self.seen & self.expected.keys())
         if missing:
             out.append(f"{missing} expected records missing from the output")

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 
 import orjson
 
-from bench.scenarios import InputRecord
+from bench.scenarios import InputRecord, RecordErrors
 
 BASE_TS_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z; topics use retention.ms=-1
 CURRENCIES = ("EUR", "USD", "GBP", "CHF")
@@ -90,22 +90,14 @@ class CountExpectation:
         return CountChecker(self.truth, self.n)
 
 
-class CountChecker:
-    MAX_REPORTED = 5
-
+class CountChecker(RecordErrors):
     def __init__(self, truth: dict[bytes, int], n: int) -> None:
+        super().__init__()
         self.truth = truth
         self.n = n
         # per key: number of updates seen, and the sum of the values (1+..+k when exact)
         self.seen: dict[bytes, list[int]] = {}
         self.count = 0
-        self.errors: list[str] = []
-        self.error_count = 0
-
-    def _error(self, msg: str) -> None:
-        self.error_count += 1
-        if len(self.errors) < self.MAX_REPORTED:
-            self.errors.append(msg)
 
     def add_output(self, key: bytes | None, value: bytes | None) -> None:
         self.count += 1
@@ -127,9 +119,7 @@ class CountChecker:
             s[2] = c
 
     def problems(self) -> list[str]:
-        out = list(self.errors)
-        if self.error_count > len(self.errors):
-            out.append(f"... {self.error_count - len(self.errors)} more record errors")
+        out = self.reported()
         wrong = 0
         for k, n in self.truth.items():
             s = self.seen.get(k)

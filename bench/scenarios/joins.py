@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from bench.scenarios import InputRecord
+from bench.scenarios import InputRecord, RecordErrors
 
 BASE_TS_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z; topics use retention.ms=-1
 USERS = 10_000
@@ -161,19 +161,11 @@ class JoinExpectation:
         return JoinChecker(self.truth)
 
 
-class JoinChecker:
-    MAX_REPORTED = 5
-
+class JoinChecker(RecordErrors):
     def __init__(self, truth: dict[int, dict[str, Any]]) -> None:
+        super().__init__()
         self.truth = truth
         self.seen: set[int] = set()
-        self.errors: list[str] = []
-        self.error_count = 0
-
-    def _error(self, msg: str) -> None:
-        self.error_count += 1
-        if len(self.errors) < self.MAX_REPORTED:
-            self.errors.append(msg)
 
     def add_output(self, key: bytes | None, value: bytes | None) -> None:
         try:
@@ -192,9 +184,7 @@ class JoinChecker:
         self.seen.add(rid)
 
     def problems(self) -> list[str]:
-        out = list(self.errors)
-        if self.error_count > len(self.errors):
-            out.append(f"... {self.error_count - len(self.errors)} more record errors")
+        out = self.reported()
         missing = len(self.truth.keys() - self.seen)
         if missing:
             out.append(f"{missing:,} of {len(self.truth):,} join results missing")

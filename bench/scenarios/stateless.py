@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import orjson
 
-from bench.scenarios import InputRecord
+from bench.scenarios import InputRecord, RecordErrors
 
 BASE_TS_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z; topics use retention.ms=-1
 USERS = 10_000
@@ -78,20 +78,12 @@ class StatelessExpectation:
         return StatelessChecker(self.kept)
 
 
-class StatelessChecker:
-    MAX_REPORTED = 5
-
+class StatelessChecker(RecordErrors):
     def __init__(self, kept: dict[int, int]) -> None:
+        super().__init__()
         self.kept = kept
         self.seen: set[int] = set()
         self.count = 0
-        self.errors: list[str] = []
-        self.error_count = 0
-
-    def _error(self, msg: str) -> None:
-        self.error_count += 1
-        if len(self.errors) < self.MAX_REPORTED:
-            self.errors.append(msg)
 
     def add_output(self, key: bytes | None, value: bytes | None) -> None:
         self.count += 1
@@ -116,9 +108,7 @@ class StatelessChecker:
             self._error(f"id {i}: key {key!r} does not match user {v.get('user')!r}")
 
     def problems(self) -> list[str]:
-        out = list(self.errors)
-        if self.error_count > len(self.errors):
-            out.append(f"... {self.error_count - len(self.errors)} more record errors")
+        out = self.reported()
         missing = len(self.kept) - len(self.seen & self.kept.keys())
         if missing:
             out.append(f"{missing} expected records missing from the output")

@@ -52,7 +52,7 @@ from collections.abc import Iterator
 
 import orjson
 
-from bench.scenarios import InputRecord
+from bench.scenarios import InputRecord, RecordErrors
 
 BASE_TS_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z, minute-aligned; retention.ms=-1
 SPAN_MS = 3_600_000  # the data covers one hour of event time
@@ -207,22 +207,14 @@ class WindowExpectation:
         return WindowChecker(self.windows, self.s.kind)
 
 
-class WindowChecker:
-    MAX_REPORTED = 5
-
+class WindowChecker(RecordErrors):
     def __init__(self, windows: dict[tuple[bytes, int], tuple[int, int, int]], kind: str):
+        super().__init__()
         self.windows = windows
         self.kind = kind
         self.seen: set[tuple[bytes, int]] = set()
         self.count = 0
-        self.errors: list[str] = []
-        self.error_count = 0
         self.end_forms: set[str] = set()
-
-    def _error(self, msg: str) -> None:
-        self.error_count += 1
-        if len(self.errors) < self.MAX_REPORTED:
-            self.errors.append(msg)
 
     def add_output(self, key: bytes | None, value: bytes | None) -> None:
         self.count += 1
@@ -248,9 +240,7 @@ class WindowChecker:
                         f"{w_end}/{w_cnt}/{w_sum}")
 
     def problems(self) -> list[str]:
-        out = list(self.errors)
-        if self.error_count > len(self.errors):
-            out.append(f"... {self.error_count - len(self.errors)} more record errors")
+        out = self.reported()
         missing = len(self.windows) - len(self.seen & self.windows.keys())
         if missing:
             out.append(f"{missing} expected windows missing from the output")
