@@ -15,6 +15,7 @@ Run it with ``streamflow run mymodule``; test it with ``streamflow.testing.Topol
 
 from streamflow.dsl import Processor, Stream, Topic, Topology, TopologyError
 from streamflow.dsl.policies import ErrorAction, ErrorContext
+from streamflow.dsl.validation import InvalidRecord
 from streamflow.errors import StreamflowError
 from streamflow.record import Record
 from streamflow.serde import (
@@ -54,6 +55,7 @@ __all__ = [
     "ErrorContext",
     "Hopping",
     "Int",
+    "InvalidRecord",
     "JoinWindows",
     "Json",
     "Long",

@@ -53,8 +53,8 @@ class Source(Node):
 class Apply(Node):
     """A one-function stateless step.
 
-    map, map_record, filter, filter_record, flat_map, key_by or peek: ``op`` says which; ``fn``
-    is the user function.
+    map, map_record, filter, filter_record, flat_map, key_by, peek or validate: ``op`` says
+    which; ``fn`` is the user function (for validate, the ``Rules``).
     """
 
     op: str = "map"

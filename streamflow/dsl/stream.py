@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,7 @@ from streamflow.dsl.nodes import Apply, Branch, Join, Merge, Node, Process, Sink
 from streamflow.dsl.policies import OnError
 from streamflow.dsl.table import GroupedStream, Table, TableRef
 from streamflow.dsl.topology import Topic, TopologyError, check_on_error
+from streamflow.dsl.validation import Rules
 from streamflow.record import Record
 from streamflow.windows import JoinWindows
 
@@ -87,6 +88,24 @@ class Stream:
                  on_error: OnError | None = None) -> Stream:
         """Replace each value with zero or more values (same key and timestamp)."""
         return self._apply("flat_map", fn, name, on_error)
+
+    def validate(self, rules: Mapping[str, Callable[[Any], object]], *,
+                 on_invalid: OnError = "dead_letter", name: str | None = None) -> Stream:
+        """Check each value against named data-quality rules; pass the records that hold.
+
+        ``rules`` maps a name to a predicate of the value; every rule is checked. A record
+        failing any rule raises ``sf.InvalidRecord`` naming them, and ``on_invalid`` decides
+        (``"dead_letter"``, the default, ``"skip"``, ``"fail"`` or a function, as ``on_error``).
+        ``streamflow_records_invalid_total{step, rule}`` counts failures per rule::
+
+            stream.validate({"positive amount": lambda v: v["amount"] > 0,
+                             "known currency": lambda v: v["currency"] in CURRENCIES})
+
+        See ``streamflow.dsl.validation``.
+        """
+        checks = Rules(rules)
+        return self._then(lambda n: Apply(n, (self._node,), "validate", checks), "validate",
+                          name, on_invalid)
 
     def map_async(self, fn: Callable[[Any], Awaitable[Any]], *, concurrency: int = 100,
                   timeout: float | None = 10.0, retries: int = 0, backoff: float = 0.1,

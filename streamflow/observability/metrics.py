@@ -28,6 +28,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from streamflow.dsl.validation import RULE_METRIC
 from streamflow.observability import stats as rdstats
 from streamflow.observability.status import HistogramSnapshot, WorkerStatus
 
@@ -121,7 +122,14 @@ def _records(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
                     "Records too late for every window they belong to.", ("step",))
     dropped = _counter("streamflow_records_window_skipped",
                        "Records a window step dropped (no timestamp or key).", ("step",))
+    invalid = _counter("streamflow_records_invalid",
+                       "Records that failed a validate() rule, by step and rule.",
+                       ("step", "rule"))
     for name, n in sorted(s.task_metrics.items()):
+        if RULE_METRIC in name:
+            step, _, rule = name.partition(RULE_METRIC)
+            invalid.add_metric([*base, step, rule], n)
+            continue
         step, _, kind = name.rpartition(".")
         if kind == "late_records":
             late.add_metric([*base, step], n)
@@ -129,6 +137,7 @@ def _records(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
             dropped.add_metric([*base, step], n)
     yield late
     yield dropped
+    yield invalid
     errors = _counter("streamflow_errors", "Records that failed, by step and exception type.",
                       ("step", "exception"))
     for (step, exc), n in sorted(s.errors.items()):

@@ -1,6 +1,6 @@
 """Builders of the stateless steps.
 
-``Apply`` (map, filter, flat_map, key_by, map_record, filter_record, peek), ``Split``,
+``Apply`` (map, filter, flat_map, key_by, map_record, filter_record, peek, validate), ``Split``,
 ``Branch`` and ``Merge``, and sinks.
 """
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from streamflow.dsl.nodes import Apply, Branch, Node, Sink, Split
 from streamflow.plan.context import Step, StepError, TaskContext, noop
+from streamflow.plan.validation import build_validate
 from streamflow.plan.wiring import Wiring
 from streamflow.record import Headers, Record
 from streamflow.serde import SerdeUnavailable
@@ -112,6 +113,7 @@ APPLY: dict[str, Callable[[str, Any, Step, TaskContext], Step]] = {
     "map_record": _map_record,
     "filter_record": _filter_record,
     "peek": _peek,
+    "validate": build_validate,
 }
 
 
