@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
 from bench.harness import RESULTS  # noqa: E402
 from bench.harness.frameworks import impl_module  # noqa: E402
 from bench.harness.kafka import Kafka  # noqa: E402
-from bench.scenarios import SCENARIOS  # noqa: E402
+from bench.scenarios import SCENARIOS, extra_inputs, input_env  # noqa: E402
 from streamflow.testing.admin import discover_bootstrap  # noqa: E402
 
 
@@ -73,8 +73,8 @@ def main() -> int:
     src, dst = f"{prefix}-in", f"{prefix}-out"
     state_dir = tempfile.mkdtemp(prefix="bench-profile-")
     try:
-        kafka.create_topic(src, args.partitions)
-        kafka.create_topic(dst, args.partitions)
+        for topic in (src, *extra_inputs(scenario, src).values(), dst):
+            kafka.create_topic(topic, args.partitions)
         exp = scenario.expectation()
         kafka.produce_dataset(src, scenario, args.records, args.seed, exp)
         expected = exp.expected_count
@@ -84,6 +84,7 @@ def main() -> int:
         os.environ.update(
             {
                 "BENCH_INPUT": src,
+                **input_env(scenario, src),  # a join's second input topic
                 "BENCH_OUTPUT": dst,
                 "BENCH_APP": prefix,
                 "STREAMFLOW_BOOTSTRAP_SERVERS": bootstrap,
