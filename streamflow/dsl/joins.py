@@ -50,7 +50,10 @@ def stream_join(left: Stream, right: Stream, joiner: Callable[[Any, Any], Any],
     if on_error is not None:
         check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
     how = HOW[op]
-    serde = WindowValueSerde()  # a key's records by timestamp, as window stores keep them
+    # a key's records by timestamp, as window stores keep them; values as JSON
+    serde = WindowValueSerde(fix=(
+        f"the stream-stream join {step!r} keeps its records' values as JSON: turn other "
+        "types (Decimal, bytes, datetime) into JSON ones, e.g. with a map() before the join"))
     stores = [p.add_store(f"{step}-left", value_serde=serde),
               p.add_store(f"{step}-right", value_serde=serde)]
     if how != "inner":

@@ -20,6 +20,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import orjson
@@ -203,11 +204,14 @@ class WindowValueSerde:
     """
 
     inner: Serde | None = None
+    # what to do when a JSON aggregate cannot be encoded (a stream-stream join has no
+    # value_serde= to give)
+    fix: str = "give the aggregation a value_serde="
 
     def serializer(self, topic: str, is_key: bool, ctx: SerdeContext) -> Serializer:
         """A key's ``{start: WindowCell}`` or a ``StreamTime`` -> bytes."""
         inner_serde = self.inner or Json()
-        encode = (_encode_json if type(inner_serde) is Json
+        encode = (partial(_encode_json, self.fix) if type(inner_serde) is Json
                   else _framed_encoder(inner_serde.serializer(topic, is_key, ctx)))
         stream_time = bytes((WINDOW_FORMAT, _STREAM_TIME))
         pack_ts = _TS.pack
@@ -267,7 +271,7 @@ class WindowValueSerde:
 _JSON_HEAD = bytes((WINDOW_FORMAT, _WINDOWS_JSON))
 
 
-def _encode_json(wins: dict[int, WindowCell]) -> bytes:
+def _encode_json(fix: str, wins: dict[int, WindowCell]) -> bytes:
     flat: list[Any] = []
     for start, cell in wins.items():
         flat += (start, cell.max_ts, cell.agg)
@@ -275,8 +279,7 @@ def _encode_json(wins: dict[int, WindowCell]) -> bytes:
         return _JSON_HEAD + orjson.dumps(flat)
     except orjson.JSONEncodeError as e:
         msg = (
-            f"a window aggregate in {flat[2::3]!r:.80} is not JSON-serializable ({e}); give "
-            "the aggregation a value_serde="
+            f"a window aggregate in {flat[2::3]!r:.80} is not JSON-serializable ({e}); {fix}"
         )
         raise SerdeError(msg) from e
 

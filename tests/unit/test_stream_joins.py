@@ -387,3 +387,19 @@ def test_a_record_exactly_at_the_retention_still_joins(store: str) -> None:
         assert _send(d, "right", "R5", 5) == [("k", ["L0", "R5"], 5)]
         assert _send(d, "left", "y", 6, key="other") == []
         assert _send(d, "right", "R5b", 5) == []  # now 6 behind: gone
+
+
+def test_a_value_json_cannot_keep_names_the_join_and_what_to_do(store: str) -> None:
+    from decimal import Decimal
+
+    t = sf.Topology("ssj")
+    left = t.topic("left", key=sf.String(), value=sf.Json(), external=True)
+    right = t.topic("right", key=sf.String(), value=sf.Json(), external=True)
+    out = t.topic("out", key=sf.String(), value=sf.Json())
+    p = t.processor("p")
+    (p.stream(left).map(lambda v: {"amount": Decimal(v)}, name="to-decimal")
+     .join(p.stream(right), pair, window=sf.JoinWindows(S), name="j").to(out))
+    with _driver(t, store) as d, pytest.raises(
+            sf.SerdeError, match=r"Decimal.*the stream-stream join 'j' keeps its records' values "
+                                 r"as JSON: turn other types .* with a map\(\) before the join"):
+        d.input("left").send("1.5", key="k", timestamp=10)
