@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from streamflow.dsl.nodes import StreamJoin, StreamJoinSide
 from streamflow.dsl.policies import OnError
 from streamflow.dsl.topology import TopologyError, check_on_error
+from streamflow.serde.base import Serde
+from streamflow.serde.join_values import UnmatchedSerde, ValueList
 from streamflow.serde.windowed import WindowValueSerde
 from streamflow.windows import JoinWindows
 
@@ -26,8 +28,13 @@ HOW = {"join": "inner", "left_join": "left", "outer_join": "outer"}
 
 def stream_join(left: Stream, right: Stream, joiner: Callable[[Any, Any], Any],
                 window: JoinWindows | None, op: str, name: str | None,
-                on_error: OnError | None) -> Stream:
-    """Add a windowed join of ``left`` and ``right`` (``op``: join, left_join or outer_join)."""
+                on_error: OnError | None, value_serde: Serde | None = None,
+                other_value_serde: Serde | None = None) -> Stream:
+    """Add a windowed join of ``left`` and ``right`` (``op``: join, left_join or outer_join).
+
+    ``value_serde`` / ``other_value_serde``: how the join's stores keep the left / right
+    records' values (Kafka Streams' ``StreamJoined``); JSON when neither is given.
+    """
     from streamflow.dsl.stream import Stream
 
     if not callable(joiner):
@@ -50,16 +57,20 @@ def stream_join(left: Stream, right: Stream, joiner: Callable[[Any, Any], Any],
     if on_error is not None:
         check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
     how = HOW[op]
-    # a key's records by timestamp, as window stores keep them; values as JSON
-    serde = WindowValueSerde(fix=(
-        f"the stream-stream join {step!r} keeps its records' values as JSON: turn other "
-        "types (Decimal, bytes, datetime) into JSON ones, e.g. with a map() before the join"))
-    stores = [p.add_store(f"{step}-left", value_serde=serde),
-              p.add_store(f"{step}-right", value_serde=serde)]
+    # a key's records by timestamp, as window stores keep them
+    serdes = value_serde is not None or other_value_serde is not None
+    fix = (f"the stream-stream join {step!r} keeps its records' values as JSON: give it "
+           "value_serde= / other_value_serde= (e.g. the topics' sf.Avro), or turn the values "
+           "into JSON ones with a map() before the join")
+    stores = [p.add_store(f"{step}-{side}", value_serde=WindowValueSerde(
+                  None if s is None else ValueList(s), fix=fix))
+              for side, s in (("left", value_serde), ("right", other_value_serde))]
     if how != "inner":
-        stores.append(p.add_store(f"{step}-unmatched"))
+        stores.append(p.add_store(f"{step}-unmatched", value_serde=UnmatchedSerde(
+            value_serde, other_value_serde) if serdes else None))
     p.add(StreamJoinSide(f"{step}.left", (left.node.name,), side=0, store=stores[0]))
     p.add(StreamJoinSide(f"{step}.right", (right.node.name,), side=1, store=stores[1]))
     node = p.add(StreamJoin(step, (f"{step}.left", f"{step}.right"), how=how, window=window,
-                            joiner=joiner, stores=tuple(stores), on_error=on_error))
+                            joiner=joiner, stores=tuple(stores), serdes=serdes,
+                            on_error=on_error))
     return Stream(p, node.name)

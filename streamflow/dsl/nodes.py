@@ -222,13 +222,16 @@ class StreamJoin(Node):
 
     Its two parents are the ``StreamJoinSide`` steps of the left and right streams; ``how`` is
     ``inner``, ``left`` or ``outer``; ``window`` a ``streamflow.windows.JoinWindows``;
-    ``stores`` the left, right and (left and outer joins) unmatched-records stores.
+    ``stores`` the left, right and (left and outer joins) unmatched-records stores;
+    ``serdes`` True when the stores keep values through the join's ``value_serde=`` /
+    ``other_value_serde=`` (``streamflow.serde.join_values``) instead of JSON.
     """
 
     how: str = "inner"
     window: Any = None
     joiner: Callable[[Any, Any], Any] | None = None
     stores: tuple[str, ...] = ()
+    serdes: bool = False
     kind: ClassVar[str] = "join"
 
     def label(self) -> str:

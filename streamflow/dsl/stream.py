@@ -15,6 +15,7 @@ from streamflow.dsl.table import GroupedStream, Table, TableRef
 from streamflow.dsl.topology import Topic, TopologyError, check_on_error
 from streamflow.dsl.validation import Rules
 from streamflow.record import Record
+from streamflow.serde import Serde
 from streamflow.windows import JoinWindows
 
 if TYPE_CHECKING:
@@ -279,7 +280,8 @@ class Stream:
     def join(self, table: Table | TableRef | GlobalTableRef | Stream,
              joiner: Callable[[Any, Any], Any], *, window: JoinWindows | None = None,
              key: Callable[[Any, Any], Any] | None = None, name: str | None = None,
-             on_error: OnError | None = None) -> Stream:
+             on_error: OnError | None = None, value_serde: Serde | None = None,
+             other_value_serde: Serde | None = None) -> Stream:
         """Enrich each record with the table row of the same key: ``joiner(value, table_value)``.
 
         Records without a row are dropped, and so are records with a null value (as in Kafka
@@ -296,17 +298,24 @@ class Stream:
         close enough in time (see ``streamflow.plan.joins``)::
 
             clicks.join(views, lambda c, v: {**c, **v}, window=sf.JoinWindows(sf.seconds(10)))
+
+        Its stores keep both sides' values as JSON, or through ``value_serde`` (this stream's)
+        and ``other_value_serde`` (the other's), as Kafka Streams' ``StreamJoined``: give them
+        when the values are not JSON-friendly (Avro decimals, bytes, timestamps).
         """
         if isinstance(table, Stream):
             _no_key("join", key)
-            return stream_join(self, table, joiner, window, "join", name, on_error)
+            return stream_join(self, table, joiner, window, "join", name, on_error,
+                               value_serde, other_value_serde)
+        _no_serdes("join", value_serde, other_value_serde)
         _no_window("join", window)
         return self._join(table, joiner, name, False, on_error, key)
 
     def left_join(self, table: Table | TableRef | GlobalTableRef | Stream,
                   joiner: Callable[[Any, Any], Any], *, window: JoinWindows | None = None,
                   key: Callable[[Any, Any], Any] | None = None, name: str | None = None,
-                  on_error: OnError | None = None) -> Stream:
+                  on_error: OnError | None = None, value_serde: Serde | None = None,
+                  other_value_serde: Serde | None = None) -> Stream:
         """Like ``join`` but records without a row pass with ``table_value=None``.
 
         Records with a null value are dropped; records with a null key pass with ``None``.
@@ -317,13 +326,16 @@ class Stream:
         """
         if isinstance(table, Stream):
             _no_key("left_join", key)
-            return stream_join(self, table, joiner, window, "left_join", name, on_error)
+            return stream_join(self, table, joiner, window, "left_join", name, on_error,
+                               value_serde, other_value_serde)
+        _no_serdes("left_join", value_serde, other_value_serde)
         _no_window("left_join", window)
         return self._join(table, joiner, name, True, on_error, key)
 
     def outer_join(self, other: Stream, joiner: Callable[[Any, Any], Any], *,
                    window: JoinWindows, name: str | None = None,
-                   on_error: OnError | None = None) -> Stream:
+                   on_error: OnError | None = None, value_serde: Serde | None = None,
+                   other_value_serde: Serde | None = None) -> Stream:
         """A windowed stream-stream outer join.
 
         Like ``left_join`` of two streams, and a right record without a partner comes out as
@@ -332,7 +344,8 @@ class Stream:
         if not isinstance(other, Stream):
             msg = "outer_join() joins two streams; for a table, use join() or left_join()"
             raise TopologyError(msg)
-        return stream_join(self, other, joiner, window, "outer_join", name, on_error)
+        return stream_join(self, other, joiner, window, "outer_join", name, on_error,
+                           value_serde, other_value_serde)
 
     def process(self, fn: Callable[..., Any], *, stores: list[str] | tuple[str, ...] = (),
                 name: str | None = None, on_error: OnError | None = None) -> Stream:
@@ -374,4 +387,11 @@ def _no_key(op: str, key: Callable[[Any, Any], Any] | None) -> None:
     if key is not None:
         msg = (f"{op}(key=...) is for a topology.global_table(); two streams are joined by "
                "their records' keys (re-key a stream with key_by() first)")
+        raise TopologyError(msg)
+
+
+def _no_serdes(op: str, value_serde: Serde | None, other_value_serde: Serde | None) -> None:
+    if value_serde is not None or other_value_serde is not None:
+        msg = (f"{op}(value_serde=..., other_value_serde=...) is for joining two streams (how "
+               "the join keeps their records); a table join keeps nothing of the stream")
         raise TopologyError(msg)

@@ -56,6 +56,7 @@ from streamflow.plan.context import Step, StepError
 from streamflow.plan.windows.env import NO_TIME, StreamClock
 from streamflow.plan.wiring import Wiring
 from streamflow.record import Headers
+from streamflow.serde.join_values import SideValues
 from streamflow.state.keys import decode_key, encode_key
 from streamflow.state.window_store import WindowCell, load, window_prefix
 
@@ -158,10 +159,12 @@ class Unmatched:
     them, and let them out, at other moments than the run it restores.
     """
 
-    __slots__ = ("entries", "min_time", "order", "store", "time")
+    __slots__ = ("entries", "min_time", "order", "store", "tagged", "time")
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, tagged: bool = False) -> None:
         self.store = store
+        # the store keeps SideValues (a join with serdes, streamflow.serde.join_values)
+        self.tagged = tagged
         self.time = NO_TIME
         self.entries: dict[bytes, list[Any]] = {}
         self.order: list[bytes] = []
@@ -172,7 +175,7 @@ class Unmatched:
             elif skey == MIN_TIME:
                 hint = values
             else:
-                self.entries[skey] = values
+                self.entries[skey] = values.values if type(values) is SideValues else values
                 self.order.append(skey)
         if hint is None:  # none stored: no entry, or a store from before the hint was kept
             hint = _TS.unpack_from(self.order[0])[0] if self.order else _NEVER
@@ -201,7 +204,7 @@ class Unmatched:
             else:
                 order.append(skey)
         values.append(value)
-        self.store.put_raw_key(skey, values)
+        self.store.put_raw_key(skey, SideValues(side, values) if self.tagged else values)
         if ts < self.min_time:
             self._keep_min_time(ts)
 
@@ -267,7 +270,8 @@ class JoinCore:
         self.nxt = w.downstream(node)
         self.left = JoinBuffer(w.store(node.stores[0]), spec.retention)
         self.right = JoinBuffer(w.store(node.stores[1]), spec.retention)
-        self.unmatched = Unmatched(w.store(node.stores[2])) if len(node.stores) > 2 else None
+        self.unmatched = (Unmatched(w.store(node.stores[2]), node.serdes)
+                          if len(node.stores) > 2 else None)
         self.metrics: dict[str, int] = w.ctx.metrics
         self.skipped = f"{node.name}.skipped_records"
         self.late = f"{node.name}.late_records"

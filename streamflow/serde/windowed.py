@@ -20,7 +20,6 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 import orjson
@@ -211,8 +210,9 @@ class WindowValueSerde:
     def serializer(self, topic: str, is_key: bool, ctx: SerdeContext) -> Serializer:
         """A key's ``{start: WindowCell}`` or a ``StreamTime`` -> bytes."""
         inner_serde = self.inner or Json()
-        encode = (partial(_encode_json, self.fix) if type(inner_serde) is Json
+        encode = (_encode_json if type(inner_serde) is Json
                   else _framed_encoder(inner_serde.serializer(topic, is_key, ctx)))
+        fix = self.fix
         stream_time = bytes((WINDOW_FORMAT, _STREAM_TIME))
         pack_ts = _TS.pack
 
@@ -221,7 +221,11 @@ class WindowValueSerde:
                 return None
             if type(value) is StreamTime:
                 return stream_time + pack_ts(value.time)
-            return encode(value)
+            try:
+                return encode(value)
+            except _NotJson as e:
+                msg = f"{e}; {fix}"
+                raise SerdeError(msg) from e.__cause__
 
         return serialize
 
@@ -271,17 +275,19 @@ class WindowValueSerde:
 _JSON_HEAD = bytes((WINDOW_FORMAT, _WINDOWS_JSON))
 
 
-def _encode_json(fix: str, wins: dict[int, WindowCell]) -> bytes:
+class _NotJson(SerdeError):
+    """An aggregate JSON cannot encode (the serializer adds what to do about it)."""
+
+
+def _encode_json(wins: dict[int, WindowCell]) -> bytes:
     flat: list[Any] = []
     for start, cell in wins.items():
         flat += (start, cell.max_ts, cell.agg)
     try:
         return _JSON_HEAD + orjson.dumps(flat)
     except orjson.JSONEncodeError as e:
-        msg = (
-            f"a window aggregate in {flat[2::3]!r:.80} is not JSON-serializable ({e}); {fix}"
-        )
-        raise SerdeError(msg) from e
+        msg = f"a window aggregate in {flat[2::3]!r:.80} is not JSON-serializable ({e})"
+        raise _NotJson(msg) from e
 
 
 def _framed_encoder(inner: Serializer) -> Callable[[dict[int, WindowCell]], bytes]:

@@ -401,5 +401,68 @@ def test_a_value_json_cannot_keep_names_the_join_and_what_to_do(store: str) -> N
      .join(p.stream(right), pair, window=sf.JoinWindows(S), name="j").to(out))
     with _driver(t, store) as d, pytest.raises(
             sf.SerdeError, match=r"Decimal.*the stream-stream join 'j' keeps its records' values "
-                                 r"as JSON: turn other types .* with a map\(\) before the join"):
+                                 r"as JSON: give it value_serde= / other_value_serde="):
         d.input("left").send("1.5", key="k", timestamp=10)
+
+
+ORDER = {"type": "record", "name": "Order", "fields": [
+    {"name": "id", "type": "string"},
+    {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10,
+                                "scale": 2}}]}
+PAYMENT = {"type": "record", "name": "Payment", "fields": [
+    {"name": "order", "type": "string"},
+    {"name": "paid", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}
+
+
+def _avro_join(how: str) -> sf.Topology:
+    """Orders and payments as Avro (a decimal, a timestamp), joined on their Avro serdes."""
+    t = sf.Topology("ssj")
+    orders = t.topic("orders", key=sf.String(), value=sf.Avro(ORDER), external=True)
+    payments = t.topic("payments", key=sf.String(), value=sf.Avro(PAYMENT), external=True)
+    out = t.topic("out", key=sf.String(), value=sf.Json())
+    p = t.processor("p")
+
+    def joined(o: Any, pay: Any) -> Any:
+        return {"amount": None if o is None else str(o["amount"]),
+                "paid": None if pay is None else pay["paid"].isoformat()}
+
+    getattr(p.stream(orders), how)(p.stream(payments), joined, name="j",
+                                   window=sf.JoinWindows(before=0, after=10 * S),
+                                   value_serde=sf.Avro(ORDER), other_value_serde=sf.Avro(PAYMENT)
+                                   ).to(out)
+    return t
+
+
+def test_a_join_with_serdes_keeps_avro_values_across_a_restore(store: str) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    paid = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    with _driver(_avro_join("outer_join"), store) as d:
+        d.input("orders").send({"id": "o1", "amount": Decimal("12.50")}, key="o1", timestamp=1 * S)
+        d.input("orders").send({"id": "o2", "amount": Decimal("3.10")}, key="o2", timestamp=2 * S)
+        d.input("payments").send({"order": "p9", "paid": paid}, key="p9", timestamp=3 * S)
+        d.crash(keep_state=False)  # both stores and the unmatched one come back from changelogs
+        d.input("payments").send({"order": "o1", "paid": paid}, key="o1", timestamp=4 * S)
+        d.input("orders").send({"id": "o3", "amount": Decimal("1.00")}, key="o3",
+                               timestamp=20 * S)  # o2 and p9 wait no more
+        got = [(r.key, r.value) for r in d.output("out").read_records()]
+    assert got == [  # p9's window (before=0) closed at 3 s: out once time passed it, at 4 s
+        ("p9", {"amount": None, "paid": "2026-01-01T12:00:00+00:00"}),
+        ("o1", {"amount": "12.50", "paid": "2026-01-01T12:00:00+00:00"}),
+        ("o2", {"amount": "3.10", "paid": None}),
+    ]
+
+
+def test_serdes_are_for_stream_joins_only() -> None:
+    t = sf.Topology("t")
+    src = t.topic("in", key=sf.String(), value=sf.Json(), external=True)
+    rows = t.topic("rows", key=sf.String(), value=sf.Json(), external=True)
+    with pytest.raises(sf.TopologyError, match=r"value_serde=.*is for joining two streams"):
+        t.processor("p").stream(src).join(t.table(rows), pair, value_serde=sf.Json())
+
+
+def test_describe_shows_the_serdes_the_join_keeps_values_with() -> None:
+    specs = _avro_join("left_join").processors["p"].stores
+    assert specs["j-left"].value_serde.describe() == "Window(List(Avro(Order)))"
+    assert specs["j-unmatched"].value_serde.describe() == "Unmatched(Avro(Order), Avro(Payment))"
