@@ -11,6 +11,7 @@ from streamflow.dsl.policies import ACTIONS, ARGUMENT, PHASES, OnError, Phase, p
 from streamflow.dsl.render import describe_text
 from streamflow.errors import ConfigurationError
 from streamflow.serde import Bytes, Serde
+from streamflow.serde.stored import row_serde
 
 if TYPE_CHECKING:
     from streamflow.dsl.global_table import GlobalTableRef
@@ -393,7 +394,9 @@ class Processor:
         from streamflow.dsl.table import Table
 
         if ref.name not in self._tables:
-            store = self.add_store(ref.name, value_serde=None, timestamped=True)
+            # rows kept as the topic encodes them (streamflow.serde.stored)
+            store = self.add_store(ref.name, value_serde=row_serde(ref.topic.value),
+                                   timestamped=True)
             node = self.add(TableSource(ref.name, (), ref.topic.name, store, named=ref.named))
             self._tables[ref.name] = Table(self, node.name, store)
         return self._tables[ref.name]

@@ -1,0 +1,105 @@
+"""A table read from a topic keeps its rows as the topic encodes them (``streamflow.serde.stored``):
+Avro decimals and timestamps, ``Json(model)`` instances and encrypted fields survive a restore
+as they went in, encrypted fields stay encrypted in the changelog, and rows stores wrote as
+JSON before stay readable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+import streamflow as sf
+from streamflow.serde import SerdeContext
+from streamflow.serde.keyfile import StaticKeys
+from streamflow.serde.stored import StoredAs, row_serde
+from streamflow.testing import TopologyTestDriver
+
+PRICE = {"type": "record", "name": "Price", "fields": [
+    {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 8,
+                                "scale": 2}},
+    {"name": "since", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}
+SINCE = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Customer:
+    name: str
+    card: str
+
+
+@pytest.fixture(params=["memory", "rocksdb"])
+def store(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def enrich(table_value: sf.Serde) -> sf.Topology:
+    t = sf.Topology("rows")
+    events = t.topic("events", key=sf.String(), value=sf.Json(), external=True)
+    rows = t.topic("rows", key=sf.String(), value=table_value, external=True)
+    out = t.topic("out", key=sf.String(), value=sf.Json())
+    t.processor("p").stream(events).join(t.table(rows, name="rows"),
+                                         lambda e, r: {"e": e, "row": repr(r)}).to(out)
+    return t
+
+
+def _rows_after_a_restore(t: sf.Topology, store: str, row: Any, **config: Any) -> list[Any]:
+    with TopologyTestDriver(t, config={"store": store, **config}) as d:
+        d.input("rows").send(row, key="a", timestamp=1)
+        d.input("events").send(1, key="a", timestamp=2)
+        d.crash(keep_state=False)  # the table comes back from its changelog
+        d.input("events").send(2, key="a", timestamp=3)
+        return d.output("out").read_values()
+
+
+def test_avro_decimals_and_timestamps_come_back_as_they_went_in(store: str) -> None:
+    row = {"amount": Decimal("9.99"), "since": SINCE}
+    got = _rows_after_a_restore(enrich(sf.Avro(PRICE)), store, row)
+    assert got == [{"e": 1, "row": repr(row)}, {"e": 2, "row": repr(row)}]
+
+
+def test_json_model_rows_come_back_as_instances(store: str) -> None:
+    row = Customer("Ada", "4111")
+    got = _rows_after_a_restore(enrich(sf.Json(Customer)), store, row)
+    assert got == [{"e": 1, "row": repr(row)}, {"e": 2, "row": repr(row)}]
+
+
+def test_an_encrypted_field_stays_encrypted_in_the_table_changelog(store: str) -> None:
+    keys = StaticKeys({"k1": os.urandom(32)}, "k1")
+    t = enrich(sf.Json(encrypt=["card"]))
+    row = {"name": "Ada", "card": "4111111111111111"}
+    with TopologyTestDriver(t, config={"store": store, "encryption_keys": keys}) as d:
+        d.input("rows").send(row, key="a", timestamp=1)
+        d.input("events").send(1, key="a", timestamp=2)
+        d.crash(keep_state=False)
+        d.input("events").send(2, key="a", timestamp=3)
+        assert d.output("out").read_values() == [{"e": 1, "row": repr(row)},
+                                                 {"e": 2, "row": repr(row)}]
+        changelog = [r.value for r in d.output("rows-p-rows-changelog").read_records()]
+    assert changelog and not any(b"4111111111111111" in (v or b"") for v in changelog)
+    assert all(b"Ada" in (v or b"") for v in changelog)
+
+
+def test_rows_written_as_json_before_stay_readable() -> None:
+    ctx = SerdeContext()
+    stored = StoredAs(sf.String())
+    assert stored.deserializer("c", False, ctx)(b'"written before"') == "written before"
+    assert stored.deserializer("c", False, ctx)(
+        stored.serializer("c", False, ctx)("written now")) == "written now"
+    with pytest.raises(sf.SerdeError, match="cannot read the stored row"):
+        stored.deserializer("c", False, ctx)(b"\x00 neither")
+
+
+def test_plain_json_tables_keep_their_bytes_and_others_get_their_topics_serde() -> None:
+    assert row_serde(None) is None
+    assert row_serde(sf.Json()) is None
+    assert isinstance(row_serde(sf.Json(Customer)), StoredAs)
+    assert isinstance(row_serde(sf.Json(encrypt=["card"])), StoredAs)
+    avro = sf.Avro(PRICE)
+    assert row_serde(avro) == StoredAs(avro)
+    spec = enrich(avro).processors["p"].stores["rows"]
+    assert spec.value_serde == StoredAs(avro)
