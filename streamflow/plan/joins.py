@@ -26,10 +26,11 @@ in ``[t - before, t + after]``; a right record at ``t`` joins the left records i
 A stream joined with itself works: each record meets the others and itself.
 
 State: each side's records live in a window store (``streamflow.state.window_store`` layout,
-one entry per key holding the key's records by timestamp; values as JSON), the records still
-without a partner in a third store keyed by (timestamp, side, key) as Kafka Streams' outer
-join store, with the join's stream time. All three have changelogs; a task keeps their
-contents in memory and rebuilds them from the stores when it starts.
+one entry per key holding the key's records by timestamp; values as JSON, or through the
+join's ``value_serde=`` / ``other_value_serde=``: ``streamflow.serde.join_values``), the
+records still without a partner in a third store keyed by (timestamp, side, key) as Kafka
+Streams' outer join store, with the join's stream time. All three have changelogs; a task
+keeps their contents in memory and rebuilds them from the stores when it starts.
 
 Deliberate differences from Kafka Streams: records without a partner are looked at on every
 record that advances stream time (Kafka Streams throttles this to once a second of wall-clock
