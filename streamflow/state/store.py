@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
+from streamflow.serde.base import SerdeError
 from streamflow.state.backends import Backend
 from streamflow.state.keys import decode_key, encode_key, prefix_end
 
@@ -167,7 +168,10 @@ class TaskStore:
         self.generation += 1
         if not self._dirty:
             return []
-        batch = self._serialize()
+        try:
+            batch = self._serialize()
+        except SerdeError as e:
+            raise _unkeepable(self.name, e) from e
         for kb, v in self._dirty.items():
             self._remember(kb, v)
         self._dirty.clear()
@@ -329,3 +333,12 @@ class TtlStore(TimestampedStore):
             for kb in expired:
                 TaskStore.put_raw_key(self, kb, None)
         return super().flush()
+
+
+def _unkeepable(store: str, e: SerdeError) -> SerdeError:
+    """A value the store's serde cannot encode: say which store, and what to do about it."""
+    msg = f"store {store!r} cannot keep a value: {e}"
+    if "value_serde" not in msg:
+        msg += ("; give the step that writes it a value_serde= that can (e.g. the topic's "
+                "sf.Avro), or turn the values into ones its serde knows")
+    return SerdeError(msg)

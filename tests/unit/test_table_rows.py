@@ -103,3 +103,16 @@ def test_plain_json_tables_keep_their_bytes_and_others_get_their_topics_serde() 
     assert row_serde(avro) == StoredAs(avro)
     spec = enrich(avro).processors["p"].stores["rows"]
     assert spec.value_serde == StoredAs(avro)
+
+
+def test_a_value_a_store_cannot_keep_names_the_store_and_the_fix(store: str) -> None:
+    t = sf.Topology("r")
+    src = t.topic("a", key=sf.String(), value=sf.Json(), external=True)
+    out = t.topic("o", key=sf.String(), value=sf.String())
+    (t.processor("p").stream(src).map(lambda v: {"d": Decimal(v)}, name="to-decimal")
+     .group_by_key().reduce(lambda _old, new: new, name="latest")
+     .to_stream().map(str, name="text").to(out))
+    with TopologyTestDriver(t, config={"store": store}) as d, pytest.raises(
+            sf.SerdeError, match=r"store 'latest' cannot keep a value: Json cannot serialize .*"
+                                 r"Decimal.*give the step that writes it a value_serde="):
+        d.input("a").send("1.5", key="k")
