@@ -17,6 +17,7 @@ from streamflow.dsl.policies import OnError
 from streamflow.dsl.topology import TopologyError, check_on_error
 from streamflow.serde.base import Serde
 from streamflow.serde.join_values import UnmatchedSerde, ValueList
+from streamflow.serde.stored import kept_serde
 from streamflow.serde.windowed import WindowValueSerde
 from streamflow.windows import JoinWindows
 
@@ -57,6 +58,10 @@ def stream_join(left: Stream, right: Stream, joiner: Callable[[Any, Any], Any],
     if on_error is not None:
         check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
     how = HOW[op]
+    if value_serde is None:  # the values' own serdes, when they are a topic's unchanged
+        value_serde = kept_serde(p.value_serde_at(left.node.name))
+    if other_value_serde is None:
+        other_value_serde = kept_serde(p.value_serde_at(right.node.name))
     # a key's records by timestamp, as window stores keep them
     serdes = value_serde is not None or other_value_serde is not None
     fix = (f"the stream-stream join {step!r} keeps its records' values as JSON: give it "

@@ -230,8 +230,9 @@ class Stream:
         """Re-key by ``fn(value)`` and group.
 
         Records are repartitioned through the internal topic
-        ``<topology>-<processor>-<name>-repartition`` (JSON unless serdes are given), so each key's
-        records meet in one task.
+        ``<topology>-<processor>-<name>-repartition``, so each key's records meet in one task.
+        Its keys are JSON and its values too, unless they are a topic's values unchanged (then
+        that topic's serde: ``Processor.value_serde_at``) or serdes are given.
         """
         step = self._processor.node_name("group-by", name)
         keyed = self._then(lambda n: Apply(n, (self._node,), "key_by", fn), "key_by",
@@ -299,9 +300,10 @@ class Stream:
 
             clicks.join(views, lambda c, v: {**c, **v}, window=sf.JoinWindows(sf.seconds(10)))
 
-        Its stores keep both sides' values as JSON, or through ``value_serde`` (this stream's)
-        and ``other_value_serde`` (the other's), as Kafka Streams' ``StreamJoined``: give them
-        when the values are not JSON-friendly (Avro decimals, bytes, timestamps).
+        Its stores keep each side's values through ``value_serde`` (this stream's) and
+        ``other_value_serde`` (the other's), as Kafka Streams' ``StreamJoined``. By default,
+        a side whose values are a topic's unchanged uses that topic's serde, others JSON: give
+        them when a step made values JSON cannot keep (decimals, bytes, timestamps).
         """
         if isinstance(table, Stream):
             _no_key("join", key)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamflow.dsl.nodes import Aggregate, Merge, Node, TableJoin, TableMaterialize, TableOp
 from streamflow.dsl.topology import TopologyError, check_on_error
+from streamflow.serde.stored import row_serde
 
 if TYPE_CHECKING:
     from streamflow.dsl.policies import OnError
@@ -47,8 +48,12 @@ class GroupedStream:
                value_serde: Any = None, ttl: Any = None) -> Table:
         """Combine the values of each key with ``fn(aggregate, value)``.
 
-        The first value of a key is its first aggregate.
+        The first value of a key is its first aggregate. The store keeps them with
+        ``value_serde``: by default the topic's serde when the values are a topic's unchanged
+        (``Processor.value_serde_at``), else JSON.
         """
+        if value_serde is None:  # the values' own serde (streamflow.serde.stored)
+            value_serde = row_serde(self._processor.value_serde_at(self._node))
         return self._aggregate("reduce", None, fn, name, value_serde, ttl)
 
     def aggregate(self, initializer: Callable[[], Any], adder: Callable[[Any, Any], Any], *,

@@ -13,6 +13,9 @@ from streamflow.errors import ConfigurationError
 from streamflow.serde import Bytes, Serde
 from streamflow.serde.stored import row_serde
 
+# Apply steps whose output value is their input value
+_VALUE_KEEPING = frozenset({"filter", "filter_record", "peek", "key_by", "validate"})
+
 if TYPE_CHECKING:
     from streamflow.dsl.global_table import GlobalTableRef
     from streamflow.dsl.nodes import Node, StoreSpec
@@ -383,10 +386,35 @@ class Processor:
         from streamflow.serde import Json
 
         topic = f"{self.topology.name}-{self.name}-{name}-repartition"
-        self.topology.internal_topic(topic, key or Json(), value or Json())
+        # values the stream's topic encodes go through with its serde (Avro decimals stay)
+        value = value or row_serde(self.value_serde_at(node)) or Json()
+        self.topology.internal_topic(topic, key or Json(), value)
         self.add(Sink(f"{name}.to-repartition", (node,), topic, None))
         src = self.add(Source(f"{name}.from-repartition", (), (topic,)))
         return src.name
+
+    def value_serde_at(self, node: str) -> Serde | None:
+        """The serde of the values at step ``node`` when they are a topic's values unchanged.
+
+        As Kafka Streams' serdes inherited from upstream: through steps that keep the value
+        (filter, key_by, peek, validate, branches and merges of the same serde) back to the
+        source topic's value serde; None when a step made new values (a map) or the topics
+        differ, so JSON is kept.
+        """
+        from streamflow.dsl.nodes import Apply, Branch, Merge, Source, Split
+
+        n = self.nodes[node]
+        found: list[Serde | None]
+        if isinstance(n, Source):
+            topics = self.topology.topics
+            found = [topics[t].value if t in topics else None for t in n.topics]
+        elif isinstance(n, Apply) and n.op in _VALUE_KEEPING and n.parents:
+            return self.value_serde_at(n.parents[0])
+        elif isinstance(n, (Branch, Merge, Split)) and n.parents:
+            found = [self.value_serde_at(parent) for parent in n.parents]
+        else:
+            return None
+        return found[0] if found and all(f == found[0] for f in found) else None
 
     def materialize(self, ref: TableRef) -> Table:
         """This processor's materialization of ``topology.table(topic)`` (made once)."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamflow.dsl.nodes import Sink, WindowAggregate, WindowEmit
 from streamflow.dsl.topology import Topic, TopologyError
+from streamflow.serde.stored import kept_serde
 from streamflow.serde.windowed import WindowValueSerde
 from streamflow.windows import Hopping, Session, Sliding, Tumbling, WindowSpec
 
@@ -70,6 +71,8 @@ class WindowedStream:
 
         The first value is the first aggregate. Sessions merge with ``fn`` too.
         """
+        if value_serde is None:  # the values' own serde (its windows say which format)
+            value_serde = kept_serde(self._processor.value_serde_at(self._node))
         return self._aggregate("reduce", None, fn, fn, name, value_serde)
 
     def aggregate(self, initializer: Callable[[], Any], adder: Callable[[Any, Any], Any], *,

@@ -27,7 +27,7 @@ import orjson
 from streamflow.serde.base import Deserializer, Serde, SerdeContext, SerdeError, Serializer
 from streamflow.serde.simple import Json
 
-__all__ = ["StoredAs", "row_serde"]
+__all__ = ["StoredAs", "kept_serde", "row_serde"]
 
 _MARK = b"\xfe"
 
@@ -74,9 +74,28 @@ class StoredAs:
         return self.inner.describe()
 
 
-def row_serde(value_serde: Serde | None) -> Serde | None:
-    """The store serde of a table read from a topic with ``value_serde`` (None: JSON)."""
+def kept_serde(value_serde: Serde | None) -> Serde | None:
+    """The serde that keeps values a topic encodes with ``value_serde``.
+
+    None when that is plain JSON, what streamflow keeps values as anyway, and for a
+    schema-registry serde that must not register schemas (``auto_register=False``): the
+    subjects of stores and internal topics would have to be registered by hand, so those
+    values stay JSON (give the step a ``value_serde=`` to choose).
+    """
+    if isinstance(value_serde, StoredAs):
+        return value_serde.inner
     if value_serde is None or (type(value_serde) is Json and value_serde.model is None
                                and not value_serde.encrypt):
-        return None  # JSON already, byte for byte
-    return StoredAs(value_serde)
+        return None
+    if getattr(value_serde, "auto_register", True) is False:
+        return None
+    return value_serde
+
+
+def row_serde(value_serde: Serde | None) -> Serde | None:
+    """The store (or internal topic) serde for values a topic encodes with ``value_serde``.
+
+    ``StoredAs`` it, or None for JSON (byte for byte what was kept before).
+    """
+    kept = kept_serde(value_serde)
+    return None if kept is None else StoredAs(kept)
