@@ -328,16 +328,16 @@ def render(topology: Topology, module: str, options: K8sOptions | None = None,
             f"secret settings are read from Secret {secret!r}; create it with: kubectl create "
             f"secret generic {secret} {keys}"
         )
-    keys = k8s_keys.plan(topology, opts.mount_keys, opts.keys_secret or f"{base}-keys",
-                         config.encryption_keys, opts.namespace)
-    warnings += keys.warnings if keys else ()
+    key_mount = k8s_keys.plan(topology, opts.mount_keys, opts.keys_secret or f"{base}-keys",
+                              config.encryption_keys, opts.namespace)
+    warnings += key_mount.warnings if key_mount else ()
     for i, p in enumerate(topology.processors.values(), start=1):
         name = dns_name(topology.name, p.name)
         replicas, notes = _replicas(topology, p, opts.replicas)
         warnings += notes
         sts = _statefulset(topology, module, p, name, replicas, config_map, secret,
                            secret_env, opts, config)
-        k8s_keys.apply(sts, p.name, keys)
+        k8s_keys.apply(sts, p.name, key_mount)
         svc = _service(topology, p, name, opts)
         objects = [sts, svc]
         if opts.kafka_users:
