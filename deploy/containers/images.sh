@@ -42,9 +42,10 @@ pom_property() { sed -n "s:.*<$1>\\(.*\\)</$1>.*:\\1:p" "$POM" | head -n 1; }
 KAFKA_VERSION="$(pom_property kafka.version)"
 APICURIO_VERSION="$(pom_property apicurio.version)"
 
-hash_of() { # hash_of <text> <file>...: 12 hex digits over the text and the files' contents
+hash_of() { # hash_of <text> <file>...: 12 hex digits over the text, the files' names and contents
     local text="$1"; shift
-    { printf '%s\n' "$text"; for f in "$@"; do printf '%s\n' "$f"; cat "$f"; done; } \
+    # names relative to the checkout: two clones (or worktrees) of one commit share their tags
+    { printf '%s\n' "$text"; for f in "$@"; do printf '%s\n' "${f#"$REPO_ROOT"/}"; cat "$f"; done; } \
         | sha256sum | cut -c1-12
 }
 

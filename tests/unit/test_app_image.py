@@ -28,10 +28,8 @@ WHEEL_ASSETS = [f"{NODE_MODULES}/{rel}" for rel in (
     "cytoscape-dagre/LICENSE", "cytoscape-dagre/dist/cytoscape-dagre.min.js")]
 
 
-@pytest.fixture
-def checkout(tmp_path: Path) -> Path:
-    """A scratch git checkout with what images.sh reads, node_modules git-ignored."""
-    repo = tmp_path / "repo"
+def _checkout(repo: Path) -> Path:
+    """A scratch git checkout at ``repo`` with what images.sh reads, node_modules git-ignored."""
     for rel in ("pyproject.toml", "deploy/Dockerfile", "deploy/containers/images.sh",
                 "streamflow/testing/localstack/pom.xml"):
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +38,11 @@ def checkout(tmp_path: Path) -> Path:
     (repo / ".gitignore").write_text(f"{NODE_MODULES}/\n")
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     return repo
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    return _checkout(tmp_path / "repo")
 
 
 def _images(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -117,3 +120,17 @@ def test_the_dockerfile_fails_the_build_when_the_installed_package_lacks_the_lib
         assert "cytoscape/dist/cytoscape.min.js" in str(stop.value.code)
     else:
         assert stop.value.code == 0
+
+
+def test_image_tags_do_not_depend_on_where_the_checkout_is(tmp_path: Path) -> None:
+    """Worktrees and CI clones of one commit share the cached images (a tag of another
+    checkout's inputs would be rebuilt, and the build would delete this one's)."""
+    tags = []
+    for where in ("a/repo", "elsewhere/deeper/repo"):
+        repo = _checkout(tmp_path / where)
+        _install_assets(repo)
+        result = _images(repo, "tags")
+        assert result.returncode == 0, result.stderr
+        tags.append(result.stdout)
+    assert tags[0] == tags[1]
+    assert "STREAMFLOW_IMAGE_KAFKA=streamflow/kafka:" in tags[0]
