@@ -108,14 +108,14 @@ bench: venv ## benchmark against raw confluent-kafka, Quix Streams and Faust
 	bash bench/setup_peers.sh
 	@set -a; . $(STACK_ENV); set +a; $(BIN)/python bench/run.py $(BENCH_ARGS)
 
-containers-up: ## a Docker engine (the one that answers, else a private dockerd) and the images
+containers-up: dashboard-assets ## a Docker engine (the one that answers, else a private dockerd) and the images
 	$(ENGINE) up
 	@eval "$$($(ENGINE) env)"; $(IMAGES) all
 
 containers-down: ## stop the private dockerd started by containers-up (and its containers)
 	$(ENGINE) down
 
-images: ## build the JRE, Python, Kafka, Apicurio and streamflow images here (cached by content)
+images: dashboard-assets ## build the JRE, Python, Kafka, Apicurio and streamflow images here (cached by content; the app image carries the dashboard's graph library)
 	$(ENGINE) up
 	@eval "$$($(ENGINE) env)"; $(IMAGES) all
 

@@ -26,6 +26,7 @@ from streamflow import config as config_module
 from streamflow import errors
 from streamflow.cli import build_parser
 from streamflow.config import NOT_SETTINGS, NOT_SETTINGS_PREFIXES, Config
+from streamflow.ops import effective as effective_module
 
 log = logging.getLogger("mkdocs.hooks.streamflow")
 
@@ -113,6 +114,7 @@ def _default(value: Any) -> str:
 def config_reference() -> str:
     """The configuration reference page (Markdown)."""
     doc = inspect.getdoc(config_module) or ""
+    effective_doc = inspect.getdoc(effective_module) or ""
     scalars = [s for s in settings() if s.name not in TABLES]
     tables = [s for s in settings() if s.name in TABLES]
     out = [
@@ -140,6 +142,14 @@ def config_reference() -> str:
         "From the docstring of `streamflow.config`:",
         "",
         _docstring_markdown(doc),
+        "",
+        "## What a processor runs with: `config show`",
+        "",
+        "`streamflow config show` prints the settings; `streamflow config show MODULE "
+        "[-p NAME] [--format table|json|toml]` what each processor of a topology runs with. "
+        "From the docstring of `streamflow.ops.effective`:",
+        "",
+        _docstring_markdown(effective_doc.split("\n>>>", 1)[0].rstrip()),
         "",
         "## Settings",
         "",

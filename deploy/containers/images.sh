@@ -4,13 +4,15 @@
 #
 #   deploy/containers/images.sh [all|jre|python|kafka|registry|app]...   build (default: all)
 #   deploy/containers/images.sh tags                                     print NAME=image lines
+#   deploy/containers/images.sh app-files                                the app image's build context
 #
 #   jre       Debian minbase + a headless JRE (debootstrap, `docker import`)
 #   python    Debian bookworm minbase + python3, python3-venv (debootstrap, `docker import`)
 #   kafka     Kafka (KRaft) on the JRE base: the broker's jars as streamflow/testing/localstack/pom.xml
 #             resolves them (copied from ~/.m2 by Maven), deploy/containers/kafka/
 #   registry  Apicurio Registry on the JRE base: the app assembly from ~/.m2, deploy/containers/registry/
-#   app       deploy/Dockerfile with BASE=<the python image>
+#   app       deploy/Dockerfile with BASE=<the python image>; the context carries the dashboard's
+#             graph library, which `make dashboard-assets` installs with npm (git-ignored)
 #
 # Every image is tagged with a hash of its inputs (and its base image's tag), so a build whose inputs
 # did not change finds its tag and does nothing. The engine comes from DOCKER_HOST (see engine.sh).
@@ -40,9 +42,10 @@ pom_property() { sed -n "s:.*<$1>\\(.*\\)</$1>.*:\\1:p" "$POM" | head -n 1; }
 KAFKA_VERSION="$(pom_property kafka.version)"
 APICURIO_VERSION="$(pom_property apicurio.version)"
 
-hash_of() { # hash_of <text> <file>...: 12 hex digits over the text and the files' contents
+hash_of() { # hash_of <text> <file>...: 12 hex digits over the text, the files' names and contents
     local text="$1"; shift
-    { printf '%s\n' "$text"; for f in "$@"; do printf '%s\n' "$f"; cat "$f"; done; } \
+    # names relative to the checkout: two clones (or worktrees) of one commit share their tags
+    { printf '%s\n' "$text"; for f in "$@"; do printf '%s\n' "${f#"$REPO_ROOT"/}"; cat "$f"; done; } \
         | sha256sum | cut -c1-12
 }
 
@@ -63,10 +66,19 @@ registry_tag() {
     printf 'streamflow/apicurio-registry:%s-%s' "$APICURIO_VERSION" \
         "$(hash_of "$(jre_tag)" "$POM" "$HERE/registry/Dockerfile")"
 }
-app_files() { # what deploy/Dockerfile copies: tracked and new (not ignored) files
-    (cd "$REPO_ROOT" && git ls-files -co --exclude-standard -- \
-        pyproject.toml README.md LICENSE streamflow topologies schemas deploy/Dockerfile \
+dashboard_assets() { # the npm-installed files the wheel carries: pyproject.toml's package-data
+    sed -n 's:^ *"\(dashboard/assets/node_modules/[^"]*\)".*:streamflow/\1:p' "$REPO_ROOT/pyproject.toml"
+}
+missing_assets() { (cd "$REPO_ROOT" && dashboard_assets | while read -r f; do
+    [[ -f "$f" ]] || printf '%s\n' "$f"; done) }
+app_files() { # what deploy/Dockerfile copies: tracked and new (not ignored) files, the dashboard's assets
+    (cd "$REPO_ROOT" && { git ls-files -co --exclude-standard -- \
+        pyproject.toml README.md LICENSE streamflow topologies schemas deploy/Dockerfile; dashboard_assets; } \
         | LC_ALL=C sort -u | while read -r f; do [[ -f "$f" ]] && printf '%s\n' "$f"; done)
+}
+need_assets() { # the app image serves the dashboard: its graph library must be in the context
+    local missing; missing="$(missing_assets)"
+    [[ -z "$missing" ]] || die "the dashboard's graph library is not installed; run \`make dashboard-assets\` (npm ci) first. Missing: ${missing//$'\n'/ }"
 }
 app_tag() {
     local -a files; mapfile -t files < <(app_files)
@@ -157,6 +169,7 @@ build_registry() {
 
 build_app() { # the context is exactly app_files (the classic builder ignores Dockerfile.dockerignore)
     local tag="$1"
+    need_assets
     (cd "$REPO_ROOT" && app_files | tar -c -T - \
         | "$DOCKER" build -q --network host --label "dev.streamflow.inputs=${tag##*:}" \
             -f deploy/Dockerfile -t "$tag" --build-arg "BASE=$(python_tag)" - >/dev/null)
@@ -202,7 +215,8 @@ main() {
             all) ensure kafka; ensure registry; ensure app ;;
             jre|python|kafka|registry|app) ensure "$target" ;;
             tags) cmd_tags ;;
-            *) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+            app-files) need_assets; app_files ;;
+            *) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
         esac
     done
 }

@@ -2,8 +2,9 @@
 
 Sources: ``default``, ``file <path> [section] key``, ``env STREAMFLOW_...`` or ``flag``.
 Values of keys that look secret (a password, secret, key, token, credentials, a user's info,
-a JAAS configuration) are masked. With a MODULE, the processors' own options that override a
-setting (``commit_interval_ms=``) follow.
+a JAAS configuration) are masked. With a MODULE, each processor's whole effective picture
+instead: its options, every setting as it uses it, its clients' librdkafka settings
+(:mod:`streamflow.ops.effective`).
 """
 
 from __future__ import annotations
@@ -11,59 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
-from streamflow.cli.common import CONFIG_HELP, load_settings
-from streamflow.config import TABLES, Config
-from streamflow.errors import EXIT_OK
+from streamflow.cli.common import CONFIG_HELP, CliError, load_settings, processor_names
+from streamflow.config import TABLES
+from streamflow.errors import EXIT_OK, EXIT_USAGE
+from streamflow.ops.effective import SECRET, Row, processor_rows, rows
 from streamflow.ops.load import load_topology
 
 __all__ = ["SECRET", "Row", "add_commands", "cmd_config_show", "rows"]
-
-SECRET = re.compile(r"password|secret|key|token|credential|user\.info|jaas", re.IGNORECASE)
-MASK = "********"
-
-
-@dataclass(frozen=True)
-class Row:
-    """One effective setting: ``batch_size`` or ``kafka.sasl.mechanism``."""
-
-    section: str  # "streamflow", a table's name, or "processor <name>"
-    key: str
-    value: Any
-    source: str
-
-    @property
-    def name(self) -> str:
-        """The setting's name (``kafka.<key>`` for a table's key)."""
-        return self.key if self.section == "streamflow" else f"{self.section}.{self.key}"
-
-
-def _shown(key: str, value: Any) -> Any:
-    return MASK if value not in ("", None) and SECRET.search(key) else value
-
-
-def rows(config: Config) -> list[Row]:
-    """Every setting (secrets masked) with its source, then every key of the tables."""
-    out = [Row("streamflow", name, _shown(name, getattr(config, name)), config.source_of(name))
-           for name in Config.model_fields if name not in TABLES]
-    for table in TABLES:
-        for key, value in getattr(config, table).items():
-            out.append(Row(table, key, _shown(key, value), config.source_of(f"{table}.{key}")))
-    return out
-
-
-def processor_rows(module: str, config: Config) -> list[Row]:
-    """The options of a topology's processors that override a setting."""
-    topology = load_topology(module)
-    out = []
-    for name, p in topology.processors.items():
-        own = p.commit_interval_ms
-        value = own if own is not None else config.commit_interval_ms
-        source = "processor option" if own is not None else config.source_of("commit_interval_ms")
-        out.append(Row(f"processor {name}", "commit_interval_ms", value, source))
-    return out
 
 
 def _toml_value(value: Any) -> str:
@@ -114,9 +71,15 @@ _RENDER = {"table": render_table, "json": render_json, "toml": render_toml}
 def cmd_config_show(args: argparse.Namespace) -> int:
     """``streamflow config show [MODULE]``: print the effective settings."""
     config = load_settings(args.config)
-    all_rows = rows(config)
     if args.module:
-        all_rows += processor_rows(args.module, config)
+        topology = load_topology(args.module, name_suffix=config.name_suffix)
+        all_rows = [row for name in processor_names(topology, args.processor)
+                    for row in processor_rows(topology.processors[name], config)]
+    elif args.processor:
+        msg = "--processor needs a MODULE"
+        raise CliError(msg, EXIT_USAGE)
+    else:
+        all_rows = rows(config)
     print(_RENDER[args.format](all_rows))
     return EXIT_OK
 
@@ -132,12 +95,18 @@ def add_commands(sub: Any) -> None:
         "show", help="print every setting with its value and source",
         description="Print every setting with its value and its source: default, the file "
         "(with its section and key), an environment variable, or a flag. Secrets (passwords, "
-        "keys, tokens, credentials) are masked. With MODULE, each processor's options that "
-        "override a setting follow.",
-        epilog="Exit codes: 0 ok, 3 a bad setting (named with its variable or file key).",
+        "keys, tokens, credentials) are masked. With MODULE, everything each processor runs "
+        "with instead: its options (source topology), every setting as it uses it (a "
+        "processor's commit_interval_ms=, the assignor chosen for it, its instance id), and "
+        "the librdkafka settings of its consumer and producer with their sources (a table, a "
+        "setting, the topology, or streamflow's own choice).",
+        epilog="Exit codes: 0 ok, 2 --processor without MODULE, 3 a bad setting (named with "
+        "its variable or file key), an unknown processor, or a topology that does not load.",
     )
     show.add_argument("module", metavar="MODULE[:ATTR]", nargs="?",
-                      help="also show the topology's per-processor overrides")
+                      help="show what each processor of this topology runs with")
+    show.add_argument("--processor", "-p", metavar="NAME",
+                      help="only this processor (with MODULE)")
     show.add_argument("--config", "-c", help=CONFIG_HELP)
     show.add_argument("--format", choices=sorted(_RENDER), default="table",
                       help="table (default), json, or toml (a config file; sources as comments)")

@@ -17,6 +17,7 @@ from streamflow.dsl.topology import Topology, TopologyError
 from streamflow.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from streamflow.ops import audit
 from streamflow.ops.check import Problem, check_topology
+from streamflow.ops.k8s_keys import MOUNT_CHOICES
 from streamflow.ops.load import load_topology
 from streamflow.ops.state_names import orphan_fix, state_diff, unnamed_state
 
@@ -180,7 +181,8 @@ def cmd_deploy_k8s(args: argparse.Namespace) -> int:
     topology = load_topology(args.module, name_suffix=config.name_suffix)
     opts = k8s.K8sOptions(image=args.image, namespace=args.namespace, replicas=args.replicas,
                           storage=args.storage, storage_class=args.storage_class,
-                          kafka_users=args.kafka_users)
+                          kafka_users=args.kafka_users, mount_keys=args.mount_keys,
+                          keys_secret=args.keys_secret)
     rendered = k8s.render(topology, args.module, opts, config)
     for w in rendered.warnings:
         warn(w)
@@ -281,5 +283,14 @@ def add_commands(sub: Any) -> None:
                    help="also render a Strimzi KafkaUser per processor (in the Kafka cluster "
                    "CLUSTER) with its least-privilege ACLs (see `streamflow acls`); its pods "
                    "log in as that user with the password from the Secret Strimzi creates")
+    k.add_argument("--mount-keys", choices=MOUNT_CHOICES, default="auto",
+                   help="which processors mount the key file of field-level encryption from "
+                   "the Secret --keys-secret (read-only, mode 0400; STREAMFLOW_ENCRYPTION_KEYS "
+                   "names it): auto (default) those reading or writing encrypted fields, all, "
+                   "or none")
+    k.add_argument("--keys-secret", metavar="NAME",
+                   help="the Secret holding the key file as keys.json (default "
+                   "<topology>-keys; you create it: kubectl create secret generic NAME "
+                   "--from-file=keys.json=PATH)")
     k.add_argument("--config", "-c", help=CONFIG_HELP)
     k.set_defaults(func=cmd_deploy_k8s)

@@ -63,7 +63,8 @@ class Config(BaseModel):
         "commits offsets (a processor's commit_interval_ms= overrides it)")
     eos_commit_interval_ms: int = Field(
         100, gt=0,
-        description="exactly-once: the longest a transaction stays open before it commits")
+        description="exactly-once: the longest a transaction stays open before it commits (a "
+        "processor's commit_interval_ms= overrides it)")
     eos_min_commit_interval_ms: int = Field(
         10, ge=0,
         description="exactly-once also commits as soon as its input is drained, once the "

@@ -7,7 +7,8 @@ its state; liveness on ``/healthz``, readiness on ``/readyz``; the ``prometheus.
 one ConfigMap with the ``STREAMFLOW_*`` settings. Secrets (SASL passwords, registry
 credentials) are never rendered: pods read them from a Secret named ``<topology>-secrets``
 that you create (``envFrom``, optional), and settings the configuration marks as secret become
-``secretKeyRef`` entries pointing into it.
+``secretKeyRef`` entries pointing into it. Processors that use encrypted fields mount the key
+file from the Secret ``<topology>-keys`` (:mod:`streamflow.ops.k8s_keys`).
 
 Replicas are capped at the source topics' declared partitions: a consumer group member
 beyond the partition count sits idle.
@@ -35,6 +36,7 @@ from typing import Any
 
 from streamflow.config import Config
 from streamflow.dsl.topology import Processor, Topology
+from streamflow.ops import k8s_keys
 
 __all__ = ["K8sOptions", "Rendered", "render", "to_yaml", "write"]
 
@@ -61,6 +63,10 @@ class K8sOptions:
     # least-privilege ACLs (streamflow acls), and the pods log in as it (SCRAM-SHA-512, the
     # password from the Secret Strimzi's user operator creates under the user's name)
     kafka_users: str | None = None
+    # which processors mount the key file of field-level encryption (k8s_keys.plan), and the
+    # Secret holding it (None: <topology>-keys)
+    mount_keys: k8s_keys.MountKeys = "auto"
+    keys_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -322,12 +328,16 @@ def render(topology: Topology, module: str, options: K8sOptions | None = None,
             f"secret settings are read from Secret {secret!r}; create it with: kubectl create "
             f"secret generic {secret} {keys}"
         )
+    key_mount = k8s_keys.plan(topology, opts.mount_keys, opts.keys_secret or f"{base}-keys",
+                              config.encryption_keys, opts.namespace)
+    warnings += key_mount.warnings if key_mount else ()
     for i, p in enumerate(topology.processors.values(), start=1):
         name = dns_name(topology.name, p.name)
         replicas, notes = _replicas(topology, p, opts.replicas)
         warnings += notes
         sts = _statefulset(topology, module, p, name, replicas, config_map, secret,
                            secret_env, opts, config)
+        k8s_keys.apply(sts, p.name, key_mount)
         svc = _service(topology, p, name, opts)
         objects = [sts, svc]
         if opts.kafka_users:

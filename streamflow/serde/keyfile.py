@@ -7,7 +7,10 @@ A **key file** (for development and small deployments) is JSON, readable by its 
 ``streamflow keys new FILE`` creates one (mode 0600), ``streamflow keys rotate FILE`` adds a
 version and makes it current; old versions stay, so old ciphertexts still decrypt. Data keys are
 wrapped with AES key wrap (RFC 3394) under the KEK version named in each ciphertext. A file
-that group or others may read is refused, naming the ``chmod`` that fixes it.
+that group or others may read is refused, naming the ``chmod`` that fixes it, with one
+exception (PostgreSQL's rule for its TLS key): a file owned by root may also be readable by its
+group, which is how Kubernetes mounts a Secret for a non-root pod (``defaultMode: 0400`` plus
+the pod's ``fsGroup`` gives root-owned 0440 files; kubernetes/kubernetes#57923).
 
 The ``encryption_keys`` setting (``STREAMFLOW_ENCRYPTION_KEYS``) names either a key file or a
 plug-in as ``module:attribute`` (an object implementing
@@ -49,9 +52,11 @@ __all__ = [
     "KeyFileError",
     "LocalKeyFile",
     "StaticKeys",
+    "names_plugin",
     "new_key_file",
     "provider_from_setting",
     "rotate_key_file",
+    "too_open",
 ]
 
 _PLUGIN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -118,7 +123,7 @@ class LocalKeyFile(StaticKeys):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         super().__init__(*_read(self.path))
         self._stamp = _stamp(self.path)
 
@@ -142,13 +147,29 @@ class LocalKeyFile(StaticKeys):
         return f"LocalKeyFile({str(self.path)!r})"
 
 
-def _stamp(path: Path) -> tuple[int, int]:
+def _stamp(path: Path) -> tuple[int, int, int]:
+    # the inode too: a Kubernetes Secret update swaps the ..data symlink to new files
     try:
         st = path.stat()
     except OSError as e:
         msg = f"cannot read key file {path}: {e}"
         raise KeyFileError(msg) from e
-    return st.st_mtime_ns, st.st_size
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def too_open(mode: int, owner: int, euid: int) -> bool:
+    """Whether a key file with permission bits ``mode``, owned by ``owner``, is too open.
+
+    Owner-only (0600, 0400) is what ``streamflow keys new`` makes. A file owned by root may
+    also be readable by its group when this process is not root (a Kubernetes Secret mounted
+    with the pod's ``fsGroup`` is root-owned 0440): root granted the group, and the process
+    reads through it. Never writable by the group, never open to others.
+
+    >>> too_open(0o600, 1000, 1000), too_open(0o440, 0, 10001), too_open(0o640, 1000, 1000)
+    (False, False, True)
+    """
+    allowed = 0o040 if owner == 0 and euid != 0 else 0
+    return bool(mode & 0o077 & ~allowed)
 
 
 def _read(path: Path) -> tuple[dict[str, bytes], str]:
@@ -159,9 +180,10 @@ def _read(path: Path) -> tuple[dict[str, bytes], str]:
     except OSError as e:
         msg = f"cannot read key file {path}: {e} (create one with `streamflow keys new {path}`)"
         raise KeyFileError(msg) from e
-    if os.name == "posix" and st.st_mode & 0o077:
+    if os.name == "posix" and too_open(st.st_mode, st.st_uid, os.geteuid()):
         msg = (f"key file {path} may be read by other users (mode "
-               f"{stat.filemode(st.st_mode)}); make it owner-only: chmod 600 {path}")
+               f"{stat.filemode(st.st_mode)}, owner uid {st.st_uid}); make it owner-only: "
+               f"chmod 600 {path} (a root-owned file may be readable by its group: 0440)")
         raise KeyFileError(msg)
     try:
         data = json.loads(text)
@@ -219,6 +241,15 @@ def rotate_key_file(path: str | Path) -> str:
     return kid
 
 
+def names_plugin(value: str) -> bool:
+    """Whether an ``encryption_keys`` value has a plug-in's form, ``module:attribute``.
+
+    >>> names_plugin("mycompany.kms:keys"), names_plugin("secrets/keys.json")
+    (True, False)
+    """
+    return _PLUGIN.match(value) is not None
+
+
 def provider_from_setting(value: str) -> KeyProvider | None:
     """The key provider the ``encryption_keys`` setting names (None when it is empty).
 
@@ -227,7 +258,7 @@ def provider_from_setting(value: str) -> KeyProvider | None:
     """
     if not value:
         return None
-    if _PLUGIN.match(value) and not Path(value).exists():
+    if names_plugin(value) and not Path(value).exists():
         module, _, attr = value.partition(":")
         try:
             obj: Any = importlib.import_module(module)

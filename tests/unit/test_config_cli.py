@@ -212,7 +212,7 @@ def test_show_as_json_and_as_a_toml_file_that_loads_back(
     assert tomllib.loads(out)["streamflow"]["shutdown_timeout_s"] == 30.0
 
 
-def test_show_with_a_module_adds_the_processors_overrides(
+def test_show_with_a_module_shows_the_processors_overrides(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
     (tmp_path / "sf_config_show_topo.py").write_text(textwrap.dedent("""
@@ -225,6 +225,6 @@ def test_show_with_a_module_adds_the_processors_overrides(
     monkeypatch.syspath_prepend(str(tmp_path))
     code, out, _ = show(capsys, "sf_config_show_topo")
     assert code == EXIT_OK
-    rows = [line.split() for line in out.splitlines()]
-    assert ["processor", "fast.commit_interval_ms", "50", "processor", "option"] in rows
-    assert ["processor", "plain.commit_interval_ms", "1000", "default"] in rows
+    rows = [line.split(None, 2) for line in out.splitlines()]
+    assert ["fast.commit_interval_ms", "50", "topology: processor(commit_interval_ms=50)"] in rows
+    assert ["plain.commit_interval_ms", "1000", "default"] in rows
