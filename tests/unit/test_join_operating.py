@@ -4,6 +4,7 @@ the foreign-key join's subscription topics in ``check --against-cluster`` and ``
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,62 @@ def test_check_refuses_table_join_sides_of_different_widths_or_key_serdes() -> N
     assert "serialize keys differently" in keys[1]
     assert _codes(_tables({"key": sf.String(), "partitions": 2},
                           {"key": sf.String(), "partitions": 2})) == []
+
+
+# -- drawings: a global table's topic is an edge into the processor that joins it -----------
+
+
+def _global() -> sf.Topology:
+    t = sf.Topology("shop")
+    orders = t.topic("orders", key=sf.String(), value=sf.Json(), external=True)
+    countries = t.global_table(t.topic("countries", key=sf.String(), value=sf.Json(),
+                                       external=True))
+    p = t.processor("enrich")
+    (p.stream(orders).left_join(countries, lambda o, c: o, key=lambda _k, o: o["country"],
+                                name="with-country")
+     .to(t.topic("enriched", value=sf.Json())))
+    return t
+
+
+def test_dag_edges_draw_a_global_tables_topic_into_its_processor() -> None:
+    from streamflow.dsl.render import dag_edges, describe_dot, describe_mermaid
+
+    assert dag_edges(_global()) == [("orders", "enrich", "reads"),
+                                    ("countries", "enrich", "global"),
+                                    ("enrich", "enriched", "writes")]
+    mermaid = describe_mermaid(_global())
+    assert "  t_countries -.->|global| p_enrich\n" in mermaid
+    assert "  t_orders --> p_enrich\n" in mermaid
+    dot = describe_dot(_global())
+    assert '  "t_countries" -> "p_enrich" [style=dashed, label="global"];\n' in dot
+    assert '  "t_orders" -> "p_enrich";\n' in dot
+
+
+def test_the_dashboard_graph_has_the_global_edge() -> None:
+    from streamflow.dashboard.graph import topology_graph
+
+    g = topology_graph(_global())
+    (edge,) = [e for e in g["edges"] if e["kind"] == "global"]
+    assert edge == {"id": "topic:countries->processor:enrich", "source": "topic:countries",
+                    "target": "processor:enrich", "kind": "global", "topic": "countries",
+                    "processor": "enrich"}
+    (proc,) = [n for n in g["nodes"] if n["kind"] == "processor"]
+    assert proc["globals"] == ["countries"] and proc["reads"] == ["orders"]
+    script = (Path(__file__).resolve().parents[2] / "streamflow" / "dashboard" / "static"
+              / "dashboard.js").read_text()
+    assert "edge[kind = 'global']" in script  # drawn dashed
+
+
+def test_graphviz_draws_the_global_edge_dashed() -> None:
+    import shutil
+    import subprocess
+
+    from streamflow.dsl.render import describe_dot
+
+    if shutil.which("dot") is None:
+        pytest.fail("Graphviz `dot` is not installed (apt-get install graphviz)")
+    svg = subprocess.run(["dot", "-Tsvg"], input=describe_dot(_global()).encode(),
+                         capture_output=True, check=True).stdout.decode()
+    edges = re.findall(r'<g id="edge\d+" class="edge">(.*?)</g>', svg, re.S)
+    (global_edge,) = [e for e in edges if "<title>t_countries&#45;&gt;p_enrich" in e]
+    assert "stroke-dasharray" in global_edge and ">global<" in global_edge
