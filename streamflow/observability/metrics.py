@@ -29,9 +29,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from streamflow.observability import stats as rdstats
-from streamflow.observability.status import HistogramSnapshot, WorkerStatus
+from streamflow.observability.status import GlobalTablesStatus, HistogramSnapshot, WorkerStatus
 
-__all__ = ["CONTENT_TYPE", "StatusCollector", "exposition", "partition_lag"]
+__all__ = ["CONTENT_TYPE", "StatusCollector", "exposition", "global_lag", "partition_lag"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BASE = ("topology", "processor", "instance")
@@ -56,6 +56,23 @@ def partition_lag(s: WorkerStatus) -> dict[tuple[str, int], int]:
     return out
 
 
+def global_lag(g: GlobalTablesStatus) -> dict[tuple[str, int], int]:
+    """Records behind the end of each partition of the global tables' topics.
+
+    The end is the last stable offset from the global consumer's statistics, else (while the
+    bootstrap loads) the end offset it reads up to; partitions with neither have no lag.
+    """
+    known = rdstats.partitions(rdstats.parse(g.stats))
+    out: dict[tuple[str, int], int] = {}
+    for tp, pos in g.positions.items():
+        st = known.get(tp)
+        end = st.end if st is not None and st.end >= 0 else g.ends.get(tp, -1)
+        if end >= 0:
+            app = st.app_offset if st is not None else -1
+            out[tp] = max(0, end - max(pos, app))
+    return out
+
+
 class StatusCollector(Collector):
     """A ``prometheus_client`` collector over a worker's status snapshots."""
 
@@ -71,6 +88,8 @@ class StatusCollector(Collector):
         yield from _records(s, base)
         yield from _progress(s, base, self._clock())
         yield from _state(s, base)
+        yield from _global_tables(s, base)
+        yield from _async_steps(s, base)
 
 
 def _counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> CounterMetricFamily:
@@ -205,6 +224,57 @@ def _state(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
         misses.add_metric([*base, st.name], st.misses)
     yield hits
     yield misses
+
+
+def _global_tables(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
+    g = s.global_tables
+    if g is None:
+        return
+    applied = _counter("streamflow_global_records_applied",
+                       "Records of a global table's topic applied to its store.",
+                       ("store", "topic"))
+    skipped = _counter("streamflow_global_records_skipped",
+                       "Global table records skipped: their key could not be decoded.",
+                       ("store",))
+    for t in g.tables:
+        applied.add_metric([*base, t.store, t.topic], t.applied)
+        skipped.add_metric([*base, t.store], t.skipped)
+    yield applied
+    yield skipped
+    lag = _gauge("streamflow_global_lag_records",
+                 "Records behind the end of each partition of the global tables' topics.",
+                 ("topic", "partition"))
+    for (topic, part), n in sorted(global_lag(g).items()):
+        lag.add_metric([*base, topic, str(part)], n)
+    yield lag
+    yield _single(_counter("streamflow_global_restore_records",
+                           "Records read by the global tables' bootstrap."),
+                  base, g.restore_records)
+    yield _single(_gauge("streamflow_global_restore_seconds",
+                         "Duration of the global tables' bootstrap (so far, while loading)."),
+                  base, g.restore_seconds)
+
+
+def _async_steps(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
+    if not s.async_steps:
+        return
+    families = [
+        (_counter("streamflow_async_calls", "Calls an async step started.", ("step",)),
+         "calls"),
+        (_gauge("streamflow_async_calls_in_flight", "Calls of an async step not ended yet.",
+                ("step",)), "in_flight"),
+        (_counter("streamflow_async_retries", "Attempts of an async step tried again.",
+                  ("step",)), "retried"),
+        (_counter("streamflow_async_timeouts", "Attempts of an async step that timed out.",
+                  ("step",)), "timed_out"),
+        (_counter("streamflow_async_failures",
+                  "Calls of an async step that failed after their last attempt.", ("step",)),
+         "failed"),
+    ]
+    for family, field in families:
+        for st in s.async_steps:
+            family.add_metric([*base, st.step], getattr(st, field))
+        yield family
 
 
 def exposition(collector: Collector) -> bytes:
