@@ -107,6 +107,14 @@ def _single(family: CounterMetricFamily | GaugeMetricFamily, base: list[str],
     return family
 
 
+def _lag(name: str, doc: str, lags: dict[tuple[str, int], int], base: list[str]) -> Metric:
+    """A gauge of records behind per ``(topic, partition)``."""
+    family = _gauge(name, doc, ("topic", "partition"))
+    for (topic, part), n in sorted(lags.items()):
+        family.add_metric([*base, topic, str(part)], n)
+    return family
+
+
 def _histogram(name: str, doc: str, h: HistogramSnapshot | None,
                base: list[str]) -> Iterator[Metric]:
     if h is None:
@@ -173,12 +181,9 @@ def _records(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
 
 
 def _progress(s: WorkerStatus, base: list[str], now: float) -> Iterator[Metric]:
-    lag = _gauge("streamflow_consumer_lag_records",
-                 "Records behind the end of each assigned input partition.",
-                 ("topic", "partition"))
-    for (topic, part), n in sorted(partition_lag(s).items()):
-        lag.add_metric([*base, topic, str(part)], n)
-    yield lag
+    yield _lag("streamflow_consumer_lag_records",
+               "Records behind the end of each assigned input partition.",
+               partition_lag(s), base)
     yield _single(_counter("streamflow_commits", "Commits (offsets, or transactions)."),
                   base, s.commits)
     yield from _histogram("streamflow_commit_duration_seconds", "Duration of one commit.",
@@ -241,12 +246,9 @@ def _global_tables(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
         skipped.add_metric([*base, t.store], t.skipped)
     yield applied
     yield skipped
-    lag = _gauge("streamflow_global_lag_records",
-                 "Records behind the end of each partition of the global tables' topics.",
-                 ("topic", "partition"))
-    for (topic, part), n in sorted(global_lag(g).items()):
-        lag.add_metric([*base, topic, str(part)], n)
-    yield lag
+    yield _lag("streamflow_global_lag_records",
+               "Records behind the end of each partition of the global tables' topics.",
+               global_lag(g), base)
     yield _single(_counter("streamflow_global_restore_records",
                            "Records read by the global tables' bootstrap."),
                   base, g.restore_records)
