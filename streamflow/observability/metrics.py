@@ -260,7 +260,7 @@ def _global_tables(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
 def _async_steps(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
     if not s.async_steps:
         return
-    families = [
+    families: list[tuple[CounterMetricFamily | GaugeMetricFamily, str]] = [
         (_counter("streamflow_async_calls", "Calls an async step started.", ("step",)),
          "calls"),
         (_gauge("streamflow_async_calls_in_flight", "Calls of an async step not ended yet.",
