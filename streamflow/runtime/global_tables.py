@@ -152,13 +152,12 @@ class GlobalTables:
         self.fail_on_bad_key = processor.policies["deserialize"] == "fail"
         self.bootstrapped = False
         self.applied = 0  # records read from the global topics since the start
-        # for status(): when the bootstrap began, what it read and how long it took, the end
-        # offsets it reads up to, and where each partition was found at its end
+        # for status(): when the bootstrap began, what it read and how long it took, and the
+        # end offsets it reads up to
         self.restore_began: float | None = None
         self.restore_records = 0
         self.restore_seconds = 0.0
         self._targets: dict[tuple[str, int], int] = {}
-        self._at_end: dict[tuple[str, int], int] = {}
 
     def _open(self) -> None:
         for name, topic in global_stores(self.processor).items():
@@ -194,7 +193,6 @@ class GlobalTables:
                 return False
             msgs, ends = self.reader.consume(POLL_RECORDS, 0.1)
             self._apply(msgs)
-            self._note_ends(ends)
             for topic, p, _off in ends:  # at the last stable offset: nothing more to read
                 if (topic, p) in done_at:
                     done_at[(topic, p)] = True
@@ -245,24 +243,15 @@ class GlobalTables:
 
     def poll(self) -> int:
         """Apply what was written to the global topics since the last call (no waiting)."""
-        msgs, ends = self.reader.consume(POLL_RECORDS, 0)
+        msgs, _ends = self.reader.consume(POLL_RECORDS, 0)
         if msgs:
             self._apply(msgs)
-        if ends:
-            self._note_ends(ends)
         return len(msgs)
-
-    def _note_ends(self, ends: list[tuple[str, int, int]]) -> None:
-        """Where partitions were found at their end (past a transaction marker, say)."""
-        for topic, p, off in ends:
-            self._at_end[(topic, p)] = off
 
     def status(self, now: float | None = None) -> GlobalTablesStatus:
         """A snapshot for metrics (safe to call from another thread)."""
-        positions = dict(self._at_end)
-        for topic, stores in list(self._by_topic.items()):
-            for p, off in dict(stores[0].offsets).items():
-                positions[(topic, p)] = max(off, positions.get((topic, p), -1))
+        positions = {(topic, p): off for topic, stores in list(self._by_topic.items())
+                     for p, off in dict(stores[0].offsets).items()}
         loaded = self.bootstrapped
         if loaded or self.restore_began is None:
             records, seconds = self.restore_records, self.restore_seconds
