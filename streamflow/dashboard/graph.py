@@ -1,7 +1,8 @@
 """The topology's DAG as the JSON the dashboard page draws: the graph ``describe`` draws.
 
 Nodes are the topics and processors that ``describe --format mermaid|dot`` shows (changelogs
-appear as their processor's stores), edges the same ``reads`` / ``writes`` links.
+appear as their processor's stores), edges the same ``reads`` / ``global`` / ``writes`` links
+(``global``: a global table's topic, read whole by the processor; the page draws it dashed).
 
 >>> import streamflow as sf
 >>> t = sf.Topology("shop")
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from streamflow.dsl.global_table import global_topics
 from streamflow.dsl.render import dag_edges, drawn_topics
 from streamflow.dsl.topology import Topology
 
@@ -44,13 +46,14 @@ def topology_graph(topology: Topology) -> dict[str, Any]:
             "group": p.group_id, "guarantee": p.guarantee, "on_error": p.on_error,
             "dead_letter_topic": p.dead_letter_topic, "stores": list(p.stores),
             "reads": list(dict.fromkeys(p.source_topics())),
+            "globals": global_topics(p),
             "writes": list(dict.fromkeys(p.sink_topics())),
         })
     edges: list[dict[str, Any]] = []
     for a, b, kind in dag_edges(topology):
-        topic, processor = (a, b) if kind == "reads" else (b, a)
-        src = node_id("topic" if kind == "reads" else "processor", a)
-        dst = node_id("processor" if kind == "reads" else "topic", b)
+        topic, processor = (b, a) if kind == "writes" else (a, b)
+        src = node_id("processor" if kind == "writes" else "topic", a)
+        dst = node_id("topic" if kind == "writes" else "processor", b)
         edges.append({"id": f"{src}->{dst}", "source": src, "target": dst, "kind": kind,
                       "topic": topic, "processor": processor})
     return {"topology": topology.name, "nodes": nodes, "edges": edges}

@@ -64,11 +64,18 @@ def describe_text(topology: Topology) -> str:
 
 
 def dag_edges(topology: Topology) -> list[tuple[str, str, str]]:
-    """(from, to, kind) edges between topics and processors (kind: ``reads`` or ``writes``)."""
+    """(from, to, kind) edges between topics and processors.
+
+    ``kind`` is ``reads`` (topic to processor), ``global`` (topic to processor: a global
+    table's topic, read whole by every worker of the processor, drawn dashed) or ``writes``
+    (processor to topic).
+    """
     edges = []
     for p in topology.processors.values():
         for t in dict.fromkeys(p.source_topics()):
             edges.append((t, p.name, "reads"))
+        for t in global_topics(p):
+            edges.append((t, p.name, "global"))
         for t in dict.fromkeys(p.sink_topics()):
             edges.append((p.name, t, "writes"))
     return edges
@@ -80,9 +87,16 @@ def _ident(kind: str, name: str) -> str:
     return f"{kind}_" + "".join(safe)
 
 
+def _edge_idents(a: str, b: str, kind: str) -> tuple[str, str]:
+    """The node identifiers of a :func:`dag_edges` edge: a topic and a processor."""
+    if kind == "writes":
+        return _ident("p", a), _ident("t", b)
+    return _ident("t", a), _ident("p", b)
+
+
 def drawn_topics(topology: Topology) -> list[Topic]:
     """Topics that are edges of the DAG (changelogs are drawn as their processor's stores)."""
-    linked = {t for a, b, kind in dag_edges(topology) for t in ((a,) if kind == "reads" else (b,))}
+    linked = {b if kind == "writes" else a for a, b, kind in dag_edges(topology)}
     return [t for t in topology.topics.values() if t.name in linked or not t.internal]
 
 
@@ -101,9 +115,8 @@ def describe_mermaid(topology: Topology) -> str:
     for p in topology.processors.values():
         out.append(f'  {_ident("p", p.name)}["{"<br/>".join(_processor_lines(p))}"]')
     for a, b, kind in dag_edges(topology):
-        src = _ident("t" if kind == "reads" else "p", a)
-        dst = _ident("p" if kind == "reads" else "t", b)
-        out.append(f"  {src} --> {dst}")
+        src, dst = _edge_idents(a, b, kind)
+        out.append(f"  {src} -.->|global| {dst}" if kind == "global" else f"  {src} --> {dst}")
     return "\n".join(out) + "\n"
 
 
@@ -120,9 +133,9 @@ def describe_dot(topology: Topology) -> str:
             'style="rounded,filled", fillcolor="#dbe9ff"];'
         )
     for a, b, kind in dag_edges(topology):
-        src = _ident("t" if kind == "reads" else "p", a)
-        dst = _ident("p" if kind == "reads" else "t", b)
-        out.append(f'  "{src}" -> "{dst}";')
+        src, dst = _edge_idents(a, b, kind)
+        style = ' [style=dashed, label="global"]' if kind == "global" else ""
+        out.append(f'  "{src}" -> "{dst}"{style};')
     out.append("}")
     return "\n".join(out) + "\n"
 

@@ -227,7 +227,19 @@ class KafkaGlobalReader(KafkaChangelogs):
     It lives as long as the worker, so an error that passes by itself (a broker restarting)
     is logged, not raised: librdkafka reconnects and goes on from its position, and the
     records consumed with the error are kept. Others stop the worker.
+
+    With ``statistics.interval.ms`` in ``conf``, ``statistics`` holds librdkafka's latest
+    statistics (JSON, kept by the ``stats_cb`` inside ``consume()``): the global tables' lag.
     """
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.statistics: str | None = None
+        if conf.get("statistics.interval.ms"):
+            conf = {**conf, "stats_cb": self._on_stats}
+        super().__init__(conf)
+
+    def _on_stats(self, raw: str) -> None:
+        self.statistics = raw
 
     def _on_error(self, err: Any) -> None:
         if not client.error_is_transient(err):

@@ -30,9 +30,9 @@ from prometheus_client.registry import Collector
 
 from streamflow.dsl.validation import RULE_METRIC
 from streamflow.observability import stats as rdstats
-from streamflow.observability.status import HistogramSnapshot, WorkerStatus
+from streamflow.observability.status import GlobalTablesStatus, HistogramSnapshot, WorkerStatus
 
-__all__ = ["CONTENT_TYPE", "StatusCollector", "exposition", "partition_lag"]
+__all__ = ["CONTENT_TYPE", "StatusCollector", "exposition", "global_lag", "partition_lag"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BASE = ("topology", "processor", "instance")
@@ -57,6 +57,23 @@ def partition_lag(s: WorkerStatus) -> dict[tuple[str, int], int]:
     return out
 
 
+def global_lag(g: GlobalTablesStatus) -> dict[tuple[str, int], int]:
+    """Records behind the end of each partition of the global tables' topics.
+
+    The end is the last stable offset from the global consumer's statistics, else (while the
+    bootstrap loads) the end offset it reads up to; partitions with neither have no lag.
+    """
+    known = rdstats.partitions(rdstats.parse(g.stats))
+    out: dict[tuple[str, int], int] = {}
+    for tp, pos in g.positions.items():
+        st = known.get(tp)
+        end = st.end if st is not None and st.end >= 0 else g.ends.get(tp, -1)
+        if end >= 0:
+            app = st.app_offset if st is not None else -1
+            out[tp] = max(0, end - max(pos, app))
+    return out
+
+
 class StatusCollector(Collector):
     """A ``prometheus_client`` collector over a worker's status snapshots."""
 
@@ -72,6 +89,8 @@ class StatusCollector(Collector):
         yield from _records(s, base)
         yield from _progress(s, base, self._clock())
         yield from _state(s, base)
+        yield from _global_tables(s, base)
+        yield from _async_steps(s, base)
 
 
 def _counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> CounterMetricFamily:
@@ -86,6 +105,14 @@ def _single(family: CounterMetricFamily | GaugeMetricFamily, base: list[str],
             value: float) -> Metric:
     """``family`` with its one sample, labelled ``base`` (the worker's labels)."""
     family.add_metric(base, value)
+    return family
+
+
+def _lag(name: str, doc: str, lags: dict[tuple[str, int], int], base: list[str]) -> Metric:
+    """A gauge of records behind per ``(topic, partition)``."""
+    family = _gauge(name, doc, ("topic", "partition"))
+    for (topic, part), n in sorted(lags.items()):
+        family.add_metric([*base, topic, str(part)], n)
     return family
 
 
@@ -163,12 +190,9 @@ def _records(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
 
 
 def _progress(s: WorkerStatus, base: list[str], now: float) -> Iterator[Metric]:
-    lag = _gauge("streamflow_consumer_lag_records",
-                 "Records behind the end of each assigned input partition.",
-                 ("topic", "partition"))
-    for (topic, part), n in sorted(partition_lag(s).items()):
-        lag.add_metric([*base, topic, str(part)], n)
-    yield lag
+    yield _lag("streamflow_consumer_lag_records",
+               "Records behind the end of each assigned input partition.",
+               partition_lag(s), base)
     yield _single(_counter("streamflow_commits", "Commits (offsets, or transactions)."),
                   base, s.commits)
     yield from _histogram("streamflow_commit_duration_seconds", "Duration of one commit.",
@@ -214,6 +238,54 @@ def _state(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
         misses.add_metric([*base, st.name], st.misses)
     yield hits
     yield misses
+
+
+def _global_tables(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
+    g = s.global_tables
+    if g is None:
+        return
+    applied = _counter("streamflow_global_records_applied",
+                       "Records of a global table's topic applied to its store.",
+                       ("store", "topic"))
+    skipped = _counter("streamflow_global_records_skipped",
+                       "Global table records skipped: their key could not be decoded.",
+                       ("store",))
+    for t in g.tables:
+        applied.add_metric([*base, t.store, t.topic], t.applied)
+        skipped.add_metric([*base, t.store], t.skipped)
+    yield applied
+    yield skipped
+    yield _lag("streamflow_global_lag_records",
+               "Records behind the end of each partition of the global tables' topics.",
+               global_lag(g), base)
+    yield _single(_counter("streamflow_global_restore_records",
+                           "Records read by the global tables' bootstrap."),
+                  base, g.restore_records)
+    yield _single(_gauge("streamflow_global_restore_seconds",
+                         "Duration of the global tables' bootstrap (so far, while loading)."),
+                  base, g.restore_seconds)
+
+
+def _async_steps(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
+    if not s.async_steps:
+        return
+    families: list[tuple[CounterMetricFamily | GaugeMetricFamily, str]] = [
+        (_counter("streamflow_async_calls", "Calls an async step started.", ("step",)),
+         "calls"),
+        (_gauge("streamflow_async_calls_in_flight", "Calls of an async step not ended yet.",
+                ("step",)), "in_flight"),
+        (_counter("streamflow_async_retries", "Attempts of an async step tried again.",
+                  ("step",)), "retried"),
+        (_counter("streamflow_async_timeouts", "Attempts of an async step that timed out.",
+                  ("step",)), "timed_out"),
+        (_counter("streamflow_async_failures",
+                  "Calls of an async step that failed after their last attempt.", ("step",)),
+         "failed"),
+    ]
+    for family, field in families:
+        for st in s.async_steps:
+            family.add_metric([*base, st.step], getattr(st, field))
+        yield family
 
 
 def exposition(collector: Collector) -> bytes:

@@ -12,8 +12,8 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Histogram", "HistogramSnapshot", "PartitionStatus", "RestoreStatus", "StoreStatus",
-           "WorkerStatus"]
+__all__ = ["AsyncStepStatus", "GlobalTableStatus", "GlobalTablesStatus", "Histogram",
+           "HistogramSnapshot", "PartitionStatus", "RestoreStatus", "StoreStatus", "WorkerStatus"]
 
 # end-to-end latency (output wall time - the record's timestamp): 1 ms to 10 min
 LATENCY_BOUNDS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -124,6 +124,51 @@ class RestoreStatus:
 
 
 @dataclass(frozen=True)
+class GlobalTableStatus:
+    """One global table's store: records of its topic applied, and those skipped (bad key)."""
+
+    store: str
+    topic: str
+    applied: int
+    skipped: int
+
+
+@dataclass(frozen=True)
+class GlobalTablesStatus:
+    """The global tables of the worker's processor (``streamflow.runtime.global_tables``).
+
+    ``positions``: the next offset to read per ``(topic, partition)``; ``ends``: the end
+    offsets the bootstrap reads up to (only while ``loaded`` is False); ``stats``: the global
+    consumer's latest librdkafka statistics (its end offsets once loaded). The bootstrap read
+    ``restore_records`` in ``restore_seconds`` (so far, while loading).
+    """
+
+    tables: tuple[GlobalTableStatus, ...] = ()
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    ends: dict[tuple[str, int], int] = field(default_factory=dict)
+    loaded: bool = False
+    restore_records: int = 0
+    restore_seconds: float = 0.0
+    stats: str | None = None
+
+
+@dataclass(frozen=True)
+class AsyncStepStatus:
+    """One async step (``map_async``, ``flat_map_async``) over the worker's tasks.
+
+    ``calls`` started, ``in_flight`` now, attempts ``retried`` and ``timed_out``, and calls
+    that ``failed`` after their last attempt (handed to the error policy).
+    """
+
+    step: str
+    calls: int = 0
+    in_flight: int = 0
+    retried: int = 0
+    timed_out: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
 class WorkerStatus:
     """What a worker reports about itself at one moment.
 
@@ -162,3 +207,5 @@ class WorkerStatus:
     consumer_stats: str | None = None
     consumer_stats_at: float | None = None  # time.monotonic()
     producer_stats: str | None = None
+    global_tables: GlobalTablesStatus | None = None  # None: the processor joins none
+    async_steps: tuple[AsyncStepStatus, ...] = ()

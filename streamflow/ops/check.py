@@ -16,7 +16,7 @@ and how to fix it:
   for its subject (the latest version for topics written outside the topology, the
   subject's compatibility level for topics written inside it);
 - ``co-partitioning``: the topics on the two sides of a join have different partition
-  counts or key serdes.
+  counts or key serdes (a foreign-key join: different partition counts).
 
 >>> import streamflow as sf
 >>> t = sf.Topology("shop")
@@ -38,6 +38,7 @@ from typing import Any
 from streamflow.dsl.global_table import global_topics
 from streamflow.dsl.nodes import Node, Sink, Source
 from streamflow.dsl.topology import Processor, Topic, Topology
+from streamflow.ops.join_sides import table_join_sides
 from streamflow.runtime.contracts import (
     READER_FIX,
     WRITER_FIX,
@@ -412,12 +413,15 @@ def _check_joins(topology: Topology, notes: list[str]) -> list[Problem]:
     out: list[Problem] = []
     for p in topology.processors.values():
         for node in p.nodes.values():
-            if getattr(node, "kind", None) != "join":
-                continue
-            left, right = _join_sides(p, node)
+            sides = table_join_sides(p, node)  # table-table and foreign-key joins
+            if sides is None:
+                if getattr(node, "kind", None) != "join":
+                    continue
+                sides = (node.name, *_join_sides(p, node), True)
+            name, left, right, same_keys = sides
             names = list(dict.fromkeys([*left, *right]))
             topics = [topology.topics[n] for n in names if n in topology.topics]
-            where = f"join {node.name!r} of processor {p.name!r}"
+            where = f"join {name!r} of processor {p.name!r}"
             # internal (repartition) topics get their partition count from the runtime
             declared = [t for t in topics if not t.internal]
             unknown = [t.name for t in declared if t.partitions is None]
@@ -436,7 +440,7 @@ def _check_joins(topology: Topology, notes: list[str]) -> list[Problem]:
                     "with .group_by(...) before the join",
                 ))
             key_serdes = {t.key.describe() for t in topics}
-            if len(key_serdes) > 1:
+            if same_keys and len(key_serdes) > 1:
                 shown = ", ".join(f"{t.name!r} key={t.key.describe()}" for t in topics)
                 out.append(Problem(
                     "co-partitioning",

@@ -4,8 +4,9 @@ A reset of processor ``p`` (its consumer group must have no active members):
 
 1. moves the group's committed offsets on its input topics to the earliest or latest offset,
    or to the first record at or after a time (``--to-datetime``, ``--by-duration``);
-2. truncates its repartition topics (deletes every record: DeleteRecords up to the end) and
-   moves the group's offsets on them to their end;
+2. truncates its repartition topics and its foreign-key joins' subscription and response
+   topics (deletes every record: DeleteRecords up to the end) and moves the group's offsets
+   on them to their end;
 3. deletes its changelog topics (Kafka refuses DeleteRecords on compacted topics); a worker
    creates them again when it starts, or this reset does when the ``create_topics`` setting
    is off;
@@ -18,9 +19,9 @@ A reset of processor ``p`` (its consumer group must have no active members):
 
 Kafka requests made (and the ACLs they need): DescribeGroups (Describe on the group),
 ListOffsets and Metadata (Describe on the topics), OffsetCommit (Read on the group and the
-input and repartition topics), DeleteRecords (Delete on the repartition topics),
-DeleteTopics (Delete on the changelog topics), CreateTopics (Create on them, only with
-``create_topics`` off).
+input and repartition topics), DeleteRecords (Delete on the repartition and subscription
+topics), DeleteTopics (Delete on the changelog topics), CreateTopics (Create on them, only
+with ``create_topics`` off).
 
 >>> parse_duration("PT1H30M"), parse_duration("15m"), parse_duration("P1DT2S")
 (5400000, 900000, 86402000)

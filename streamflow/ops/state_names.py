@@ -1,13 +1,18 @@
 """Stable state names: stateful steps named by position, and state a deploy would orphan.
 
-Stores, changelog topics (``<topology>-<processor>-<store>-changelog``) and repartition
-topics (``<topology>-<processor>-<step>-repartition``) are named after their steps. A step
-given no ``name=`` is named ``<kind>-<n>`` in declaration order, so inserting a step before
-it in a new version renames its state, and the deployed state is silently left behind.
+Stores, changelog topics (``<topology>-<processor>-<store>-changelog``), repartition
+topics (``<topology>-<processor>-<step>-repartition``) and a foreign-key join's
+subscription and response topics (``<topology>-<processor>-<step>-subscription-registration``
+and ``-subscription-response``) are named after their steps. A step given no ``name=`` is
+named ``<kind>-<n>`` in declaration order, so inserting a step before it in a new version
+renames its state, and the deployed state is silently left behind.
 
 :func:`unnamed_state` lists such steps (``streamflow check`` warns, ``--strict`` fails,
-``streamflow run`` logs them once). A table read with ``topology.table(topic)`` is named
-after its topic, which does not move, so it is not listed.
+``streamflow run`` logs them once): aggregations and windowed aggregations, repartitions
+(``group_by``), stream-stream joins (their window stores), foreign-key joins, and table views
+kept in a store for a table-table join (named after the view's step). A table read with
+``topology.table(topic)`` is named after its topic, and a global table after its topic or
+its ``name=``, which do not move, so they are not listed.
 
 :func:`state_diff` compares this version's internal topics with those in the cluster
 (``streamflow check --against-cluster``).
@@ -28,12 +33,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from streamflow.dsl.nodes import Aggregate, ForeignKeyJoin, Source, WindowAggregate
+from streamflow.dsl.nodes import (
+    Aggregate,
+    ForeignKeyJoin,
+    Merge,
+    Source,
+    StreamJoin,
+    TableMaterialize,
+    TableOp,
+    WindowAggregate,
+)
 from streamflow.dsl.topology import Processor, Topology
 
 __all__ = ["StateDiff", "UnnamedState", "orphan_fix", "state_diff", "unnamed_state"]
 
-_SUFFIXES = ("-changelog", "-repartition")
+# the endings of internal topic names (dsl/topology.py: stores and repartitions;
+# dsl/foreign_key.py: a foreign-key join's two topics)
+_SUFFIXES = ("-changelog", "-repartition", "-subscription-registration",
+             "-subscription-response")
+# the stores a join names after its step (dsl/joins.py and dsl/foreign_key.py)
+_JOIN_STORES = ("-left", "-right", "-unmatched", "-subscriptions")
+_JOIN_OPS = {"inner": "join", "left": "left_join", "outer": "outer_join"}
 
 
 @dataclass(frozen=True)
@@ -75,11 +95,32 @@ def _fix(node: Aggregate | WindowAggregate | Source, step: str) -> str:
     return f'.group_by(..., name="{step}")'
 
 
+def _view_fix(p: Processor, step: str) -> str:
+    """The call that names the table view ``step`` (a table op or a table-table join)."""
+    node = p.nodes.get(step)
+    if isinstance(node, TableOp):
+        return f'.{node.op}(..., name="{step}")'
+    if isinstance(node, Merge) and f"{step}.left" in p.nodes:
+        how = getattr(p.nodes[f"{step}.left"], "how", "join")
+        return f'.{how}(..., name="{step}")'
+    return f'name="{step}" on the step that makes it'
+
+
 def _unnamed(p: Processor) -> Iterable[UnnamedState]:
     for node in p.nodes.values():
         if node.named:
             continue
-        if isinstance(node, Aggregate | WindowAggregate):
+        if isinstance(node, StreamJoin):
+            changelog = p.stores[node.stores[0]].changelog
+            fix = f'.{_JOIN_OPS[node.how]}(..., window=..., name="{node.name}")'
+            yield UnnamedState(p.name, node.name, "left window store and changelog topic (its "
+                               "other stores alike)", changelog, fix)
+        elif isinstance(node, TableMaterialize):
+            view = node.name.removesuffix(".materialized")
+            yield UnnamedState(p.name, view, "store and changelog topic (a table view kept "
+                               "for a join)", p.stores[node.store].changelog,
+                               _view_fix(p, view))
+        elif isinstance(node, Aggregate | WindowAggregate):
             changelog = p.stores[node.store].changelog
             yield UnnamedState(p.name, node.name, "store and changelog topic", changelog,
                                _fix(node, node.name))
@@ -102,9 +143,9 @@ def unnamed_state(topology: Topology) -> list[UnnamedState]:
 class StateDiff:
     """This version's internal topics against the cluster's.
 
-    ``orphaned`` exist in the cluster (they look like this topology's changelog or repartition
-    topics) but this version does not use them; ``to_create`` it uses but the cluster lacks;
-    ``kept`` both.
+    ``orphaned`` exist in the cluster (they look like this topology's changelog, repartition or
+    foreign-key subscription topics) but this version does not use them; ``to_create`` it uses
+    but the cluster lacks; ``kept`` both.
     """
 
     orphaned: list[str]
@@ -115,7 +156,8 @@ class StateDiff:
 def is_internal_of(topology: Topology, topic: str) -> bool:
     """True when ``topic`` is named like one of ``topology``'s internal topics.
 
-    That is ``<topology>-...-changelog`` or ``<topology>-...-repartition``.
+    That is ``<topology>-...`` ending in ``-changelog``, ``-repartition``,
+    ``-subscription-registration`` or ``-subscription-response``.
     """
     return topic.startswith(f"{topology.name}-") and topic.endswith(_SUFFIXES)
 
@@ -145,8 +187,18 @@ def orphan_fix(topology: Topology, topic: str) -> str:
     for p in sorted(topology.processors.values(), key=lambda p: -len(p.name)):
         prefix = f"{topology.name}-{p.name}-"
         if topic.startswith(prefix):
-            step = topic[len(prefix):].rsplit("-", 1)[0]
             return (f"if a step of processor {p.name!r} was renamed (or a step inserted "
-                    f"before an unnamed one), give it its old name, name={step!r}, to keep "
-                    f"this state; {drop}")
+                    f"before an unnamed one), give it its old name, "
+                    f"{_old_name(topic[len(prefix):])}, to keep this state; {drop}")
     return f"no processor of this version owns it (removed or renamed processor); {drop}"
+
+
+def _old_name(rest: str) -> str:
+    """``name=...`` of the step an internal topic named ``<topology>-<processor>-<rest>`` had."""
+    step = next((rest.removesuffix(s) for s in _SUFFIXES if rest.endswith(s)),
+                rest.rsplit("-", 1)[0])
+    if rest.endswith("-changelog"):
+        join = next((step.removesuffix(s) for s in _JOIN_STORES if step.endswith(s)), None)
+        if join:  # a join's store, or a step named so
+            return f"name={join!r} (a join, whose store was {step!r}) or name={step!r}"
+    return f"name={step!r}"

@@ -22,6 +22,11 @@ in-flight record (it is processed again after the restart), and under exactly-on
 duplicated. Shutdown and rebalances happen between batches, so they find no work in flight;
 work still in flight when the engine closes after a failure is cancelled, uncommitted.
 
+Metrics: each step's calls started, in flight, attempts retried and timed out, and calls failed
+(``StepCounts``, kept by the processor's ``AsyncRunner`` in this worker, so they survive
+rebalances; ``streamflow.observability.metrics`` reads them on a scrape). Calls are counted per
+batch; in-flight, retry and timeout counts per call, beside the call's own coroutine work.
+
 The price is that a batch's calls end before the next batch is taken: the throughput is about
 ``concurrency / latency`` records per second while batches are full (100 calls of 20 ms: about
 5,000 records/s), and a slow call holds up its batch up to ``timeout * (retries + 1)`` plus the
@@ -75,6 +80,19 @@ Work = list[tuple["AsyncStep", Call]]
 """The calls of one step (over the processor's tasks) that one flush runs."""
 
 
+class StepCounts:
+    """What one async step did in this worker, over the processor's tasks (for metrics)."""
+
+    __slots__ = ("calls", "failed", "in_flight", "retried", "timed_out")
+
+    def __init__(self) -> None:
+        self.calls = 0  # started
+        self.in_flight = 0  # started and not ended (waiting for a retry included)
+        self.retried = 0  # attempts tried again
+        self.timed_out = 0  # attempts that ran out of time
+        self.failed = 0  # calls that failed after their last attempt
+
+
 class AsyncRunner:
     """The event loop of a processor's async steps in one worker, in a background thread.
 
@@ -87,6 +105,14 @@ class AsyncRunner:
         self.name = name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self.counts: dict[str, StepCounts] = {}  # by step name
+
+    def counts_of(self, step: str) -> StepCounts:
+        """The counts of ``step`` (made on first use)."""
+        counts = self.counts.get(step)
+        if counts is None:
+            counts = self.counts[step] = StepCounts()
+        return counts
 
     def run(self, steps: list[tuple[int, Work]]) -> None:
         """Run every step's calls (``(concurrency, calls)``); return when all have ended."""
@@ -156,6 +182,7 @@ class AsyncStep:
         self.ctx = ctx
         self.pending: list[Call] = []  # collected during the batch
         self.running: list[Call] = []  # started by the flush, delivered after
+        self.counts = StepCounts()  # the runner's, once a flush ran this step
 
     def step(self) -> Step:
         """The step the records reach: it collects them."""
@@ -179,20 +206,26 @@ class AsyncStep:
         The worker running it waits out the backoff (its slot stays taken).
         """
         attempt = 0
-        while True:
-            try:
-                call.result = await self._attempt(call.value, attempt)
-                return
-            except Exception as e:
-                if attempt >= self.retries:
-                    if self.retries:
-                        e.add_note(f"(after {attempt + 1} attempts)")
-                    call.error = e
+        counts = self.counts
+        counts.in_flight += 1
+        try:
+            while True:
+                try:
+                    call.result = await self._attempt(call.value, attempt)
                     return
-            metrics = self.ctx.metrics  # the processing thread waits meanwhile
-            metrics[self.retried] = metrics.get(self.retried, 0) + 1
-            await asyncio.sleep(self.backoff * 2 ** attempt)
-            attempt += 1
+                except Exception as e:
+                    if attempt >= self.retries:
+                        if self.retries:
+                            e.add_note(f"(after {attempt + 1} attempts)")
+                        call.error = e
+                        return
+                metrics = self.ctx.metrics  # the processing thread waits meanwhile
+                metrics[self.retried] = metrics.get(self.retried, 0) + 1
+                counts.retried += 1
+                await asyncio.sleep(self.backoff * 2 ** attempt)
+                attempt += 1
+        finally:
+            counts.in_flight -= 1
 
     async def _attempt(self, value: Any, attempt: int) -> Any:
         aw = self.fn(value)
@@ -210,6 +243,7 @@ class AsyncStep:
         except TimeoutError:
             if not limit.expired():
                 raise  # the function's own TimeoutError
+            self.counts.timed_out += 1
             msg = (f"{_name(self.fn)} gave no result within {self.timeout:g} s "
                    f"(attempt {attempt + 1} of {self.retries + 1})")
             raise TimeoutError(msg) from None
@@ -227,6 +261,7 @@ class AsyncStep:
             ctx.source = c.source
             try:
                 if c.error is not None:
+                    self.counts.failed += 1
                     raise StepError(name, c.error) from c.error
                 values: Iterable[Any] = (c.result,)
                 if self.flat:
@@ -275,6 +310,8 @@ def flush(contexts: Iterable[TaskContext], runner: AsyncRunner, handle: Handle) 
         for s in steps:
             calls = s.take()
             if calls:
+                s.counts = runner.counts_of(s.name)
+                s.counts.calls += len(calls)
                 started.append(s)
                 work.setdefault(s.name, (s.concurrency, []))[1].extend((s, c) for c in calls)
         if not work:

@@ -153,6 +153,7 @@ def kafka_ports(config: Config, cconf: dict[str, Any], pconf: dict[str, Any],
         # restore consumers log as the group consumer does (an admin client's lines would wait
         # for a poll() nobody makes, so it keeps librdkafka's own logging)
         changelogs=KafkaChangelogs(outside_group),
-        # the global tables' topics, read whole (its client is made on first use)
-        global_tables=KafkaGlobalReader(outside_group),
+        # the global tables' topics, read whole (its client is made on first use); its
+        # statistics give the global tables' lag
+        global_tables=KafkaGlobalReader({**outside_group, **_statistics(config)}),
     )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from streamflow.observability.status import (
     DURATION_BOUNDS_S,
     LATENCY_BOUNDS_S,
+    AsyncStepStatus,
     Histogram,
     PartitionStatus,
     RestoreStatus,
@@ -22,6 +23,7 @@ from streamflow.observability.status import (
 )
 
 if TYPE_CHECKING:
+    from streamflow.plan.async_steps import AsyncRunner
     from streamflow.runtime.engine import Engine
 
 __all__ = ["Counters", "Outputs", "worker_status"]
@@ -126,4 +128,13 @@ def worker_status(engine: Engine, worker_id: str, last_loop: float | None) -> Wo
                               tasks.restore_seconds),
         stores=tuple(StoreStatus(n, hm[0], hm[1]) for n, hm in sorted(stores.items())),
         consumer_stats=c.consumer_stats, consumer_stats_at=c.consumer_stats_at,
-        producer_stats=c.producer_stats)
+        producer_stats=c.producer_stats,
+        global_tables=None if e.globals is None else e.globals.status(),
+        async_steps=_async_steps(tasks.runner))
+
+
+def _async_steps(runner: AsyncRunner | None) -> tuple[AsyncStepStatus, ...]:
+    if runner is None:
+        return ()
+    return tuple(AsyncStepStatus(name, c.calls, c.in_flight, c.retried, c.timed_out, c.failed)
+                 for name, c in sorted(dict(runner.counts).items()))

@@ -19,6 +19,12 @@ holds, in the same write batch as the rows, the next offset of each partition: a
 worker reads only what is new. A checkpoint outside a partition's offsets (the topic was
 recreated or compacted past it) rebuilds the store from the beginning; a memory store is
 always read from the beginning.
+
+Metrics (``status()``, read by ``streamflow.observability.metrics`` on a scrape): records
+applied and skipped per store (counted per consumed batch), the bootstrap's records and
+duration, and each partition's position. The lag needs end offsets: the bootstrap's targets
+while it loads, then the global consumer's librdkafka statistics (``statistics_interval_ms``),
+which the engine never asks for (the consumer's ``statistics`` attribute, when it has one).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from streamflow.dsl.global_table import global_stores
+from streamflow.observability.status import GlobalTablesStatus, GlobalTableStatus
 from streamflow.runtime.errors import ProcessingFailed
 from streamflow.runtime.ports import RestoreConsumer
 from streamflow.serde import SerdeContext, SerdeUnavailable
@@ -66,6 +73,7 @@ class GlobalStore:
         self.offsets: dict[int, int] = (
             {int(p): int(o) for p, o in orjson.loads(raw).items()} if raw else {})
         self.skipped = 0  # records with an undecodable key that the policy let pass
+        self.applied = 0  # rows written or deleted (records with a usable key)
 
     # -- reading (the join steps) -------------------------------------------------------
     def get(self, key: Any, default: Any = None) -> Any:
@@ -102,6 +110,7 @@ class GlobalStore:
                 continue
             if k is not None:
                 batch.append((encode_key(k), m.value()))
+        self.applied += len(batch)
         batch.append(self._offsets_item())
         self.backend.write(batch)
 
@@ -143,6 +152,12 @@ class GlobalTables:
         self.fail_on_bad_key = processor.policies["deserialize"] == "fail"
         self.bootstrapped = False
         self.applied = 0  # records read from the global topics since the start
+        # for status(): when the bootstrap began, what it read and how long it took, and the
+        # end offsets it reads up to
+        self.restore_began: float | None = None
+        self.restore_records = 0
+        self.restore_seconds = 0.0
+        self._targets: dict[tuple[str, int], int] = {}
 
     def _open(self) -> None:
         for name, topic in global_stores(self.processor).items():
@@ -159,7 +174,7 @@ class GlobalTables:
 
         Return False when ``stop()`` became true first (the tables are then incomplete).
         """
-        began = time.monotonic()
+        began = self.restore_began = time.monotonic()
         self._open()
         targets: dict[tuple[str, int], int] = {}
         for topic, stores in self._by_topic.items():
@@ -170,6 +185,7 @@ class GlobalTables:
                 self.reader.add(topic, p, start)
                 if start < high:
                     targets[(topic, p)] = high
+        self._targets = targets
         done_at = dict.fromkeys(targets, False)
         logged = began
         while not all(done_at.values()):
@@ -191,10 +207,12 @@ class GlobalTables:
                          len(done_at))
         for store in self.stores.values():
             store.save_offsets()  # partitions with nothing read yet included
+        self.restore_records = self.applied
+        self.restore_seconds = time.monotonic() - began
         self.bootstrapped = True
         log.info("global tables %s of %s loaded: %d records read in %.2fs",
                  ", ".join(self.stores), self.processor.name, self.applied,
-                 time.monotonic() - began)
+                 self.restore_seconds)
         return True
 
     def _starts(self, topic: str, stores: list[GlobalStore],
@@ -229,6 +247,22 @@ class GlobalTables:
         if msgs:
             self._apply(msgs)
         return len(msgs)
+
+    def status(self, now: float | None = None) -> GlobalTablesStatus:
+        """A snapshot for metrics (safe to call from another thread)."""
+        positions = {(topic, p): off for topic, stores in list(self._by_topic.items())
+                     for p, off in dict(stores[0].offsets).items()}
+        loaded = self.bootstrapped
+        if loaded or self.restore_began is None:
+            records, seconds = self.restore_records, self.restore_seconds
+        else:  # loading: so far
+            records = self.applied
+            seconds = (time.monotonic() if now is None else now) - self.restore_began
+        tables = tuple(GlobalTableStatus(st.name, st.topic, st.applied, st.skipped)
+                       for st in list(self.stores.values()))
+        return GlobalTablesStatus(tables, positions, {} if loaded else dict(self._targets),
+                                  loaded, records, seconds,
+                                  getattr(self.reader, "statistics", None))
 
     def _apply(self, msgs: list[Any]) -> None:
         """Apply consumed records, one write batch per run of one topic."""

@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from tests.integration.kafka_helpers import StreamflowProcess, produce, write_module
+from tests.integration.test_metrics import free_port, get
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +64,26 @@ class Reader:
         self.c.close()
 
 
+def _global_metrics(port: int, applied: int) -> dict[str, list[float]]:
+    """The worker's streamflow_global_* samples, once it applied ``applied`` rows and its
+    global consumer's statistics give a lag for every partition (polled, at most 10 s)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + 10
+    while True:
+        body = get(port, "/metrics")[1].decode()
+        found: dict[str, list[float]] = {}
+        for fam in text_string_to_metric_families(body):
+            for sample in fam.samples:
+                if sample.name.startswith("streamflow_global_"):
+                    found.setdefault(sample.name, []).append(sample.value)
+        done = (found.get("streamflow_global_records_applied_total") == [applied]
+                and len(found.get("streamflow_global_lag_records", [])) == 3)
+        if done or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def test_a_global_table_is_loaded_before_the_backlog_and_followed_while_running(
         tmp_path: Path, kafka_bootstrap: str, new_topic: Any) -> None:
     env = {
@@ -73,6 +94,8 @@ def test_a_global_table_is_loaded_before_the_backlog_and_followed_while_running(
         "STREAMFLOW_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "STREAMFLOW_STATE_DIR": str(tmp_path / "state"),
         "STREAMFLOW_LOG_LEVEL": "INFO",
+        "STREAMFLOW_HEALTH_PORT": str(port := free_port()),
+        "STREAMFLOW_STATISTICS_INTERVAL_MS": "500",
     }
     tx = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random",
                    "transactional.id": env["T_APP"]})
@@ -114,6 +137,12 @@ def test_a_global_table_is_loaded_before_the_backlog_and_followed_while_running(
 
             got = out.until(renamed, 20, proc)
             assert any(v["name"] == "new" for v in got), proc.output()
+            # /metrics: every row applied, each partition read to its end (past its
+            # transaction marker: no lag of 1; librdkafka's position), the bootstrap's records
+            metrics = _global_metrics(port, CUSTOMERS + 1)
+            assert metrics["streamflow_global_records_applied_total"] == [CUSTOMERS + 1]
+            assert metrics["streamflow_global_lag_records"] == [0.0, 0.0, 0.0], metrics
+            assert metrics["streamflow_global_restore_records_total"] == [CUSTOMERS]
         finally:
             assert proc.terminate() == 0, proc.output()
         first_run = time.monotonic() - started

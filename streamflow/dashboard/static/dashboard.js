@@ -80,6 +80,7 @@
         "line-color": "#9aa5b1", "target-arrow-color": "#9aa5b1", "label": "data(label)",
         "font-size": 10, "text-background-color": "#fff", "text-background-opacity": 0.8,
         "color": "#52606d" } },
+      { selector: "edge[kind = 'global']", style: { "line-style": "dashed" } },
     ];
   }
 
