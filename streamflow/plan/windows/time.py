@@ -53,7 +53,11 @@ class TimeWindows:
         b.append(entry)
 
     def add(self, k: Any, v: Any, ts: int, h: Headers | None) -> None:
-        """Fold a record into each open window holding ``ts``."""
+        """Fold a record into each open window holding ``ts``.
+
+        The new aggregates are all computed before any window changes, so a record whose
+        adder raises leaves the key's windows as they were (``streamflow.plan.guard``).
+        """
         env = self.env
         now = env.clock.now
         size = self.size
@@ -63,26 +67,32 @@ class TimeWindows:
         if last + span <= now:
             env.dropped(k, v, ts, h)
             return
+        first = last - ((last - ts + size - 1) // adv) * adv  # the first window holding ts
+        if first < 0:  # no window starts before 0 (as Kafka Streams)
+            first = 0
+        if first + span <= now:  # skip the windows already closed
+            first = last - ((last + span - now - 1) // adv) * adv
         dk = k if type(k) is str else encode_key(k)
         kw = self.keys.get(dk)
+        counting = env.counting
+        if first == last:  # one window (always, for tumbling windows)
+            cell = None if kw is None else kw.wins.get(last)
+            aggs = [env.first(v) if cell is None else
+                    cell.agg + 1 if counting else env.adder(cell.agg, v)]
+        else:
+            aggs = self._aggregates(kw, first, last, v)
         if kw is None or kw.written != env.store.generation:
             kw = env.key_state(self.keys, dk, k)
         wins = kw.wins
-        s = last - ((last - ts + size - 1) // adv) * adv  # the first window holding ts
-        if s < 0:  # no window starts before 0 (as Kafka Streams)
-            s = 0
-        if s + span <= now:  # skip the windows already closed
-            s = last - ((last + span - now - 1) // adv) * adv
-        counting = env.counting
-        adder = env.adder
         emit_update = env.emit_update
-        while s <= last:
+        s = first
+        for agg in aggs:
             cell = wins.get(s)
             if cell is None:
-                wins[s] = cell = WindowCell(env.first(v), ts)
+                wins[s] = cell = WindowCell(agg, ts)
                 self._track(s + span, (dk, s))
             else:
-                cell.agg = cell.agg + 1 if counting else adder(cell.agg, v)
+                cell.agg = agg
                 if ts > cell.max_ts:
                     cell.max_ts = ts
             if emit_update is not None:
@@ -90,6 +100,19 @@ class TimeWindows:
                     cell.windowed = Windowed(k, s, s + size)
                 emit_update(cell.windowed, cell.agg, cell.max_ts, h)
             s += adv
+
+    def _aggregates(self, kw: KeyWindows | None, first: int, last: int, v: Any) -> list[Any]:
+        """The new aggregates of the hopping windows from ``first`` to ``last``, with ``v``."""
+        env = self.env
+        wins = {} if kw is None else kw.wins
+        out = []
+        for s in range(first, last + 1, self.advance):
+            cell = wins.get(s)
+            if cell is None:
+                out.append(env.first(v))
+            else:
+                out.append(cell.agg + 1 if env.counting else env.adder(cell.agg, v))
+        return out
 
     def close_due(self, now: int) -> None:
         """Close the windows whose close time is at most ``now``.
