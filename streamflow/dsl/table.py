@@ -77,8 +77,9 @@ class GroupedStream:
 
         ``spec`` is ``sf.Tumbling``, ``sf.Hopping``, ``sf.Sliding`` or ``sf.Session``;
         ``timestamp(value) -> ms`` extracts event time (default: the record timestamp); records
-        too late for every window go to the declared ``late_topic`` (serialized with its
-        serdes), if given. See ``streamflow.windows`` for the rules::
+        too late for every window (or, sliding, in no open window) go to the declared
+        ``late_topic`` (serialized with its serdes), if given. See ``streamflow.windows`` for
+        the rules::
 
             grouped.window(sf.Tumbling(sf.minutes(1), grace=sf.seconds(10))).count().final()
         """

@@ -16,6 +16,11 @@ their aggregates and the order of the updates are Kafka Streams' own (the confor
   the right window of the record before it, its own left (or early) window, its own right
   window. A closed window is not updated, though it may still seed a new one.
 
+A record that arrives after its left window closed, when no open window holds it yet, is in no
+window at all (Kafka Streams drops it without a trace). streamflow counts it as late, as one
+too late for every window: ``<step>.late_records`` and the ``late_topic``. The windows are
+Kafka Streams' all the same (its right window is still created).
+
 A window closes once stream time passes ``end + grace``; it is forgotten once no accepted record
 can look at it any more (stream time past ``start + 3 * size + grace``). Closing and expiry are
 indexed by heaps.
@@ -113,7 +118,10 @@ class SlidingWindows:
         """Fold a record into the open windows holding it and create its windows.
 
         Every change is computed before any is made, so a record whose adder raises leaves
-        the key's windows as they were (``streamflow.plan.guard``).
+        the key's windows as they were (``streamflow.plan.guard``). A record no open window
+        holds (its left window closed, and no open window holds it yet; Kafka Streams loses
+        it silently) is counted as late: ``<step>.late_records`` and the ``late_topic``. Its
+        right window is still created, as in Kafka Streams, so the windows do not change.
         """
         env = self.env
         if ts + self.after <= env.clock.now:
@@ -127,10 +135,13 @@ class SlidingWindows:
         else:
             changes = self._changes(wins, starts, v, ts)
         if not changes:
+            env.dropped(k, v, ts, h)
             return
         if kw is None or kw.written != env.store.generation:
             kw = env.key_state(self.keys, dk, k)
         self._apply(kw, dk, k, changes, h)
+        if not any(c[4] for c in changes):
+            env.dropped(k, v, ts, h)
 
     def _changes(self, wins: dict[int, WindowCell], starts: list[int], v: Any,
                  ts: int) -> list[_Change]:
