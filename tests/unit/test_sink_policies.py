@@ -123,3 +123,20 @@ def test_a_bad_sink_policy_is_a_topology_error() -> None:
 def test_a_renamed_topology_keeps_the_sink_policy() -> None:
     t = two_sinks().with_name_suffix("-x")
     assert t.processors["p"].step_policies("produce") == {"to-counts": "dead_letter"}
+
+
+def test_dlq_commands_accept_a_processor_whose_only_dead_letters_come_from_a_sink() -> None:
+    from streamflow.errors import ConfigurationError
+    from streamflow.ops.dlq import _dead_letter_topic
+
+    assert _dead_letter_topic(two_sinks(), "p") == DLQ  # on_error="fail", to-counts letters
+    with pytest.raises(ConfigurationError, match=r"'p' has on_error=skip and no step or sink "
+                                                 r"that dead-letters"):
+        _dead_letter_topic(build_plain(on_error="skip"), "p")
+
+
+def build_plain(**policies: Any) -> sf.Topology:
+    t = sf.Topology("t")
+    src = t.topic("in", key=sf.String(), value=sf.Json(), external=True)
+    t.processor("p", **policies).stream(src).to(t.topic("out"))
+    return t
