@@ -9,6 +9,7 @@ import pytest
 import streamflow as sf
 from streamflow.runtime.errors import ProcessingFailed
 from streamflow.testing import TopologyTestDriver
+from tests.unit.test_error_phases import routed
 
 DLQ = "t.p.dlq"
 
@@ -84,18 +85,7 @@ def test_a_sink_policy_may_be_a_handler_and_covers_a_routed_sinks_outputs_only()
         seen.append(ctx)
         return "skip"
 
-    t = sf.Topology("t")
-    src = t.topic("in", key=sf.String(), value=sf.Json(), external=True)
-    out = t.topic("out", key=sf.String(), value=sf.Int())
-
-    def route(r: sf.Record) -> str:
-        if r.value == "boom":
-            raise ValueError("no route")
-        return out.name
-
-    t.processor("p", on_error="dead_letter").stream(src).to(route, name="route",
-                                                           on_produce_error=decide)
-    with TopologyTestDriver(t) as driver:
+    with TopologyTestDriver(routed(on_produce_error=decide)) as driver:
         for v in ["text", 7, "boom"]:
             driver.input("in").send(v, key="k")
         assert driver.output("out").read_values() == [7]
