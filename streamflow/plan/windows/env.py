@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 NO_TIME = -(1 << 63)
 NEVER = 1 << 63  # the due time of a kind without open windows
+
+
 def dict_key(key: Any, kb: bytes) -> Any:
     """The in-memory dict key of a grouping key.
 

@@ -75,12 +75,16 @@ class TimeWindows:
         dk = k if type(k) is str else encode_key(k)
         kw = self.keys.get(dk)
         counting = env.counting
-        if first == last:  # one window (always, for tumbling windows)
-            cell = None if kw is None else kw.wins.get(last)
-            aggs = [env.first(v) if cell is None else
-                    cell.agg + 1 if counting else env.adder(cell.agg, v)]
-        else:
+        if first != last:
             aggs = self._aggregates(kw, first, last, v)
+        else:  # one window (always, for tumbling windows): no loop
+            cell = None if kw is None else kw.wins.get(last)
+            if cell is None:
+                aggs = [env.first(v)]
+            elif counting:
+                aggs = [cell.agg + 1]
+            else:
+                aggs = [env.adder(cell.agg, v)]
         if kw is None or kw.written != env.store.generation:
             kw = env.key_state(self.keys, dk, k)
         wins = kw.wins
