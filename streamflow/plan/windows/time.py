@@ -108,14 +108,17 @@ class TimeWindows:
     def _aggregates(self, kw: KeyWindows | None, first: int, last: int, v: Any) -> list[Any]:
         """The new aggregates of the hopping windows from ``first`` to ``last``, with ``v``."""
         env = self.env
-        wins = {} if kw is None else kw.wins
+        new = env.first
+        counting = env.counting
+        adder = env.adder
+        get = ({} if kw is None else kw.wins).get
         out = []
         for s in range(first, last + 1, self.advance):
-            cell = wins.get(s)
+            cell = get(s)
             if cell is None:
-                out.append(env.first(v))
+                out.append(new(v))
             else:
-                out.append(cell.agg + 1 if env.counting else env.adder(cell.agg, v))
+                out.append(cell.agg + 1 if counting else adder(cell.agg, v))
         return out
 
     def close_due(self, now: int) -> None:
