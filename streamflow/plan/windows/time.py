@@ -74,51 +74,36 @@ class TimeWindows:
             first = last - ((last + span - now - 1) // adv) * adv
         dk = k if type(k) is str else encode_key(k)
         kw = self.keys.get(dk)
-        counting = env.counting
-        if first != last:
+        aggs: list[Any] | None = None  # a count cannot fail: counted in the one pass below
+        if not env.counting:
             aggs = self._aggregates(kw, first, last, v)
-        else:  # one window (always, for tumbling windows): no loop
-            cell = None if kw is None else kw.wins.get(last)
-            if cell is None:
-                aggs = [env.first(v)]
-            elif counting:
-                aggs = [cell.agg + 1]
-            else:
-                aggs = [env.adder(cell.agg, v)]
         if kw is None or kw.written != env.store.generation:
             kw = env.key_state(self.keys, dk, k)
         wins = kw.wins
         emit_update = env.emit_update
-        s = first
-        for agg in aggs:
+        for i, s in enumerate(range(first, last + 1, adv)):
             cell = wins.get(s)
             if cell is None:
-                wins[s] = cell = WindowCell(agg, ts)
+                wins[s] = cell = WindowCell(1 if aggs is None else aggs[i], ts)
                 self._track(s + span, (dk, s))
             else:
-                cell.agg = agg
+                cell.agg = cell.agg + 1 if aggs is None else aggs[i]
                 if ts > cell.max_ts:
                     cell.max_ts = ts
             if emit_update is not None:
                 if cell.windowed is None:
                     cell.windowed = Windowed(k, s, s + size)
                 emit_update(cell.windowed, cell.agg, cell.max_ts, h)
-            s += adv
 
     def _aggregates(self, kw: KeyWindows | None, first: int, last: int, v: Any) -> list[Any]:
-        """The new aggregates of the hopping windows from ``first`` to ``last``, with ``v``."""
-        env = self.env
-        new = env.first
-        counting = env.counting
-        adder = env.adder
+        """The new aggregates of the windows from ``first`` to ``last``, with ``v``."""
+        new = self.env.first
+        adder = self.env.adder
         get = ({} if kw is None else kw.wins).get
         out = []
         for s in range(first, last + 1, self.advance):
             cell = get(s)
-            if cell is None:
-                out.append(new(v))
-            else:
-                out.append(cell.agg + 1 if counting else adder(cell.agg, v))
+            out.append(new(v) if cell is None else adder(cell.agg, v))
         return out
 
     def close_due(self, now: int) -> None:
