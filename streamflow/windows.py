@@ -40,7 +40,8 @@ Time
     includes the record): it is not added to that window. A record late for *all* its windows
     is dropped, counted in the task metric ``<step>.late_records`` (see
     ``TopologyTestDriver.metrics()``) and, with ``late_topic=``, produced unchanged to that
-    topic. Records with a null key or value, or a negative event time, are skipped
+    topic. So is a sliding-window record that no open window holds (see ``Sliding``).
+    Records with a null key or value, or a negative event time, are skipped
     (``<step>.skipped_records``), as in Kafka Streams.
 
 Quiet partitions (``close_after_idle``)
@@ -231,7 +232,9 @@ class Sliding:
     1, t + 1 + size]``. Records with ``t < size`` share the early window ``[0, size]`` instead
     of ``[t - size, t]``. The windows and aggregates are Kafka Streams' own, computed by its
     algorithm (``streamflow.plan.windows.sliding``), including where it loses a record: one
-    arriving after its left window closed, with no open window holding it yet.
+    arriving after its left window closed, with no open window holding it yet. Kafka Streams
+    drops such a record silently; streamflow counts it as late (``<step>.late_records``, and
+    the ``late_topic`` when there is one), which changes no window.
 
     >>> Sliding(seconds(30)).describe()
     'sliding(30s)'

@@ -124,10 +124,15 @@ class Merge(Node):
 
 @dataclass(frozen=True)
 class Sink(Node):
-    """Produce to a declared topic, or to the topic a function picks per record."""
+    """Produce to a declared topic, or to the topic a function picks per record.
+
+    ``on_produce_error`` (None for the processor's) is what happens to a record whose key or
+    value cannot be serialized for this sink's topic.
+    """
 
     topic: str | None = None
     router: Callable[[Any], Any] | None = None
+    on_produce_error: OnError | None = field(default=None, kw_only=True)
     kind: ClassVar[str] = "sink"
 
     def label(self) -> str:

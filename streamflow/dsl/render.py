@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from streamflow.dsl.global_table import global_topics
-from streamflow.dsl.nodes import Node
+from streamflow.dsl.nodes import Node, Sink
 from streamflow.dsl.policies import phases_label, policy_label
 
 if TYPE_CHECKING:
@@ -24,6 +24,14 @@ def _topic_line(t: Topic) -> str:
     return f"  {t.name}{kind}: {', '.join(bits)}"
 
 
+def _overrides(node: Node) -> str:
+    """`` [on_error=...]`` for a step overriding the processor's policy, or ``""``."""
+    out = "" if node.on_error is None else f" [on_error={policy_label(node.on_error)}]"
+    if isinstance(node, Sink) and node.on_produce_error is not None:
+        out += f" [on_produce_error={policy_label(node.on_produce_error)}]"
+    return out
+
+
 def _steps(p: Processor) -> list[str]:
     children: dict[str, list[Node]] = {n: [] for n in p.nodes}
     for node in p.nodes.values():
@@ -38,8 +46,7 @@ def _steps(p: Processor) -> list[str]:
             lines.append(f"{pad}-> {node.name} (see above)")
             return
         seen.add(node.name)
-        on_error = "" if node.on_error is None else f" [on_error={policy_label(node.on_error)}]"
-        lines.append(f"{pad}{node.name}: {node.label()}{on_error}")
+        lines.append(f"{pad}{node.name}: {node.label()}{_overrides(node)}")
         for c in children[node.name]:
             walk(c, depth + 1)
 

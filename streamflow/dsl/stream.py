@@ -363,14 +363,28 @@ class Stream:
                           name, on_error)
 
     def to(self, topic: Topic | str | Callable[[Record], Topic | str], *,
-           name: str | None = None) -> None:
-        """Produce the records to a declared topic, or to ``fn(record)``'s topic per record."""
+           name: str | None = None, on_produce_error: OnError | None = None) -> None:
+        """Produce the records to a declared topic, or to ``fn(record)``'s topic per record.
+
+        ``on_produce_error`` is what happens to a record whose key or value cannot be
+        serialized for this sink, instead of the processor's ``on_produce_error`` (same
+        values: ``"fail"``, ``"skip"``, ``"dead_letter"`` or a function deciding)::
+
+            stream.to(archive, on_produce_error="dead_letter")  # unfit records: dead letters
+            stream.to(billing)  # the processor's policy (by default: fail)
+        """
         topology = self._processor.topology
+        policy = None
+        if on_produce_error is not None:
+            policy = check_on_error(f"processor {self._processor.name!r}: to() "
+                                    "on_produce_error", on_produce_error)
         if isinstance(topic, (Topic, str)):
             resolved = topology.resolve_topic(topic).name
-            self._then(lambda n: Sink(n, (self._node,), resolved, None), "to", name)
+            self._then(lambda n: Sink(n, (self._node,), resolved, None,
+                                      on_produce_error=policy), "to", name)
         elif callable(topic):
-            self._then(lambda n: Sink(n, (self._node,), None, topic), "to", name)
+            self._then(lambda n: Sink(n, (self._node,), None, topic, on_produce_error=policy),
+                       "to", name)
         else:
             msg = f"to() needs a Topic, a topic name or a function, got {topic!r}"
             raise TopologyError(msg)

@@ -30,11 +30,13 @@ class GroupedStream:
 
     def _aggregate(self, op: str, initializer: Callable[[], Any] | None,
                    adder: Callable[[Any, Any], Any], name: str | None,
-                   value_serde: Any, ttl: Any = None) -> Table:
+                   value_serde: Any, ttl: Any = None, on_error: OnError | None = None) -> Table:
         p = self._processor
         step = p.node_name(op, name)
+        if on_error is not None:
+            check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
         store = p.add_store(step, value_serde=value_serde, ttl=ttl, timestamped=True)
-        p.add(Aggregate(step, (self._node,), store, initializer, adder, op))
+        p.add(Aggregate(step, (self._node,), store, initializer, adder, op, on_error=on_error))
         return Table(p, step, store)
 
     def count(self, *, name: str | None = None, ttl: Any = None) -> Table:
@@ -45,21 +47,34 @@ class GroupedStream:
         return self._aggregate("count", lambda: 0, _count, name, None, ttl)
 
     def reduce(self, fn: Callable[[Any, Any], Any], *, name: str | None = None,
-               value_serde: Any = None, ttl: Any = None) -> Table:
+               value_serde: Any = None, ttl: Any = None,
+               on_error: OnError | None = None) -> Table:
         """Combine the values of each key with ``fn(aggregate, value)``.
 
-        The first value of a key is its first aggregate. The store keeps them with
-        ``value_serde``: by default the topic's serde when the values are a topic's unchanged
-        (``Processor.value_serde_at``), else JSON.
+        The first value of a key is its first aggregate. ``on_error`` as ``aggregate``'s. The
+        store keeps them with ``value_serde``: by default the topic's serde when the values are
+        a topic's unchanged (``Processor.value_serde_at``), else JSON.
         """
         if value_serde is None:  # the values' own serde (streamflow.serde.stored)
             value_serde = row_serde(self._processor.value_serde_at(self._node))
-        return self._aggregate("reduce", None, fn, name, value_serde, ttl)
+        return self._aggregate("reduce", None, fn, name, value_serde, ttl, on_error)
 
     def aggregate(self, initializer: Callable[[], Any], adder: Callable[[Any, Any], Any], *,
-                  name: str | None = None, value_serde: Any = None, ttl: Any = None) -> Table:
-        """Fold the values of each key: ``initializer()`` then ``adder(aggregate, value)``."""
-        return self._aggregate("aggregate", initializer, adder, name, value_serde, ttl)
+                  name: str | None = None, value_serde: Any = None, ttl: Any = None,
+                  on_error: OnError | None = None) -> Table:
+        """Fold the values of each key: ``initializer()`` then ``adder(aggregate, value)``.
+
+        ``on_error`` (``"fail"``, ``"skip"``, ``"dead_letter"`` or a function deciding;
+        default: the processor's ``on_processing_error``) is what happens to a record whose
+        ``initializer`` or ``adder`` raises. Its key's aggregate is then left as it was: nothing
+        is stored, nothing goes to the changelog or downstream. Under a policy that may go on
+        (not ``"fail"``), ``adder`` is given a copy of a mutable aggregate, so an adder that
+        changes it in place before raising cannot corrupt it either::
+
+            grouped.aggregate(dict, add_payment, name="totals", on_error="dead_letter")
+        """
+        return self._aggregate("aggregate", initializer, adder, name, value_serde, ttl,
+                               on_error)
 
     def window(self, spec: Any, *, timestamp: Callable[[Any], int] | None = None,
                late_topic: Topic | str | None = None) -> WindowedStream:
@@ -67,8 +82,9 @@ class GroupedStream:
 
         ``spec`` is ``sf.Tumbling``, ``sf.Hopping``, ``sf.Sliding`` or ``sf.Session``;
         ``timestamp(value) -> ms`` extracts event time (default: the record timestamp); records
-        too late for every window go to the declared ``late_topic`` (serialized with its
-        serdes), if given. See ``streamflow.windows`` for the rules::
+        too late for every window (or, sliding, in no open window) go to the declared
+        ``late_topic`` (serialized with its serdes), if given. See ``streamflow.windows`` for
+        the rules::
 
             grouped.window(sf.Tumbling(sf.minutes(1), grace=sf.seconds(10))).count().final()
         """

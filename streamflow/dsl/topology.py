@@ -494,9 +494,22 @@ class Processor:
                 if isinstance(n, ForeignKeyJoin) and n.written_topic]
         return list(dict.fromkeys(out))
 
-    def step_policies(self) -> dict[str, OnError]:
-        """The steps that override ``on_processing_error`` (``on_error=`` on the step)."""
-        return {n.name: n.on_error for n in self.nodes.values() if n.on_error is not None}
+    def step_policies(self, phase: Phase = "process") -> dict[str, OnError]:
+        """The steps whose own policy overrides the processor's for ``phase``.
+
+        ``on_error=`` on a step overrides ``on_processing_error``; ``on_produce_error=`` on a
+        sink (``to()``) overrides the processor's ``on_produce_error``. Decoding a source
+        has no step override.
+        """
+        from streamflow.dsl.nodes import Sink
+
+        nodes = self.nodes.values()
+        if phase == "process":
+            return {n.name: n.on_error for n in nodes if n.on_error is not None}
+        if phase == "produce":
+            return {n.name: n.on_produce_error for n in nodes
+                    if isinstance(n, Sink) and n.on_produce_error is not None}
+        return {}
 
     @property
     def dead_letters(self) -> bool:
@@ -504,8 +517,9 @@ class Processor:
 
         A policy (of a phase or a step) is ``"dead_letter"`` or a function that may return it.
         """
+        steps = [p for ph in PHASES for p in self.step_policies(ph).values()]
         return any(p == "dead_letter" or callable(p)
-                   for p in (*self.policies.values(), *self.step_policies().values()))
+                   for p in (*self.policies.values(), *steps))
 
     def options(self) -> dict[str, Any]:
         """The processor's settings, for describe and tooling (policies in words)."""

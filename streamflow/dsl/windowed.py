@@ -6,12 +6,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from streamflow.dsl.nodes import Sink, WindowAggregate, WindowEmit
-from streamflow.dsl.topology import Topic, TopologyError
+from streamflow.dsl.topology import Topic, TopologyError, check_on_error
 from streamflow.serde.stored import kept_serde
 from streamflow.serde.windowed import WindowValueSerde
 from streamflow.windows import Hopping, Session, Sliding, Tumbling, WindowSpec
 
 if TYPE_CHECKING:
+    from streamflow.dsl.policies import OnError
     from streamflow.dsl.stream import Stream
     from streamflow.dsl.topology import Processor
 
@@ -38,7 +39,8 @@ class WindowedStream:
 
     def _aggregate(self, op: str, initializer: Callable[[], Any] | None,
                    adder: Callable[[Any, Any], Any], merger: Callable[[Any, Any], Any] | None,
-                   name: str | None, value_serde: Any) -> WindowedTable:
+                   name: str | None, value_serde: Any,
+                   on_error: OnError | None = None) -> WindowedTable:
         if not callable(adder):
             msg = f"window {op}() needs a function, got {type(adder).__name__}"
             raise TopologyError(msg)
@@ -51,12 +53,14 @@ class WindowedStream:
             raise TopologyError(msg)
         p = self._processor
         step = p.node_name(f"window-{op}", name)
+        if on_error is not None:
+            check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
         store = p.add_store(step, value_serde=WindowValueSerde(value_serde))
         late_sink = None
         if self._late_topic is not None:
             late_sink = f"{step}.late"
         p.add(WindowAggregate(step, (self._node,), self.spec, store, initializer, adder, merger,
-                              op, self._timestamp, late_sink))
+                              op, self._timestamp, late_sink, on_error=on_error))
         if late_sink is not None:
             p.add(Sink(late_sink, (step,), self._late_topic, None))
         return WindowedTable(p, step, self.spec)
@@ -66,22 +70,34 @@ class WindowedStream:
         return self._aggregate("count", _zero, _count, _add, name, None)
 
     def reduce(self, fn: Callable[[Any, Any], Any], *, name: str | None = None,
-               value_serde: Any = None) -> WindowedTable:
+               value_serde: Any = None, on_error: OnError | None = None) -> WindowedTable:
         """Combine the values of each key and window with ``fn(aggregate, value)``.
 
-        The first value is the first aggregate. Sessions merge with ``fn`` too.
+        The first value is the first aggregate. Sessions merge with ``fn`` too. ``on_error``
+        as ``aggregate``'s.
         """
         if value_serde is None:  # the values' own serde (its windows say which format)
             value_serde = kept_serde(self._processor.value_serde_at(self._node))
-        return self._aggregate("reduce", None, fn, fn, name, value_serde)
+        return self._aggregate("reduce", None, fn, fn, name, value_serde, on_error)
 
     def aggregate(self, initializer: Callable[[], Any], adder: Callable[[Any, Any], Any], *,
                   merger: Callable[[Any, Any], Any] | None = None, name: str | None = None,
-                  value_serde: Any = None) -> WindowedTable:
+                  value_serde: Any = None, on_error: OnError | None = None) -> WindowedTable:
         """Fold each key's values per window: ``initializer()``, then ``adder(aggregate, value)``.
 
         Session windows also need ``merger(agg1, agg2)`` (ignored by other windows). ``value_serde``
         stores the aggregates (JSON by default).
+
+        ``on_error`` (``"fail"``, ``"skip"``, ``"dead_letter"`` or a function deciding;
+        default: the processor's ``on_processing_error``) is what happens to a record whose
+        ``initializer``, ``adder`` or ``merger`` raises. None of its windows changes then
+        (a hopping or sliding record's windows are all updated or none), so nothing of it
+        reaches the changelog or downstream; it still moves stream time (which may close
+        windows), as in Kafka Streams. Under a policy that may go on (not ``"fail"``),
+        ``adder`` and ``merger`` get a copy of a mutable aggregate (see
+        ``streamflow.plan.guard``)::
+
+            windowed.aggregate(dict, add_reading, name="per-minute", on_error="skip")
 
         Keep ``adder`` free of side effects on its input where it can be: sliding windows
         start new windows from a (deep) copy of an existing window's aggregate.
@@ -92,7 +108,8 @@ class WindowedStream:
         if merger is not None and not callable(merger):
             msg = "window aggregate() merger must be a function (agg1, agg2)"
             raise TopologyError(msg)
-        return self._aggregate("aggregate", initializer, adder, merger, name, value_serde)
+        return self._aggregate("aggregate", initializer, adder, merger, name, value_serde,
+                               on_error)
 
     def __repr__(self) -> str:
         return f"WindowedStream({self._processor.name}/{self._node}, {self.spec.describe()})"

@@ -146,7 +146,8 @@ def _records(s: WorkerStatus, base: list[str]) -> Iterator[Metric]:
     dead.add_metric([*base, s.dead_letter_topic], s.dead_lettered)
     yield dead
     late = _counter("streamflow_records_late",
-                    "Records too late for every window they belong to.", ("step",))
+                    "Records too late for every window they belong to (or in no open sliding "
+                    "window).", ("step",))
     dropped = _counter("streamflow_records_window_skipped",
                        "Records a window step dropped (no timestamp or key).", ("step",))
     invalid = _counter("streamflow_records_invalid",

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamflow.config import Config
+from streamflow.dsl.policies import phases_label
 from streamflow.dsl.topology import Processor, Topology
 from streamflow.errors import ConfigurationError, UsageError
 from streamflow.kafka import client, groups, reading
@@ -135,9 +136,10 @@ def replay_group(processor: Processor, flt: ReplayFilter | None = None) -> str:
 
 def _dead_letter_topic(topology: Topology, processor: str) -> str:
     p = topology.processors[processor]
-    if p.on_error != "dead_letter":
-        msg = (f"processor {processor!r} has on_error={p.on_error!r}: it sends no dead letters "
-               f"(its dead-letter topic would be {p.dead_letter_topic!r})")
+    if not p.dead_letters:  # no policy (of a phase, a step or a sink) may dead-letter
+        msg = (f"processor {processor!r} has {phases_label(p.policies)} and no step or sink "
+               f"that dead-letters: it sends no dead letters (its dead-letter topic would be "
+               f"{p.dead_letter_topic!r})")
         raise ConfigurationError(msg)
     return p.dead_letter_topic
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from streamflow.dsl.nodes import Aggregate, Join, Process, TableOp
 from streamflow.plan.context import Step, StepError, TaskContext
+from streamflow.plan.guard import on_copies
 from streamflow.plan.steps import record_of
 from streamflow.plan.wiring import Wiring
 from streamflow.record import Headers
@@ -41,13 +42,17 @@ def build_aggregate(w: Wiring, node: Aggregate) -> Step:
     The aggregate's timestamp is the largest of the records that contributed to it (Kafka
     Streams' ``KStreamAggregate``): ``a=650@103000`` then ``a=670@99750`` gives
     ``a->1320@103000``. A row of unknown time (a store written before rows had timestamps,
-    ``NO_TIMESTAMP``) takes the next record's.
+    ``NO_TIMESTAMP``) takes the next record's. A record whose initializer or adder raises
+    changes nothing (see ``streamflow.plan.guard``); its step's ``on_error`` decides.
     """
     store = w.store(node.store)
     get = store.get_stamped
     put = store.put_stamped
     init = node.initializer
-    adder = node.adder
+    first = node.adder  # a fresh initial aggregate needs no copy
+    assert first is not None
+    # a record whose adder raises leaves its key's row as it was (streamflow.plan.guard)
+    adder = first if node.op == "count" else on_copies(first, w, node)
     name = node.name
     nxt = w.downstream(node)
 
@@ -58,9 +63,9 @@ def build_aggregate(w: Wiring, node: Aggregate) -> Step:
         row = get(kb)
         try:
             if row is None:
-                new = v if init is None else adder(init(), v)  # type: ignore[misc]
+                new = v if init is None else first(init(), v)
             else:
-                new = adder(row[0], v)  # type: ignore[misc]
+                new = adder(row[0], v)
                 if row[1] > ts:
                     ts = row[1]
         except Exception as e:

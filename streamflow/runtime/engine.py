@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamflow.dsl.policies import PHASES
 from streamflow.errors import ProcessingError
 from streamflow.kafka.client import KafkaException, error_is_fatal
 from streamflow.runtime.collector import Collector
@@ -71,7 +72,7 @@ class Engine:
             self.tasks.global_stores = self.globals.stores  # filled by start()
         self.policy = ErrorPolicy(processor.policies, processor.name,
                                   processor.dead_letter_topic, self.collector.dead_letter,
-                                  steps=processor.step_policies())
+                                  steps={ph: processor.step_policies(ph) for ph in PHASES})
         self.consumer: GroupConsumer | None = None
         self.failed = False  # once set, nothing more is committed or checkpointed
         self.joined = False  # a first assignment came (possibly of nothing)

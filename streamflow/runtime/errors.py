@@ -3,9 +3,10 @@
 A record fails while being decoded (``deserialize``), in user code (``process``) or while an
 output is serialized (``produce``); the processor has a policy per phase
 (``on_deserialize_error``, ``on_processing_error``, ``on_produce_error``; ``on_error`` is the
-shorthand), and a step's own ``on_error=`` overrides ``on_processing_error`` for exceptions
-in that step (see :mod:`streamflow.dsl.policies`). A policy that is a function is called with
-an :class:`~streamflow.dsl.policies.ErrorContext` and returns the action.
+shorthand); a step's own ``on_error=`` overrides ``on_processing_error`` for exceptions in
+that step, and a sink's ``on_produce_error=`` (``to(topic, on_produce_error=...)``) the
+processor's for its outputs (see :mod:`streamflow.dsl.policies`). A policy that is a function
+is called with an :class:`~streamflow.dsl.policies.ErrorContext` and returns the action.
 
 ``fail`` stops the processor with a message naming the record and the step; ``skip`` logs
 and drops it; ``dead_letter`` produces the original key and value bytes to the dead-letter
@@ -51,6 +52,11 @@ PHASE_HEADER = "streamflow.error.phase"
 """The dead-letter header naming the phase that failed: deserialize, process or produce."""
 
 
+STEP_ARGUMENT: dict[Phase, str] = {"deserialize": "on_deserialize_error", "process": "on_error",
+                                   "produce": "on_produce_error"}
+"""The step argument that overrides each phase's policy (the source has none)."""
+
+
 class ProcessingFailed(ProcessingError):
     """A record failed under a ``fail`` policy; the processor stops without committing it."""
 
@@ -68,15 +74,16 @@ def _fields(topic: str, partition: int, offset: int, step: str) -> dict[str, obj
 class ErrorPolicy:
     """Applies a processor's error policies to a failed record.
 
-    ``policies`` holds each phase's policy; ``steps`` the steps whose own ``on_error=``
-    overrides the process phase's.
+    ``policies`` holds each phase's policy; ``steps`` per phase the steps whose own policy
+    overrides the phase's (``on_error=`` of a step for ``process``, ``on_produce_error=`` of
+    a sink for ``produce``): the most specific policy decides.
     """
 
     def __init__(self, policies: Mapping[Phase, OnError], processor: str,
                  dead_letter_topic: str, produce: Produce, *,
-                 steps: Mapping[str, OnError] | None = None) -> None:
+                 steps: Mapping[Phase, Mapping[str, OnError]] | None = None) -> None:
         self.policies = dict(policies)
-        self.steps = dict(steps or {})
+        self.steps = {ph: dict(by_step) for ph, by_step in (steps or {}).items()}
         self.processor = processor
         self.dead_letter_topic = dead_letter_topic
         self.produce = produce
@@ -90,8 +97,9 @@ class ErrorPolicy:
 
     def _policy(self, error: StepError) -> tuple[OnError, str]:
         """The policy for ``error`` and the argument that set it (for messages)."""
-        if error.phase == "process" and error.step in self.steps:
-            return self.steps[error.step], f"on_error of step {error.step!r}"
+        override = self.steps.get(error.phase, {}).get(error.step)
+        if override is not None:
+            return override, f"{STEP_ARGUMENT[error.phase]} of step {error.step!r}"
         return self.policies[error.phase], ARGUMENT[error.phase]
 
     def _decide(self, policy: OnError, setting: str, error: StepError, topic: str,

@@ -72,8 +72,11 @@ def test_each_phase_policy_covers_only_the_failures_of_its_phase(phase: str) -> 
             driver.input("in").send_raw(RAW_OF_PHASE[phase], key=b"x")
 
 
-def test_a_router_failing_is_a_processing_error_its_output_not_serializing_a_produce_error(
-) -> None:
+def routed(**sink: Any) -> sf.Topology:
+    """``in`` -> [p (on_error=dead_letter): to the ``out`` (Int) topic a router picks].
+
+    The router raises for ``"boom"``; ``sink`` are more arguments of ``to()``.
+    """
     t = sf.Topology("t")
     src = t.topic("in", key=sf.String(), value=sf.Json(), external=True)
     out = t.topic("out", key=sf.String(), value=sf.Int())
@@ -83,8 +86,13 @@ def test_a_router_failing_is_a_processing_error_its_output_not_serializing_a_pro
             raise ValueError("no route")
         return out.name
 
-    t.processor("p", on_error="dead_letter").stream(src).to(route, name="route")
-    with TopologyTestDriver(t) as driver:
+    t.processor("p", on_error="dead_letter").stream(src).to(route, name="route", **sink)
+    return t
+
+
+def test_a_router_failing_is_a_processing_error_its_output_not_serializing_a_produce_error(
+) -> None:
+    with TopologyTestDriver(routed()) as driver:
         for v in ["boom", "text", 7]:
             driver.input("in").send(v, key="k")
         assert driver.output("out").read_values() == [7]

@@ -58,8 +58,9 @@ def comparable(spec: Any, records: list[Rec]) -> list[Rec]:
 
     A record arriving when its left window has closed but its right window would still be
     open is accepted, yet Kafka Streams (whose algorithm streamflow follows) keeps it only in
-    the open windows that already hold it: one with no such window is lost, and later windows
-    start from aggregates without it. The conformance suite checks that band against Kafka
+    the open windows that already hold it: one with no such window is in no window (streamflow
+    counts it as late, see test_sliding_late), and later windows start from aggregates without
+    it. The conformance suite checks that band against Kafka
     Streams itself (tests/conformance); here such records are left out.
     """
     if not isinstance(spec, sf.Sliding):

@@ -6,12 +6,12 @@ The prologue gathered at compile time, stream time, the per-record step around a
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from streamflow.dsl.nodes import WindowAggregate, WindowEmit
 from streamflow.plan.context import Step, StepError, fanout
+from streamflow.plan.guard import on_copies
 from streamflow.record import Headers
 from streamflow.serde.base import SerdeUnavailable
 from streamflow.state.keys import encode_key
@@ -29,12 +29,6 @@ if TYPE_CHECKING:
 
 NO_TIME = -(1 << 63)
 NEVER = 1 << 63  # the due time of a kind without open windows
-_IMMUTABLE = frozenset((int, float, str, bool, bytes, type(None), tuple, frozenset))
-
-
-def copy_agg(agg: Any) -> Any:
-    """A private copy of an aggregate that two windows would otherwise share."""
-    return agg if type(agg) in _IMMUTABLE else copy.deepcopy(agg)
 
 
 def dict_key(key: Any, kb: bytes) -> Any:
@@ -158,9 +152,13 @@ class WindowEnv:
         self.extractor = node.timestamp
         init, adder = node.initializer, node.adder
         assert adder is not None
-        self.adder: Callable[[Any, Any], Any] = adder
-        self.merger = node.merger
         self.counting = node.op == "count"  # adder known: inline it
+        # the kinds compute a record's every change before making any, and under a policy
+        # that goes on the user's functions get copies: a failed record leaves no trace
+        self.adder: Callable[[Any, Any], Any] = (
+            adder if self.counting else on_copies(adder, w, node))
+        self.merger = (node.merger if node.merger is None or self.counting
+                       else on_copies(node.merger, w, node))
         if init is None:  # reduce: the first value is the first aggregate
             self.first: Callable[[Any], Any] = _identity
         else:

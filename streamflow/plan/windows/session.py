@@ -4,6 +4,10 @@ A key's records less than ``gap`` apart form one session ``[start, end]`` (a rec
 sessions merges them with the ``merger``); a session closes when stream time reaches
 ``end + gap + 1 + grace``.
 
+A record's new aggregate (its adder, and the merger when it bridges sessions) is computed
+before its key's sessions change, so a record whose function raises leaves them as they were
+(``streamflow.plan.guard``).
+
 A key's sessions are disjoint and kept with their starts in order; closing is indexed by a
 heap of ``(close time, store key, start, dict key)``. Extending a session does not touch the
 heap: an entry popped before its session's close time (the session grew since) goes back with
@@ -97,8 +101,6 @@ class Sessions:
             gap = self.gap
             j = bisect_right(starts, ts + gap) - 1  # the last session starting in reach
             if j >= 0 and wins[starts[j]].max_ts >= ts - gap:
-                if kw.written != env.store.generation:
-                    env.touched(kw)
                 start = starts[j]
                 if start <= ts and (j == 0 or wins[starts[j - 1]].max_ts < ts - gap):
                     self._extend(k, kw, start, v, ts, h)  # the common case
@@ -121,7 +123,10 @@ class Sessions:
         env = self.env
         emit_update = env.emit_update
         cell = kw.wins[start]
-        cell.agg = env.adder(cell.agg, v)
+        agg = env.adder(cell.agg, v)  # first: a record whose adder raises changes nothing
+        if kw.written != env.store.generation:
+            env.touched(kw)
+        cell.agg = agg
         end0 = cell.max_ts
         if ts > end0:
             cell.max_ts = ts  # its heap entry is now early: close_due moves it
@@ -147,6 +152,8 @@ class Sessions:
         for s in merged[1:]:
             agg = self.merger(agg, wins[s].agg)
         cell = WindowCell(self.env.adder(agg, v), max(ts, wins[merged[-1]].max_ts))
+        if kw.written != self.env.store.generation:  # nothing failed: now change the key
+            self.env.touched(kw)
         emit_update = self.env.emit_update
         for s in merged:
             old = wins.pop(s)

@@ -16,6 +16,11 @@ their aggregates and the order of the updates are Kafka Streams' own (the confor
   the right window of the record before it, its own left (or early) window, its own right
   window. A closed window is not updated, though it may still seed a new one.
 
+A record that arrives after its left window closed, when no open window holds it yet, is in no
+window at all (Kafka Streams drops it without a trace). streamflow counts it as late, as one
+too late for every window: ``<step>.late_records`` and the ``late_topic``. The windows are
+Kafka Streams' all the same (its right window is still created).
+
 A window closes once stream time passes ``end + grace``; it is forgotten once no accepted record
 can look at it any more (stream time past ``start + 3 * size + grace``). Closing and expiry are
 indexed by heaps.
@@ -27,14 +32,8 @@ import heapq
 from bisect import bisect_left, bisect_right, insort
 from typing import Any
 
-from streamflow.plan.windows.env import (
-    NEVER,
-    KeyWindows,
-    WindowEnv,
-    copy_agg,
-    dict_key,
-    emit_order,
-)
+from streamflow.plan.guard import copy_agg
+from streamflow.plan.windows.env import NEVER, KeyWindows, WindowEnv, dict_key, emit_order
 from streamflow.record import Headers
 from streamflow.state.keys import encode_key
 from streamflow.state.window_store import WindowCell
@@ -44,6 +43,12 @@ from streamflow.windows import Windowed
 _Due = tuple[int, bytes, int, Any]
 # an aggregate and its largest timestamp, taken from a window before the record changed it
 _Seed = tuple[Any, int]
+# what a record changes: (start, the window it updates (None: one to create), the new
+# aggregate, the new largest timestamp, whether the window holds the record (a right window
+# holds only later records))
+_Change = tuple[int, WindowCell | None, Any, int, bool]
+_NO_WINDOWS: dict[int, WindowCell] = {}  # a key without windows (never written)
+_NO_STARTS: list[int] = []
 
 
 class SlidingWindows:
@@ -110,25 +115,39 @@ class SlidingWindows:
         return max(c[0] for c in self.closing) if self.closing else None
 
     def add(self, k: Any, v: Any, ts: int, h: Headers | None) -> None:
-        """Fold a record into the open windows holding it and create its windows."""
+        """Fold a record into the open windows holding it and create its windows.
+
+        Every change is computed before any is made, so a record whose adder raises leaves
+        the key's windows as they were (``streamflow.plan.guard``). A record no open window
+        holds (its left window closed, and no open window holds it yet; Kafka Streams loses
+        it silently) is counted as late: ``<step>.late_records`` and the ``late_topic``. Its
+        right window is still created, as in Kafka Streams, so the windows do not change.
+        """
         env = self.env
         if ts + self.after <= env.clock.now:
             env.dropped(k, v, ts, h)
             return
         dk = k if type(k) is str else encode_key(k)
         kw = self.keys.get(dk)
+        wins, starts = (_NO_WINDOWS, _NO_STARTS) if kw is None else (kw.wins, kw.starts)
+        if ts < self.size:
+            changes = self._early_changes(wins, starts, v, ts)
+        else:
+            changes = self._changes(wins, starts, v, ts)
+        if not changes:
+            env.dropped(k, v, ts, h)
+            return
         if kw is None or kw.written != env.store.generation:
             kw = env.key_state(self.keys, dk, k)
-        if ts < self.size:
-            self._add_early(kw, dk, k, v, ts, h)
-        else:
-            self._add(kw, dk, k, v, ts, h)
+        self._apply(kw, dk, k, changes, h)
+        if not any(c[4] for c in changes):
+            env.dropped(k, v, ts, h)
 
-    def _add(self, kw: KeyWindows, dk: Any, k: Any, v: Any, ts: int, h: Headers | None) -> None:
-        """A record at ``ts >= size`` (Kafka Streams' ``processReverse``)."""
+    def _changes(self, wins: dict[int, WindowCell], starts: list[int], v: Any,
+                 ts: int) -> list[_Change]:
+        """What a record at ``ts >= size`` changes (Kafka Streams' ``processReverse``)."""
         size = self.size
-        wins = kw.wins
-        starts = kw.starts
+        changes: list[_Change] = []
         near = starts[bisect_left(starts, ts - 2 * size):bisect_right(starts, ts + 1)]
         right: _Seed | None = None  # what the record's right window would start from
         left: _Seed | None = None  # the window ending last before ts
@@ -142,33 +161,36 @@ class SlidingWindows:
             elif end > ts:
                 if right is None and not has_right:  # (ts + 1 comes first, if it exists)
                     right = (copy_agg(cell.agg), cell.max_ts)
-                self._update(kw, s, cell, k, v, ts, h)
+                self._update(changes, s, cell, v, ts)
             elif end == ts:
                 has_left = True
                 before = cell.max_ts
-                self._update(kw, s, cell, k, v, ts, h)
+                self._update(changes, s, cell, v, ts)
                 if before >= ts:  # a record at ts came before: its windows exist
-                    return
+                    return changes
                 prev = before
             else:
                 left = (cell.agg, cell.max_ts)
                 prev = cell.max_ts
                 break
         if prev is not None and prev + 1 + size >= ts and (prev + 1) not in wins:
-            self._create(kw, dk, prev + 1, None, k, v, ts, h)
+            self._create(changes, prev + 1, None, v, ts)
         if not has_left:
             seed = None
             if left is not None and prev is not None and prev >= ts - size:
                 seed = (copy_agg(left[0]), ts)
-            self._create(kw, dk, ts - size, seed, k, v, ts, h)
+            self._create(changes, ts - size, seed, v, ts)
         if not has_right and right is not None and right[1] > ts:
-            self._create_right(kw, dk, ts, right, h)
+            changes.append((ts + 1, None, right[0], right[1], False))  # the right window
+        return changes
 
-    def _add_early(self, kw: KeyWindows, dk: Any, k: Any, v: Any, ts: int,
-                   h: Headers | None) -> None:
-        """A record at ``ts < size``: into the early window ``[0, size]`` (``processEarly``)."""
-        wins = kw.wins
-        starts = kw.starts
+    def _early_changes(self, wins: dict[int, WindowCell], starts: list[int], v: Any,
+                       ts: int) -> list[_Change]:
+        """What a record at ``ts < size`` changes: the early window ``[0, size]`` and others.
+
+        Kafka Streams' ``processEarly``.
+        """
+        changes: list[_Change] = []
         early: WindowCell | None = None
         right: _Seed | None = None
         has_right = False
@@ -181,66 +203,64 @@ class SlidingWindows:
                     prev = cell.max_ts
             elif s <= ts:
                 right = (copy_agg(cell.agg), cell.max_ts)
-                self._update(kw, s, cell, k, v, ts, h)
+                self._update(changes, s, cell, v, ts)
             else:  # s == ts + 1
                 has_right = True
         if right is None and early is not None and early.max_ts > ts:
             # no record before ts but later ones: the early window holds just those
             right = (copy_agg(early.agg), early.max_ts)
         if not has_right and right is not None and right[1] > ts:
-            self._create_right(kw, dk, ts, right, h)
+            changes.append((ts + 1, None, right[0], right[1], False))  # the right window
         if prev is not None and prev + 1 not in wins:
-            self._create(kw, dk, prev + 1, None, k, v, ts, h)
+            self._create(changes, prev + 1, None, v, ts)
         if early is None:
-            self._create(kw, dk, 0, None, k, v, ts, h)
+            self._create(changes, 0, None, v, ts)
         else:
-            self._update(kw, 0, early, k, v, ts, h)
+            self._update(changes, 0, early, v, ts)
+        return changes
 
-    def _update(self, kw: KeyWindows, s: int, cell: WindowCell, k: Any, v: Any, ts: int,
-                h: Headers | None) -> None:
-        """Fold the record into the existing window at ``s``, if it is still open."""
+    def _update(self, changes: list[_Change], s: int, cell: WindowCell, v: Any,
+                ts: int) -> None:
+        """The record folded into the existing window at ``s``, if it is still open."""
         env = self.env
         if s + self.after <= env.clock.now:
             return  # closed: Kafka Streams leaves it as it is
-        cell.agg = cell.agg + 1 if env.counting else env.adder(cell.agg, v)
-        if ts > cell.max_ts:
-            cell.max_ts = ts
-        if env.emit_update is not None:
-            if cell.windowed is None:
-                cell.windowed = Windowed(k, s, s + self.size)
-            env.emit_update(cell.windowed, cell.agg, cell.max_ts, h)
+        agg = cell.agg + 1 if env.counting else env.adder(cell.agg, v)
+        changes.append((s, cell, agg, ts if ts > cell.max_ts else cell.max_ts, True))
 
-    def _create(self, kw: KeyWindows, dk: Any, s: int, seed: _Seed | None, k: Any, v: Any,
-                ts: int, h: Headers | None) -> None:
-        """A new window at ``s`` holding the record (and ``seed``), if it is open.
-
-        The right window of the record before may be the record's left window (when they are
-        ``size + 1`` apart): Kafka Streams then writes (and emits) it twice, the same.
-        """
-        env = self.env
-        now = env.clock.now
-        if s + self.after <= now:
+    def _create(self, changes: list[_Change], s: int, seed: _Seed | None, v: Any,
+                ts: int) -> None:
+        """A new window at ``s`` holding the record (and ``seed``), if it is open."""
+        if s + self.after <= self.env.clock.now:
             return
-        agg = env.first(v) if seed is None else env.adder(seed[0], v)
-        max_ts = ts if seed is None else max(seed[1], ts)
-        cell = kw.wins.get(s)
-        if cell is None:
-            cell = WindowCell(agg, max_ts)
-            self._place(kw, dk, s, cell, now)
+        env = self.env
+        if seed is None:
+            changes.append((s, None, env.first(v), ts, True))
         else:
+            changes.append((s, None, env.adder(seed[0], v), max(seed[1], ts), True))
+
+    def _apply(self, kw: KeyWindows, dk: Any, k: Any, changes: list[_Change],
+               h: Headers | None) -> None:
+        """Make the changes, in order, emitting each window's update.
+
+        A window to create may exist already: the right window of the record before may be
+        the record's left window (when they are ``size + 1`` apart); Kafka Streams then
+        writes (and emits) it twice, the same.
+        """
+        emit_update = self.env.emit_update
+        size = self.size
+        now = self.env.clock.now
+        wins = kw.wins
+        for s, cell, agg, max_ts, _ in changes:
+            fresh = cell is None
+            if cell is None:
+                cell = wins.get(s)
+                if cell is None:
+                    cell = WindowCell(agg, max_ts)
+                    self._place(kw, dk, s, cell, now)
             cell.agg = agg
             cell.max_ts = max_ts
-        if env.emit_update is not None:
-            cell.windowed = Windowed(k, s, s + self.size)
-            env.emit_update(cell.windowed, cell.agg, cell.max_ts, h)
-
-    def _create_right(self, kw: KeyWindows, dk: Any, ts: int, seed: _Seed,
-                      h: Headers | None) -> None:
-        """The record's right window ``[ts + 1, ts + 1 + size]``: the later records only."""
-        env = self.env
-        s = ts + 1
-        cell = WindowCell(seed[0], seed[1])
-        self._place(kw, dk, s, cell, env.clock.now)
-        if env.emit_update is not None:
-            cell.windowed = Windowed(kw.key, s, s + self.size)
-            env.emit_update(cell.windowed, cell.agg, cell.max_ts, h)
+            if emit_update is not None:
+                if fresh or cell.windowed is None:
+                    cell.windowed = Windowed(k, s, s + size)
+                emit_update(cell.windowed, agg, max_ts, h)

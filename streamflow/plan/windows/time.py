@@ -53,7 +53,11 @@ class TimeWindows:
         b.append(entry)
 
     def add(self, k: Any, v: Any, ts: int, h: Headers | None) -> None:
-        """Fold a record into each open window holding ``ts``."""
+        """Fold a record into each open window holding ``ts``.
+
+        The new aggregates are all computed before any window changes, so a record whose
+        adder raises leaves the key's windows as they were (``streamflow.plan.guard``).
+        """
         env = self.env
         now = env.clock.now
         size = self.size
@@ -63,33 +67,44 @@ class TimeWindows:
         if last + span <= now:
             env.dropped(k, v, ts, h)
             return
+        first = last - ((last - ts + size - 1) // adv) * adv  # the first window holding ts
+        if first < 0:  # no window starts before 0 (as Kafka Streams)
+            first = 0
+        if first + span <= now:  # skip the windows already closed
+            first = last - ((last + span - now - 1) // adv) * adv
         dk = k if type(k) is str else encode_key(k)
         kw = self.keys.get(dk)
+        aggs: list[Any] | None = None  # a count cannot fail: counted in the one pass below
+        if not env.counting:
+            aggs = self._aggregates(kw, first, last, v)
         if kw is None or kw.written != env.store.generation:
             kw = env.key_state(self.keys, dk, k)
         wins = kw.wins
-        s = last - ((last - ts + size - 1) // adv) * adv  # the first window holding ts
-        if s < 0:  # no window starts before 0 (as Kafka Streams)
-            s = 0
-        if s + span <= now:  # skip the windows already closed
-            s = last - ((last + span - now - 1) // adv) * adv
-        counting = env.counting
-        adder = env.adder
         emit_update = env.emit_update
-        while s <= last:
+        for i, s in enumerate(range(first, last + 1, adv)):
             cell = wins.get(s)
             if cell is None:
-                wins[s] = cell = WindowCell(env.first(v), ts)
+                wins[s] = cell = WindowCell(1 if aggs is None else aggs[i], ts)
                 self._track(s + span, (dk, s))
             else:
-                cell.agg = cell.agg + 1 if counting else adder(cell.agg, v)
+                cell.agg = cell.agg + 1 if aggs is None else aggs[i]
                 if ts > cell.max_ts:
                     cell.max_ts = ts
             if emit_update is not None:
                 if cell.windowed is None:
                     cell.windowed = Windowed(k, s, s + size)
                 emit_update(cell.windowed, cell.agg, cell.max_ts, h)
-            s += adv
+
+    def _aggregates(self, kw: KeyWindows | None, first: int, last: int, v: Any) -> list[Any]:
+        """The new aggregates of the windows from ``first`` to ``last``, with ``v``."""
+        new = self.env.first
+        adder = self.env.adder
+        get = ({} if kw is None else kw.wins).get
+        out = []
+        for s in range(first, last + 1, self.advance):
+            cell = get(s)
+            out.append(new(v) if cell is None else adder(cell.agg, v))
+        return out
 
     def close_due(self, now: int) -> None:
         """Close the windows whose close time is at most ``now``.
