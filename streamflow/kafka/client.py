@@ -31,7 +31,13 @@ from streamflow.errors import ProcessingError, UnreachableError
 
 log = logging.getLogger("streamflow.kafka")
 
+# librdkafka's own lines go to this Python logger (and its handlers, text or JSON, with the
+# worker's rate limit: streamflow.observability.logs) rather than raw to stderr, where they
+# would interleave with a command's output (``%6|...|BGQUEUE|...`` after ``streamflow acls``)
+CLIENT_LOGGER = "streamflow.librdkafka"
+
 __all__ = [
+    "CLIENT_LOGGER",
     "KafkaError",
     "KafkaException",
     "TopicState",
@@ -55,19 +61,29 @@ class Unreachable(UnreachableError):
     """The Kafka cluster did not answer in time."""
 
 
+def logged(conf: dict[str, Any]) -> dict[str, Any]:
+    """``conf`` with librdkafka's lines sent to ``CLIENT_LOGGER``, unless it names a logger.
+
+    The lines are handed over when the client is polled (a consumer's ``consume``, a producer's
+    ``poll`` or ``flush``); an admin client's lines at its destruction are dropped rather than
+    printed.
+    """
+    return conf if "logger" in conf else {**conf, "logger": logging.getLogger(CLIENT_LOGGER)}
+
+
 def make_consumer(conf: dict[str, Any]) -> Any:
     """A Consumer; ``conf`` is librdkafka configuration."""
-    return Consumer(conf)
+    return Consumer(logged(conf))
 
 
 def make_producer(conf: dict[str, Any]) -> Any:
     """A Producer; ``conf`` is librdkafka configuration (may hold ``on_delivery``)."""
-    return Producer(conf)
+    return Producer(logged(conf))
 
 
 def make_admin(conf: dict[str, Any]) -> Any:
     """An AdminClient built from the client settings that apply to it."""
-    return AdminClient(admin_conf(conf))
+    return AdminClient(logged(admin_conf(conf)))
 
 
 _NOT_ADMIN_PREFIXES = ("group.", "enable.auto", "auto.", "isolation.", "partition.assignment",

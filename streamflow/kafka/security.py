@@ -25,7 +25,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from streamflow.errors import AccessError
-from streamflow.kafka.client import Unreachable, admin_conf
+from streamflow.kafka.client import Unreachable, admin_conf, logged
 
 __all__ = [
     "AUTHORIZATION_ERRORS",
@@ -198,7 +198,7 @@ def connect(conf: dict[str, Any], timeout: float,
     """
     errors: list[Any] = []
     settings: dict[str, Any] = {**admin_conf(conf), "error_cb": errors.append}
-    admin = AdminClient(settings)
+    admin = AdminClient(logged(settings))
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while True:

@@ -48,7 +48,7 @@ __all__ = [
     "setup_logging",
 ]
 
-CLIENT_LOGGER = "streamflow.librdkafka"
+CLIENT_LOGGER = "streamflow.librdkafka"  # streamflow.kafka.client names it too (a test checks)
 LOG_FORMATS = ("text", "json")
 # fields a log call may pass with extra= that JSON lines carry
 RECORD_FIELDS = ("topic", "partition", "offset", "step")

@@ -171,3 +171,28 @@ def test_a_client_at_a_closed_port_logs_a_few_lines_with_counts(
     assert held and sum(held) >= 20, fail  # librdkafka retried every ~20 ms meanwhile
     errors = [r for r in caplog.records if r.getMessage().startswith("_TRANSPORT [error]")]
     assert errors and all(r.levelno == logging.WARNING for r in errors)
+
+
+def test_clients_made_without_a_logger_send_librdkafka_lines_to_the_client_logger(
+        caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    """The clients the commands make (``streamflow acls``, ``tail``, ``reset``...) log through
+    ``streamflow.librdkafka`` too: raw ``%3|...|FAIL|...`` lines on stderr would land in the
+    middle of a command's output (a CI run once saw ``%6|...|BGQUEUE|...`` after
+    ``acls --check``'s verdict)."""
+    from streamflow.kafka import client
+
+    assert client.CLIENT_LOGGER == CLIENT_LOGGER
+    caplog.set_level(logging.DEBUG, logger=CLIENT_LOGGER)
+    producer = client.make_producer({"bootstrap.servers": "127.0.0.1:9",
+                                     "reconnect.backoff.ms": 10,
+                                     "reconnect.backoff.max.ms": 20})
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        producer.poll(0.1)
+    del producer
+    fail = [r for r in caplog.records
+            if r.name == CLIENT_LOGGER and r.getMessage().startswith("FAIL ")]
+    assert fail, [r.getMessage() for r in caplog.records]
+    assert "|FAIL|" not in capfd.readouterr().err
+    mine = logging.getLogger("mine")
+    assert client.logged({"logger": mine})["logger"] is mine  # a logger of its own is kept
