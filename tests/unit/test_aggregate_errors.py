@@ -4,11 +4,17 @@ windowed or not, on both store backends, through a restore."""
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import pytest
 
 import streamflow as sf
+from streamflow.plan.guard import copy_agg
 from streamflow.runtime.errors import ProcessingFailed
 from streamflow.state.window_store import META_STREAM_TIME
 from streamflow.testing import TopologyTestDriver
@@ -189,3 +195,63 @@ def test_a_session_record_failing_leaves_its_session_as_it_was(backend: str) -> 
         assert updates(d) == [("a", 1, 1, ["x"]), ("a", 1, 1, None), ("a", 1, 5, ["x", "y"])]
         (dead,) = d.output(DLQ).read_records()
         assert dict(dead.headers or [])["streamflow.error.step"] == b"w"
+
+
+@dataclass
+class _Totals:
+    n: int
+    seen: list[str]
+
+
+@pytest.mark.parametrize("agg", [
+    {"n": 1, "seen": ["a"], "by": {"x": [1]}, "tags": {"t"}},
+    [{"n": 1}, [2], ("pair", [3])],
+    (1, ["inside a tuple"]),
+    _Totals(1, ["a"]),
+    {"d": Decimal("1.50"), "at": datetime(2026, 11, 26, tzinfo=UTC), "id": UUID(int=7)},
+])
+def test_a_private_copy_shares_nothing_mutable_with_the_aggregate(agg: Any) -> None:
+    before = copy.deepcopy(agg)
+    mine = copy_agg(agg)
+    assert mine == agg and mine is not agg
+
+    def mutate(x: Any) -> None:  # every mutable thing in the copy, changed in place
+        if isinstance(x, dict):
+            for v in x.values():
+                mutate(v)
+            x["new"] = 1
+        elif isinstance(x, list):
+            for v in x:
+                mutate(v)
+            x.append("new")
+        elif isinstance(x, set):
+            x.add("new")
+        elif isinstance(x, tuple):
+            for v in x:
+                mutate(v)
+        elif isinstance(x, _Totals):
+            x.n += 1
+            x.seen.append("new")
+
+    mutate(mine)
+    assert agg == before
+
+
+def test_deep_or_unusual_aggregates_fall_back_to_deepcopy() -> None:
+    deep: list[Any] = []
+    cur = deep
+    for _ in range(40):  # deeper than the plain walk goes
+        cur.append([])
+        cur = cur[0]
+    mine = copy_agg(deep)
+    assert mine == deep and mine is not deep and mine[0] is not deep[0]
+    odd = frozenset([_Frozen(1)])  # a frozenset of objects is not plain data
+    assert copy_agg(odd) == odd and next(iter(copy_agg(odd))) is not next(iter(odd))
+    assert copy_agg(5) == 5 and copy_agg("s") == "s" and copy_agg(None) is None
+    t = (1, "a", Decimal(1))
+    assert copy_agg(t) is t  # a tuple of immutable values is its own copy
+
+
+@dataclass(frozen=True)
+class _Frozen:
+    v: int
