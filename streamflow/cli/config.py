@@ -1,8 +1,9 @@
 """``streamflow config show [MODULE]``: the effective settings and where each came from.
 
 Sources: ``default``, ``file <path> [section] key``, ``env STREAMFLOW_...`` or ``flag``.
-Values of keys that look secret (a password, secret, key, token, credentials, a user's info,
-a JAAS configuration) are masked. With a MODULE, each processor's whole effective picture
+Values of secret keys (passwords, client secrets, tokens, credentials, a user's info, a JAAS
+configuration, private keys: :func:`streamflow.ops.secret_settings.is_secret`, which ``deploy
+k8s`` asks too) are masked. With a MODULE, each processor's whole effective picture
 instead: its options, every setting as it uses it, its clients' librdkafka settings
 (:mod:`streamflow.ops.effective`).
 """
@@ -17,10 +18,10 @@ from typing import Any
 from streamflow.cli.common import CONFIG_HELP, CliError, load_settings, processor_names
 from streamflow.config import TABLES
 from streamflow.errors import EXIT_OK, EXIT_USAGE
-from streamflow.ops.effective import SECRET, Row, processor_rows, rows
+from streamflow.ops.effective import Row, processor_rows, rows
 from streamflow.ops.load import load_topology
 
-__all__ = ["SECRET", "Row", "add_commands", "cmd_config_show", "rows"]
+__all__ = ["Row", "add_commands", "cmd_config_show", "rows"]
 
 
 def _toml_value(value: Any) -> str:
@@ -95,7 +96,8 @@ def add_commands(sub: Any) -> None:
         "show", help="print every setting with its value and source",
         description="Print every setting with its value and its source: default, the file "
         "(with its section and key), an environment variable, or a flag. Secrets (passwords, "
-        "keys, tokens, credentials) are masked. With MODULE, everything each processor runs "
+        "client secrets, tokens, credentials, private keys; not paths to them) are masked. "
+        "With MODULE, everything each processor runs "
         "with instead: its options (source topology), every setting as it uses it (a "
         "processor's commit_interval_ms=, the assignor chosen for it, its instance id), and "
         "the librdkafka settings of its consumer and producer with their sources (a table, a "

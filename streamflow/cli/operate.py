@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -64,6 +65,15 @@ def operator_topology(module: str, config: Config) -> Topology:
 
 def _timeout(config: Config) -> float:
     return min(10.0, config.startup_timeout_s)
+
+
+def _command_line(*words: str, config: str | None = None) -> str:
+    """``streamflow WORDS...`` quoted for a shell, with ``--config`` when one was given.
+
+    >>> _command_line("reset", "shop", "-p", "count", "--to-datetime", "2026-11-26 07:00")
+    "streamflow reset shop -p count --to-datetime '2026-11-26 07:00'"
+    """
+    return shlex.join(["streamflow", *words, *(["--config", config] if config else [])])
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -249,8 +259,8 @@ def cmd_reset(args: argparse.Namespace) -> int:
             if args.dry_run:
                 print(f"dry run: nothing changed ({len(plan.steps)} step(s))")
                 return EXIT_OK
-            err("nothing changed: add --yes to reset the processor (its state and progress "
-                "are lost), or --dry-run to only print the steps")
+            err(f"nothing changed: to reset processor {name!r} (its state and progress are "
+                f"lost) run: {_reset_command(args, name)}")
             return EXIT_USAGE
         with audit.audited("offsets.reset", plan.group_id, config=config, processor=name,
                            to=str(target)) as details:
@@ -261,8 +271,16 @@ def cmd_reset(args: argparse.Namespace) -> int:
                 done.append(str(step))
             details["steps"] = done
     print(f"processor {name!r} reset: its next run starts from the moved offsets with empty "
-          "state")
+          f"state: {_command_line('run', args.module, '-p', name, config=args.config)}")
     return EXIT_OK
+
+
+def _reset_command(args: argparse.Namespace, name: str) -> str:
+    """The ``reset`` command given, with ``--yes``."""
+    to = (["--to-earliest"] if args.to_earliest else ["--to-latest"] if args.to_latest
+          else ["--to-datetime", args.to_datetime] if args.to_datetime
+          else ["--by-duration", args.by_duration])
+    return _command_line("reset", args.module, "-p", name, *to, "--yes", config=args.config)
 
 
 # -- dlq --------------------------------------------------------------------------------------
@@ -298,7 +316,11 @@ def cmd_dlq(args: argparse.Namespace) -> int:
                 for line in _counts(title, counts):
                     print(line)
         if not names:
-            print(f"no processor of {topology.name!r} has on_error='dead_letter'")
+            print(f"no processor of topology {topology.name!r} sends dead letters: none has "
+                  "a 'dead_letter' policy (the processor's on_error=, on_deserialize_error=, "
+                  "on_processing_error= or on_produce_error=, or a step's on_error=) nor a "
+                  "policy function; each processor's policies: "
+                  f"{_command_line('describe', args.module)}")
         return EXIT_OK
     (name,) = processor_names(topology, args.processor)
     flt = ops_dlq.ReplayFilter.parse(args.filter)
@@ -410,7 +432,10 @@ def add_commands(sub: Any) -> None:
     rs.set_defaults(func=cmd_reset)
 
     dl = sub.add_parser("dlq", help="list or replay a processor's dead letters",
-                        description="Dead letters of processors with on_error='dead_letter'.")
+                        description="Dead letters of processors that may dead-letter a "
+                        "record: a 'dead_letter' policy (on_error=, on_deserialize_error=, "
+                        "on_processing_error=, on_produce_error=, or a step's on_error=) or a "
+                        "policy function.")
     actions = dl.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = actions.add_parser(
         "list", help="count dead letters by error type, step, phase and source topic",
@@ -419,7 +444,7 @@ def add_commands(sub: Any) -> None:
         epilog="Exit codes: 0 ok; 3 configuration or topology error; 4 Kafka unreachable.")
     ls.add_argument("module", metavar="MODULE[:ATTR]")
     ls.add_argument("--processor", "-p", help="only this processor (default: every one "
-                    "with on_error='dead_letter')")
+                    "that may dead-letter)")
     ls.add_argument("--format", choices=("table", "json"), default="table")
     ls.add_argument("--config", "-c", help=CONFIG_HELP)
     ls.set_defaults(func=cmd_dlq)

@@ -59,6 +59,7 @@ def with_name_suffix(topology: Topology, suffix: str) -> Topology:
 
     out = copy.copy(topology)
     out.name = _check_name("topology", topology.name + suffix)
+    out.name_suffix = topology.name_suffix + suffix
     out.topics = {rename[n]: replace(t, name=rename[n]) for n, t in topology.topics.items()}
     out.processors = {n: _processor(p, out, topic, suffix)
                       for n, p in topology.processors.items()}

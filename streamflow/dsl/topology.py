@@ -96,6 +96,7 @@ class Topology:
     def __init__(self, name: str, *, allow_cycles: bool = False) -> None:
         self.name = _check_name("topology", name)
         self.allow_cycles = allow_cycles  # `streamflow check` accepts processor cycles
+        self.name_suffix = ""  # what with_name_suffix appended to every Kafka name
         self.topics: dict[str, Topic] = {}
         self.processors: dict[str, Processor] = {}
 

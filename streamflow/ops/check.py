@@ -38,6 +38,7 @@ from typing import Any
 from streamflow.dsl.global_table import global_topics
 from streamflow.dsl.nodes import Node, Sink, Source
 from streamflow.dsl.topology import Processor, Topic, Topology
+from streamflow.ops.internal_names import declared_name
 from streamflow.ops.join_sides import table_join_sides
 from streamflow.runtime.contracts import (
     READER_FIX,
@@ -215,7 +216,7 @@ def _check_collisions(topology: Topology) -> list[Problem]:
                 f"processors {_names(names)} share the consumer group id {gid!r}, so Kafka "
                 "would split one set of partitions between different programs",
                 "give each processor its own group_id= (or drop group_id= to get the default "
-                f"'{topology.name}.<processor>')",
+                f"'{declared_name(topology)}.<processor>')",
             ))
 
     data_users: dict[str, list[str]] = {}
@@ -258,7 +259,7 @@ def _check_collisions(topology: Topology) -> list[Problem]:
                 "name-collision",
                 f"processor {p.name!r} sends failed records to dead-letter topic {dlq!r}, {what}",
                 f"pass a distinct dead_letter_topic= to processor {p.name!r} (the default is "
-                f"'{topology.name}.{p.name}.dlq')",
+                f"'{declared_name(topology)}.{p.name}.dlq')",
             ))
     return out
 
@@ -367,7 +368,7 @@ def _check_cycles(topology: Topology) -> list[Problem]:
             "cycle",
             f"processors feed each other in a cycle: {_cycle_path(graph, comp)}",
             "break the cycle (write to a different topic), or if the feedback loop is "
-            f"intended declare it: Topology({topology.name!r}, allow_cycles=True)",
+            f"intended declare it: Topology({declared_name(topology)!r}, allow_cycles=True)",
         ))
     return out
 

@@ -21,8 +21,9 @@ workers run with, like ``kafka-configs --describe --all`` for a broker or Spring
   ``isolation.level = "read_committed"``, ...);
 - the ``schema_registry`` table, which its serdes use.
 
-Values whose key looks secret (a password, secret, key, token, credentials, a user's info, a
-JAAS configuration) are masked.
+Values whose key holds a secret are masked: the keys ``deploy k8s`` reads from a Secret
+(:func:`streamflow.ops.secret_settings.is_secret`: passwords, client secrets, tokens,
+credentials, a user's info, a JAAS configuration, private keys; not paths to them).
 
 >>> import streamflow as sf
 >>> from streamflow.config import Config
@@ -40,19 +41,18 @@ JAAS configuration) are masked.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from streamflow.config import TABLES, Config
+from streamflow.ops.secret_settings import is_secret
 
 if TYPE_CHECKING:
     from streamflow.dsl.topology import Processor
 
-__all__ = ["MASK", "SECRET", "Row", "processor_rows", "rows"]
+__all__ = ["MASK", "Row", "processor_rows", "rows"]
 
-SECRET = re.compile(r"password|secret|key|token|credential|user\.info|jaas", re.IGNORECASE)
 MASK = "********"
 # librdkafka keys a worker derives from a setting (the rest: tables, topology or streamflow)
 _FROM_SETTING = {
@@ -87,7 +87,7 @@ class Row:
 
 def shown(key: str, value: Any) -> Any:
     """``value``, or the mask when ``key`` looks secret and a value is set."""
-    return MASK if value not in ("", None) and SECRET.search(key) else value
+    return MASK if value not in ("", None) and is_secret(key) else value
 
 
 def rows(config: Config) -> list[Row]:

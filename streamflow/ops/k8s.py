@@ -6,8 +6,9 @@ its state; liveness on ``/healthz``, readiness on ``/readyz``; the ``prometheus.
 --processor NAME``, the pod name as its instance id), a headless Service per StatefulSet, and
 one ConfigMap with the ``STREAMFLOW_*`` settings. Secrets (SASL passwords, registry
 credentials) are never rendered: pods read them from a Secret named ``<topology>-secrets``
-that you create (``envFrom``, optional), and settings the configuration marks as secret become
-``secretKeyRef`` entries pointing into it. Processors that use encrypted fields mount the key
+that you create (``envFrom``, optional), and the settings ``config show`` masks
+(:func:`streamflow.ops.secret_settings.is_secret`) become ``secretKeyRef`` entries pointing
+into it. Processors that use encrypted fields mount the key
 file from the Secret ``<topology>-keys`` (:mod:`streamflow.ops.k8s_keys`).
 
 Replicas are capped at the source topics' declared partitions: a consumer group member
@@ -37,13 +38,12 @@ from typing import Any
 from streamflow.config import Config
 from streamflow.dsl.topology import Processor, Topology
 from streamflow.ops import k8s_keys
+from streamflow.ops.secret_settings import is_secret
 
 __all__ = ["K8sOptions", "Rendered", "render", "to_yaml", "write"]
 
 STATE_DIR = "/var/lib/streamflow/state"
 HEALTH_PORT = 8080
-_SECRET_WORDS = ("password", "secret", "token", "basic.auth.user.info", "key.password",
-                 "ssl.key.pem", "credentials")
 
 
 @dataclass(frozen=True)
@@ -102,11 +102,6 @@ def _label(value: str) -> str:
     return v.strip("-._") or "x"
 
 
-def _is_secret(key: str) -> bool:
-    k = key.lower()
-    return any(w in k for w in _SECRET_WORDS)
-
-
 def _env_name(section: str, key: str) -> str:
     return f"STREAMFLOW_{section.upper()}_{re.sub(r'[^A-Za-z0-9]', '_', key).upper()}"
 
@@ -127,7 +122,7 @@ def _settings(config: Config, opts: K8sOptions) -> tuple[dict[str, str], list[tu
     for section in ("kafka", "consumer", "producer", "schema_registry"):
         for key, value in sorted(getattr(config, section).items()):
             var = _env_name(section, key)
-            if _is_secret(key):
+            if is_secret(key):
                 secrets.append((var, dns_name(section, key, limit=253)))
             else:
                 data[var] = str(value)

@@ -44,13 +44,10 @@ from streamflow.dsl.nodes import (
     WindowAggregate,
 )
 from streamflow.dsl.topology import Processor, Topology
+from streamflow.ops.internal_names import InternalName, internal_name
 
 __all__ = ["StateDiff", "UnnamedState", "orphan_fix", "state_diff", "unnamed_state"]
 
-# the endings of internal topic names (dsl/topology.py: stores and repartitions;
-# dsl/foreign_key.py: a foreign-key join's two topics)
-_SUFFIXES = ("-changelog", "-repartition", "-subscription-registration",
-             "-subscription-response")
 # the stores a join names after its step (dsl/joins.py and dsl/foreign_key.py)
 _JOIN_STORES = ("-left", "-right", "-unmatched", "-subscriptions")
 _JOIN_OPS = {"inner": "join", "left": "left_join", "outer": "outer_join"}
@@ -153,26 +150,19 @@ class StateDiff:
     kept: list[str]
 
 
-def is_internal_of(topology: Topology, topic: str) -> bool:
-    """True when ``topic`` is named like one of ``topology``'s internal topics.
-
-    That is ``<topology>-...`` ending in ``-changelog``, ``-repartition``,
-    ``-subscription-registration`` or ``-subscription-response``.
-    """
-    return topic.startswith(f"{topology.name}-") and topic.endswith(_SUFFIXES)
-
-
 def state_diff(topology: Topology, cluster_topics: Iterable[str]) -> StateDiff:
     """Compare the internal topics of ``topology`` with the topic names in the cluster.
 
-    A topic the topology declares (internal or not) is never orphaned. Topics of another
-    topology whose name starts with this one's and a dash (``shop`` and ``shop-eu``) look
-    like this topology's: give topologies names that are not prefixes of each other.
+    A topic is this topology's when :func:`~streamflow.ops.internal_names.internal_name`
+    says so (its name suffix included); one it declares (internal or not) is never orphaned.
+    Topics of another topology whose name starts with this one's and a dash (``shop`` and
+    ``shop-eu``) look like this topology's: give topologies names that are not prefixes of
+    each other.
     """
     used = [t.name for t in topology.topics.values() if t.internal]
     existing = set(cluster_topics)
     orphaned = sorted(t for t in existing
-                      if is_internal_of(topology, t) and t not in topology.topics)
+                      if internal_name(topology, t) and t not in topology.topics)
     return StateDiff(orphaned, [t for t in used if t not in existing],
                      [t for t in used if t in existing])
 
@@ -184,20 +174,19 @@ def orphan_fix(topology: Topology, topic: str) -> str:
     drop the state.
     """
     drop = f"if that state is no longer needed, delete the topic {topic!r}"
+    name = internal_name(topology, topic)
     for p in sorted(topology.processors.values(), key=lambda p: -len(p.name)):
-        prefix = f"{topology.name}-{p.name}-"
-        if topic.startswith(prefix):
+        if name is not None and name.owner.startswith(f"{p.name}-"):
             return (f"if a step of processor {p.name!r} was renamed (or a step inserted "
                     f"before an unnamed one), give it its old name, "
-                    f"{_old_name(topic[len(prefix):])}, to keep this state; {drop}")
+                    f"{_old_name(name, len(p.name) + 1)}, to keep this state; {drop}")
     return f"no processor of this version owns it (removed or renamed processor); {drop}"
 
 
-def _old_name(rest: str) -> str:
-    """``name=...`` of the step an internal topic named ``<topology>-<processor>-<rest>`` had."""
-    step = next((rest.removesuffix(s) for s in _SUFFIXES if rest.endswith(s)),
-                rest.rsplit("-", 1)[0])
-    if rest.endswith("-changelog"):
+def _old_name(name: InternalName, at: int) -> str:
+    """``name=...`` of the step whose internal topic is ``name``; its step starts at ``at``."""
+    step = name.owner[at:]
+    if name.kind == "changelog":
         join = next((step.removesuffix(s) for s in _JOIN_STORES if step.endswith(s)), None)
         if join:  # a join's store, or a step named so
             return f"name={join!r} (a join, whose store was {step!r}) or name={step!r}"
