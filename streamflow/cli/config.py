@@ -2,7 +2,7 @@
 
 Sources: ``default``, ``file <path> [section] key``, ``env STREAMFLOW_...`` or ``flag``.
 Values of secret keys (passwords, client secrets, tokens, credentials, a user's info, a JAAS
-configuration, private keys: :func:`streamflow.ops.secret_settings.is_secret`, which ``deploy
+configuration, private keys: :func:`streamflow.config.secret_settings.is_secret`, which ``deploy
 k8s`` asks too) are masked. With a MODULE, each processor's whole effective picture
 instead: its options, every setting as it uses it, its clients' librdkafka settings
 (:mod:`streamflow.ops.effective`).

@@ -64,6 +64,7 @@ def _log_unnamed_state(topology: Topology, processors: list[str]) -> None:
 
 
 def _run_message(e: StreamflowError, config: Config) -> str:
+    from streamflow.config.secret_settings import without_password
     from streamflow.kafka.client import Unreachable
     from streamflow.runtime.topics import TopicMismatch
     from streamflow.serde import SerdeUnavailable
@@ -71,7 +72,8 @@ def _run_message(e: StreamflowError, config: Config) -> str:
     if isinstance(e, Unreachable):
         return f"cannot reach Kafka at {config.bootstrap_servers}: {e}"
     if isinstance(e, SerdeUnavailable):
-        return (f"schema registry at {e.url or config.registry_url} unreachable; stopped "
+        url = e.url or without_password(config.registry_url or "?", "***")
+        return (f"schema registry at {url} unreachable; stopped "
                 "without committing (records are not skipped: they are processed after a "
                 f"restart): {e}")
     if isinstance(e, TopicMismatch):

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
+from streamflow.config.secret_settings import without_password
 from streamflow.errors import EXIT_UNREACHABLE, StreamflowError
 
 log = logging.getLogger("streamflow.registry")
@@ -226,7 +227,7 @@ def make_registry_client(
     try:
         client = SchemaRegistryClient.new_client(confluent_conf)
     except (ValueError, TypeError, OSError) as e:  # OSError: unreadable certificate files
-        msg = f"invalid schema registry settings for {url}: {e}"
+        msg = f"invalid schema registry settings for {without_password(str(url), '***')}: {e}"
         raise ValueError(msg) from e
     return RegistryClient(client, url=str(url), retry=policy)
 
@@ -261,7 +262,7 @@ class RegistryClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
-        self.url = url
+        self.url = without_password(url, "***")  # for messages: no password of the address
         self.retry = retry if retry is not None else RetryPolicy()
         self._sleep = sleep
         self._by_id: dict[int, str] = {}

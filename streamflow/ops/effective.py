@@ -22,7 +22,7 @@ workers run with, like ``kafka-configs --describe --all`` for a broker or Spring
 - the ``schema_registry`` table, which its serdes use.
 
 Values whose key holds a secret are masked: the keys ``deploy k8s`` reads from a Secret
-(:func:`streamflow.ops.secret_settings.is_secret`: passwords, client secrets, tokens,
+(:func:`streamflow.config.secret_settings.is_secret`: passwords, client secrets, tokens,
 credentials, a user's info, a JAAS configuration, private keys; not paths to them).
 
 >>> import streamflow as sf
@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from streamflow.config import TABLES, Config
-from streamflow.ops.secret_settings import is_secret
+from streamflow.config.secret_settings import is_secret, without_password
 
 if TYPE_CHECKING:
     from streamflow.dsl.topology import Processor
@@ -86,8 +86,13 @@ class Row:
 
 
 def shown(key: str, value: Any) -> Any:
-    """``value``, or the mask when ``key`` looks secret and a value is set."""
-    return MASK if value not in ("", None) and is_secret(key) else value
+    """``value``, or the mask when it is set and a secret.
+
+    Of an address with a password in it, only the password is masked.
+    """
+    if value in ("", None) or not is_secret(key, value):
+        return value
+    return MASK if is_secret(key) else without_password(value, MASK)
 
 
 def rows(config: Config) -> list[Row]:

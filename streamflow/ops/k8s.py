@@ -7,7 +7,7 @@ its state; liveness on ``/healthz``, readiness on ``/readyz``; the ``prometheus.
 one ConfigMap with the ``STREAMFLOW_*`` settings. Secrets (SASL passwords, registry
 credentials) are never rendered: pods read them from a Secret named ``<topology>-secrets``
 that you create (``envFrom``, optional), and the settings ``config show`` masks
-(:func:`streamflow.ops.secret_settings.is_secret`) become ``secretKeyRef`` entries pointing
+(:func:`streamflow.config.secret_settings.is_secret`) become ``secretKeyRef`` entries pointing
 into it. Processors that use encrypted fields mount the key
 file from the Secret ``<topology>-keys`` (:mod:`streamflow.ops.k8s_keys`).
 
@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from streamflow.config import Config
+from streamflow.config.secret_settings import is_secret
 from streamflow.dsl.topology import Processor, Topology
 from streamflow.ops import k8s_keys
-from streamflow.ops.secret_settings import is_secret
 
 __all__ = ["K8sOptions", "Rendered", "render", "to_yaml", "write"]
 
@@ -122,7 +122,7 @@ def _settings(config: Config, opts: K8sOptions) -> tuple[dict[str, str], list[tu
     for section in ("kafka", "consumer", "producer", "schema_registry"):
         for key, value in sorted(getattr(config, section).items()):
             var = _env_name(section, key)
-            if is_secret(key):
+            if is_secret(key, value):
                 secrets.append((var, dns_name(section, key, limit=253)))
             else:
                 data[var] = str(value)

@@ -7,8 +7,8 @@ import pytest
 
 import streamflow as sf
 from streamflow.config import Config
+from streamflow.config.secret_settings import is_secret
 from streamflow.ops import effective, k8s
-from streamflow.ops.secret_settings import is_secret
 
 # librdkafka's and the schema registry client's credentials, in the table they belong to
 SECRETS = {
@@ -98,3 +98,27 @@ def test_the_encryption_keys_setting_is_a_path_shown_as_deploy_k8s_renders_it() 
     assert _shown(config)["streamflow", "encryption_keys"] == "secrets/keys.json"
     secret_settings = [n for n in Config.model_fields if is_secret(n)]
     assert secret_settings == []
+
+
+def test_a_registry_address_with_a_password_is_a_secret_whatever_its_key() -> None:
+    url = "https://sr-user:s3cret@registry.example:8081"
+    config = Config(schema_registry={"url": url})
+    data, refs = _in_k8s(config)
+    assert "STREAMFLOW_SCHEMA_REGISTRY_URL" in refs
+    assert "s3cret" not in str(data)
+    assert _shown(config)["schema_registry", "url"] == \
+        f"https://sr-user:{effective.MASK}@registry.example:8081"
+    plain = Config(schema_registry={"url": "https://registry.example:8081"})
+    assert _in_k8s(plain)[0]["STREAMFLOW_SCHEMA_REGISTRY_URL"] == "https://registry.example:8081"
+    assert _shown(plain)["schema_registry", "url"] == "https://registry.example:8081"
+
+
+def test_registry_messages_name_the_address_without_its_password() -> None:
+    from streamflow.kafka.registry import make_registry_client
+
+    client = make_registry_client({"url": "http://sr-user:s3cret@127.0.0.1:9",
+                                   "max.retries": 0, "timeout": 1})
+    assert client.url == "http://sr-user:***@127.0.0.1:9"
+    with pytest.raises(Exception) as failed:  # nothing listens on port 9
+        client.subjects()
+    assert "s3cret" not in str(failed.value) and "127.0.0.1:9" in str(failed.value)

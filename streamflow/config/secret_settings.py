@@ -18,14 +18,25 @@ settings. Nor are ``security.protocol``, ``sasl.mechanism``, ``sasl.username``,
 ``ssl.certificate.pem`` (public) or the ``encryption_keys`` setting (a key file's path or a
 key-provider plug-in's name).
 
+A value is secret whatever its key when it is an address with a password in it
+(``https://user:password@registry:8081``, which the registry client accepts):
+:func:`without_password` is what ``config show`` prints of it.
+
 >>> [k for k in ("sasl.password", "ssl.key.location", "ssl.key.pem", "sasl.mechanism",
 ...              "basic.auth.user.info", "bearer.auth.credentials.source") if is_secret(k)]
 ['sasl.password', 'ssl.key.pem', 'basic.auth.user.info']
+>>> is_secret("url", "https://sr:s3cret@registry:8081"), is_secret("url", "http://registry:8081")
+(True, False)
+>>> without_password("https://sr:s3cret@registry:8081,https://sr:s3cret@backup:8081", "***")
+'https://sr:***@registry:8081,https://sr:***@backup:8081'
 """
 
 from __future__ import annotations
 
-__all__ = ["NOT_SECRET_ENDINGS", "SECRET_WORDS", "is_secret"]
+import re
+from typing import Any
+
+__all__ = ["NOT_SECRET_ENDINGS", "SECRET_WORDS", "is_secret", "without_password"]
 
 # parts of a key (lower case) that make it a credential: passwords and passphrases, client
 # secrets, tokens, credentials, "user:password" pairs, JAAS configurations, private keys in
@@ -36,7 +47,21 @@ SECRET_WORDS = ("password", "passphrase", "secret", "token", "credential", "user
 NOT_SECRET_ENDINGS = (".location", ".file", ".url", ".credentials.source")
 
 
-def is_secret(key: str) -> bool:
-    """True when the setting ``key`` (a librdkafka, registry or streamflow key) holds a secret."""
+# "scheme://user:password@": the password of an address's user information (RFC 3986)
+_PASSWORD_IN_ADDRESS = re.compile(r"(?P<user>[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:,]*):[^/@\s,]*@")
+
+
+def is_secret(key: str, value: Any = None) -> bool:
+    """True when the setting ``key`` holds a secret, or its ``value`` is an address with one.
+
+    ``key``: a librdkafka, registry or streamflow key.
+    """
     k = key.lower()
-    return any(w in k for w in SECRET_WORDS) and not k.endswith(NOT_SECRET_ENDINGS)
+    if any(w in k for w in SECRET_WORDS) and not k.endswith(NOT_SECRET_ENDINGS):
+        return True
+    return isinstance(value, str) and _PASSWORD_IN_ADDRESS.search(value) is not None
+
+
+def without_password(value: str, mask: str) -> str:
+    """``value`` with the password of every address in it replaced by ``mask``."""
+    return _PASSWORD_IN_ADDRESS.sub(lambda m: f"{m['user']}:{mask}@", value)
