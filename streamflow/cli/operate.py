@@ -207,6 +207,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     topology = operator_topology(args.module, config) if args.module else Topology("tail")
     last = args.last if args.last is not None else (
         None if args.from_beginning or args.follow else 10)
+    topic = ops_tail.topic_name(topology, args.topic)
 
     def emit(r: ops_tail.DecodedRecord) -> None:
         if args.format == "json":
@@ -216,7 +217,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
     with kafka_errors(config):
         if not args.follow:
-            for r in ops_tail.read_records(topology, args.topic, config, last=last,
+            for r in ops_tail.read_records(topology, topic, config, last=last,
                                            from_beginning=args.from_beginning,
                                            partition=args.partition, max_records=args.max,
                                            read_committed=not args.read_uncommitted,
@@ -225,7 +226,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
             return EXIT_OK
         seen = 0
         try:
-            for r in ops_tail.follow_records(topology, args.topic, config, last=last,
+            for r in ops_tail.follow_records(topology, topic, config, last=last,
                                              from_beginning=args.from_beginning,
                                              partition=args.partition,
                                              read_committed=not args.read_uncommitted,
@@ -387,7 +388,9 @@ def add_commands(sub: Any) -> None:
         "--read-uncommitted. Without --from-beginning, --last or --follow: the last 10.",
         epilog="Exit codes: 0 ok; 3 configuration error or no such topic; 4 Kafka "
         "unreachable.")
-    tl.add_argument("topic", metavar="TOPIC")
+    tl.add_argument("topic", metavar="TOPIC",
+                    help="the topic; under a name_suffix, a topic of MODULE may be named as "
+                    "declared (orders for orders-t1)")
     tl.add_argument("--module", "-m", metavar="MODULE[:ATTR]",
                     help="the topology declaring the topic's serdes (without: raw bytes)")
     start = tl.add_mutually_exclusive_group()

@@ -41,7 +41,8 @@ from streamflow.kafka import client, groups, reading
 from streamflow.runtime.worker import serde_context
 from streamflow.serde import Bytes, Deserializer, SerdeContext
 
-__all__ = ["DecodedRecord", "Decoder", "NoSuchTopic", "follow_records", "jsonable", "read_records"]
+__all__ = ["DecodedRecord", "Decoder", "NoSuchTopic", "follow_records", "jsonable", "read_records",
+           "topic_name"]
 
 SOURCE_TOPIC = "streamflow.source.topic"
 ERROR_PREFIX = "streamflow.error."
@@ -183,6 +184,25 @@ class Decoder:
 
     def _is_dead_letter_topic(self, topic: str) -> bool:
         return any(p.dead_letter_topic == topic for p in self.topology.processors.values())
+
+
+def topic_name(topology: Topology, topic: str) -> str:
+    """The topic ``streamflow tail TOPIC`` reads.
+
+    Under a name suffix a declared topic may be named as it was declared (``orders`` for
+    ``orders-t1``); any other name is read as given.
+
+    >>> import streamflow as sf
+    >>> t = sf.Topology("shop")
+    >>> _ = t.topic("orders", external=True)
+    >>> s = t.with_name_suffix("-t1")
+    >>> topic_name(s, "orders"), topic_name(s, "orders-t1"), topic_name(s, "other")
+    ('orders-t1', 'orders-t1', 'other')
+    """
+    if topic in topology.topics or not topology.name_suffix:
+        return topic
+    suffixed = topic + topology.name_suffix
+    return suffixed if suffixed in topology.topics else topic
 
 
 def _starts(admin: Any, pairs: list[tuple[str, int]], *, last: int | None,
