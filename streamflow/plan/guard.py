@@ -30,29 +30,50 @@ _DEPTH = 16  # deeper plain data is copied by copy.deepcopy
 Combine = Callable[[Any, Any], Any]
 
 
-class _NotPlain(Exception):
-    """The aggregate holds something other than plain data: ``copy.deepcopy`` copies it."""
+_NOT_PLAIN: Any = object()  # what _plain_copy returns of anything but plain data
 
 
 def _plain_copy(x: Any, depth: int) -> Any:
-    """A copy of dicts, lists, sets and tuples of numbers, strings and bytes (shared leaves)."""
+    """A copy of dicts, lists, sets and tuples of numbers, strings and bytes (shared leaves).
+
+    ``_NOT_PLAIN`` when ``x`` holds anything else or nests deeper than ``_DEPTH``.
+    """
     t = type(x)
     if t in _LEAVES:
         return x
     if depth > _DEPTH:
-        raise _NotPlain
+        return _NOT_PLAIN
     if t is dict:
-        return {k: _plain_copy(v, depth + 1) for k, v in x.items()}
-    if t is list:
-        return [_plain_copy(v, depth + 1) for v in x]
-    if t is tuple:
-        items = tuple([_plain_copy(v, depth + 1) for v in x])
-        return x if all(a is b for a, b in zip(items, x, strict=True)) else items
-    if t is set or t is frozenset:
-        if not all(type(v) in _LEAVES for v in x):
-            raise _NotPlain
+        for v in x.values():
+            if type(v) not in _LEAVES:
+                break
+        else:
+            return x.copy()  # flat: the common aggregate, copied in C
+        out = {}
+        for k, v in x.items():
+            c = _plain_copy(v, depth + 1)
+            if c is _NOT_PLAIN:
+                return c
+            out[k] = c
+        return out
+    if t is list or t is tuple:
+        for v in x:
+            if type(v) not in _LEAVES:
+                break
+        else:
+            return x.copy() if t is list else x
+        items = []
+        for v in x:
+            c = _plain_copy(v, depth + 1)
+            if c is _NOT_PLAIN:
+                return c
+            items.append(c)
+        if t is list:
+            return items
+        return x if all(a is b for a, b in zip(items, x, strict=True)) else tuple(items)
+    if (t is set or t is frozenset) and all(type(v) in _LEAVES for v in x):
         return set(x) if t is set else x
-    raise _NotPlain
+    return _NOT_PLAIN
 
 
 def copy_agg(agg: Any) -> Any:
@@ -69,10 +90,8 @@ def copy_agg(agg: Any) -> Any:
     """
     if type(agg) in _LEAVES:
         return agg
-    try:
-        return _plain_copy(agg, 0)
-    except _NotPlain:
-        return copy.deepcopy(agg)
+    mine = _plain_copy(agg, 0)
+    return copy.deepcopy(agg) if mine is _NOT_PLAIN else mine
 
 
 def goes_on(w: Wiring, node: Node) -> bool:
