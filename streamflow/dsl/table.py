@@ -239,7 +239,7 @@ class Table:
             msg = f"{how}() of a table with itself: use map_values() instead"
             raise TopologyError(msg)
         step = p.node_name(f"table-{how.replace('_', '-')}", name)
-        if on_error is not None:  # refused before any store is added for the join
+        if on_error is not None:  # refused before views are kept in stores for the join
             check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
         left, right = self._materialized(), other._materialized()
         sides = []

@@ -109,6 +109,21 @@ def test_a_failing_map_values_dead_letters_the_update_named_by_its_step(backend:
     assert _dead_letter_topic(t, "p") == DLQ
 
 
+def test_a_map_values_that_returns_none_instead_of_raising_deletes_the_row() -> None:
+    def double_or_delete(v: dict[str, Any]) -> int | None:
+        return None if "x" not in v else double(v)
+
+    t, p = topology()
+    view = p.materialize(t.table("in")).map_values(double_or_delete, name="double")
+    view.join(t.table("other"), pair, name="j").to_stream().to("out")
+    with TopologyTestDriver(t) as d:
+        send(d, "other", "k", 0, 1)
+        send(d, "in", "k", {"x": 1}, 2)
+        send(d, "in", "k", {"y": 1}, 3)  # the documented alternative to a stale row
+        assert out(d) == [("k", [2, 0]), ("k", None)]
+        assert d.store("double.materialized").get("k") is None
+
+
 def test_a_table_steps_fail_overrides_the_processors_skip() -> None:
     t, p = topology(on_error="skip")
     p.materialize(t.table("in")).filter(positive, name="pos", on_error="fail") \
