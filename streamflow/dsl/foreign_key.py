@@ -23,6 +23,23 @@ delete deletes the result (a tombstone). A right delete deletes the results of i
 subscribers in an inner join; a left join emits ``joiner(left_value, None)`` for them, and
 for left rows whose right row does not exist (or whose foreign key is None).
 
+When ``foreign_key`` or ``joiner`` raises, the join's ``on_error`` (else the processor's
+``on_processing_error``) decides; under ``skip`` or ``dead_letter`` the update emits no
+result, and the result table keeps the left key's previous one (possibly stale) until a
+later update of the left row or of the right row it follows joins again:
+
+- ``foreign_key`` raising on a left update (step ``<step>.subscribe``): the join does not
+  take the update at all. Its left store keeps the previous row, which stays subscribed to
+  its foreign key, so right updates go on joining that previous row. The dead letter is the
+  left table's record;
+- ``joiner`` raising (step ``<step>`` when a response is joined; ``<step>.subscribe`` for a
+  left join's row without a foreign key): the join keeps the new left row (subscribed to the
+  right row it names, if any); only the result is not emitted. A response's dead letter is
+  the response topic's record (the left key, the hash, the right value as it was then);
+  replayed, it is joined again unless the left row changed since (then it is stale and
+  dropped). It carries no version of the right row: replay it only while that row is
+  unchanged, or the result goes back to the older right value.
+
 The subscription and response topics are partitioned by the key bytes, as wide as the
 processor's widest input; the tables' own input topics must have that many partitions (as
 for every join of a processor: task N reads partition N of each). ``Processor.joined_topics``
@@ -36,10 +53,11 @@ from typing import TYPE_CHECKING, Any
 
 from streamflow.dsl.nodes import ForeignKeyJoin, Source
 from streamflow.dsl.table import Table, TableRef
-from streamflow.dsl.topology import TopologyError
+from streamflow.dsl.topology import TopologyError, check_on_error
 from streamflow.serde import Bytes
 
 if TYPE_CHECKING:
+    from streamflow.dsl.policies import OnError
     from streamflow.dsl.topology import Processor
     from streamflow.serde import Serde
 
@@ -69,7 +87,8 @@ def _check_table(table: object, side: str) -> Table:
 
 def foreign_key_join(left_table: Table, right_table: Table,
                      foreign_key: Callable[[Any], Any], joiner: Callable[[Any, Any], Any], *,
-                     left: bool = False, name: str | None = None) -> Table:
+                     left: bool = False, name: str | None = None,
+                     on_error: OnError | None = None) -> Table:
     """Join each left row with the right row its value names: ``foreign_key(left_value)``.
 
     The result is a ``Table`` keyed by the left key, with ``joiner(left_value, right_value)``
@@ -85,6 +104,9 @@ def foreign_key_join(left_table: Table, right_table: Table,
                                     lambda o, c: {**o, "customer_name": c["name"]},
                                     name="orders-customers")
         enriched.to_stream().to(enriched_topic)
+
+    ``on_error`` (default: the processor's ``on_processing_error``) is what happens to an
+    update whose ``foreign_key`` or ``joiner`` raises (see the module docstring).
     """
     lt = _check_table(left_table, "left")
     rt = _check_table(right_table, "right")
@@ -104,6 +126,8 @@ def foreign_key_join(left_table: Table, right_table: Table,
     left_key = _key_serde(p, lt, "left")
     right_key = _key_serde(p, rt, "right")
     step = p.node_name("fk-join", name)
+    if on_error is not None:
+        check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
     topology = p.topology
     prefix = f"{topology.name}-{p.name}-{step}"
     subscriptions = f"{prefix}-subscription-registration"
@@ -117,8 +141,10 @@ def foreign_key_join(left_table: Table, right_table: Table,
         "right_store": rt.store, "subscription_topic": subscriptions,
         "response_topic": responses, "result": step,
     }
+    # the two steps that run user code: foreign_key (and a left join's joiner(value, None))
+    # on left updates, joiner on responses
     p.add(ForeignKeyJoin(f"{step}.subscribe", (lt.node.name,), role="subscribe",
-                         stores=(left_store,), **common))
+                         stores=(left_store,), on_error=on_error, **common))
     p.add(ForeignKeyJoin(f"{step}.update", (rt.node.name,), role="update",
                          stores=(sub_store,), **common))
     p.add(Source(f"{step}.from-subscription", (), (subscriptions,)))
@@ -126,5 +152,5 @@ def foreign_key_join(left_table: Table, right_table: Table,
                          stores=(sub_store, rt.store), **common))
     p.add(Source(f"{step}.from-response", (), (responses,)))
     p.add(ForeignKeyJoin(step, (f"{step}.from-response",), role="resolve",
-                         stores=(left_store,), **common))
+                         stores=(left_store,), on_error=on_error, **common))
     return Table(p, step, None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from streamflow.dsl.nodes import Aggregate, Merge, Node, TableJoin, TableMaterialize, TableOp
@@ -126,19 +125,40 @@ class Table:
 
         return Stream(self._processor, self._node)
 
-    def _op(self, op: str, fn: Callable[[Any], Any], name: str | None) -> Table:
+    def _op(self, op: str, fn: Callable[[Any], Any], name: str | None,
+            on_error: OnError | None) -> Table:
         p = self._processor
         step = p.node_name(f"table-{op}", name)
-        p.add(TableOp(step, (self._node,), op, fn))
+        if on_error is not None:
+            check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
+        p.add(TableOp(step, (self._node,), op, fn, on_error=on_error))
         return Table(p, step, None)
 
-    def filter(self, predicate: Callable[[Any], bool], *, name: str | None = None) -> Table:
-        """Keep rows whose value satisfies ``predicate``; others become deletes."""
-        return self._op("filter", predicate, name)
+    def filter(self, predicate: Callable[[Any], bool], *, name: str | None = None,
+               on_error: OnError | None = None) -> Table:
+        """Keep rows whose value satisfies ``predicate``; others become deletes.
 
-    def map_values(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Table:
-        """Transform each row's value."""
-        return self._op("map_values", fn, name)
+        ``on_error`` (default: the processor's ``on_processing_error``) is what happens to an
+        update whose ``predicate`` raises. Under ``"skip"`` or ``"dead_letter"`` the update
+        stops here: the rows after this step keep their previous value for the key (a value
+        the table before it no longer has) until the key's next update gets through; nothing
+        is emitted. ``predicate`` must not change the value in place: it is that table's row::
+
+            accounts.filter(lambda v: v["balance"] > 0, name="in-credit", on_error="skip")
+        """
+        return self._op("filter", predicate, name, on_error)
+
+    def map_values(self, fn: Callable[[Any], Any], *, name: str | None = None,
+                   on_error: OnError | None = None) -> Table:
+        """Transform each row's value (``fn`` returning None deletes the row).
+
+        ``on_error`` as ``filter``'s: an update whose ``fn`` raises is not applied after this
+        step, so the rows after it keep the key's previous, possibly stale, value. To delete
+        the row instead, catch the exception in ``fn`` and return None::
+
+            users.map_values(lambda u: u["email"].lower(), name="email", on_error="dead_letter")
+        """
+        return self._op("map_values", fn, name, on_error)
 
     # -- table-table joins (streamflow.plan.table_joins) ----------------------------------
     def join(self, other: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
@@ -159,6 +179,14 @@ class Table:
 
             orders.join(t.table(customers), lambda o, c: {**o, "name": c["name"]},
                         foreign_key=lambda o: o["customer"])
+
+        ``on_error`` (default: the processor's ``on_processing_error``) is what happens to an
+        update whose ``joiner`` (or ``foreign_key``) raises. Under ``"skip"`` or
+        ``"dead_letter"`` no result is emitted for it: the joined table keeps the key's
+        previous, possibly stale, result until a later update of either side joins again.
+        The join still keeps the new row, so the other side's next update joins with it; only
+        a ``foreign_key`` that raises leaves the join's rows as they were (it cannot know
+        which row to follow, so it goes on following the previous one).
         """
         if foreign_key is not None:
             return self._foreign_key_join(other, foreign_key, joiner, False, name, on_error)
@@ -181,13 +209,10 @@ class Table:
                           on_error: OnError | None) -> Table:
         from streamflow.dsl.foreign_key import foreign_key_join
 
-        if on_error is not None:
-            msg = ("a foreign-key join takes no on_error= yet: set the processor's "
-                   "on_processing_error instead")
-            raise TopologyError(msg)
         if isinstance(other, TableRef):
             other = self._processor.materialize(other)
-        return foreign_key_join(self, other, foreign_key, joiner, left=left, name=name)
+        return foreign_key_join(self, other, foreign_key, joiner, left=left, name=name,
+                                on_error=on_error)
 
     def outer_join(self, other: Table | TableRef, joiner: Callable[[Any, Any], Any], *,
                    name: str | None = None, on_error: OnError | None = None) -> Table:
@@ -213,16 +238,15 @@ class Table:
         if other._node == self._node:
             msg = f"{how}() of a table with itself: use map_values() instead"
             raise TopologyError(msg)
-        left, right = self._materialized(), other._materialized()
         step = p.node_name(f"table-{how.replace('_', '-')}", name)
+        if on_error is not None:  # refused before views are kept in stores for the join
+            check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
+        left, right = self._materialized(), other._materialized()
         sides = []
         for side, this, that in (("left", left, right), ("right", right, left)):
             node: Node = TableJoin(f"{step}.{side}", (this._node,), how=how, side=side,
                                    this_store=this.store or "", other_store=that.store or "",
-                                   joiner=joiner)
-            if on_error is not None:
-                what = f"processor {p.name!r}: step {step!r}: on_error"
-                node = replace(node, on_error=check_on_error(what, on_error))
+                                   joiner=joiner, on_error=on_error)
             sides.append(p.add(node).name)
         p.add(Merge(step, tuple(sides)))
         return Table(p, step, None)
