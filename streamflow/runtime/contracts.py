@@ -104,6 +104,7 @@ class AvroSide:
     writers: tuple[str, ...] = ()  # processors writing it with to(topic)
     internal: bool = False  # a topic or store changelog streamflow names and writes itself
     store: str = ""  # the store whose changelog this is
+    changelog: str = ""  # its changelog (``topic`` names the subject: it may differ)
 
     @property
     def side(self) -> str:
@@ -115,7 +116,7 @@ class AvroSide:
         """``topic 'payments' value``, ``internal topic '...' key`` or the store it keeps."""
         if self.store:
             return (f"store {self.store!r} of processor {self.writers[0]!r} (internal, "
-                    f"changelog {self.topic!r}) {self.side}")
+                    f"changelog {self.changelog!r}) {self.side}")
         return f"{'internal topic' if self.internal else 'topic'} {self.topic!r} {self.side}"
 
 
@@ -168,27 +169,29 @@ class Verdict:
         return self.reading
 
 
-def schema_serdes(serde: Any) -> list[Any]:
-    """The schema-registry serdes (Avro) in ``serde``: itself, or those it wraps.
+def schema_serdes(serde: Any, topic: str) -> list[tuple[str, Any]]:
+    """The schema-registry serdes (Avro) in ``serde`` bound to ``topic``: itself, or those it wraps.
 
-    Wrappers name what they wrap ``inner`` (kept values, window and join stores, windowed
-    keys) or ``left`` / ``right`` (a join's unmatched records); they encode with it under
-    the topic they are given, so its subject is that topic's.
+    As ``(topic, serde)``, the topic naming the subject. A wrapper binds what it wraps
+    (``inner``: kept values, window and join stores, windowed keys) to the topic it is given,
+    or says which serde it binds to which topic with ``parts(topic)`` (a join's unmatched
+    records: each side under a subject of its own).
     """
     if serde is None:
         return []
     if callable(getattr(serde, "schema_dict", None)):
-        return [serde]
-    out: list[Any] = []
-    for part in ("inner", "left", "right"):
-        out += [s for s in schema_serdes(getattr(serde, part, None)) if s not in out]
+        return [(topic, serde)]
+    parts = getattr(serde, "parts", None)
+    out: list[tuple[str, Any]] = []
+    for t, s in parts(topic) if callable(parts) else [(topic, getattr(serde, "inner", None))]:
+        out += [b for b in schema_serdes(s, t) if b not in out]
     return out
 
 
 def serde_sides(topic: Topic) -> list[tuple[bool, Any]]:
     """``(is_key, serde)`` for the key/value serdes of ``topic`` that carry an Avro schema."""
     return [(is_key, inner) for is_key, s in ((True, topic.key), (False, topic.value))
-            for inner in schema_serdes(s)]
+            for _, inner in schema_serdes(s, topic.name)]
 
 
 def avro_sides(topology: Topology, topics: Iterable[str] | None = None) -> list[AvroSide]:
@@ -218,9 +221,9 @@ def avro_sides(topology: Topology, topics: Iterable[str] | None = None) -> list[
                 for is_key, serde in serde_sides(topic)]
         if topic.name in stores:
             owner, spec = stores[topic.name]
-            out += [AvroSide(topic.name, False, serde, writers=(owner,), internal=True,
-                             store=spec.name)
-                    for serde in schema_serdes(spec.value_serde)]
+            out += [AvroSide(bound, False, serde, writers=(owner,), internal=True,
+                             store=spec.name, changelog=topic.name)
+                    for bound, serde in schema_serdes(spec.value_serde, topic.name)]
     return out
 
 

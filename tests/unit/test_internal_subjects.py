@@ -22,10 +22,10 @@ import streamflow as sf
 from streamflow.kafka.registry import RegistryClient, make_registry_client
 from streamflow.ops.check import check_topology
 from streamflow.ops.schemas import check_schemas, register_schemas
-from streamflow.ops.subjects import list_subjects, topology_subjects
-from streamflow.runtime.contracts import ContractError, avro_sides, check_processor
+from streamflow.ops.subjects import list_subjects
+from streamflow.runtime.contracts import ContractError, check_processor
 from streamflow.serde import SerdeContext
-from streamflow.serde.join_values import UnmatchedSerde
+from streamflow.serde.join_values import SideValues, UnmatchedSerde, ValueList
 from streamflow.serde.stored import StoredAs, row_serde
 from streamflow.testing import TopologyTestDriver
 from tests.unit.test_schemas_cli import run
@@ -140,7 +140,7 @@ def test_internal_subjects_follow_the_name_suffix_and_the_first_write_registers_
                for r in reports if r.status == "INTERNAL")
 
 
-def test_a_join_with_avro_on_both_sides_lists_each_schema_of_its_unmatched_store() -> None:
+def _left_join_of_two_records() -> sf.Topology:
     other = dict(PRICE, name="Other")
     t = sf.Topology("j")
     a = t.topic("a", key=sf.String(), value=sf.Avro(PRICE), external=True)
@@ -148,12 +148,39 @@ def test_a_join_with_avro_on_both_sides_lists_each_schema_of_its_unmatched_store
     p = t.processor("p")
     p.stream(a).left_join(p.stream(b), lambda x, y: "x", window=sf.JoinWindows(1_000),
                           name="pair").to(t.topic("o", key=sf.String(), value=sf.String()))
-    assert isinstance(p.stores["pair-unmatched"].value_serde, UnmatchedSerde)
-    unmatched = [s for s in avro_sides(t) if s.store == "pair-unmatched"]
-    assert [s.serde.describe() for s in unmatched] == ["Avro(test.Price)", "Avro(test.Other)"]
-    subjects, errors = topology_subjects(t, SerdeContext())
-    assert not errors
-    assert [g.subject for g in subjects].count("j-p-pair-unmatched-changelog-value") == 2
+    return t
+
+
+UNMATCHED = "j-p-pair-unmatched-changelog"
+
+
+def test_a_joins_unmatched_store_keeps_each_side_under_a_subject_of_its_own(
+        registry: RegistryClient) -> None:
+    t = _left_join_of_two_records()
+    internal = {r.subject: r.schema for r in list_subjects(t, SerdeContext())
+                if r.status == "INTERNAL"}
+    assert internal[f"{UNMATCHED}-value"] == "Avro(test.Price)"
+    assert internal[f"{UNMATCHED}-right-value"] == "Avro(test.Other)"
+    # one subject holding both records would be refused under the registry's BACKWARD level
+    assert registry.compatibility(f"{UNMATCHED}-value") == "BACKWARD"
+    register_schemas(t, ctx_for(registry))
+    checked = {r.subject: r.status for r in check_schemas(t, registry, ctx_for(registry))}
+    assert {s: checked[s] for s in internal} == dict.fromkeys(internal, "OK")
+
+
+def test_unmatched_right_values_kept_under_the_shared_subject_before_stay_readable(
+        registry: RegistryClient) -> None:
+    spec = _left_join_of_two_records().processors["p"].stores["pair-unmatched"]
+    assert isinstance(spec.value_serde, UnmatchedSerde)
+    ctx = ctx_for(registry)
+    value = {"amount": Decimal("1.25"), "since": SINCE}
+    before = b"\x01\x01" + ValueList(spec.value_serde.right).serializer(
+        UNMATCHED, False, ctx)([value])  # the right side bound to the changelog itself
+    read = spec.value_serde.deserializer(UNMATCHED, False, ctx)
+    assert read(before) == SideValues(1, [value])
+    now = spec.value_serde.serializer(UNMATCHED, False, ctx)(SideValues(1, [value]))
+    assert read(now) == SideValues(1, [value])
+    assert registry.versions(f"{UNMATCHED}-right-value")
 
 
 def test_foreign_key_topics_keyed_by_an_avro_key_are_marked_internal() -> None:
