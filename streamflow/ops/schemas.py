@@ -1,8 +1,9 @@
-"""``streamflow schemas check|register MODULE``: a topology's Avro contracts and the registry.
+"""``streamflow schemas check|register|list MODULE``: a topology's Avro contracts and the registry.
 
 Every Avro key and value of the topology's topics has a subject in the schema registry
-(``<topic>-value`` under the default strategy). Topics that share a subject and a schema
-are reported once.
+(``<topic>-value`` under the default strategy), and so does every store and internal topic
+that keeps a topic's Avro values (:mod:`streamflow.ops.subjects`, which ``list`` prints
+without asking the registry). Sides that share a subject and a schema are reported once.
 
 ``check`` judges each subject (with :func:`streamflow.runtime.contracts.evaluate`, as
 ``streamflow check`` and the worker's start-up check do):
@@ -12,7 +13,9 @@ are reported once.
   FORWARD, FULL, their ``_TRANSITIVE`` forms, or NONE) against the registered versions;
 - a topic a processor reads, or an external one, must be readable: the declared (reader)
   schema must read data written with the latest registered version;
-- a subject with no registered version is ``NEW``, which is fine.
+- a subject with no registered version is ``NEW``, which is fine (the summary says who
+  registers it: with ``auto_register=False`` only ``register`` does, and workers refuse to
+  start until it has).
 
 Each subject gets one line, ``OK``, ``NEW``, ``FAIL`` (with what breaks: field, change and
 why, and how to fix it) or ``ERROR`` (the declared schema cannot be loaded). Exit code 3 if

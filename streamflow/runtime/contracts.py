@@ -268,8 +268,8 @@ def check_processor(processor: Processor, ctx: SerdeContext) -> None:
     """Refuse to start ``processor`` when its Avro contracts do not fit the registry.
 
     Read topics: the declared schema must read the latest registered version of the subject
-    (if any). Written topics: the schema must be registered, or registrable when
-    ``auto_register`` is on (this registers it, as producing would). Raises
+    (if any). Written topics and the processor's stores: the schema must be registered, or
+    registrable when ``auto_register`` is on (this registers it, as producing would). Raises
     :class:`ContractError` listing every problem with its fix, or :class:`SerdeUnavailable`
     when the registry cannot be reached. Does nothing for processors without Avro topics.
     """
