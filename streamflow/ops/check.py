@@ -14,7 +14,9 @@ and how to fix it:
   with ``Topology(..., allow_cycles=True)``;
 - ``schema``: an Avro topic's declared schema does not fit what the schema registry holds
   for its subject (the latest version for topics written outside the topology, the
-  subject's compatibility level for topics written inside it);
+  subject's compatibility level for topics written inside it, and for the subjects of
+  stores and internal topics that keep a topic's Avro values); a subject missing while
+  ``auto_register=False`` is a note (``streamflow schemas register`` must run first);
 - ``co-partitioning``: the topics on the two sides of a join have different partition
   counts or key serdes (a foreign-key join: different partition counts).
 
@@ -43,6 +45,7 @@ from streamflow.ops.join_sides import table_join_sides
 from streamflow.runtime.contracts import (
     READER_FIX,
     WRITER_FIX,
+    AvroSide,
     RegistryReader,
     avro_sides,
     evaluate,
@@ -456,6 +459,16 @@ def _check_joins(topology: Topology, notes: list[str]) -> list[Problem]:
 # -- Avro schemas against the registry -------------------------------------------------------
 
 
+def _unregistered(side: AvroSide, subject: str) -> str:
+    """The note on a subject with no version: the first write registers it, or the command."""
+    if side.external or not side.writers or getattr(side.serde, "auto_register", True):
+        return (f"subject {subject!r} has no registered version yet (it is registered when "
+                "first written)")
+    return (f"subject {subject!r} ({side.where}) has no registered version yet, and "
+            "auto_register is off: workers refuse to start until `streamflow schemas register "
+            "MODULE` registers it")
+
+
 def _check_schemas(topology: Topology, registry: RegistryReader, notes: list[str],
                    schemas_dir: Path) -> list[Problem]:
     from streamflow.serde import SerdeContext, compat
@@ -485,20 +498,20 @@ def _check_schemas(topology: Topology, registry: RegistryReader, notes: list[str
             continue
         subject, label = verdict.subject, verdict.latest_label
         if verdict.new:
-            notes.append(f"subject {subject!r} has no registered version yet "
-                         "(it is registered when first written)")
+            notes.append(_unregistered(side, subject))
             continue
+        head = (f"{side.where} (subject {subject!r})" if side.store else
+                f"topic {topic!r} ({what}, subject {subject!r})")
         out += [Problem(
             "schema",
-            f"topic {topic!r} ({what}, subject {subject!r}): processor(s) "
-            f"{_names(side.writers)} would write a schema the registry rejects under "
-            f"{verdict.level} against {label}: {i}",
+            f"{head}: processor(s) {_names(side.writers)} would write a schema the registry "
+            f"rejects under {verdict.level} against {label}: {i}",
             WRITER_FIX,
         ) for i in verdict.registration]
         who = _names(side.readers) or "the topology"
         out += [Problem(
             "schema",
-            f"topic {topic!r} ({what}, subject {subject!r}): {who} read with the declared "
+            f"{head}: {who} read with the declared "
             f"schema, which cannot read data written with the registered {label}: {i}",
             READER_FIX,
         ) for i in verdict.extra_reading]

@@ -1,8 +1,9 @@
-"""``streamflow schemas check|register MODULE``: a topology's Avro contracts and the registry.
+"""``streamflow schemas check|register|list MODULE``: a topology's Avro contracts and the registry.
 
 Every Avro key and value of the topology's topics has a subject in the schema registry
-(``<topic>-value`` under the default strategy). Topics that share a subject and a schema
-are reported once.
+(``<topic>-value`` under the default strategy), and so does every store and internal topic
+that keeps a topic's Avro values (:mod:`streamflow.ops.subjects`, which ``list`` prints
+without asking the registry). Sides that share a subject and a schema are reported once.
 
 ``check`` judges each subject (with :func:`streamflow.runtime.contracts.evaluate`, as
 ``streamflow check`` and the worker's start-up check do):
@@ -12,7 +13,9 @@ are reported once.
   FORWARD, FULL, their ``_TRANSITIVE`` forms, or NONE) against the registered versions;
 - a topic a processor reads, or an external one, must be readable: the declared (reader)
   schema must read data written with the latest registered version;
-- a subject with no registered version is ``NEW``, which is fine.
+- a subject with no registered version is ``NEW``, which is fine (the summary says who
+  registers it: with ``auto_register=False`` only ``register`` does, and workers refuse to
+  start until it has).
 
 Each subject gets one line, ``OK``, ``NEW``, ``FAIL`` (with what breaks: field, change and
 why, and how to fix it) or ``ERROR`` (the declared schema cannot be loaded). Exit code 3 if
@@ -29,102 +32,26 @@ command itself (arguments, printing, exit codes) is :mod:`streamflow.cli.schemas
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from streamflow.dsl.topology import Topology
-from streamflow.runtime.contracts import (
-    READER_FIX,
-    WRITER_FIX,
-    AvroSide,
-    RegistryReader,
-    avro_sides,
-    evaluate,
+from streamflow.ops.subjects import (
+    Subject,
+    SubjectReport,
+    list_subjects,
+    registration_hint,
+    topology_subjects,
 )
+from streamflow.runtime.contracts import READER_FIX, WRITER_FIX, RegistryReader, evaluate
 from streamflow.serde import SerdeContext, SerdeError, compat
 
 __all__ = [
     "SubjectReport",
     "check_schemas",
+    "list_subjects",
     "register_schemas",
 ]
-
-FAILED = frozenset({"FAIL", "ERROR", "REFUSED"})
-
-
-@dataclass(frozen=True)
-class SubjectReport:
-    """The outcome for one subject: a status word, a one-line summary and details."""
-
-    status: str  # OK NEW FAIL ERROR | REGISTERED EXISTS REFUSED SKIPPED
-    subject: str
-    where: str  # "topic 'payments' value" (several topics may share a subject)
-    schema: str  # "Avro(com.example.Payment)"
-    summary: str
-    details: tuple[str, ...] = ()
-
-    @property
-    def failed(self) -> bool:
-        """True for FAIL, ERROR and REFUSED."""
-        return self.status in FAILED
-
-    def render(self) -> str:
-        """``STATUS subject (where, schema): summary`` plus indented details."""
-        head = f"{self.status:<10} {self.subject} ({self.where}, {self.schema}): {self.summary}"
-        return "\n".join([head, *(f"    {d}" for d in self.details)])
-
-
-# -- grouping --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Group:
-    subject: str
-    sides: tuple[AvroSide, ...]
-
-    @property
-    def first(self) -> AvroSide:
-        return self.sides[0]
-
-    @property
-    def external(self) -> bool:
-        return all(s.external for s in self.sides)
-
-    @property
-    def readers(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(r for s in self.sides for r in s.readers))
-
-    @property
-    def where(self) -> str:
-        return ", ".join(f"topic {s.topic!r} {s.side}" for s in self.sides)
-
-
-def _describe(serde: Any, ctx: SerdeContext) -> str:
-    try:
-        return str(serde.describe(ctx))
-    except TypeError:  # a schema-registry serde whose describe() takes no context
-        return str(serde.describe())
-
-
-def _groups(topology: Topology, ctx: SerdeContext) -> tuple[list[_Group], list[SubjectReport]]:
-    """Avro sides grouped by (subject, declared schema); sides that can't be loaded as errors."""
-    groups: dict[tuple[str, str], list[AvroSide]] = {}
-    errors: list[SubjectReport] = []
-    for side in avro_sides(topology):
-        subject = "?"
-        try:
-            subject = str(side.serde.subject(side.topic, side.is_key, ctx))
-            schema = str(side.serde.schema_str(ctx))
-        except SerdeError as e:
-            errors.append(SubjectReport(
-                "ERROR", subject, f"topic {side.topic!r} {side.side}",
-                _describe(side.serde, ctx), "the declared schema cannot be loaded",
-                (str(e), "fix: the schema file or the Avro(...) declaration"),
-            ))
-            continue
-        groups.setdefault((subject, schema), []).append(side)
-    return [_Group(subject, tuple(sides)) for (subject, _), sides in groups.items()], errors
 
 
 # -- check -----------------------------------------------------------------------------------
@@ -143,25 +70,23 @@ def check_schemas(
     ``include_external`` also applies the compatibility level to external topics' subjects
     (as if streamflow registered them). Registry errors propagate.
     """
-    groups, reports = _groups(topology, ctx)
+    groups, reports = topology_subjects(topology, ctx)
     for g in groups:
-        side = g.first
-        schema = _describe(side.serde, ctx)
         registration = include_external or not g.external
         reading = bool(g.readers) or g.external
 
-        def report(status: str, summary: str, details: Iterable[str] = (),
-                   g: _Group = g, schema: str = schema) -> SubjectReport:
-            return SubjectReport(status, g.subject, g.where, schema, summary, tuple(details))
+        def report(status: str, summary: str, details: tuple[str, ...] = (),
+                   g: Subject = g) -> SubjectReport:
+            return g.report(status, summary, details, ctx)
 
         try:
-            verdict = evaluate(side, registry, ctx, registration=registration, reading=reading)
+            verdict = evaluate(g.first, registry, ctx, registration=registration,
+                               reading=reading)
         except (SerdeError, compat.InvalidSchema) as e:
-            reports.append(report("ERROR", "the schema cannot be compared", [str(e)]))
+            reports.append(report("ERROR", "the schema cannot be compared", (str(e),)))
             continue
         if verdict.new:
-            hint = ("its producer registers it" if not registration else
-                    f"`streamflow schemas register {module}` (or the first write) registers it")
+            hint = registration_hint(g, module) if registration else "its producer registers it"
             reports.append(report("NEW", f"not registered yet (fine: {hint})"))
             continue
         label = verdict.latest_label
@@ -183,7 +108,7 @@ def check_schemas(
             details += [f"- {i}" for i in extra]
             details.append(f"fix: {READER_FIX}")
         if fails:
-            reports.append(report("FAIL", "; ".join(fails), details))
+            reports.append(report("FAIL", "; ".join(fails), tuple(details)))
             continue
         oks = []
         if registration:
@@ -207,14 +132,13 @@ def register_schemas(
 
     Refusals become ``REFUSED`` reports; :class:`SerdeUnavailable` propagates.
     """
-    groups, reports = _groups(topology, ctx)
+    groups, reports = topology_subjects(topology, ctx)
     for g in groups:
         side = g.first
-        schema = _describe(side.serde, ctx)
 
-        def report(status: str, summary: str, details: Iterable[str] = (),
-                   g: _Group = g, schema: str = schema) -> SubjectReport:
-            return SubjectReport(status, g.subject, g.where, schema, summary, tuple(details))
+        def report(status: str, summary: str, details: tuple[str, ...] = (),
+                   g: Subject = g) -> SubjectReport:
+            return g.report(status, summary, details, ctx)
 
         if g.external and not include_external:
             reports.append(report("SKIPPED", "external topic: its producer owns the subject "
@@ -228,7 +152,7 @@ def register_schemas(
             reg, created = register(side.topic, side.is_key, ctx)
         except SerdeError as e:
             lines = str(e).splitlines()
-            reports.append(report("REFUSED", lines[0], lines[1:]))
+            reports.append(report("REFUSED", lines[0], tuple(lines[1:])))
             continue
         at = f"version {reg.version}, schema id {reg.schema_id}" if reg.version else \
             f"schema id {reg.schema_id}"

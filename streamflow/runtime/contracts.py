@@ -10,9 +10,16 @@ One place answers this for three callers:
   (:class:`ContractError`, exit code 3) saying which topic, subject and field, and how to
   fix it. An unreachable registry raises :class:`~streamflow.serde.base.SerdeUnavailable`
   (exit code 4: the supervisor retries).
-- ``streamflow check`` (:mod:`streamflow.ops.check`) and ``streamflow schemas check``
-  (:mod:`streamflow.ops.schemas`) enumerate a topology's Avro subjects with
-  :func:`avro_sides` and judge each with :func:`evaluate`.
+- ``streamflow check`` (:mod:`streamflow.ops.check`) and ``streamflow schemas
+  check|register|list`` (:mod:`streamflow.ops.schemas`) enumerate a topology's Avro subjects
+  with :func:`avro_sides` and judge each with :func:`evaluate`.
+
+Besides the declared topics' keys and values, :func:`avro_sides` lists the subjects streamflow
+makes itself: a store or an internal topic (repartition, foreign-key subscription) that keeps
+a topic's values with the topic's Avro serde (:mod:`streamflow.serde.stored`) writes them
+under ``<changelog or internal topic>-value``. Those are registered by the first write, or,
+with ``auto_register=False``, by ``streamflow schemas register`` alone; a worker whose store
+subject is missing then refuses to start, naming the subject and that command.
 
 >>> import streamflow as sf
 >>> from streamflow.kafka.registry import make_registry_client
@@ -47,6 +54,7 @@ __all__ = [
     "avro_sides",
     "check_processor",
     "evaluate",
+    "schema_serdes",
     "serde_sides",
 ]
 
@@ -82,7 +90,11 @@ class RegistryReader(Protocol):
 
 @dataclass(frozen=True)
 class AvroSide:
-    """The key or value of a topic, declared with a schema-registry serde (Avro)."""
+    """The key or value of a topic, declared with a schema-registry serde (Avro).
+
+    Or kept with one by streamflow: ``internal`` for a repartition or foreign-key topic, and
+    ``store`` names the store whose changelog ``topic`` is (its values only).
+    """
 
     topic: str
     is_key: bool
@@ -90,11 +102,22 @@ class AvroSide:
     external: bool = False
     readers: tuple[str, ...] = ()  # processors reading the topic
     writers: tuple[str, ...] = ()  # processors writing it with to(topic)
+    internal: bool = False  # a topic or store changelog streamflow names and writes itself
+    store: str = ""  # the store whose changelog this is
+    changelog: str = ""  # its changelog (``topic`` names the subject: it may differ)
 
     @property
     def side(self) -> str:
         """``"key"`` or ``"value"``."""
         return "key" if self.is_key else "value"
+
+    @property
+    def where(self) -> str:
+        """``topic 'payments' value``, ``internal topic '...' key`` or the store it keeps."""
+        if self.store:
+            return (f"store {self.store!r} of processor {self.writers[0]!r} (internal, "
+                    f"changelog {self.changelog!r}) {self.side}")
+        return f"{'internal topic' if self.internal else 'topic'} {self.topic!r} {self.side}"
 
 
 @dataclass(frozen=True)
@@ -146,32 +169,62 @@ class Verdict:
         return self.reading
 
 
+def schema_serdes(serde: Any, topic: str) -> list[tuple[str, Any]]:
+    """The schema-registry serdes (Avro) in ``serde`` bound to ``topic``: itself, or those it wraps.
+
+    As ``(topic, serde)``, the topic naming the subject. A wrapper binds what it wraps
+    (``inner``: kept values, window and join stores, windowed keys) to the topic it is given,
+    or says which serde it binds to which topic with ``parts(topic)`` (a join's unmatched
+    records: each side under a subject of its own).
+    """
+    if serde is None:
+        return []
+    if callable(getattr(serde, "schema_dict", None)):
+        return [(topic, serde)]
+    parts = getattr(serde, "parts", None)
+    out: list[tuple[str, Any]] = []
+    for t, s in parts(topic) if callable(parts) else [(topic, getattr(serde, "inner", None))]:
+        out += [b for b in schema_serdes(s, t) if b not in out]
+    return out
+
+
 def serde_sides(topic: Topic) -> list[tuple[bool, Any]]:
     """``(is_key, serde)`` for the key/value serdes of ``topic`` that carry an Avro schema."""
-    return [(is_key, s) for is_key, s in ((True, topic.key), (False, topic.value))
-            if callable(getattr(s, "schema_dict", None))]
+    return [(is_key, inner) for is_key, s in ((True, topic.key), (False, topic.value))
+            for _, inner in schema_serdes(s, topic.name)]
 
 
 def avro_sides(topology: Topology, topics: Iterable[str] | None = None) -> list[AvroSide]:
-    """Every Avro key/value of ``topology``'s topics (only ``topics``, if given).
+    """Every Avro key/value of ``topology``'s topics and stores (only ``topics``, if given).
 
-    In declaration order, with the processors that read and write each topic.
+    In declaration order, with the processors that read and write each topic. A store's
+    values are listed under its changelog topic, written (not read: its records carry their
+    schema ids) by its processor.
     """
     wanted = None if topics is None else set(topics)
     readers: dict[str, list[str]] = {}
     writers: dict[str, list[str]] = {}
+    stores: dict[str, tuple[str, Any]] = {}
     for p in topology.processors.values():
         for t in dict.fromkeys([*p.source_topics(), *global_topics(p)]):
             readers.setdefault(t, []).append(p.name)
         for t in dict.fromkeys(p.sink_topics()):
             writers.setdefault(t, []).append(p.name)
-    return [
-        AvroSide(topic.name, is_key, serde, topic.external,
-                 tuple(readers.get(topic.name, ())), tuple(writers.get(topic.name, ())))
-        for topic in topology.topics.values()
-        if wanted is None or topic.name in wanted
-        for is_key, serde in serde_sides(topic)
-    ]
+        stores.update((spec.changelog, (p.name, spec)) for spec in p.stores.values())
+    out: list[AvroSide] = []
+    for topic in topology.topics.values():
+        if wanted is not None and topic.name not in wanted:
+            continue
+        out += [AvroSide(topic.name, is_key, serde, topic.external,
+                         tuple(readers.get(topic.name, ())), tuple(writers.get(topic.name, ())),
+                         topic.internal)
+                for is_key, serde in serde_sides(topic)]
+        if topic.name in stores:
+            owner, spec = stores[topic.name]
+            out += [AvroSide(bound, False, serde, writers=(owner,), internal=True,
+                             store=spec.name, changelog=topic.name)
+                    for bound, serde in schema_serdes(spec.value_serde, topic.name)]
+    return out
 
 
 def evaluate(
@@ -215,8 +268,8 @@ def check_processor(processor: Processor, ctx: SerdeContext) -> None:
     """Refuse to start ``processor`` when its Avro contracts do not fit the registry.
 
     Read topics: the declared schema must read the latest registered version of the subject
-    (if any). Written topics: the schema must be registered, or registrable when
-    ``auto_register`` is on (this registers it, as producing would). Raises
+    (if any). Written topics and the processor's stores: the schema must be registered, or
+    registrable when ``auto_register`` is on (this registers it, as producing would). Raises
     :class:`ContractError` listing every problem with its fix, or :class:`SerdeUnavailable`
     when the registry cannot be reached. Does nothing for processors without Avro topics.
     """
@@ -224,7 +277,8 @@ def check_processor(processor: Processor, ctx: SerdeContext) -> None:
 
     topology = processor.topology
     reads = avro_sides(topology, [*processor.source_topics(), *global_topics(processor)])
-    writes = [s for s in avro_sides(topology, processor.sink_topics())
+    changelogs = [spec.changelog for spec in processor.stores.values()]
+    writes = [s for s in avro_sides(topology, [*processor.sink_topics(), *changelogs])
               if callable(getattr(s.serde, "prepare", None))]
     if not reads and not writes:
         return
@@ -269,7 +323,7 @@ def check_processor(processor: Processor, ctx: SerdeContext) -> None:
         try:
             side.serde.prepare(side.topic, side.is_key, ctx)
         except SerdeError as e:
-            problems.append(f"topic {side.topic!r} ({side.side}), written here: {e}")
+            problems.append(f"{side.where}, written here: {e}")
     if problems:
         listed = "\n".join(f"- {p}" for p in problems)
         msg = (

@@ -12,7 +12,10 @@ Without serdes both are JSON; with them:
 * ``UnmatchedSerde(left, right)``: ``0x00`` + 8 bytes for a time (an ``int``), ``0x01`` + the
   side byte + a ``ValueList`` of that side's serde for a ``SideValues``. A value starting
   with neither byte is JSON, as written before the serdes were given (JSON never starts with
-  either), so adding serdes to a running join keeps its state readable.
+  either), so adding serdes to a running join keeps its state readable. The right side's
+  serde is bound to ``<topic>-right`` (``UnmatchedSerde.parts``): a schema-registry serde
+  then writes each side's schema under a subject of its own, where one subject holding two
+  unrelated record schemas would be refused by a registry checking compatibility.
 
 >>> from streamflow.serde import Json, SerdeContext, String
 >>> ctx = SerdeContext()
@@ -112,10 +115,17 @@ class UnmatchedSerde:
     left: Serde | None
     right: Serde | None
 
+    def parts(self, topic: str) -> tuple[tuple[str, Serde], tuple[str, Serde]]:
+        """``(topic, serde)`` each side's values are bound to: ``topic`` and ``topic-right``.
+
+        >>> UnmatchedSerde(None, Json()).parts("j-unmatched-changelog")[1][0]
+        'j-unmatched-changelog-right'
+        """
+        return (topic, self.left or Json()), (f"{topic}-right", self.right or Json())
+
     def serializer(self, topic: str, is_key: bool, ctx: SerdeContext) -> Serializer:
         """A time (``int``) or a ``SideValues`` -> bytes."""
-        lists = [ValueList(s or Json()).serializer(topic, is_key, ctx)
-                 for s in (self.left, self.right)]
+        lists = [ValueList(s).serializer(t, is_key, ctx) for t, s in self.parts(topic)]
         pack_ts = _TS.pack
 
         def serialize(value: Any) -> bytes | None:
@@ -132,8 +142,7 @@ class UnmatchedSerde:
 
     def deserializer(self, topic: str, is_key: bool, ctx: SerdeContext) -> Deserializer:
         """Bytes -> a time (``int``) or a ``SideValues``; JSON as written without serdes."""
-        lists = [ValueList(s or Json()).deserializer(topic, is_key, ctx)
-                 for s in (self.left, self.right)]
+        lists = [ValueList(s).deserializer(t, is_key, ctx) for t, s in self.parts(topic)]
         unpack_ts = _TS.unpack_from
 
         def deserialize(data: bytes | None) -> Any:

@@ -77,17 +77,15 @@ class StoredAs:
 def kept_serde(value_serde: Serde | None) -> Serde | None:
     """The serde that keeps values a topic encodes with ``value_serde``.
 
-    None when that is plain JSON, what streamflow keeps values as anyway, and for a
-    schema-registry serde that must not register schemas (``auto_register=False``): the
-    subjects of stores and internal topics would have to be registered by hand, so those
-    values stay JSON (give the step a ``value_serde=`` to choose).
+    None when that is plain JSON, what streamflow keeps values as anyway. A schema-registry
+    serde writes under the store's or internal topic's own subject (``<changelog>-value``):
+    registered by the first write, or with ``auto_register=False`` by ``streamflow schemas
+    register``, which lists those subjects too (:mod:`streamflow.ops.subjects`).
     """
     if isinstance(value_serde, StoredAs):
         return value_serde.inner
     if value_serde is None or (type(value_serde) is Json and value_serde.model is None
                                and not value_serde.encrypt):
-        return None
-    if getattr(value_serde, "auto_register", True) is False:
         return None
     return value_serde
 

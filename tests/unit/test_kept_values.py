@@ -106,8 +106,9 @@ def test_plain_json_tables_keep_their_bytes_and_others_get_their_topics_serde() 
     avro = sf.Avro(PRICE)
     assert row_serde(avro) == StoredAs(avro)
     assert row_serde(StoredAs(avro)) == StoredAs(avro)
-    # subjects of stores would need registering by hand: JSON, as before
-    assert row_serde(sf.Avro(PRICE, auto_register=False)) is None
+    # its store's subject is registered by `streamflow schemas register` (test_internal_subjects)
+    no_auto = sf.Avro(PRICE, auto_register=False)
+    assert row_serde(no_auto) == StoredAs(no_auto)
     spec = enrich(avro).processors["p"].stores["rows"]
     assert spec.value_serde == StoredAs(avro)
 
