@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamflow.dsl.nodes import ForeignKeyJoin, Source
 from streamflow.dsl.table import Table, TableRef
-from streamflow.dsl.topology import TopologyError, check_on_error
+from streamflow.dsl.topology import TopologyError
 from streamflow.serde import Bytes
 
 if TYPE_CHECKING:
@@ -126,8 +126,7 @@ def foreign_key_join(left_table: Table, right_table: Table,
     left_key = _key_serde(p, lt, "left")
     right_key = _key_serde(p, rt, "right")
     step = p.node_name("fk-join", name)
-    if on_error is not None:
-        check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
+    p.check_step_on_error(step, on_error)
     topology = p.topology
     prefix = f"{topology.name}-{p.name}-{step}"
     subscriptions = f"{prefix}-subscription-registration"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamflow.dsl.nodes import StreamJoin, StreamJoinSide
 from streamflow.dsl.policies import OnError
-from streamflow.dsl.topology import TopologyError, check_on_error
+from streamflow.dsl.topology import TopologyError
 from streamflow.serde.base import Serde
 from streamflow.serde.join_values import UnmatchedSerde, ValueList
 from streamflow.serde.stored import kept_serde
@@ -55,8 +55,7 @@ def stream_join(left: Stream, right: Stream, joiner: Callable[[Any, Any], Any],
         )
         raise TopologyError(msg)
     step = p.node_name(op, name)
-    if on_error is not None:
-        check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
+    p.check_step_on_error(step, on_error)
     how = HOW[op]
     if value_serde is None:  # the values' own serdes, when they are a topic's unchanged
         value_serde = kept_serde(p.value_serde_at(left.node.name))

@@ -49,8 +49,8 @@ class Stream:
               on_error: OnError | None = None) -> Stream:
         node = node_factory(self._processor.node_name(kind, name))
         if on_error is not None:
-            what = f"processor {self._processor.name!r}: step {node.name!r}: on_error"
-            node = replace(node, on_error=check_on_error(what, on_error))
+            self._processor.check_step_on_error(node.name, on_error)
+            node = replace(node, on_error=on_error)
         node = self._processor.add(node)
         return Stream(self._processor, node.name)
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from streamflow.dsl.nodes import Aggregate, Merge, Node, TableJoin, TableMaterialize, TableOp
-from streamflow.dsl.topology import TopologyError, check_on_error
+from streamflow.dsl.topology import TopologyError
 from streamflow.serde.stored import row_serde
 
 if TYPE_CHECKING:
@@ -32,8 +32,7 @@ class GroupedStream:
                    value_serde: Any, ttl: Any = None, on_error: OnError | None = None) -> Table:
         p = self._processor
         step = p.node_name(op, name)
-        if on_error is not None:
-            check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
+        p.check_step_on_error(step, on_error)
         store = p.add_store(step, value_serde=value_serde, ttl=ttl, timestamped=True)
         p.add(Aggregate(step, (self._node,), store, initializer, adder, op, on_error=on_error))
         return Table(p, step, store)
@@ -129,8 +128,7 @@ class Table:
             on_error: OnError | None) -> Table:
         p = self._processor
         step = p.node_name(f"table-{op}", name)
-        if on_error is not None:
-            check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
+        p.check_step_on_error(step, on_error)
         p.add(TableOp(step, (self._node,), op, fn, on_error=on_error))
         return Table(p, step, None)
 
@@ -239,8 +237,7 @@ class Table:
             msg = f"{how}() of a table with itself: use map_values() instead"
             raise TopologyError(msg)
         step = p.node_name(f"table-{how.replace('_', '-')}", name)
-        if on_error is not None:  # refused before views are kept in stores for the join
-            check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
+        p.check_step_on_error(step, on_error)  # before views are kept in stores for the join
         left, right = self._materialized(), other._materialized()
         sides = []
         for side, this, that in (("left", left, right), ("right", right, left)):

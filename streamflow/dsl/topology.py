@@ -313,6 +313,11 @@ class Processor:
         node = self.add(Source(self.node_name("source", name), (), resolved))
         return Stream(self, node.name)
 
+    def check_step_on_error(self, step: str, on_error: object) -> None:
+        """Refuse a step's ``on_error=`` that is not a policy (None: the processor's applies)."""
+        if on_error is not None:
+            check_on_error(f"processor {self.name!r}: step {step!r}: on_error", on_error)
+
     def node_name(self, kind: str, explicit: str | None) -> str:
         """Return a stable step name: the explicit one, or ``<kind>-<n>`` in declaration order."""
         if explicit is not None:

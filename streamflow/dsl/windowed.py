@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from streamflow.dsl.nodes import Sink, WindowAggregate, WindowEmit
-from streamflow.dsl.topology import Topic, TopologyError, check_on_error
+from streamflow.dsl.topology import Topic, TopologyError
 from streamflow.serde.stored import kept_serde
 from streamflow.serde.windowed import WindowValueSerde
 from streamflow.windows import Hopping, Session, Sliding, Tumbling, WindowSpec
@@ -53,8 +53,7 @@ class WindowedStream:
             raise TopologyError(msg)
         p = self._processor
         step = p.node_name(f"window-{op}", name)
-        if on_error is not None:
-            check_on_error(f"processor {p.name!r}: step {step!r}: on_error", on_error)
+        p.check_step_on_error(step, on_error)
         store = p.add_store(step, value_serde=WindowValueSerde(value_serde))
         late_sink = None
         if self._late_topic is not None:
