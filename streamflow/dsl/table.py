@@ -150,6 +150,8 @@ class Table:
                    on_error: OnError | None = None) -> Table:
         """Transform each row's value (``fn`` returning None deletes the row).
 
+        ``fn`` gets its own copy of the row: it may change it in place and return it.
+
         ``on_error`` as ``filter``'s: an update whose ``fn`` raises is not applied after this
         step, so the rows after it keep the key's previous, possibly stale, value. To delete
         the row instead, catch the exception in ``fn`` and return None::

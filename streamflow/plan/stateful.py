@@ -10,7 +10,7 @@ from typing import Any
 
 from streamflow.dsl.nodes import Aggregate, Join, Process, TableOp
 from streamflow.plan.context import Step, StepError, TaskContext
-from streamflow.plan.guard import on_copies
+from streamflow.plan.guard import copy_agg, on_copies
 from streamflow.plan.steps import record_of
 from streamflow.plan.wiring import Wiring
 from streamflow.record import Headers
@@ -102,7 +102,11 @@ def materialize(store: Any, nxt: Step) -> Step:
 
 
 def build_table_op(w: Wiring, node: TableOp) -> Step:
-    """``filter`` or ``map_values`` of a table (deletions pass through)."""
+    """``filter`` or ``map_values`` of a table (deletions pass through).
+
+    ``map_values``' function is given a private copy of the row (``plan.guard.copy_agg``), so
+    one that changes its argument in place and returns it leaves the table before it intact.
+    """
     fn = node.fn
     name = node.name
     is_filter = node.op == "filter"
@@ -110,8 +114,8 @@ def build_table_op(w: Wiring, node: TableOp) -> Step:
 
     def table_op(k: Any, v: Any, ts: int, h: Headers | None) -> None:
         if v is not None:
-            try:
-                out = (v if fn(v) else None) if is_filter else fn(v)  # type: ignore[misc]
+            try:  # map_values' fn gets its own copy: the row is the table's before this step
+                out = (v if fn(v) else None) if is_filter else fn(copy_agg(v))  # type: ignore[misc]
             except Exception as e:
                 raise StepError(name, e) from e
         else:

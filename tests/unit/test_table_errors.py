@@ -353,3 +353,23 @@ def test_table_step_policies_are_shown_and_kept_by_a_renamed_topology() -> None:
                 "oc.subscribe": "dead_letter", "oc": "dead_letter"}
     assert p.step_policies() == policies
     assert t.with_name_suffix("-x").processors["p"].step_policies() == policies
+
+
+def test_map_values_changing_its_argument_in_place_leaves_the_table_before_it_intact(
+        backend: str) -> None:
+    """``fn`` gets its own copy of the row: the idiom ``v["x"] = ...; return v`` does not
+    rewrite the row the table before it keeps (and joins against)."""
+    def tag(v: dict[str, Any]) -> dict[str, Any]:
+        v["tagged"] = True
+        return v
+
+    t, p = topology()
+    t.topic("joined", key=sf.String(), value=sf.Json())
+    base = p.materialize(t.table("in"))
+    base.map_values(tag, name="tag").to_stream().to("out")
+    base.join(t.table("other"), pair, name="j").to_stream().to("joined")
+    with TopologyTestDriver(t, config={"store": backend}) as d:
+        send(d, "in", "k", {"x": 1}, 1)
+        send(d, "other", "k", {"y": 1}, 2)
+        assert out(d) == [("k", {"x": 1, "tagged": True})]
+        assert d.output("joined").read_key_values() == [("k", [{"x": 1}, {"y": 1}])]
