@@ -37,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(msg)
     if len(names) == 1 and args.workers == 1:
         # a supervisor's children stay quiet: the supervisor warned already
-        return _run_worker(topology, names[0], config, args.worker_id,
+        return _run_worker(topology, args.module, names[0], config, args.worker_id,
                            warn=args.worker_id is None)
     from streamflow.runtime.supervisor import Supervisor
 
@@ -81,8 +81,17 @@ def _run_message(e: StreamflowError, config: Config) -> str:
     return str(e)
 
 
-def _run_worker(topology: Topology, name: str, config: Config, worker_id: str | None, *,
-                warn: bool) -> int:
+def _for_module(message: str, module: str) -> str:
+    """``message`` with the commands it advises given this run's module.
+
+    The serdes and the registry checks that write the advice do not know the module.
+    """
+    return message.replace("streamflow schemas register MODULE",
+                           f"streamflow schemas register {module}")
+
+
+def _run_worker(topology: Topology, module: str, name: str, config: Config,
+                worker_id: str | None, *, warn: bool) -> int:
     from streamflow.kafka.client import KafkaException
     from streamflow.runtime.worker import Worker
 
@@ -93,7 +102,7 @@ def _run_worker(topology: Topology, name: str, config: Config, worker_id: str | 
     except StreamflowError as e:
         setup_logging(config.log_level, f"{topology.name}/{name}", instance=worker_id or "",
                       **logging_opts)
-        log.error("%s", e)
+        log.error("%s", _for_module(str(e), module))
         return e.exit_code
     setup_logging(config.log_level, f"{topology.name}/{name}#{worker.instance_id}",
                   instance=worker.instance_id, **logging_opts)
@@ -102,7 +111,7 @@ def _run_worker(topology: Topology, name: str, config: Config, worker_id: str | 
     try:
         worker.run()
     except StreamflowError as e:
-        log.error("%s", _run_message(e, config))
+        log.error("%s", _for_module(_run_message(e, config), module))
         return e.exit_code
     except KafkaException as e:  # confluent's own error (not a StreamflowError)
         log.error("%s", e)

@@ -98,7 +98,7 @@ def test_schemas_register_lets_auto_register_false_stores_keep_avro_and_restore(
     out = refused.output()
     assert f"not registered under subject {store_subject!r}" in out, out
     assert f"not registered under subject 'kept-reg-p-top-changelog{sfx}-value'" in out
-    assert "register it with `streamflow schemas register MODULE`" in out
+    assert f"register it with `streamflow schemas register {module}`" in out
 
     registered = _run(["schemas", "register", module, "--include-external"], tmp_path, env,
                       "register.log")
