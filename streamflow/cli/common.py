@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,8 +19,8 @@ from streamflow.observability.logs import setup_logging
 if TYPE_CHECKING:
     from streamflow.dsl.topology import Topology
 
-__all__ = ["CONFIG_HELP", "CliError", "err", "failing", "load_settings", "processor_names",
-           "setup_logging", "warn"]
+__all__ = ["CONFIG_HELP", "CliError", "command_line", "err", "failing", "load_settings",
+           "processor_names", "setup_logging", "warn"]
 
 CONFIG_HELP = "TOML config file (else $STREAMFLOW_CONFIG); STREAMFLOW_* variables override it"
 
@@ -40,6 +41,17 @@ def load_settings(path: str | None) -> Config:
     config = load_config(path)
     check_client_settings(config)
     return config
+
+
+def command_line(*words: str, config: str | None = None) -> str:
+    """``streamflow WORDS...`` quoted for a shell, with ``--config`` when one was given.
+
+    The command a message tells the user to type next.
+
+    >>> command_line("reset", "shop", "-p", "count", "--to-datetime", "2026-11-26 07:00")
+    "streamflow reset shop -p count --to-datetime '2026-11-26 07:00'"
+    """
+    return shlex.join(["streamflow", *words, *(["--config", config] if config else [])])
 
 
 def err(message: str) -> None:

@@ -12,14 +12,20 @@ import argparse
 import dataclasses
 import datetime
 import json
-import shlex
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from streamflow.cli.common import CONFIG_HELP, CliError, err, load_settings, processor_names
+from streamflow.cli.common import (
+    CONFIG_HELP,
+    CliError,
+    command_line,
+    err,
+    load_settings,
+    processor_names,
+)
 from streamflow.config import Config
 from streamflow.dsl.topology import Topology
 from streamflow.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -65,15 +71,6 @@ def operator_topology(module: str, config: Config) -> Topology:
 
 def _timeout(config: Config) -> float:
     return min(10.0, config.startup_timeout_s)
-
-
-def _command_line(*words: str, config: str | None = None) -> str:
-    """``streamflow WORDS...`` quoted for a shell, with ``--config`` when one was given.
-
-    >>> _command_line("reset", "shop", "-p", "count", "--to-datetime", "2026-11-26 07:00")
-    "streamflow reset shop -p count --to-datetime '2026-11-26 07:00'"
-    """
-    return shlex.join(["streamflow", *words, *(["--config", config] if config else [])])
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -272,7 +269,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
                 done.append(str(step))
             details["steps"] = done
     print(f"processor {name!r} reset: its next run starts from the moved offsets with empty "
-          f"state: {_command_line('run', args.module, '-p', name, config=args.config)}")
+          f"state: {command_line('run', args.module, '-p', name, config=args.config)}")
     return EXIT_OK
 
 
@@ -281,7 +278,7 @@ def _reset_command(args: argparse.Namespace, name: str) -> str:
     to = (["--to-earliest"] if args.to_earliest else ["--to-latest"] if args.to_latest
           else ["--to-datetime", args.to_datetime] if args.to_datetime
           else ["--by-duration", args.by_duration])
-    return _command_line("reset", args.module, "-p", name, *to, "--yes", config=args.config)
+    return command_line("reset", args.module, "-p", name, *to, "--yes", config=args.config)
 
 
 # -- dlq --------------------------------------------------------------------------------------
@@ -321,7 +318,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
                   "a 'dead_letter' policy (the processor's on_error=, on_deserialize_error=, "
                   "on_processing_error= or on_produce_error=, or a step's on_error=) nor a "
                   "policy function; each processor's policies: "
-                  f"{_command_line('describe', args.module)}")
+                  f"{command_line('describe', args.module)}")
         return EXIT_OK
     (name,) = processor_names(topology, args.processor)
     flt = ops_dlq.ReplayFilter.parse(args.filter)

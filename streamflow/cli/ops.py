@@ -11,7 +11,15 @@ import argparse
 import sys
 from typing import Any
 
-from streamflow.cli.common import CONFIG_HELP, CliError, err, failing, load_settings, warn
+from streamflow.cli.common import (
+    CONFIG_HELP,
+    CliError,
+    command_line,
+    err,
+    failing,
+    load_settings,
+    warn,
+)
 from streamflow.config import Config
 from streamflow.dsl.topology import Topology, TopologyError
 from streamflow.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
@@ -146,7 +154,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
         if not args.yes:
             for n in names:
                 print(f"would delete {n}")
-            err("nothing deleted: add --yes to delete these topics and their data")
+            again = command_line("topics", "delete", args.module,
+                                 *(["--include-external"] if args.include_external else []),
+                                 "--yes", config=args.config)
+            err(f"nothing deleted: add --yes to delete these topics and their data: {again}")
             return EXIT_USAGE
         deleted, absent = ops_topics.delete(admin, names, config)
         audit.record("topics.delete", topology.name, "ok", config=config, deleted=deleted,

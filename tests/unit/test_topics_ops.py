@@ -119,6 +119,7 @@ def test_delete_without_yes_lists_and_deletes_nothing(
     out = capsys.readouterr()
     assert "would delete orders.priced" in out.out and "would delete orders\n" not in out.out
     assert "add --yes" in out.err
+    assert out.err.rstrip().endswith(": streamflow topics delete topologies.orders --yes")
     assert calls == []
 
 
