@@ -15,6 +15,7 @@ import pytest
 
 import streamflow as sf
 from streamflow.config import Config
+from streamflow.dsl.rename import with_name_suffix
 from streamflow.dsl.topology import TopologyError
 from streamflow.kafka import groups
 from streamflow.ops import reset as ops_reset
@@ -224,6 +225,9 @@ def test_no_changelog_topic_is_declared_created_or_granted() -> None:
     assert topic_roles(p) == {"readings": "input", "devices": "input", "out": "output"}
     assert check_topology(t).problems == []
     assert "table(devices, store=table-devices, changelog=source)" in t.describe()
+    renamed = with_name_suffix(t, "-t1")  # the store's changelog is the renamed topic
+    assert renamed.processors["p"].stores["table-devices"].changelog == "devices-t1"
+    assert renamed.processors["p"].changelog_topics() == []
 
 
 def test_reset_keeps_the_source_topic_and_wipes_the_local_state(
