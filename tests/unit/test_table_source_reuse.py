@@ -40,14 +40,16 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def _enrich(changelog: str, *, on_deserialize_error: str = "fail") -> sf.Topology:
+def _enrich(changelog: str, *, on_deserialize_error: str = "fail",
+            guarantee: str = "at_least_once") -> sf.Topology:
     """readings joined with the devices table (its values kept with String: 0xFE-marked)."""
     t = sf.Topology("shop")
     t.topic("devices", key=sf.String(), value=sf.String(), partitions=1, external=True,
             config=COMPACT)
     t.topic("readings", key=sf.String(), value=sf.Int(), partitions=1, external=True)
     t.topic("out", key=sf.String(), value=sf.Json(), partitions=1)
-    p = t.processor("p", on_deserialize_error=on_deserialize_error)  # type: ignore[arg-type]
+    p = t.processor("p", on_deserialize_error=on_deserialize_error,  # type: ignore[arg-type]
+                    guarantee=guarantee)  # type: ignore[arg-type]
     devices = t.table("devices", changelog=changelog)  # type: ignore[arg-type]
     p.stream("readings").left_join(devices, lambda r, d: [r, d]).to("out")
     return t
@@ -67,11 +69,13 @@ def _run_history(d: TopologyTestDriver) -> None:
     d.input("readings").send(4, key="b", timestamp=8)
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_wiped_table_store_restores_from_its_source_topic_and_joins_the_same(
-        backend: str) -> None:
+        backend: str, guarantee: str) -> None:
     outputs = {}
     for changelog in ("own", "source"):
-        with TopologyTestDriver(_enrich(changelog), config={"store": backend}) as d:
+        with TopologyTestDriver(_enrich(changelog, guarantee=guarantee),
+                                config={"store": backend}) as d:
             _run_history(d)
             outputs[changelog] = d.output("out").read_key_values()
             if changelog == "source":
