@@ -157,6 +157,9 @@ class StoreSpec:
     kind: str = "kv"
     ttl_ms: int | None = None  # entries expire this long (event time) after their last write
     timestamped: bool = False  # a table's store: each row keeps its event time
+    # a topic table reusing its source topic as changelog (``changelog`` names it): the
+    # topic's key and value serdes, to restore rows as the table's updates write them
+    source_serdes: tuple[Any, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -184,11 +187,13 @@ class TableSource(Node):
 
     topic: str = ""
     store: str = ""
+    reuse_source: bool = False  # the store is restored from the topic (no changelog)
     kind: ClassVar[str] = "table"
 
     def label(self) -> str:
-        """``table(<topic>, store=<store>)``."""
-        return f"table({self.topic}, store={self.store})"
+        """``table(<topic>, store=<store>)``, ``, changelog=source`` when it reuses the topic."""
+        reuse = ", changelog=source" if self.reuse_source else ""
+        return f"table({self.topic}, store={self.store}{reuse})"
 
 
 @dataclass(frozen=True)

@@ -269,10 +269,11 @@ class TableRef:
     stream.
     """
 
-    def __init__(self, topic: Topic, name: str | None) -> None:
+    def __init__(self, topic: Topic, name: str | None, changelog: str = "own") -> None:
         self.topic = topic
         self.name = name or f"table-{topic.name}"
         self.named = name is not None  # else named after the topic (stable, not positional)
+        self.changelog = changelog  # "source": restored from the topic (dsl.source_reuse)
 
     def __repr__(self) -> str:
         return f"TableRef({self.topic.name})"

@@ -150,15 +150,19 @@ class Topology:
         self.topics[name] = t
         return t
 
-    def table(self, topic: Topic | str, *, name: str | None = None) -> TableRef:
+    def table(self, topic: Topic | str, *, name: str | None = None,
+              changelog: Literal["own", "source"] = "own") -> TableRef:
         """Read a (compacted) topic as a table, to join streams against.
 
         Each processor that joins with it materializes the table in a local store, so the
-        topic must be co-partitioned with the joining stream.
+        topic must be co-partitioned with the joining stream. The store has its own compacted
+        changelog topic; ``changelog="source"`` (Kafka Streams' reuse of source topics) gives
+        it none: it is restored from the topic itself, which must be declared compacted
+        (:mod:`streamflow.dsl.source_reuse`).
         """
         from streamflow.dsl.table import TableRef
 
-        return TableRef(self.resolve_topic(topic), name)
+        return TableRef(self.resolve_topic(topic), name, changelog)
 
     def global_table(self, topic: Topic | str, *, name: str | None = None) -> GlobalTableRef:
         """Read a (compacted) topic whole into every worker, to join streams against by any key.
@@ -293,6 +297,7 @@ class Processor:
         self._counters: dict[str, int] = {}
         self._derived: set[str] = set()  # step names made by node_name(), not the user
         self._tables: dict[str, Table] = {}
+        self._reused = False  # a table reuses its source topic as changelog (source_reuse)
 
     def stream(self, *topics: Topic | str, name: str | None = None) -> Stream:
         """Start a stream reading from one or more declared topics."""
@@ -349,19 +354,26 @@ class Processor:
                 "step names must be unique because state and internal topics are named after them"
             )
             raise TopologyError(msg)
+        if self._reused:
+            from streamflow.dsl.source_reuse import refuse_write
+
+            refuse_write(self, node)
         if node.named and self.is_derived(node.name):
             node = replace(node, named=False)
         self.nodes[node.name] = node
         return node
 
     def add_store(self, name: str, *, value_serde: Serde | None = None,
-                  ttl: int | timedelta | None = None, timestamped: bool = False) -> str:
+                  ttl: int | timedelta | None = None, timestamped: bool = False,
+                  source: Topic | None = None) -> str:
         """Declare a key-value store (changelog ``<topology>-<processor>-<store>-changelog``).
 
         ``ttl`` (milliseconds or a timedelta): an entry not written for that long in event
         time (the store's largest record timestamp) reads as missing and is deleted, so
         state for keys that went quiet does not grow forever. ``timestamped``: each row also
         keeps its event time (a table's store, ``streamflow.state.store.TimestampedStore``).
+        ``source``: the topic a table's store is restored from instead of a changelog of its
+        own (``topology.table(topic, changelog="source")``).
         """
         from streamflow.dsl.nodes import StoreSpec
         from streamflow.serde import Bytes
@@ -370,16 +382,21 @@ class Processor:
         if name in self.stores:
             msg = f"processor {self.name!r} already has a store named {name!r}"
             raise TopologyError(msg)
-        changelog = f"{self.topology.name}-{self.name}-{name}-changelog"
-        self.topology.internal_topic(changelog, Bytes(), Bytes(), {"cleanup.policy": "compact"})
+        if source is None:
+            changelog = f"{self.topology.name}-{self.name}-{name}-changelog"
+            self.topology.internal_topic(changelog, Bytes(), Bytes(),
+                                         {"cleanup.policy": "compact"})
+        else:
+            changelog = source.name
         ttl_ms = None
         if ttl is not None:
             ttl_ms = int(ttl.total_seconds() * 1000) if isinstance(ttl, timedelta) else int(ttl)
             if ttl_ms <= 0:
                 msg = f"store {name!r}: ttl must be positive, got {ttl!r}"
                 raise TopologyError(msg)
-        self.stores[name] = StoreSpec(name, changelog, value_serde, ttl_ms=ttl_ms,
-                                      timestamped=timestamped)
+        self.stores[name] = StoreSpec(
+            name, changelog, value_serde, ttl_ms=ttl_ms, timestamped=timestamped,
+            source_serdes=None if source is None else (source.key, source.value))
         return name
 
     def repartition(self, node: str, name: str, key: Serde | None, value: Serde | None
@@ -428,10 +445,15 @@ class Processor:
         from streamflow.dsl.table import Table
 
         if ref.name not in self._tables:
+            from streamflow.dsl.source_reuse import check_reusable
+
+            reuse = check_reusable(self, ref.topic, ref.changelog)
             # rows kept as the topic encodes them (streamflow.serde.stored)
             store = self.add_store(ref.name, value_serde=row_serde(ref.topic.value),
-                                   timestamped=True)
-            node = self.add(TableSource(ref.name, (), ref.topic.name, store, named=ref.named))
+                                   timestamped=True, source=ref.topic if reuse else None)
+            node = self.add(TableSource(ref.name, (), ref.topic.name, store, named=ref.named,
+                                        reuse_source=reuse))
+            self._reused |= reuse
             self._tables[ref.name] = Table(self, node.name, store)
         return self._tables[ref.name]
 
@@ -490,6 +512,10 @@ class Processor:
     def is_stateful(self) -> bool:
         """True when the processor has stores (tasks must keep co-partitioned inputs together)."""
         return bool(self.stores)
+
+    def changelog_topics(self) -> list[str]:
+        """The changelog topics of this processor's stores (tables reusing their source: none)."""
+        return [s.changelog for s in self.stores.values() if s.source_serdes is None]
 
     def sink_topics(self) -> list[str]:
         """Topics this processor produces to by name (dynamic routes are not listed)."""

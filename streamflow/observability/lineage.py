@@ -119,7 +119,7 @@ class Topics:
     @classmethod
     def of(cls, processor: Processor) -> Topics:
         """What ``processor`` reads (sources, tables, repartition topics) and writes."""
-        outputs = [*processor.sink_topics(), *(s.changelog for s in processor.stores.values())]
+        outputs = [*processor.sink_topics(), *processor.changelog_topics()]
         if processor.dead_letters:
             outputs.append(processor.dead_letter_topic)
         return cls(tuple(processor.source_topics()), tuple(dict.fromkeys(outputs)))

@@ -197,7 +197,7 @@ def _claimed_internal(topology: Topology, p: Processor) -> list[str]:
 
     Its stores' changelogs and the internal topics its steps read or write (repartition topics).
     """
-    names = [str(getattr(spec, "changelog", "")) for spec in getattr(p, "stores", {}).values()]
+    names = p.changelog_topics()  # a table restored from its source topic has none
     for t in [*p.source_topics(), *p.sink_topics()]:
         decl = topology.topics.get(t)
         if decl is not None and decl.internal:

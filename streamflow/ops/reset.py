@@ -173,7 +173,7 @@ def plan_reset(topology: Topology, processor: str, config: Config, target: str |
     sources = p.source_topics()
     inputs = [t for t in sources if not topology.topics[t].internal]
     repartition = [t for t in sources if topology.topics[t].internal]
-    changelogs = [s.changelog for s in p.stores.values()]
+    changelogs = p.changelog_topics()  # a table restored from its source topic has none
     parts = groups.partitions_of(admin, [*sources, *changelogs], timeout_s)
     in_pairs = [(t, n) for t in inputs for n in parts.get(t, [])]
     re_pairs = [(t, n) for t in repartition for n in parts.get(t, [])]

@@ -73,8 +73,7 @@ def _internal_owners(topology: Topology) -> dict[str, Processor]:
     """Internal topic -> the processor that owns it (changelogs, repartition topics)."""
     owners: dict[str, Processor] = {}
     for p in topology.processors.values():
-        changelogs = [spec.changelog for spec in getattr(p, "stores", {}).values()]
-        for name in [*p.source_topics(), *p.sink_topics(), *changelogs]:
+        for name in [*p.source_topics(), *p.sink_topics(), *p.changelog_topics()]:
             t = topology.topics.get(name)
             if t is not None and t.internal:
                 owners.setdefault(name, p)

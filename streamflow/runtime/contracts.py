@@ -210,7 +210,8 @@ def avro_sides(topology: Topology, topics: Iterable[str] | None = None) -> list[
             readers.setdefault(t, []).append(p.name)
         for t in dict.fromkeys(p.sink_topics()):
             writers.setdefault(t, []).append(p.name)
-        stores.update((spec.changelog, (p.name, spec)) for spec in p.stores.values())
+        stores.update((spec.changelog, (p.name, spec)) for spec in p.stores.values()
+                      if spec.source_serdes is None)
     out: list[AvroSide] = []
     for topic in topology.topics.values():
         if wanted is not None and topic.name not in wanted:
@@ -277,7 +278,7 @@ def check_processor(processor: Processor, ctx: SerdeContext) -> None:
 
     topology = processor.topology
     reads = avro_sides(topology, [*processor.source_topics(), *global_topics(processor)])
-    changelogs = [spec.changelog for spec in processor.stores.values()]
+    changelogs = processor.changelog_topics()
     writes = [s for s in avro_sides(topology, [*processor.sink_topics(), *changelogs])
               if callable(getattr(s.serde, "prepare", None))]
     if not reads and not writes:

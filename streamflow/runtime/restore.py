@@ -16,6 +16,10 @@ began) is reached, or when the consumer reports the end of the partition (the la
 offset, below which every record is read). A restore abandoned midway (its task revoked or lost)
 may checkpoint how far it got: the local database then holds exactly the changelog below that
 offset, filtered as a complete restore would have, so a later restore goes on from there.
+
+A topic table's store that reuses its source topic as changelog is restored from that topic up
+to the group's committed offset instead, each record turned into the row the table's update
+step writes (:mod:`streamflow.runtime.source_restore`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamflow.runtime.ports import RestoreConsumer
+from streamflow.runtime.source_restore import SourceRows
 from streamflow.state.backends import MemoryBackend
+from streamflow.state.store import TimestampedStore
 from streamflow.state.task_state import FORMAT_HEADER, SOURCE_HEADER, TaskState, decode_positions
 
 log = logging.getLogger("streamflow.restore")
@@ -56,7 +62,7 @@ class StoreRestore:
     topic: str
     committed: dict[str, int]
     start: int
-    end: int  # the high watermark when the restore began
+    end: int  # the high watermark when the restore began (a source topic: the committed offset)
     checkpoint: int | None
     position: int = 0  # the next changelog offset to apply
     applied: int = 0
@@ -64,6 +70,7 @@ class StoreRestore:
     began: float = field(default_factory=time.monotonic)
     done: bool = False
     verdicts: dict[bytes | None, bool] = field(default_factory=dict)  # by source header
+    rows: SourceRows | None = None  # the topic is the table's source, not a changelog
 
     @property
     def partition(self) -> int:
@@ -94,8 +101,10 @@ class Restorer:
     """
 
     def __init__(self, changelogs: RestoreConsumer, *, chunk: int = 20_000,
-                 max_rate: float = 0.0) -> None:
+                 max_rate: float = 0.0, fail_undecodable: bool = True) -> None:
         self.changelogs = changelogs
+        # a table's source record that cannot be decoded fails the restore (else skipped)
+        self.fail_undecodable = fail_undecodable
         self.chunk = max(1, chunk)
         self.max_rate = max_rate
         self.active: dict[tuple[str, int], StoreRestore] = {}
@@ -121,6 +130,9 @@ class Restorer:
         for store, topic in state.changelogs.items():
             part = state.partition
             low, high = self.changelogs.watermarks(topic, part)
+            rows = self._source_rows(state, store, topic)
+            if rows is not None:  # up to the committed offset: the rest is the task's input
+                high = min(max(committed.get(topic, low), low), high)
             # a store in memory starts empty whatever its checkpoint file says
             in_memory = isinstance(state.stores[store].backend, MemoryBackend)
             start = checkpoint = None if in_memory else state.read_checkpoint(store)
@@ -131,7 +143,7 @@ class Restorer:
                 state.wipe(store)
                 start = low
             r = StoreRestore(state, store, topic, committed, start, high, checkpoint,
-                             position=start)
+                             position=start, rows=rows)
             out.append(r)
             if start >= high:
                 self._finish(r, start)
@@ -143,6 +155,14 @@ class Restorer:
                 self.active[(topic, part)] = r
                 self.changelogs.add(topic, part, start)
         return out
+
+    def _source_rows(self, state: TaskState, store: str, topic: str) -> SourceRows | None:
+        serdes = state.sources.get(store)
+        if serdes is None:
+            return None
+        s = state.stores[store]
+        assert isinstance(s, TimestampedStore)  # a table's store
+        return SourceRows(s, topic, serdes, state.serde_ctx, self.fail_undecodable)
 
     def abandon(self, state: TaskState, *, checkpoint: bool) -> None:
         """Stop the restores of ``state``'s stores (its task was revoked or lost).
@@ -190,7 +210,7 @@ class Restorer:
             r = self.active.get((topic, part))
             if r is not None and not r.done and off >= r.position:
                 finished.append(r)
-                self._finish(r, off)
+                self._finish(r, off if r.rows is None else min(off, r.end))
         for r in finished:
             self.active.pop((r.topic, r.partition), None)
         self.changelogs.remove([(r.topic, r.partition) for r in finished])
@@ -244,6 +264,9 @@ class Restorer:
         converted: its value gets the store's ``legacy_prefix`` (a timestamped store's rows
         of unknown time).
         """
+        if r.rows is not None:
+            Restorer._apply_source(r, r.rows, msgs)
+            return
         verdicts = r.verdicts  # a commit's records share one source header
         legacy = r.state.stores[r.store].legacy_prefix
         batch: list[tuple[bytes, bytes | None]] = []
@@ -272,6 +295,21 @@ class Restorer:
         r.applied += len(batch)
         r.skipped += skipped
         r.position = msgs[-1].offset() + 1
+
+    @staticmethod
+    def _apply_source(r: StoreRestore, rows: SourceRows, msgs: list[Any]) -> None:
+        """Write the rows of a run of source records below the committed offset."""
+        end = r.end
+        if msgs[-1].offset() >= end:
+            msgs = [m for m in msgs if m.offset() < end]
+            r.position = end
+        else:
+            r.position = msgs[-1].offset() + 1
+        batch = rows.rows(msgs)
+        if batch:
+            r.state.stores[r.store].backend.write(batch)
+        r.applied += len(batch)
+        r.skipped = rows.skipped
 
     def _progress(self, now: float) -> None:
         rate = (self.records_done - self._logged_done) / max(now - self._logged_at, 1e-3)

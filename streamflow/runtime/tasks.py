@@ -123,7 +123,8 @@ class TaskManager:
         self.state_dir = state_dir / processor.topology.name / processor.name
         self.backend = backend or processor.store_backend
         self.serde_ctx = serde_ctx
-        self.restorer = Restorer(changelogs, chunk=restore_chunk, max_rate=restore_max_rate)
+        self.restorer = Restorer(changelogs, chunk=restore_chunk, max_rate=restore_max_rate,
+                                 fail_undecodable=processor.policies["deserialize"] == "fail")
         self.admin = admin
         self.cache_entries = cache_entries
         self.clock = clock
@@ -272,8 +273,10 @@ class TaskManager:
         del self.restores[r.partition]
         task = self.tasks[r.partition] = self._task(r.partition, r.state)
         for topic, part in sorted(r.pairs):
-            self.routes[(topic, part)] = Route(topic, part, task.compiled.entries[topic],
-                                               task.compiled.context)
+            route = self.routes[(topic, part)] = Route(topic, part,
+                                                       task.compiled.entries[topic],
+                                                       task.compiled.context)
+            route.committed = max(r.committed.get(topic, -1), -1)
             # records fetched before the pause were dropped, and after a rewind the
             # processed ones must be processed again: both go back to the committed offset
             off = r.committed.get(topic, -1)
@@ -514,18 +517,27 @@ class TaskManager:
                          and t.partition in proven and t.state.checkpoint_due(CHECKPOINT_EVERY_S)])
 
     def checkpoint(self, tasks: list[Task]) -> None:
-        """Record each store's changelog end as restored-up-to, for all ``tasks`` at once."""
-        wanted = [(topic, t.partition) for t in tasks for topic in t.state.changelogs.values()]
-        if not wanted:
-            return
-        try:
-            ends = self.admin.end_offsets(wanted)
-        except Exception as e:  # a checkpoint is an optimisation; never fail on it
-            log.warning("no checkpoint for %d changelog partitions: %s", len(wanted), e)
-            return
+        """Record each store's changelog end as restored-up-to, for all ``tasks`` at once.
+
+        A store restored from its table's source topic reflects it up to the committed offset.
+        """
+        wanted = [(topic, t.partition) for t in tasks
+                  for store, topic in t.state.changelogs.items() if store not in t.state.sources]
+        ends = {}
+        if wanted:
+            try:
+                ends = self.admin.end_offsets(wanted)
+            except Exception as e:  # a checkpoint is an optimisation; never fail on it
+                log.warning("no checkpoint for %d changelog partitions: %s", len(wanted), e)
         for task in tasks:
             for store, topic in task.state.changelogs.items():
-                task.state.write_checkpoint(store, ends[(topic, task.partition)])
+                route = self.routes.get((topic, task.partition))
+                if store not in task.state.sources:
+                    off = ends.get((topic, task.partition), -1)
+                else:
+                    off = -1 if route is None else route.committed
+                if off >= 0:
+                    task.state.write_checkpoint(store, off)
 
     def rewind(self) -> None:
         """After a failed transaction: reopen every running task and rewind its inputs.

@@ -23,7 +23,7 @@ def processor_topics(processor: Processor) -> list[Topic]:
     """The declared topics a processor touches (sources, global tables, sinks, dead letters)."""
     topo = processor.topology
     names = [*processor.source_topics(), *global_topics(processor), *processor.sink_topics(),
-             *(spec.changelog for spec in processor.stores.values())]
+             *processor.changelog_topics()]
     topics = [topo.topics[n] for n in dict.fromkeys(names)]
     if processor.dead_letters:
         dlq = processor.dead_letter_topic

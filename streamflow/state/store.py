@@ -246,6 +246,10 @@ class TimestampedStore(TaskStore):
         return [(kb, None if row is None else pack(row[1]) + dumps(row[0]))
                 for kb, row in self._dirty.items()]
 
+    def encode_row(self, value: Any, ts: int) -> bytes:
+        """The bytes ``put_stamped(kb, (value, ts))`` keeps (a restore from a source topic)."""
+        return _TS.pack(ts) + self._dumps(value)
+
     # the rows themselves: (value, timestamp), or ``default``; ``put_stamped(kb, None)`` deletes
     get_stamped = TaskStore.get_raw_key
     put_stamped = TaskStore.put_raw_key

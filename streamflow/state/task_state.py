@@ -43,6 +43,9 @@ class StoreSpec(Protocol):
     @property
     def timestamped(self) -> bool:
         """Whether each row keeps its event time (a table's store)."""
+    @property
+    def source_serdes(self) -> tuple[Any, Any] | None:
+        """A table's store restored from its source topic (``changelog``): its serdes."""
 
 
 def store_path(state_dir: Path, store: str, partition: int) -> Path:
@@ -81,6 +84,9 @@ class TaskState:
         self.stores: dict[str, TaskStore] = {}
         self.changelogs: dict[str, str] = {}
         self.paths: dict[str, Path] = {}
+        # stores restored from their table's source topic, never written to it: its serdes
+        self.sources: dict[str, tuple[Any, Any]] = {}
+        self.serde_ctx = serde_ctx
         self._last_checkpoint = time.monotonic()
         for name, spec in specs.items():
             serde = spec.value_serde or Json()
@@ -96,13 +102,21 @@ class TaskState:
                 else TaskStore(name, be, cast(Dumps, dumps), loads)
             )
             self.changelogs[name] = spec.changelog
+            if spec.source_serdes is not None:
+                self.sources[name] = spec.source_serdes
 
     def flush(self, produce_to: ProduceTo, positions: dict[str, int]) -> int:
-        """Send every dirty key of every store to its changelog; return how many."""
+        """Send every dirty key of every store to its changelog; return how many.
+
+        A store restored from its source topic keeps its batch for ``write_pending`` alone.
+        """
         n = 0
         source = (SOURCE_HEADER, encode_positions(positions))
         headers = [source]
         for name, store in self.stores.items():
+            if name in self.sources:
+                store.flush()
+                continue
             topic = self.changelogs[name]
             fmt = store.value_format
             marked = headers if fmt is None else [source, (FORMAT_HEADER, fmt.encode())]
