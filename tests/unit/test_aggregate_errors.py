@@ -152,6 +152,8 @@ def updates(d: TopologyTestDriver) -> list[tuple[str, int, int, Any]]:
 
 
 @pytest.mark.parametrize(("spec", "first", "seen", "after"), [
+    # "bad"@7 fails in the new [5,10) (the one-window path): a's windows stay as they were
+    (sf.Tumbling(5, grace=100), [("a", "x", 3)], [("a", 0, 5, ["x"])], [("a", 5, 10, ["y"])]),
     # "bad"@7 updates a's [0,10) first, then fails in the new [5,15): neither changes
     (sf.Hopping(10, 5), [("a", "x", 3), ("b", "x", 8)],
      [("a", 0, 10, ["x"]), ("b", 0, 10, ["x"]), ("b", 5, 15, ["x"])],
@@ -160,7 +162,7 @@ def updates(d: TopologyTestDriver) -> list[tuple[str, int, int, Any]]:
     (sf.Sliding(5), [("a", "x", 3), ("a", "z", 6)],
      [("a", 0, 5, ["x"]), ("a", 4, 9, ["z"]), ("a", 1, 6, ["x", "z"])],
      [("a", 4, 9, ["z", "y"]), ("a", 7, 12, ["y"]), ("a", 3, 8, ["x", "z", "y"])]),
-], ids=["hopping", "sliding"])
+], ids=["tumbling", "hopping", "sliding"])
 @pytest.mark.parametrize("adder", [append_unless_bad, concat_unless_bad],
                          ids=["in-place", "pure"])
 @pytest.mark.parametrize("restore", [False, True], ids=["running", "restored"])

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from streamflow.dsl.nodes import WindowAggregate, WindowEmit
 from streamflow.plan.context import Step, StepError, fanout
-from streamflow.plan.guard import on_copies
+from streamflow.plan.guard import goes_on, on_copies
 from streamflow.record import Headers
 from streamflow.serde.base import SerdeUnavailable
 from streamflow.state.keys import encode_key
@@ -55,6 +55,11 @@ def emit_order(prefix: bytes) -> bytes:
 
 def _identity(v: Any) -> Any:
     return v
+
+
+def _one(v: Any) -> int:
+    """A count's first aggregate."""
+    return 1
 
 
 class StreamClock:
@@ -153,14 +158,19 @@ class WindowEnv:
         init, adder = node.initializer, node.adder
         assert adder is not None
         self.counting = node.op == "count"  # adder known: inline it
-        # the kinds compute a record's every change before making any, and under a policy
-        # that goes on the user's functions get copies: a failed record leaves no trace
+        # under a policy that goes on, the kinds compute a record's every change before
+        # making any (``staged``) and the user's functions get copies: a failed record leaves
+        # no trace. A count cannot fail half-way, and under ``fail`` nothing is kept after a
+        # failure: their changes are made as they are computed.
+        self.staged = not self.counting and goes_on(w, node)
         self.adder: Callable[[Any, Any], Any] = (
             adder if self.counting else on_copies(adder, w, node))
         self.merger = (node.merger if node.merger is None or self.counting
                        else on_copies(node.merger, w, node))
-        if init is None:  # reduce: the first value is the first aggregate
-            self.first: Callable[[Any], Any] = _identity
+        if self.counting:  # one call, not the initializer's and the adder's
+            self.first: Callable[[Any], Any] = _one
+        elif init is None:  # reduce: the first value is the first aggregate
+            self.first = _identity
         else:
             def first(v: Any) -> Any:
                 return adder(init(), v)

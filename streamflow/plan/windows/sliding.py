@@ -74,12 +74,16 @@ class SlidingWindows:
     def _place(self, kw: KeyWindows, dk: Any, start: int, cell: WindowCell, now: int) -> None:
         kw.wins[start] = cell
         insort(kw.starts, start)
-        if start + self.after > now:
-            heapq.heappush(self.closing, (start + self.after, emit_order(kw.prefix), start, dk))
-            self.due_at = min(self.due_at, start + self.after)
+        order = emit_order(kw.prefix)
+        close = start + self.after
+        if close > now:
+            heapq.heappush(self.closing, (close, order, start, dk))
+            if close < self.due_at:
+                self.due_at = close
         expiry = start + self.forget
-        heapq.heappush(self.expiring, (expiry, emit_order(kw.prefix), start, dk))
-        self.due_at = min(self.due_at, expiry)
+        heapq.heappush(self.expiring, (expiry, order, start, dk))
+        if expiry < self.due_at:
+            self.due_at = expiry
 
     def close_due(self, now: int) -> None:
         """Emit the windows closing by ``now``; forget those no record can look at any more."""
@@ -140,7 +144,7 @@ class SlidingWindows:
         if kw is None or kw.written != env.store.generation:
             kw = env.key_state(self.keys, dk, k)
         self._apply(kw, dk, k, changes, h)
-        if not any(c[4] for c in changes):
+        if len(changes) == 1 and not changes[0][4]:  # its right window alone (holding no record)
             env.dropped(k, v, ts, h)
 
     def _changes(self, wins: dict[int, WindowCell], starts: list[int], v: Any,

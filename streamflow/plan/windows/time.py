@@ -34,6 +34,8 @@ class TimeWindows:
         self.buckets: dict[int, list[tuple[Any, int]]] = {}  # close time -> [(dict key, start)]
         self.closes: list[int] = []  # heap of the buckets' close times
         self.due_at = NEVER
+        # ``WindowKind.add``: a record is in one tumbling window, in several hopping ones
+        self.add = self._add_one if advance == size else self._add_many
         self._restore()
 
     def _restore(self) -> None:
@@ -52,11 +54,46 @@ class TimeWindows:
                 self.due_at = close
         b.append(entry)
 
-    def add(self, k: Any, v: Any, ts: int, h: Headers | None) -> None:
-        """Fold a record into each open window holding ``ts``.
+    def _add_one(self, k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        """Tumbling windows: fold a record into its one window.
 
-        The new aggregates are all computed before any window changes, so a record whose
-        adder raises leaves the key's windows as they were (``streamflow.plan.guard``).
+        The new aggregate is computed before the window (or the key's store entry) changes, so
+        a record whose adder raises leaves it as it was (``streamflow.plan.guard``).
+        """
+        env = self.env
+        s = ts - ts % self.size
+        if s + self.span <= env.clock.now:
+            env.dropped(k, v, ts, h)
+            return
+        dk = k if type(k) is str else encode_key(k)
+        kw = self.keys.get(dk)
+        cell = None if kw is None else kw.wins.get(s)
+        if env.counting:
+            agg = 1 if cell is None else cell.agg + 1
+        else:
+            agg = env.first(v) if cell is None else env.adder(cell.agg, v)
+        if kw is None or kw.written != env.store.generation:
+            kw = env.key_state(self.keys, dk, k)
+        if cell is None:
+            kw.wins[s] = cell = WindowCell(agg, ts)
+            self._track(s + self.span, (dk, s))
+        else:
+            cell.agg = agg
+            if ts > cell.max_ts:
+                cell.max_ts = ts
+        emit_update = env.emit_update
+        if emit_update is not None:
+            if cell.windowed is None:
+                cell.windowed = Windowed(k, s, s + self.size)
+            emit_update(cell.windowed, agg, cell.max_ts, h)
+
+    def _add_many(self, k: Any, v: Any, ts: int, h: Headers | None) -> None:
+        """Hopping windows: fold a record into each open window holding ``ts``.
+
+        When a failure may leave the processor running (``env.staged``), the new aggregates
+        are all computed before any window changes, so a record whose adder raises leaves the
+        key's windows as they were (``streamflow.plan.guard``); otherwise each window is
+        folded as it is reached.
         """
         env = self.env
         now = env.clock.now
@@ -74,20 +111,23 @@ class TimeWindows:
             first = last - ((last + span - now - 1) // adv) * adv
         dk = k if type(k) is str else encode_key(k)
         kw = self.keys.get(dk)
-        aggs: list[Any] | None = None  # a count cannot fail: counted in the one pass below
-        if not env.counting:
-            aggs = self._aggregates(kw, first, last, v)
+        aggs = self._aggregates(kw, first, last, v) if env.staged else None
         if kw is None or kw.written != env.store.generation:
             kw = env.key_state(self.keys, dk, k)
         wins = kw.wins
         emit_update = env.emit_update
+        counting = env.counting  # (never staged)
+        new = env.first
+        adder = env.adder
         for i, s in enumerate(range(first, last + 1, adv)):
             cell = wins.get(s)
             if cell is None:
-                wins[s] = cell = WindowCell(1 if aggs is None else aggs[i], ts)
+                wins[s] = cell = WindowCell(
+                    1 if counting else new(v) if aggs is None else aggs[i], ts)
                 self._track(s + span, (dk, s))
             else:
-                cell.agg = cell.agg + 1 if aggs is None else aggs[i]
+                cell.agg = (cell.agg + 1 if counting else adder(cell.agg, v) if aggs is None
+                            else aggs[i])
                 if ts > cell.max_ts:
                     cell.max_ts = ts
             if emit_update is not None:
