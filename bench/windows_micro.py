@@ -11,8 +11,8 @@ shared machine compare the CPU column.
     .venv/bin/python bench/windows_micro.py                # all scenarios
     .venv/bin/python bench/windows_micro.py --records 200000 --only tumbling,hopping
 
-To compare with another commit, run this same script against its checkout:
-``PYTHONPATH=/tmp/wt-before .venv/bin/python bench/windows_micro.py``.
+To compare with another commit, run that checkout's copy of this script (it imports the
+streamflow beside it): ``.venv/bin/python /tmp/wt-before/bench/windows_micro.py``.
 
 Scenarios (10k keys, event time advancing ~1 ms per record (``--ms-per-record``), 5 % of
 records out of order by up to 2 s, grace 5 s): ``baseline`` (the same pipeline with a plain
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+# the streamflow of this script's checkout, not the installed one (a worktree measures itself)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamflow as sf
 from streamflow.plan.compile import TaskContext, compile_task
